@@ -1,0 +1,1 @@
+"""The input side shared by every backend: datasets, the batch plan and named workloads."""

@@ -1,0 +1,138 @@
+"""What machine a run came from: CPU, threads, BLAS, GPU and library versions.
+
+:func:`describe` extends pytest-benchmark's ``machine_info``; :func:`fingerprint` names a
+machine by what decides its speed, so runs from different machines are never compared
+as if they were one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+from typing import Any
+
+THREAD_VARS = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS",
+    "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES",
+)
+# Only these versions change a run's speed enough to make it another machine.
+SPEED_LIBRARIES = ("numpy", "torch", "jax", "jaxlib")
+LIBRARIES = ("gdbench", "numpy", "torch", "jax", "jaxlib", "pandas", "pytest-benchmark")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _blas() -> list[dict[str, Any]]:
+    """The BLAS/OpenMP libraries loaded by numpy (and torch, when installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    import numpy  # noqa: F401  (loads its BLAS so threadpoolctl sees it)
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture")
+    return [{k: info.get(k) for k in keep} for info in threadpool_info()]
+
+
+def _torch_info() -> dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    info: dict[str, Any] = {"torch_threads": torch.get_num_threads(),
+                            "torch_interop_threads": torch.get_num_interop_threads()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = props.name
+        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        info["cuda"] = torch.version.cuda
+        try:
+            import subprocess
+
+            info["gpu_driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10, check=False,
+            ).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            info["gpu_driver"] = None
+    return info
+
+
+def describe() -> dict[str, Any]:
+    """The gdbench part of machine_info: CPU, cores, threads, BLAS, GPU, versions."""
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "thread_env": {v: os.environ.get(v) for v in THREAD_VARS},
+        "blas": _blas(),
+        "versions": _versions(),
+    }
+    info.update(_torch_info())
+    try:
+        import jax
+
+        info["jax_backend"] = jax.default_backend()
+        info["jax_devices"] = [str(d) for d in jax.devices()]
+    except ImportError:
+        pass
+    info["fingerprint"] = fingerprint({"gdbench": info, **platform_info()})
+    return info
+
+
+def platform_info() -> dict[str, Any]:
+    return {"node": platform.node(), "machine": platform.machine(), "system": platform.system(),
+            "python_version": platform.python_version()}
+
+
+def fingerprint(machine_info: dict[str, Any]) -> str:
+    """A short stable id of the hardware and software that decide the speed of a run.
+
+    Built from the CPU model, core count, GPU, BLAS and library versions, never from the
+    host name alone, so two identical CI runners share a fingerprint and a changed BLAS
+    does not. Takes pytest-benchmark's machine_info with gdbench's part under "gdbench".
+    """
+    g = machine_info.get("gdbench", {})
+    key = "|".join(str(x) for x in (
+        g.get("cpu_model") or machine_info.get("cpu", {}).get("brand_raw"),
+        g.get("cpu_count"),
+        machine_info.get("machine"),
+        g.get("gpu"),
+        sorted((b.get("internal_api") or "", b.get("version") or "") for b in g.get("blas", [])),
+        sorted((k, v) for k, v in (g.get("versions") or {}).items() if k in SPEED_LIBRARIES),
+    ))
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def label(machine_info: dict[str, Any]) -> str:
+    """A human label: 'CPU model, N cores[, GPU]'."""
+    g = machine_info.get("gdbench", {})
+    cpu = g.get("cpu_model") or machine_info.get("cpu", {}).get("brand_raw") or "unknown CPU"
+    parts = [cpu, f"{g.get('cpu_count', '?')} cores"]
+    if g.get("gpu"):
+        parts.append(g["gpu"])
+    return ", ".join(parts)

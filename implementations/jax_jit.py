@@ -1,0 +1,181 @@
+"""JAX: ``jax.grad`` + ``jit``, one compiled call per step (``jax``), or the whole plan
+fused into one compiled ``lax.scan`` (``jax-scan``).
+
+The step is a pure function of (params, batch indices). Every matmul asks for
+``Precision.HIGHEST``, so float32 is never computed in TF32 or bfloat16 passes on a GPU.
+Compilation happens in ``prepare`` and is timed there, apart from the training loop.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data.datasets import Dataset
+from data.loader import BatchPlan
+from implementations.base import TrainResult, make_result
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+# On the CPU, XLA cannot always reuse a donated buffer; donation is a hint, not a need.
+warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+
+
+def unavailable(name: str) -> str | None:
+    return None
+
+
+def loss(params: tuple[jax.Array, jax.Array], X: jax.Array, Y: jax.Array) -> jax.Array:
+    W, b = params
+    diff = jnp.matmul(X, W.T, precision=HIGHEST) + b - Y
+    return jnp.sum(diff * diff) / diff.size
+
+
+def step(
+    params: tuple[jax.Array, jax.Array], X: jax.Array, Y: jax.Array, idx: jax.Array, lr: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """One gradient-descent step on the rows ``idx``: gather, loss, grad, update."""
+    grads = jax.grad(loss)(params, X[idx], Y[idx])
+    return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+
+def train_scan(
+    params: tuple[jax.Array, jax.Array],
+    X: jax.Array,
+    Y: jax.Array,
+    full: jax.Array,
+    tail: jax.Array | None,
+    lr: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """The whole plan: per epoch, scan over the full batches, then the ragged tail batch."""
+
+    def one_batch(p: Any, idx: jax.Array) -> tuple[Any, None]:
+        return step(p, X, Y, idx, lr), None
+
+    def one_epoch(p: Any, epoch: tuple[jax.Array, jax.Array | None]) -> tuple[Any, None]:
+        full_e, tail_e = epoch
+        p, _ = jax.lax.scan(one_batch, p, full_e)
+        if tail_e is not None:
+            p = step(p, X, Y, tail_e, lr)
+        return p, None
+
+    params, _ = jax.lax.scan(one_epoch, params, (full, tail))
+    return params
+
+
+def _enable_dtype(dtype: np.dtype) -> None:
+    if dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+
+
+@dataclass
+class State:
+    dataset: Dataset
+    plan: BatchPlan
+    W0: np.ndarray
+    b0: np.ndarray
+    lr: float
+    X: jax.Array
+    Y: jax.Array
+    W0_dev: jax.Array
+    b0_dev: jax.Array
+    lr_dev: jax.Array
+    compile_s: float = 0.0
+    compiled: dict[Any, Any] = field(default_factory=dict)
+    batches: list[jax.Array] = field(default_factory=list)
+    full: jax.Array | None = None
+    tail: jax.Array | None = None
+    params: tuple[jax.Array, jax.Array] | None = None
+
+
+def _to_device(
+    dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
+) -> State:
+    _enable_dtype(dataset.X.dtype)
+    dt = dataset.X.dtype
+    state = State(
+        dataset, plan, W0, b0, lr,
+        X=jax.device_put(dataset.X), Y=jax.device_put(dataset.Y),
+        W0_dev=jax.device_put(W0), b0_dev=jax.device_put(b0),
+        lr_dev=jax.device_put(np.asarray(lr, dtype=dt)),
+    )
+    return state
+
+
+def _fresh_params(state: State) -> tuple[jax.Array, jax.Array]:
+    # Copies on the device: the compiled calls donate (consume) the params they are given.
+    return jnp.copy(state.W0_dev), jnp.copy(state.b0_dev)
+
+
+class _JaxBase:
+    name = "jax"
+    device = jax.default_backend()
+    sync = "block_until_ready"
+
+    def result(self, state: State) -> TrainResult:
+        assert state.params is not None, "run() before result()"
+        W, b = (np.asarray(p) for p in state.params)
+        return make_result(
+            self.name, W, b, state.dataset, state.plan, state.W0, state.b0, state.lr
+        )
+
+
+class JaxJit(_JaxBase):
+    """One jitted call per step; each distinct batch shape is compiled once, in prepare."""
+
+    name = "jax"
+
+    def prepare(
+        self, dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
+    ) -> State:
+        state = _to_device(dataset, plan, W0, b0, lr)
+        state.batches = [jax.device_put(idx) for idx in plan]
+        jitted = jax.jit(step, donate_argnums=0)
+        start = time.perf_counter()
+        for idx in state.batches:
+            if idx.shape not in state.compiled:
+                lowered = jitted.lower(_fresh_params(state), state.X, state.Y, idx, state.lr_dev)
+                state.compiled[idx.shape] = lowered.compile()
+        state.compile_s = time.perf_counter() - start
+        return state
+
+    def run(self, state: State) -> None:
+        compiled, X, Y, lr = state.compiled, state.X, state.Y, state.lr_dev
+        params = _fresh_params(state)
+        for idx in state.batches:
+            params = compiled[idx.shape](params, X, Y, idx, lr)
+        state.params = jax.block_until_ready(params)
+
+
+class JaxScan(_JaxBase):
+    """The whole plan as one compiled lax.scan, compiled ahead of time in prepare."""
+
+    name = "jax-scan"
+
+    def prepare(
+        self, dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
+    ) -> State:
+        state = _to_device(dataset, plan, W0, b0, lr)
+        full, tail = plan.as_arrays()
+        state.full = jax.device_put(full)
+        state.tail = None if tail is None else jax.device_put(tail)
+        start = time.perf_counter()
+        lowered = jax.jit(train_scan, donate_argnums=0).lower(
+            _fresh_params(state), state.X, state.Y, state.full, state.tail, state.lr_dev
+        )
+        state.compiled["scan"] = lowered.compile()
+        state.compile_s = time.perf_counter() - start
+        return state
+
+    def run(self, state: State) -> None:
+        params = _fresh_params(state)
+        params = state.compiled["scan"](
+            params, state.X, state.Y, state.full, state.tail, state.lr_dev
+        )
+        state.params = jax.block_until_ready(params)

@@ -1,0 +1,80 @@
+"""Eager PyTorch with autograd, on the CPU or a CUDA device.
+
+Forward, loss, backward and update are four plain lines. The data and the plan's index
+arrays live on the device from ``prepare`` on; nothing in the loop waits for the device,
+and ``run`` ends with a synchronize so the timer sees the finished work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data.datasets import Dataset
+from data.loader import BatchPlan
+from implementations.base import TrainResult, make_result
+from implementations.torch_common import DeviceProblem, synchronize, to_device, unavailable
+
+__all__ = ["TorchAutograd", "cpu", "cuda", "unavailable"]
+
+
+@dataclass
+class State:
+    dataset: Dataset
+    plan: BatchPlan
+    W0: np.ndarray
+    b0: np.ndarray
+    lr: float
+    problem: DeviceProblem
+    W: torch.Tensor | None = None
+    b: torch.Tensor | None = None
+
+
+class TorchAutograd:
+    sync = "torch.cuda.synchronize"
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self.name = f"torch-{device}"
+        if device == "cpu":
+            self.sync = "none (eager CPU ops finish before returning)"
+
+    def prepare(
+        self, dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
+    ) -> State:
+        return State(dataset, plan, W0, b0, lr, to_device(dataset, plan, W0, b0, self.device))
+
+    def run(self, state: State) -> None:
+        p = state.problem
+        lr = state.lr
+        W = p.W0.clone().requires_grad_(True)
+        b = p.b0.clone().requires_grad_(True)
+        for idx in p.batches:
+            pred = torch.addmm(b, p.X.index_select(0, idx), W.T)
+            loss = F.mse_loss(pred, p.Y.index_select(0, idx))  # sum(diff**2) / numel
+            loss.backward()
+            with torch.no_grad():
+                W.sub_(W.grad, alpha=lr)
+                b.sub_(b.grad, alpha=lr)
+            W.grad = None  # set_to_none: the next backward writes fresh gradients
+            b.grad = None
+        synchronize(p.device)
+        state.W, state.b = W.detach(), b.detach()
+
+    def result(self, state: State) -> TrainResult:
+        assert state.W is not None and state.b is not None, "run() before result()"
+        return make_result(
+            self.name, state.W.cpu().numpy(), state.b.cpu().numpy(), state.dataset,
+            state.plan, state.W0, state.b0, state.lr,
+        )
+
+
+def cpu() -> TorchAutograd:
+    return TorchAutograd("cpu")
+
+
+def cuda() -> TorchAutograd:
+    return TorchAutograd("cuda")

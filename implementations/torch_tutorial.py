@@ -1,0 +1,75 @@
+"""The tutorial's own loop: TensorDataset + DataLoader, autograd, ``w -= w.grad * lr``.
+
+This is the baseline a reader starts from. The DataLoader draws its batches from the
+shared BatchPlan (as a batch sampler), so it trains the same model as every other backend;
+what it adds is the DataLoader's per-batch collation and the tutorial's ``grad.zero_()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from data.datasets import Dataset
+from data.loader import BatchPlan
+from implementations.base import TrainResult, make_result
+from implementations.torch_common import full_precision, unavailable
+
+__all__ = ["TorchTutorial", "unavailable"]
+
+
+@dataclass
+class State:
+    dataset: Dataset
+    plan: BatchPlan
+    W0: np.ndarray
+    b0: np.ndarray
+    lr: float
+    loader: DataLoader
+    W: torch.Tensor | None = None
+    b: torch.Tensor | None = None
+
+
+def mse_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    difference = predictions - targets
+    return torch.sum(difference * difference) / difference.numel()
+
+
+class TorchTutorial:
+    name = "torch-tutorial"
+    device = "cpu"
+    sync = "none (eager CPU ops finish before returning)"
+
+    def prepare(
+        self, dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
+    ) -> State:
+        full_precision()
+        tensors = TensorDataset(torch.from_numpy(dataset.X), torch.from_numpy(dataset.Y))
+        batches = [idx.tolist() for idx in plan]
+        loader = DataLoader(tensors, batch_sampler=batches)
+        return State(dataset, plan, W0, b0, lr, loader)
+
+    def run(self, state: State) -> None:
+        w = torch.tensor(state.W0, requires_grad=True)
+        b = torch.tensor(state.b0, requires_grad=True)
+        lr = state.lr
+        for x, y in state.loader:
+            preds = x @ w.t() + b
+            loss = mse_loss(preds, y)
+            loss.backward()
+            with torch.no_grad():
+                w -= w.grad * lr
+                b -= b.grad * lr
+                w.grad.zero_()
+                b.grad.zero_()
+        state.W, state.b = w.detach(), b.detach()
+
+    def result(self, state: State) -> TrainResult:
+        assert state.W is not None and state.b is not None, "run() before result()"
+        return make_result(
+            self.name, state.W.numpy(), state.b.numpy(), state.dataset, state.plan,
+            state.W0, state.b0, state.lr,
+        )
