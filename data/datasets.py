@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import DTypeLike
 
 from data.errors import InputError
 
@@ -41,7 +42,7 @@ class Dataset:
     def n_outputs(self) -> int:
         return int(self.Y.shape[1])
 
-    def astype(self, dtype: np.dtype | str) -> Dataset:
+    def astype(self, dtype: DTypeLike) -> Dataset:
         """The same data in another floating dtype (float32 or float64)."""
         dt = np.dtype(dtype)
         return replace(
@@ -64,7 +65,7 @@ def load_dataset(
     targets: Sequence[str] | None = None,
     *,
     standardize: bool = False,
-    dtype: np.dtype | str = np.float32,
+    dtype: DTypeLike = np.float32,
 ) -> Dataset:
     """Load ``"crops"`` (the built-in 15-region table) or a CSV file.
 
@@ -162,7 +163,7 @@ def synthetic(
     *,
     seed: int = 0,
     noise: float = 0.0,
-    dtype: np.dtype | str = np.float32,
+    dtype: DTypeLike = np.float32,
 ) -> Dataset:
     """Seeded standard-normal features and targets ``X @ W_true.T + b_true (+ noise)``.
 

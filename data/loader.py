@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from data.errors import InputError
 
@@ -100,7 +101,7 @@ class BatchPlan:
 
 
 def init_params(
-    n_features: int, n_outputs: int, *, seed: int = 0, dtype: np.dtype | str = np.float32
+    n_features: int, n_outputs: int, *, seed: int = 0, dtype: DTypeLike = np.float32
 ) -> tuple[np.ndarray, np.ndarray]:
     """Standard-normal initial weights W (n_outputs, n_features) and bias b (n_outputs,).
 

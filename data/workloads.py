@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from data.datasets import Dataset, load_dataset, synthetic
 from data.errors import InputError
@@ -66,7 +67,7 @@ class Workload:
     lr: float
     description: str
 
-    def build(self, dtype: np.dtype | str = np.float32, seed: int = 0) -> Problem:
+    def build(self, dtype: DTypeLike = np.float32, seed: int = 0) -> Problem:
         return make_problem(
             self.name, self.make_dataset(np.dtype(dtype)), batch_size=self.batch_size,
             epochs=self.epochs, lr=self.lr, seed=seed,
@@ -102,5 +103,6 @@ QUICK = ["crops", "small", "medium"]
 
 def get_workload(name: str) -> Workload:
     if name not in WORKLOADS:
-        raise InputError(f"unknown workload {name!r}; the known workloads are: {', '.join(WORKLOADS)}")
+        known = ", ".join(WORKLOADS)
+        raise InputError(f"unknown workload {name!r}; the known workloads are: {known}")
     return WORKLOADS[name]

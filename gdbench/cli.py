@@ -62,7 +62,8 @@ def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
                    help="target columns of a CSV; the other numeric columns are the features "
                         "(default for crops: Mangoes Oranges)")
     g.add_argument("--batch-size", type=_positive_int, default=3, help="rows per step (default: 3)")
-    g.add_argument("--epochs", type=_positive_int, default=50, help="passes over the data (default: 50)")
+    g.add_argument("--epochs", type=_positive_int, default=50,
+                   help="passes over the data (default: 50)")
     g.add_argument("--lr", type=_positive_float, default=1e-6, help="learning rate (default: 1e-6)")
     g.add_argument("--seed", type=int, default=0,
                    help="seed of the batch order and the initial weights (default: 0)")

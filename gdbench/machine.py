@@ -7,6 +7,7 @@ as if they were one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -51,10 +52,8 @@ def _blas() -> list[dict[str, Any]]:
         return []
     import numpy  # noqa: F401  (loads its BLAS so threadpoolctl sees it)
 
-    try:
+    with contextlib.suppress(ImportError):
         import torch  # noqa: F401
-    except ImportError:
-        pass
     keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture")
     return [{k: info.get(k) for k in keep} for info in threadpool_info()]
 

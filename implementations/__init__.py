@@ -36,7 +36,8 @@ def names() -> list[str]:
 
 def _load(name: str) -> Any:
     if name not in _REGISTRY:
-        raise InputError(f"unknown backend {name!r}; the known backends are: {', '.join(_REGISTRY)}")
+        known = ", ".join(_REGISTRY)
+        raise InputError(f"unknown backend {name!r}; the known backends are: {known}")
     module_name, attr, extra = _REGISTRY[name]
     try:
         module = importlib.import_module(module_name)

@@ -57,8 +57,8 @@ class TorchAutograd:
             loss = F.mse_loss(pred, p.Y.index_select(0, idx))  # sum(diff**2) / numel
             loss.backward()
             with torch.no_grad():
-                W.sub_(W.grad, alpha=lr)
-                b.sub_(b.grad, alpha=lr)
+                W.sub_(W.grad, alpha=lr)  # type: ignore[arg-type]  # set by backward()
+                b.sub_(b.grad, alpha=lr)  # type: ignore[arg-type]
             W.grad = None  # set_to_none: the next backward writes fresh gradients
             b.grad = None
         synchronize(p.device)

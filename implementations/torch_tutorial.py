@@ -60,11 +60,11 @@ class TorchTutorial:
             preds = x @ w.t() + b
             loss = mse_loss(preds, y)
             loss.backward()
-            with torch.no_grad():
-                w -= w.grad * lr
-                b -= b.grad * lr
-                w.grad.zero_()
-                b.grad.zero_()
+            with torch.no_grad():  # the tutorial's update, line for line
+                w -= w.grad * lr  # type: ignore[operator]
+                b -= b.grad * lr  # type: ignore[operator]
+                w.grad.zero_()  # type: ignore[union-attr]
+                b.grad.zero_()  # type: ignore[union-attr]
         state.W, state.b = w.detach(), b.detach()
 
     def result(self, state: State) -> TrainResult:
