@@ -88,8 +88,8 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
         Workload("crops", _crops, 3, 50, 1e-6, "the tutorial: 15 x 3 -> 2, batch 3, 50 epochs"),
-        Workload("small", _synthetic(1024, 16, 2), 32, 4, 0.05, "1,024 x 16 -> 2, batch 32"),
-        Workload("medium", _synthetic(16384, 128, 8), 256, 1, 0.05, "16,384 x 128 -> 8, batch 256"),
+        Workload("small", _synthetic(1024, 16, 2), 32, 8, 0.05, "1,024 x 16 -> 2, batch 32"),
+        Workload("medium", _synthetic(16384, 128, 8), 256, 2, 0.05, "16,384 x 128 -> 8, batch 256"),
         Workload("large", _synthetic(65536, 256, 16), 1024, 1, 0.05,
                  "65,536 x 256 -> 16, batch 1,024"),
         Workload("xl", _synthetic(262144, 1024, 64), 4096, 1, 0.05,

@@ -1,0 +1,200 @@
+"""Options, parametrisation and machine_info for the timed suite.
+
+    pytest benches                                   # default workloads, every backend
+    pytest benches --quick                           # the small CI profile
+    pytest benches --backends numpy jax-scan --workloads crops small
+    pytest benches --benchmark-disable               # each benchmark once, as a plain test
+
+pytest-benchmark's own flags keep their meaning: --benchmark-max-time (seconds of rounds
+per benchmark), --benchmark-min-rounds, --benchmark-min-time (floor of one round),
+--benchmark-json, --benchmark-save-data, --benchmark-compare ...
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import implementations
+from data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
+from gdbench import machine
+from gdbench.cli import agreement
+from implementations.base import TrainResult
+
+# One round must last at least this long, or timer resolution and scheduler jitter make
+# the spread of short rounds (crops under jax-scan runs ~0.1 ms) larger than the effect
+# being measured; shorter runs are repeated `iterations` times inside a round.
+ROUND_FLOOR_S = 0.02
+MAX_ROUNDS = 1000
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("gdbench", "gdbench benchmark suite")
+    g.addoption("--backends", nargs="+", metavar="NAME", default=None,
+                help=f"backends to run (default: all of {', '.join(implementations.names())})")
+    g.addoption("--workloads", nargs="+", metavar="NAME", default=None,
+                help=f"workloads to run, of {', '.join(WORKLOADS)} "
+                     f"(default: {' '.join(DEFAULT)}; with --quick: {' '.join(QUICK)})")
+    g.addoption("--quick", action="store_true",
+                help="the CI profile: small workloads and 0.3 s of rounds per benchmark")
+    g.addoption("--dtype", choices=["float32", "float64"], default="float32",
+                help="dtype of data and weights (default: float32)")
+    g.addoption("--threads", type=int, default=None, metavar="N",
+                help="pin BLAS/OpenMP and torch to N threads (default: the libraries' own)")
+    g.addoption("--progress", action="store_true",
+                help="print one line per finished benchmark (gdbench run sets this)")
+
+
+def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
+    backends = config.getoption("backends") or implementations.names()
+    workloads = config.getoption("workloads") or (
+        QUICK if config.getoption("quick") else DEFAULT)
+    for name in backends:
+        if name not in implementations.names():
+            raise pytest.UsageError(f"unknown backend {name!r}; the known backends are: "
+                                    f"{', '.join(implementations.names())}")
+    for name in workloads:
+        if name not in WORKLOADS:
+            raise pytest.UsageError(f"unknown workload {name!r}; the known workloads are: "
+                                    f"{', '.join(WORKLOADS)}")
+    return list(backends), list(workloads)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    threads = config.getoption("threads", None)
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        config._gdbench_thread_limit = threadpool_limits(threads)  # type: ignore[attr-defined]
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    backends, workloads = _selected(metafunc.config)
+    if "workload_name" in metafunc.fixturenames:
+        if "backend_name" in metafunc.fixturenames:
+            pairs = [(w, b) for w in workloads for b in backends]
+            metafunc.parametrize(("workload_name", "backend_name"), pairs,
+                                 ids=[f"{w}-{b}" for w, b in pairs])
+        else:
+            metafunc.parametrize("workload_name", workloads)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    machine_info["gdbench"] = machine.describe()
+
+
+@dataclass
+class Settings:
+    """How many rounds and iterations to time, from pytest-benchmark's flags and the profile."""
+
+    max_time_s: float
+    min_rounds: int
+    round_floor_s: float
+    dtype: str
+
+    def calibrate(self, run: Callable[[], None]) -> tuple[int, int]:
+        """(rounds, iterations) for a callable, from the fastest of three timed calls."""
+        run()  # first call: caches, lazy initialisation
+        once = min(_timed(run) for _ in range(3))
+        iterations = max(1, math.ceil(self.round_floor_s / max(once, 1e-9)))
+        round_s = once * iterations
+        rounds = max(self.min_rounds, min(MAX_ROUNDS, int(self.max_time_s / round_s)))
+        return rounds, iterations
+
+
+def _timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def settings(request: pytest.FixtureRequest) -> Settings:
+    config = request.config
+    quick = config.getoption("quick")
+    # pytest-benchmark's default max_time is 1.0 s; the quick profile asks for less unless
+    # the user set --benchmark-max-time explicitly.
+    max_time = float(config.getoption("benchmark_max_time"))
+    if quick and "--benchmark-max-time" not in " ".join(config.invocation_params.args):
+        max_time = 0.3
+    return Settings(
+        max_time_s=max_time,
+        min_rounds=int(config.getoption("benchmark_min_rounds")),
+        round_floor_s=max(ROUND_FLOOR_S, float(config.getoption("benchmark_min_time"))),
+        dtype=config.getoption("dtype"),
+    )
+
+
+class Problems:
+    """Each workload's Problem and NumPy reference result, built once per session."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+        self._cache: dict[str, tuple[Problem, TrainResult]] = {}
+
+    def get(self, workload: str) -> tuple[Problem, TrainResult]:
+        if workload not in self._cache:
+            problem = WORKLOADS[workload].build(self.dtype)
+            reference = implementations.get(implementations.REFERENCE)
+            state = reference.prepare(problem.dataset, problem.plan, problem.W0, problem.b0,
+                                      problem.lr)
+            reference.run(state)
+            self._cache[workload] = (problem, reference.result(state))
+        return self._cache[workload]
+
+    def agreement(self, workload: str, result: TrainResult) -> tuple[float, bool]:
+        """(max |W - W_numpy| or |b - b_numpy|, agrees) with gdbench verify's tolerance."""
+        _, reference = self.get(workload)
+        dW, db, ok = agreement(result, reference, self.dtype)
+        return max(dW, db), ok
+
+
+@pytest.fixture(scope="session")
+def problems(settings: Settings) -> Problems:
+    return Problems(settings.dtype)
+
+
+@pytest.fixture(scope="session")
+def backend_status() -> dict[str, str | None]:
+    return implementations.available()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = _CONFIG.get("config")
+    if config is None or not config.getoption("progress"):
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _PROGRESS["done"] += 1
+        line = f"[{_PROGRESS['done']:>3}/{_PROGRESS['total']}] {report.nodeid.split('::')[-1]}: "
+        if report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
+            line += reason.removeprefix("Skipped: ")
+        elif report.failed:
+            line += "FAILED"
+        else:
+            info = dict(report.user_properties).get("progress", "ok")
+            line += str(info)
+        print(line, flush=True)
+
+
+_CONFIG: dict[str, Any] = {}
+_PROGRESS = {"done": 0, "total": 0}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG["config"] = session.config
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _PROGRESS["total"] = len(session.items)

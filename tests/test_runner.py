@@ -1,0 +1,109 @@
+"""gdbench run: the saved file's name, its atomic write, and one real (tiny) run end to end."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gdbench import runner
+from gdbench.cli import main
+
+EXTRA_INFO_KEYS = {
+    "kind", "backend", "device", "workload", "n", "d", "k", "batch_size", "epochs", "steps",
+    "dtype", "step_us", "gflops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "sync",
+}
+
+
+def test_unused_path_never_overwrites(tmp_path: Path) -> None:
+    first = runner.unused_path(tmp_path, "run")
+    first.write_text("{}")
+    second = runner.unused_path(tmp_path, "run")
+    second.write_text("{}")
+    assert first.name == "run.json"
+    assert second.name == "run-2.json"
+    assert runner.unused_path(tmp_path, "run").name == "run-3.json"
+
+
+def test_run_name_says_when_which_machine_and_profile() -> None:
+    name = runner.run_name("quick", when=0)
+    stamp, *_, profile = name.split("_")
+    assert len(stamp) == len("19700101-000000")
+    assert profile == "quick"
+    from gdbench import machine
+
+    assert machine.describe()["fingerprint"] in name
+
+
+def test_pytest_command_passes_the_selection_through(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--backends", "numpy", "jax", "--workloads", "crops",
+                              "--threads", "1", "--", "--benchmark-max-time=0.1"])
+    cmd = runner.pytest_command(args, tmp_path / "x.json")
+    assert cmd[cmd.index("--backends") + 1: cmd.index("--backends") + 3] == ["numpy", "jax"]
+    assert "--quick" in cmd and "--threads=1" in cmd and "--benchmark-save-data" in cmd
+    assert cmd[-1] == "--benchmark-max-time=0.1"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One real gdbench run (crops; numpy, and torch-cuda which skips without a GPU) with
+    0.05 s of rounds per benchmark: the saved file and what gdbench printed."""
+    out = tmp_path_factory.mktemp("runs")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["run", "--quick", "--workloads", "crops", "--backends", "numpy",
+                     "torch-cuda", "--out", str(out), "--", "--benchmark-max-time=0.05"])
+    assert code == 0
+    saved = list(out.glob("*.json"))
+    assert len(saved) == 1, saved
+    assert not list(out.glob("*.tmp")), "the partial file must be renamed, not left behind"
+    return saved[0], printed.getvalue()
+
+
+def test_run_saves_pytest_benchmark_json_with_extra_info(tiny_run: tuple[Path, str]) -> None:
+    run = json.loads(tiny_run[0].read_text())
+    by_name = {b["name"]: b for b in run["benchmarks"]}
+    assert set(by_name) == {"bench_training[crops-numpy]", "bench_roofline[crops]"}
+    info = by_name["bench_training[crops-numpy]"]["extra_info"]
+    assert set(info) >= EXTRA_INFO_KEYS
+    assert info["steps"] == 250 and info["agrees"] is True and info["step_us"] > 0
+    assert by_name["bench_training[crops-numpy]"]["stats"]["data"], "rounds must be saved"
+    assert "fingerprint" in run["machine_info"]["gdbench"]
+    frame = pd.json_normalize(run["benchmarks"])
+    assert {"extra_info.step_us", "stats.median"} <= set(frame.columns)
+
+
+def test_run_prints_the_table_and_where_it_saved(tiny_run: tuple[Path, str]) -> None:
+    path, printed = tiny_run
+    assert "crops" in printed and "numpy" in printed
+    assert f"saved {path}" in printed or path.name in printed
+
+
+def test_run_where_every_backend_skips_saves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--workloads", "crops", "--backends", "torch-cuda", "--out",
+                 str(tmp_path), "--", "--benchmark-max-time=0.05"])
+    assert code != 0
+    assert "nothing saved" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(shutil.which("pytest-benchmark") is None and not Path(
+    sys.executable).with_name("pytest-benchmark").exists(), reason="pytest-benchmark CLI absent")
+def test_saved_run_loads_in_pytest_benchmark_compare(tiny_run: tuple[Path, str]) -> None:
+    exe = Path(sys.executable).with_name("pytest-benchmark")
+    proc = subprocess.run([str(exe), "compare", str(tiny_run[0])], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "bench_training[crops-numpy]" in proc.stdout
