@@ -115,7 +115,7 @@ def _fresh_params(state: State) -> tuple[jax.Array, jax.Array]:
 
 class _JaxBase:
     name = "jax"
-    device = jax.default_backend()
+    device = "cuda" if jax.default_backend() == "gpu" else jax.default_backend()
     sync = "block_until_ready"
 
     def result(self, state: State) -> TrainResult:
