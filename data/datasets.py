@@ -118,8 +118,8 @@ def _read_csv(path: Path, name: str, targets: Sequence[str] | None) -> Dataset:
         values = frame[column]
         parsed = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         bad = np.isnan(parsed) & values.notna().to_numpy()
-        if column not in targets and bad.all():
-            continue  # an identifier such as a region name
+        if column not in targets and bad.any() and np.isnan(parsed).all():
+            continue  # an identifier such as a region name (blank cells allowed)
         _check_values(path, column, values, parsed, bad)
         numeric[column] = parsed
 
