@@ -30,7 +30,8 @@ class BatchPlan:
     ) -> None:
         for label, value in (("n_samples", n_samples), ("batch_size", batch_size),
                              ("epochs", epochs)):
-            if isinstance(value, bool) or int(value) != value or value <= 0:
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer, float))
+                    or not np.isfinite(value) or int(value) != value or value <= 0):
                 raise InputError(f"{label} must be a positive integer, got {value!r}")
         n_samples, batch_size, epochs = int(n_samples), int(batch_size), int(epochs)
         if drop_last and batch_size > n_samples:
