@@ -1,0 +1,78 @@
+"""Shared fixtures: which backends can run here, training one backend, temp CSVs, and
+hiding an optional library to simulate a machine without it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import implementations
+from data.workloads import Problem
+from implementations.base import TrainResult
+
+# The implementation modules that import each optional library at the top.
+MODULES_USING = {
+    "torch": [
+        "implementations.torch_autograd",
+        "implementations.torch_manual",
+        "implementations.torch_tutorial",
+        "implementations.torch_common",
+    ],
+    "jax": ["implementations.jax_jit"],
+}
+
+
+@pytest.fixture(scope="session")
+def backend_status() -> dict[str, str | None]:
+    """implementations.available(), computed once: None, or why the backend cannot run."""
+    return implementations.available()
+
+
+@pytest.fixture(scope="session")
+def train_backend(
+    backend_status: dict[str, str | None],
+) -> Callable[[str, Problem], TrainResult]:
+    """Train one backend on a Problem (prepare, run, result); skip it if it cannot run here."""
+
+    def train(name: str, problem: Problem) -> TrainResult:
+        why = backend_status[name]
+        if why:
+            pytest.skip(f"backend {name}: {why}")
+        backend = implementations.get(name)
+        state = backend.prepare(problem.dataset, problem.plan, problem.W0, problem.b0, problem.lr)
+        backend.run(state)
+        return backend.result(state)
+
+    return train
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Write text to a CSV file in a fresh temporary directory and return its path."""
+
+    def write(text: str, name: str = "data.csv") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def hide_library(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Make ``import torch`` (or jax) fail, as on a machine without it.
+
+    ``sys.modules[lib] = None`` makes the import raise ModuleNotFoundError; the backend
+    modules that already imported it are dropped so the registry imports them afresh.
+    monkeypatch puts every entry back after the test, so later tests see the real library.
+    """
+
+    def hide(library: str) -> None:
+        monkeypatch.setitem(sys.modules, library, None)
+        for module in MODULES_USING[library]:
+            monkeypatch.delitem(sys.modules, module, raising=False)
+
+    return hide

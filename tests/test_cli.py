@@ -1,0 +1,388 @@
+"""The gdbench CLI: train and verify, and one clear line (exit 2) for every bad input.
+
+Most tests call ``gdbench.cli.main`` in-process (fast); one runs the installed console
+script to prove the real process exits 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import implementations
+from data.datasets import load_dataset
+from data.loader import BatchPlan, init_params
+from data.workloads import make_problem
+from gdbench import cli
+from implementations.base import TrainResult, first_divergent_step
+from implementations.numpy_manual import NumpyManual
+
+GOOD_CSV = (
+    "Region,Temperature,Rainfall,Yield\n"
+    "North,10,200,3.5\n"
+    "South,20,100,4.0\n"
+    "East,15,150,3.75\n"
+    "West,12,180,3.6\n"
+)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``gdbench argv...``, run in this process."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse exits itself on a bad option and on --help
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(
+    code: int, err: str, *fragments: str, command: str = "train"
+) -> str:
+    """Exit 2 and exactly one stderr line, 'gdbench <command>: error: ...', with fragments."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith(f"gdbench {command}: error: "), line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
+# --- bad input: files and columns -------------------------------------------------------
+
+def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "nope.csv"
+    code, out, err = run_cli(capsys, "train", "--data", str(path), "--targets", "y")
+    assert_one_line_error(code, err, str(path), "no such file")
+    assert out == ""
+
+
+def test_directory_instead_of_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path), "--targets", "y")
+    assert_one_line_error(code, err, str(tmp_path), "is a directory")
+
+
+def test_empty_csv(
+    capsys: pytest.CaptureFixture[str], write_csv: Callable[..., Path]
+) -> None:
+    path = write_csv("")
+    assert path.stat().st_size == 0
+    code, _, err = run_cli(capsys, "train", "--data", str(path), "--targets", "y")
+    assert_one_line_error(code, err, str(path), "empty")
+
+
+def test_header_only_csv(
+    capsys: pytest.CaptureFixture[str], write_csv: Callable[..., Path]
+) -> None:
+    path = write_csv("Region,Temperature,Yield\n")
+    code, _, err = run_cli(capsys, "train", "--data", str(path), "--targets", "Yield")
+    assert_one_line_error(code, err, str(path), "no data rows")
+
+
+def test_csv_without_targets(
+    capsys: pytest.CaptureFixture[str], write_csv: Callable[..., Path]
+) -> None:
+    path = write_csv(GOOD_CSV)
+    code, _, err = run_cli(capsys, "train", "--data", str(path))
+    assert_one_line_error(code, err, str(path), "--targets", "Region, Temperature, Rainfall, Yield")
+
+
+def test_unknown_target_column(
+    capsys: pytest.CaptureFixture[str], write_csv: Callable[..., Path]
+) -> None:
+    path = write_csv(GOOD_CSV)
+    code, _, err = run_cli(capsys, "train", "--data", str(path), "--targets", "Tonnes")
+    assert_one_line_error(code, err, str(path), "unknown target column 'Tonnes'", "Rainfall")
+
+
+def test_no_feature_columns_left(
+    capsys: pytest.CaptureFixture[str], write_csv: Callable[..., Path]
+) -> None:
+    path = write_csv("Region,Yield\nNorth,3.5\nSouth,4.0\n")
+    code, _, err = run_cli(capsys, "train", "--data", str(path), "--targets", "Yield")
+    assert_one_line_error(code, err, str(path), "no feature columns")
+
+
+@pytest.mark.parametrize(
+    ("cell", "fragments"),
+    [
+        ("nan", ["column 'Rainfall'", "row 2", "NaN"]),
+        ("", ["column 'Rainfall'", "row 2", "missing"]),
+        ("inf", ["column 'Rainfall'", "row 2", "infinite value 'inf'"]),
+        ("-inf", ["column 'Rainfall'", "row 2", "infinite value '-inf'"]),
+        ("lots", ["column 'Rainfall'", "row 2", "non-numeric value 'lots'"]),
+    ],
+    ids=["nan", "blank", "inf", "minus-inf", "non-numeric"],
+)
+def test_bad_value_names_column_and_row(
+    capsys: pytest.CaptureFixture[str],
+    write_csv: Callable[..., Path],
+    cell: str,
+    fragments: list[str],
+) -> None:
+    path = write_csv(GOOD_CSV.replace("South,20,100,", f"South,20,{cell},"))
+    code, _, err = run_cli(capsys, "train", "--data", str(path), "--targets", "Yield")
+    assert_one_line_error(code, err, str(path), *fragments)
+
+
+def test_bad_value_in_a_target_column(
+    capsys: pytest.CaptureFixture[str], write_csv: Callable[..., Path]
+) -> None:
+    path = write_csv(GOOD_CSV.replace("East,15,150,3.75", "East,15,150,n/a"))
+    code, _, err = run_cli(capsys, "train", "--data", str(path), "--targets", "Yield")
+    assert_one_line_error(code, err, "column 'Yield'", "row 3")
+
+
+def test_fewer_rows_than_one_batch_with_drop_last(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "train", "--batch-size", "20", "--drop-last")
+    assert_one_line_error(code, err, "batch size 20", "15 rows", "drop_last")
+
+
+# --- bad input: numbers -----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--batch-size", "0"), ("--batch-size", "-2"), ("--batch-size", "2.5"),
+        ("--batch-size", "three"),
+        ("--epochs", "0"), ("--epochs", "-1"), ("--epochs", "1.5"),
+        ("--lr", "0"), ("--lr", "-0.1"), ("--lr", "nan"), ("--lr", "inf"), ("--lr", "fast"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "verify"])
+def test_bad_number_is_one_line_naming_option_and_value(
+    capsys: pytest.CaptureFixture[str], command: str, option: str, value: str
+) -> None:
+    code, out, err = run_cli(capsys, command, f"{option}={value}")
+    assert_one_line_error(code, err, f"argument {option}", value, command=command)
+    assert out == ""
+
+
+# --- bad input: backends ----------------------------------------------------------------
+
+def test_unknown_backend_lists_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "train", "--backend", "nope")
+    assert_one_line_error(code, err, "unknown backend 'nope'", *implementations.names())
+
+
+def test_verify_unknown_backend_lists_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "verify", "--backends", "numpy", "nope")
+    assert_one_line_error(code, err, "unknown backend 'nope'", *implementations.names(),
+                          command="verify")
+
+
+def test_backend_with_a_missing_library_says_how_to_install(
+    capsys: pytest.CaptureFixture[str], hide_library: Callable[[str], None]
+) -> None:
+    cli.build_parser()  # import the subcommand modules while torch is still importable
+    hide_library("torch")
+    code, _, err = run_cli(capsys, "train", "--backend", "torch-cpu")
+    assert_one_line_error(code, err, "backend torch-cpu", "torch is not installed",
+                          "pip install 'gdbench[torch]'")
+
+
+def test_verify_skips_backends_whose_library_is_missing(
+    capsys: pytest.CaptureFixture[str], hide_library: Callable[[str], None]
+) -> None:
+    cli.build_parser()
+    hide_library("torch")
+    code, out, err = run_cli(capsys, "verify", "--backends", "numpy", "torch-cpu")
+    assert code == 0, err
+    rows = verify_rows(out)
+    assert rows["numpy"].split()[-1] == "yes"
+    assert "skipped: torch is not installed" in rows["torch-cpu"]
+    assert "pip install 'gdbench[torch]'" in rows["torch-cpu"]
+
+
+@pytest.mark.parametrize("backend", implementations.names())
+def test_divergence_names_backend_step_and_lr(
+    capsys: pytest.CaptureFixture[str], backend: str, backend_status: dict[str, str | None]
+) -> None:
+    if backend_status[backend]:
+        pytest.skip(f"backend {backend}: {backend_status[backend]}")
+    code, out, err = run_cli(capsys, "train", "--backend", backend, "--lr", "1e-3")
+    line = assert_one_line_error(code, err, f"backend {backend} diverged", "lr=0.001",
+                                 "smaller --lr", "--standardize")
+    assert out == ""
+    match = re.search(r"at step (\d+) of 250", line)
+    assert match, line
+    problem = make_problem("crops", load_dataset("crops"), batch_size=3, epochs=50, lr=1e-3)
+    expected = first_divergent_step(problem.dataset, problem.plan, problem.W0, problem.b0, 1e-3)
+    assert 1 <= expected < 250  # it really diverges, well before the end
+    assert int(match.group(1)) == expected
+
+
+def test_subprocess_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("gdbench")
+    found = str(script) if script.exists() else shutil.which("gdbench")
+    if found is None:
+        pytest.skip("the gdbench console script is not installed (pip install -e .)")
+    missing = tmp_path / "missing.csv"
+    proc = subprocess.run(
+        [found, "train", "--data", str(missing), "--targets", "y"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"gdbench train: error: {missing}: no such file"
+    ]
+    assert proc.stdout == ""
+
+
+# --- train ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tutorial_numpy() -> tuple[np.ndarray, np.ndarray]:
+    """W, b from training numpy directly on the tutorial setup, without the CLI."""
+    ds = load_dataset("crops")
+    plan = BatchPlan(15, 3, 50, seed=0)
+    W0, b0 = init_params(3, 2, seed=0)
+    backend = NumpyManual()
+    state = backend.prepare(ds, plan, W0, b0, 1e-6)
+    backend.run(state)
+    result = backend.result(state)
+    return result.W, result.b
+
+
+def test_default_train_json_is_the_tutorial(
+    capsys: pytest.CaptureFixture[str], tutorial_numpy: tuple[np.ndarray, np.ndarray]
+) -> None:
+    code, out, err = run_cli(capsys, "train", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["backend"] == "numpy"
+    assert report["data"] == "crops"
+    assert report["features"] == ["Temperature", "Rainfall", "Humidity"]
+    assert report["targets"] == ["Mangoes", "Oranges"]
+    assert (report["batch_size"], report["epochs"], report["lr"]) == (3, 50, 1e-6)
+    assert report["steps"] == 250 and report["seed"] == 0 and report["dtype"] == "float32"
+    W, b = np.array(report["W"]), np.array(report["b"])
+    assert W.shape == (2, 3) and b.shape == (2,)
+    # float32 values survive JSON exactly, so this is the same training, bit for bit.
+    W_direct, b_direct = tutorial_numpy
+    np.testing.assert_array_equal(W, W_direct)
+    np.testing.assert_array_equal(b, b_direct)
+    assert np.isfinite(report["final_loss"]) and report["final_loss"] > 0
+
+
+def test_default_train_is_shuffled(tutorial_numpy: tuple[np.ndarray, np.ndarray]) -> None:
+    class InFileOrder(BatchPlan):
+        def epoch_order(self, epoch: int) -> np.ndarray:
+            return np.arange(self.n_samples)
+
+    ds = load_dataset("crops")
+    W0, b0 = init_params(3, 2, seed=0)
+    backend = NumpyManual()
+    state = backend.prepare(ds, InFileOrder(15, 3, 50, seed=0), W0, b0, 1e-6)
+    backend.run(state)
+    unshuffled = backend.result(state)
+    W_default, b_default = tutorial_numpy
+    # In file order the weights differ from the default's by ~4e-4, beyond the agreement
+    # tolerance (1e-4 x scale): the default is shuffled, and verify would tell the two apart.
+    default = TrainResult("numpy", W_default, b_default, 0.0, 250)
+    assert not cli.agreement(unshuffled, default, "float32")[2]
+
+
+def test_default_train_prints_named_weights(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "train")
+    assert code == 0, err
+    assert "trained 250 steps" in out
+    for name in ("Temperature", "Rainfall", "Humidity", "Mangoes", "Oranges", "bias"):
+        assert name in out
+
+
+@pytest.mark.parametrize("backend", implementations.names())
+def test_train_json_works_for_every_available_backend(
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    backend_status: dict[str, str | None],
+    tutorial_numpy: tuple[np.ndarray, np.ndarray],
+) -> None:
+    code, out, err = run_cli(capsys, "train", "--backend", backend, "--json")
+    why = backend_status[backend]
+    if why:  # an unavailable backend is one clear line, not a crash
+        assert_one_line_error(code, err, f"backend {backend}", why)
+        return
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["backend"] == backend and report["steps"] == 250
+    W, b = np.array(report["W"]), np.array(report["b"])
+    assert W.shape == (2, 3) and b.shape == (2,)
+    W_ref, b_ref = tutorial_numpy
+    scale = max(1.0, np.max(np.abs(W_ref)), np.max(np.abs(b_ref)))
+    assert max(np.max(np.abs(W - W_ref)), np.max(np.abs(b - b_ref))) <= cli.RTOL["float32"] * scale
+
+
+@pytest.mark.parametrize("command", ["train", "verify"])
+def test_help_exits_0_and_explains_the_options(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    code, out, _ = run_cli(capsys, command, "--help")
+    assert code == 0
+    for option in ("--data", "--targets", "--batch-size", "--epochs", "--lr", "--seed",
+                   "--standardize", "--drop-last", "--dtype"):
+        assert option in out
+    assert "default: 3" in out and "default: 50" in out and "default: 1e-6" in out
+    assert ("--backend " if command == "train" else "--backends") in out
+
+
+# --- verify -----------------------------------------------------------------------------
+
+def verify_rows(out: str) -> dict[str, str]:
+    """The table's row for each backend, keyed by backend name."""
+    names = set(implementations.names())
+    return {line.split()[0]: line for line in out.splitlines()
+            if line.split() and line.split()[0] in names}
+
+
+K1_CSV = "Region,a,b,c,y\n" + "".join(
+    f"R{i},{a},{b},{c},{2 * a - b + 0.5 * c + 1 + 0.01 * (i % 3):.4f}\n"
+    for i, (a, b, c) in enumerate(
+        [(1, 4, 2), (2, 1, 5), (3, 3, 1), (4, 6, 0), (5, 2, 2), (6, 5, 3),
+         (7, 0, 4), (8, 7, 1), (9, 3, 6), (10, 1, 2), (11, 4, 4), (12, 2, 5)]
+    )
+)
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["crops", "crops-ragged", "crops-float64", "csv-one-target"],
+)
+def test_verify_reports_every_available_backend_as_agreeing(
+    capsys: pytest.CaptureFixture[str],
+    write_csv: Callable[..., Path],
+    backend_status: dict[str, str | None],
+    problem: str,
+) -> None:
+    args = {
+        "crops": [],
+        "crops-ragged": ["--batch-size", "4"],  # 15 rows: 3 batches of 4, then 3 rows
+        "crops-float64": ["--dtype", "float64"],
+        "csv-one-target": ["--data", str(write_csv(K1_CSV)), "--targets", "y", "--standardize",
+                           "--batch-size", "5", "--epochs", "20", "--lr", "0.05"],
+    }[problem]
+    code, out, err = run_cli(capsys, "verify", *args)
+    assert code == 0, out + err
+    rows = verify_rows(out)
+    assert sorted(rows) == sorted(implementations.names())
+    for name, why in backend_status.items():
+        if why:
+            assert f"skipped: {why}" in rows[name]
+        else:
+            assert rows[name].split()[-1] == "yes", rows[name]
+    if backend_status["torch-cuda"] is not None and "torch" not in backend_status["torch-cuda"]:
+        assert "skipped: no CUDA device" in rows["torch-cuda"]
+    dtype = "float64" if problem == "crops-float64" else "float32"
+    assert f"<= {cli.RTOL[dtype]:g} x" in out
