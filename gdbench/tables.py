@@ -1,11 +1,294 @@
-"""(placeholder, being written)"""
+"""Tables from saved runs: one run, two side by side, or several merged.
+
+One run: tables of workload x backend for µs per step, speed-up vs numpy (numpy's time
+over the backend's, higher is faster), GFLOP/s, efficiency vs the roofline (the roofline's
+µs/step over the backend's, as a percentage: a plain NumPy matmul pair of one step's
+shapes, the machine's own ceiling measured in the same run), compile seconds, and whether
+the backend's weights agree with numpy's (✓ / ✗).
+
+Two runs: each benchmark side by side, with new/old (the second file over the first) and
+its 95% bootstrap interval over the rounds; "▲ slower" and "▼ faster" mark changes whose
+interval excludes 1 (the test of gdbench check, on raw times).
+
+Three or more runs: µs per step merged, one column per run, labelled by machine.
+
+Runs from different machines (machine fingerprints differ) are never shown as one: the
+output starts with a warning and every column names its machine.
+
+--format: table (text), md (paste into a PR), csv (raw numbers, one row per benchmark),
+html.
+"""
+
+from __future__ import annotations
 
 import argparse
+import math
+import os
+import sys
+from typing import Any
 
+import pandas as pd
+
+from gdbench import formats
+from gdbench.formats import Section
+from gdbench.regress import ratio_of_medians
+from gdbench.results import backends_in, load_run, load_runs, runs_of, workloads_in
+
+# --- the numbers ---------------------------------------------------------------------------
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per benchmark with the derived metrics (raw numbers, for CSV and plots).
+
+    Adds ``speedup`` (numpy's µs/step over this one's, same run, workload and dtype) and
+    ``efficiency_pct`` (the roofline's µs/step over this one's, in %), and ``label``: the
+    backend, with the dtype appended when it is not float32.
+    """
+    out = frame.copy()
+    out["dtype"] = out["dtype"].fillna("")
+    key = ["run", "workload", "dtype"]
+    numpy_us = out[out["backend"] == "numpy"].drop_duplicates(key).set_index(key)["step_us"]
+    roof_us = out[out["kind"] == "roofline"].drop_duplicates(key).set_index(key)["step_us"]
+    idx = pd.MultiIndex.from_frame(out[key])
+    out["speedup"] = numpy_us.reindex(idx).to_numpy() / out["step_us"].to_numpy()
+    out["efficiency_pct"] = 100 * roof_us.reindex(idx).to_numpy() / out["step_us"].to_numpy()
+    out["label"] = [b if d in ("", "float32") else f"{b} {d}"
+                    for b, d in zip(out["backend"], out["dtype"], strict=True)]
+    return out
+
+
+def _pivot(s: pd.DataFrame, cell: Any) -> pd.DataFrame:
+    """workload x backend label, each cell ``cell(row)``; absent backends have no column."""
+    labels = backends_in(s.assign(backend=s["label"]))
+    table = pd.DataFrame(index=workloads_in(s), columns=labels, dtype=object)
+    for _, r in s.iterrows():
+        if r["label"] in labels:
+            table.loc[r["workload"], r["label"]] = cell(r)
+    table = table.dropna(axis=1, how="all").fillna("")
+    return table.rename_axis("workload").reset_index()
+
+
+def _agreement(r: pd.Series) -> str:
+    if r["agrees"] is True:
+        return "✓"
+    if r["agrees"] is False:
+        diff = r["max_abs_diff_vs_numpy"]
+        return "✗" if pd.isna(diff) else f"✗ ({diff:.2g})"
+    return ""
+
+
+def _header(run: dict[str, Any]) -> str:
+    when = "" if pd.isna(run["datetime"]) else f", {run['datetime']:%Y-%m-%d %H:%M} UTC"
+    name = "" if run["run"] == os.path.splitext(os.path.basename(run["path"]))[0] else \
+        f"{run['run']}: "
+    return f"{name}{run['path']} on {run['machine']} (fingerprint {run['fingerprint']}{when})"
+
+
+def run_sections(frame: pd.DataFrame) -> list[Section]:
+    """The metric tables of each run in the frame (workload x backend)."""
+    sections = []
+    for run in runs_of(frame):
+        s = summary(frame[frame["run"] == run["run"]])
+        train = s[s["kind"] != "roofline"]
+        where = f" — {run['machine']}"
+        sections += [
+            Section(f"µs per step{where}", _pivot(s, lambda r: formats.us(r["step_us"])),
+                    [_header(run)]),
+            Section(f"speed-up vs numpy (higher is faster){where}",
+                    _pivot(train, lambda r: formats.times(r["speedup"]))),
+            Section(f"GFLOP/s{where}", _pivot(s, lambda r: formats.number(r["gflops"]))),
+            Section(f"efficiency vs the roofline (roofline µs/step ÷ backend's){where}",
+                    _pivot(train, lambda r: formats.percent(r["efficiency_pct"]))),
+            Section(f"compile seconds (outside the timed loop){where}",
+                    _pivot(train, lambda r: f"{r['compile_s']:.3g}")),
+            Section(f"agrees with numpy (✓ / ✗ with max |ΔW|){where}",
+                    _pivot(train, _agreement)),
+        ]
+    return sections
+
+
+def _load(frame_or_path: pd.DataFrame | str | os.PathLike[str]) -> pd.DataFrame:
+    if isinstance(frame_or_path, pd.DataFrame):
+        return frame_or_path
+    return load_run(frame_or_path)
+
+
+def render_run(frame_or_path: pd.DataFrame | str | os.PathLike[str], fmt: str = "table") -> str:
+    """The summary printed after ``gdbench run``: workloads x backends, each cell
+    "µs/step (×speed-up vs numpy, efficiency % of the roofline)".
+
+    ``frame_or_path`` is a frame from :func:`gdbench.results.load_run` or a run's path.
+    Backends that were skipped have no column. ``fmt``: table, md, csv (raw numbers) or
+    html. Raises InputError for an unreadable run file.
+    """
+    frame = _load(frame_or_path)
+    if fmt == "csv":
+        return formats.csv(_csv_columns(summary(frame)))
+    sections = []
+    for run in runs_of(frame):
+        s = summary(frame[frame["run"] == run["run"]])
+
+        def cell(r: pd.Series) -> str:
+            if r["kind"] == "roofline":
+                return formats.us(r["step_us"])
+            extras = [x for x in (formats.times(r["speedup"]),
+                                  formats.percent(r["efficiency_pct"])) if x]
+            mark = " ✗" if r["agrees"] is False else ""
+            return f"{formats.us(r['step_us'])} ({', '.join(extras)}){mark}"
+
+        sections.append(Section(
+            f"µs per step (×speed-up vs numpy, % of roofline) — {run['machine']}",
+            _pivot(s, cell), [_header(run)]))
+    return formats.render(sections, fmt)
+
+
+_CSV = ["run", "machine", "fingerprint", "workload", "backend", "dtype", "kind", "device",
+        "step_us", "speedup", "gflops", "efficiency_pct", "compile_s", "agrees",
+        "max_abs_diff_vs_numpy", "final_loss", "median_s", "iqr_s", "rounds", "steps"]
+
+
+def _csv_columns(s: pd.DataFrame) -> pd.DataFrame:
+    return s[_CSV]
+
+
+# --- two or more runs ----------------------------------------------------------------------
+
+def _machine_warning(frame: pd.DataFrame) -> list[str]:
+    runs = runs_of(frame)
+    machines = {r["fingerprint"]: r["machine"] for r in runs}
+    if len(machines) < 2:
+        return []
+    listed = "; ".join(f"{r['run']}: {r['machine']} [{r['fingerprint']}]" for r in runs)
+    return [f"these runs come from {len(machines)} DIFFERENT MACHINES ({listed}); the "
+            "numbers below compare machines as well as code"]
+
+
+def _column_names(frame: pd.DataFrame) -> dict[str, str]:
+    """run -> its column name: the run, and its machine when the machines differ."""
+    runs = runs_of(frame)
+    several = len({r["fingerprint"] for r in runs}) > 1
+    return {r["run"]: f"{r['run']} @ {r['machine']}" if several else r["run"] for r in runs}
+
+
+def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
+    """Two runs matched by benchmark name: old and new µs/step, new/old with its 95% CI.
+
+    The first run in the frame is "old". Raw numbers; ``significant`` is True when the
+    interval excludes 1, None when a run has no rounds saved.
+    """
+    old_run, new_run = [r["run"] for r in runs_of(frame)]
+    old = frame[frame["run"] == old_run].drop_duplicates("name").set_index("name")
+    new = frame[frame["run"] == new_run].drop_duplicates("name").set_index("name")
+    rows = []
+    for name in dict.fromkeys([*old.index, *new.index]):
+        o = old.loc[name] if name in old.index else None
+        n = new.loc[name] if name in new.index else None
+        r = n if n is not None else o
+        assert r is not None
+        row: dict[str, Any] = {"name": name, "workload": r["workload"], "backend": r["backend"],
+                               "old_step_us": math.nan if o is None else o["step_us"],
+                               "new_step_us": math.nan if n is None else n["step_us"],
+                               "ratio": math.nan, "low": math.nan, "high": math.nan,
+                               "significant": None}
+        if o is not None and n is not None:
+            if isinstance(o["data"], list) and isinstance(n["data"], list):
+                est = ratio_of_medians(n["data"], o["data"])
+            else:
+                est = ratio_of_medians([n["median_s"]], [o["median_s"]])
+            row.update(ratio=est.ratio, low=est.low, high=est.high)
+            if est.resampled:
+                row["significant"] = bool(est.low > 1 or est.high < 1)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    order_w = {w: i for i, w in enumerate(workloads_in(out))}
+    order_b = {b: i for i, b in enumerate(backends_in(out))}
+    keys = pd.DataFrame({"w": out["workload"].map(order_w), "b": out["backend"].map(order_b)})
+    return out.loc[keys.sort_values(["w", "b"], kind="stable").index].reset_index(drop=True)
+
+
+def _change(r: pd.Series) -> str:
+    if math.isnan(r["ratio"]):
+        return "only in one run"
+    if r["significant"] is None:
+        return "(no rounds saved)"
+    if not r["significant"]:
+        return ""
+    return "▲ slower" if r["ratio"] > 1 else "▼ faster"
+
+
+def side_by_side_section(frame: pd.DataFrame) -> Section:
+    sbs = side_by_side(frame)
+    names = _column_names(frame)
+    old_run, new_run = [r["run"] for r in runs_of(frame)]
+
+    def ci(r: pd.Series) -> str:
+        return "" if math.isnan(r["low"]) else f"[{r['low']:.3f}, {r['high']:.3f}]"
+
+    table = pd.DataFrame({
+        "workload": sbs["workload"],
+        "backend": sbs["backend"],
+        f"µs/step {names[old_run]}": sbs["old_step_us"].map(formats.us),
+        f"µs/step {names[new_run]}": sbs["new_step_us"].map(formats.us),
+        "new/old": ["" if math.isnan(x) else f"{x:.3f}" for x in sbs["ratio"]],
+        "95% CI": [ci(r) for _, r in sbs.iterrows()],
+        "change": [_change(r) for _, r in sbs.iterrows()],
+    })
+    notes = [f"old = {_header(r)}" if i == 0 else f"new = {_header(r)}"
+             for i, r in enumerate(runs_of(frame))]
+    notes.append("new/old is the ratio of median times; ▲/▼ mark changes whose 95% bootstrap "
+                 "interval over the rounds excludes 1.")
+    return Section(f"{new_run} vs {old_run}", table, notes)
+
+
+def merged_section(frame: pd.DataFrame) -> Section:
+    """µs/step of every run, one column per run (named by machine when they differ)."""
+    names = _column_names(frame)
+    s = summary(frame)
+    keys = s[["workload", "label"]].drop_duplicates()
+    table = pd.DataFrame({"workload": keys["workload"], "backend": keys["label"]})
+    for run, column in names.items():
+        us = s[s["run"] == run].drop_duplicates(["workload", "label"]).set_index(
+            ["workload", "label"])["step_us"]
+        table[f"µs/step {column}"] = [formats.us(x) for x in us.reindex(
+            pd.MultiIndex.from_frame(keys)).to_numpy()]
+    order_w = {w: i for i, w in enumerate(workloads_in(s))}
+    order_b = {b: i for i, b in enumerate(backends_in(s.assign(backend=s["label"])))}
+    order = pd.DataFrame({"w": table["workload"].map(order_w),
+                          "b": table["backend"].map(order_b)})
+    table = table.loc[order.sort_values(["w", "b"], kind="stable").index]
+    return Section("µs per step, every run", table, [_header(r) for r in runs_of(frame)])
+
+
+def render_compare(frame: pd.DataFrame, fmt: str = "table") -> str:
+    """What ``gdbench compare`` prints for the runs in ``frame`` (see the module doc)."""
+    n_runs = len(runs_of(frame))
+    if fmt == "csv":
+        if n_runs == 2:
+            return formats.csv(side_by_side(frame))
+        return formats.csv(_csv_columns(summary(frame)))
+    warnings = _machine_warning(frame)
+    if n_runs == 1:
+        sections = run_sections(frame)
+    elif n_runs == 2:
+        sections = [side_by_side_section(frame)]
+    else:
+        sections = [merged_section(frame)]
+    return formats.render(sections, fmt, warnings)
+
+
+# --- the command ---------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("runs", nargs="+", metavar="RUN.json",
+                        help="saved runs (pytest-benchmark JSON); with two, the first is old")
+    parser.add_argument("--format", choices=formats.FORMATS, default="table",
+                        help="table (default), md, csv or html")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    frame = load_runs(args.runs)
+    warnings = _machine_warning(frame)
+    if warnings and args.format in ("md", "html", "csv"):
+        # The warning is inside the output too, but a redirected output hides it.
+        print(f"gdbench compare: warning: {warnings[0]}", file=sys.stderr)
+    print(render_compare(frame, args.format), end="")
+    return 0

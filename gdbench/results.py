@@ -1,0 +1,225 @@
+"""Saved runs (pytest-benchmark JSON) as a tidy pandas DataFrame, one row per benchmark.
+
+Importable from a notebook::
+
+    from gdbench.results import load_run
+    frame = load_run("results/runs/0001.json")
+    frame.pivot(index="workload", columns="backend", values="step_us")
+
+Times: ``median_s``, ``iqr_s`` and the per-round ``data`` are seconds per round, and one
+round is one whole training run (``steps`` steps); ``step_us`` is µs per step; ``gflops``
+is GFLOP/s; ``compile_s`` is seconds. Any problem with a file raises
+:class:`data.errors.InputError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import implementations
+from data.errors import InputError
+from data.workloads import WORKLOADS
+from gdbench import machine
+
+COLUMNS = [
+    "run", "path", "fingerprint", "machine", "machine_known", "datetime", "name", "workload",
+    "backend", "kind", "median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "rounds",
+    "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
+    "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
+    "steps", "dtype", "sync", "data",
+]
+_INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps"]
+_FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us", "gflops",
+                  "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy"]
+
+
+def read_run(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed JSON of one saved run, checked to be a pytest-benchmark run with benchmarks."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory, not a run JSON file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{p}: not a text file, so not a pytest-benchmark JSON run") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read it ({exc.strerror})") from None
+    if not text.strip():
+        raise InputError(f"{p}: the file is empty (an interrupted run?)")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno}); is the file truncated?") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise InputError(f"{p}: not a pytest-benchmark run (no 'benchmarks' list); save runs "
+                         "with gdbench run or pytest --benchmark-json")
+    if not doc["benchmarks"]:
+        raise InputError(f"{p}: the run has no benchmarks (were they all skipped?)")
+    return doc
+
+
+def load_run(path: str | os.PathLike[str], run: str | None = None) -> pd.DataFrame:
+    """One saved run as a tidy DataFrame (columns :data:`COLUMNS`, one row per benchmark).
+
+    ``run`` names the run in the ``run`` column (default: the file name without .json).
+    """
+    p = Path(path)
+    doc = read_run(p)
+    info = doc.get("machine_info")
+    info = info if isinstance(info, dict) else {}
+    known = isinstance(info.get("gdbench"), dict)
+    label = machine.label(info)
+    if not known:
+        # Saved by plain pytest: pytest-benchmark's own CPU fields are all there is.
+        cores = (info.get("cpu") or {}).get("count")
+        label = label.replace("? cores", f"{cores} cores") if cores else label
+        label += " (no gdbench machine info)"
+    head = {
+        "run": run or p.stem,
+        "path": str(p),
+        "fingerprint": machine.fingerprint(info),
+        "machine": label,
+        "machine_known": known,
+        "datetime": doc.get("datetime"),
+    }
+    rows = [{**head, **_row(p, i, bench)} for i, bench in enumerate(doc["benchmarks"])]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for col in _FLOAT_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    for col in _INT_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    frame["datetime"] = pd.to_datetime(frame["datetime"], errors="coerce", utc=True)
+    # Python True / False / None, whatever the mix (pandas would make an all-bool column
+    # numpy bools, on which `is True` fails).
+    frame["agrees"] = frame["agrees"].astype(object)
+    return frame
+
+
+def load_runs(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Several runs in one frame; runs whose file names clash get their folder prefixed."""
+    stems = [Path(p).stem for p in paths]
+    names = []
+    for p, stem in zip(paths, stems, strict=True):
+        name = stem if stems.count(stem) == 1 else f"{Path(p).parent.name}/{stem}"
+        while name in names:  # the same file given twice
+            name += "'"
+        names.append(name)
+    return pd.concat([load_run(p, n) for p, n in zip(paths, names, strict=True)],
+                     ignore_index=True)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
+    """One benchmark entry as a flat dict; times stay in seconds per round."""
+    if not isinstance(bench, dict):
+        raise InputError(f"{path}: benchmark #{index + 1} is not an object")
+    name = str(bench.get("name", f"#{index + 1}"))
+    stats = bench.get("stats")
+    median = _number(stats.get("median")) if isinstance(stats, dict) else None
+    if stats is None or median is None or not math.isfinite(median) or median <= 0:
+        raise InputError(f"{path}: benchmark {name} has no positive stats.median; "
+                         "not a pytest-benchmark run?")
+    assert isinstance(stats, dict)
+    extra: dict[str, Any] = bench.get("extra_info") or {}
+    params: dict[str, Any] = bench.get("params") or {}
+    if not isinstance(extra, dict) or not isinstance(params, dict):
+        raise InputError(f"{path}: benchmark {name} has a malformed extra_info or params")
+    kind = extra.get("kind") or ("roofline" if "roofline" in name else "training")
+    backend = extra.get("backend") or params.get("backend")
+    backend = backend or ("roofline" if kind == "roofline" else name)
+    steps = _number(extra.get("steps"))
+    flops = _number(extra.get("flops"))
+    # Recomputed from the stats (the same formulas as the suite's extra_info), so a run
+    # whose extra_info lacks them still gives per-step numbers.
+    step_us = median / steps * 1e6 if steps else extra.get("step_us")
+    gflops = flops / median / 1e9 if flops else extra.get("gflops")
+    raw = stats.get("data")
+    data = ([float(x) for x in raw] if isinstance(raw, list) and raw
+            and all(_number(x) is not None for x in raw) else None)
+    agrees = extra.get("agrees")
+    return {
+        "name": name,
+        "workload": extra.get("workload") or params.get("workload") or bench.get("group"),
+        "backend": backend,
+        "kind": kind,
+        "median_s": median,
+        "iqr_s": stats.get("iqr"),
+        "mean_s": stats.get("mean"),
+        "stddev_s": stats.get("stddev"),
+        "min_s": stats.get("min"),
+        "rounds": stats.get("rounds", len(data) if data else None),
+        "iterations": stats.get("iterations", 1),
+        "step_us": step_us,
+        "gflops": gflops,
+        "flops": flops,
+        "compile_s": extra.get("compile_s"),
+        "final_loss": extra.get("final_loss"),
+        "max_abs_diff_vs_numpy": extra.get("max_abs_diff_vs_numpy"),
+        "agrees": agrees if isinstance(agrees, bool) else None,
+        "device": extra.get("device"),
+        "n": extra.get("n"),
+        "d": extra.get("d"),
+        "k": extra.get("k"),
+        "batch_size": extra.get("batch_size"),
+        "epochs": extra.get("epochs"),
+        "steps": steps,
+        "dtype": extra.get("dtype"),
+        "sync": extra.get("sync"),
+        "data": data,
+    }
+
+
+def runs_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One dict per run in the frame, in order: run, path, fingerprint, machine, datetime."""
+    keep = ["run", "path", "fingerprint", "machine", "machine_known", "datetime"]
+    return list(frame[keep].drop_duplicates("run").to_dict("records"))
+
+
+def write_atomic(path: str | os.PathLike[str], content: str | bytes) -> None:
+    """Write a file so that a reader sees the old content or the new, never a partial one."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; results are meant to be shared
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ordered(values: Iterable[Any], order: Sequence[str]) -> list[str]:
+    """Distinct values, those in ``order`` first in that order, then the rest sorted."""
+    seen = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    return [v for v in order if v in seen] + sorted(v for v in seen if v not in order)
+
+
+def workloads_in(frame: pd.DataFrame) -> list[str]:
+    """The frame's workloads, smallest first (the order of data.workloads.WORKLOADS)."""
+    return ordered(frame["workload"], list(WORKLOADS))
+
+
+def backends_in(frame: pd.DataFrame) -> list[str]:
+    """The frame's backends in registry order (numpy first), the roofline last."""
+    names = [n for n in frame["backend"] if n != "roofline"]
+    has_roofline = bool((frame["backend"] == "roofline").any())
+    return ordered(names, implementations.names()) + (["roofline"] if has_roofline else [])

@@ -1,0 +1,159 @@
+"""Synthetic pytest-benchmark runs, shaped like gdbench's, with rounds we construct.
+
+Each round is a benchmark's true time times seeded lognormal jitter (4% by default), so
+the statistics see realistic noise while every test stays deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.workloads import WORKLOADS
+from gdbench import machine
+
+# True µs per step on the imaginary test machine: overhead-bound crops, GEMM-bound medium.
+STEP_US = {
+    "crops": {"roofline": 1.5, "numpy": 6.0, "torch-cpu": 25.0, "torch-manual": 20.0,
+              "jax": 12.0, "jax-scan": 0.8},
+    "small": {"roofline": 3.0, "numpy": 10.0, "torch-cpu": 30.0, "torch-manual": 25.0,
+              "jax": 15.0, "jax-scan": 4.0},
+    "medium": {"roofline": 60.0, "numpy": 90.0, "torch-cpu": 80.0, "torch-manual": 78.0,
+               "jax": 85.0, "jax-scan": 70.0},
+}
+BACKENDS = ("numpy", "torch-cpu", "jax", "jax-scan")
+
+
+def machine_info(cpu: str = "Test CPU 9000", cores: int = 2, gdbench: bool = True) -> dict:
+    """pytest-benchmark's machine_info, plus gdbench's part unless ``gdbench`` is False."""
+    info: dict[str, Any] = {"node": "test", "machine": "x86_64", "system": "Linux",
+                            "python_version": "3.11.7",
+                            "cpu": {"brand_raw": cpu, "count": cores, "arch": "X86_64"}}
+    if gdbench:
+        info["gdbench"] = {"cpu_model": cpu, "cpu_count": cores, "blas": [],
+                           "versions": {"numpy": "2.4.6", "torch": "2.13.0"}}
+        info["gdbench"]["fingerprint"] = machine.fingerprint(info)
+    return info
+
+
+def _stats(data: np.ndarray, iterations: int, save_data: bool) -> dict[str, Any]:
+    q1, median, q3 = np.quantile(data, [0.25, 0.5, 0.75])
+    stats: dict[str, Any] = {
+        "min": float(data.min()), "max": float(data.max()), "mean": float(data.mean()),
+        "stddev": float(data.std(ddof=1)), "rounds": int(data.size), "median": float(median),
+        "iqr": float(q3 - q1), "q1": float(q1), "q3": float(q3), "iqr_outliers": 0,
+        "stddev_outliers": 0, "outliers": "0;0", "ld15iqr": float(data.min()),
+        "hd15iqr": float(data.max()), "ops": float(1 / data.mean()),
+        "total": float(data.sum() * iterations), "iterations": iterations,
+    }
+    if save_data:
+        stats["data"] = [float(x) for x in data]
+    return stats
+
+
+def make_run(
+    *,
+    workloads: Sequence[str] = ("crops", "small"),
+    backends: Sequence[str] = BACKENDS,
+    factors: Mapping[str, float] | None = None,
+    roofline_factor: float = 1.0,
+    rounds: int = 20,
+    sigma: float = 0.04,
+    seed: int = 0,
+    save_data: bool = True,
+    info: dict | None = None,
+) -> dict[str, Any]:
+    """A run JSON: ``factors`` slows single backends (1.25 = 25% slower), and
+    ``roofline_factor`` slows the roofline benchmark."""
+    rng = np.random.default_rng(seed)
+    factors = dict(factors or {})
+    benchmarks = []
+    for workload in workloads:
+        w = WORKLOADS[workload]
+        problem_rows = {"crops": (15, 3, 2), "small": (1024, 16, 2), "medium": (16384, 128, 8)}
+        n, d, k = problem_rows[workload]
+        steps = w.epochs * -(-n // w.batch_size)
+        flops = w.epochs * n * (4.0 * d * k + 6.0 * k)
+        for backend in ["roofline", *backends]:
+            factor = roofline_factor if backend == "roofline" else factors.get(backend, 1.0)
+            round_s = STEP_US[workload][backend] * steps * 1e-6 * factor
+            data = round_s * rng.lognormal(0.0, sigma, rounds)
+            median = float(np.median(data))
+            roofline = backend == "roofline"
+            name = f"bench_roofline[{workload}]" if roofline else \
+                f"bench_training[{workload}-{backend}]"
+            benchmarks.append({
+                "group": workload,
+                "name": name,
+                "fullname": f"benches/bench_training.py::{name}",
+                "params": {"workload": workload} if roofline else
+                {"workload": workload, "backend": backend},
+                "param": workload if roofline else f"{workload}-{backend}",
+                "extra_info": {
+                    "kind": "roofline" if roofline else "training",
+                    "backend": backend, "device": "cpu", "workload": workload,
+                    "n": n, "d": d, "k": k, "batch_size": w.batch_size, "epochs": w.epochs,
+                    "steps": steps, "dtype": "float32", "flops": flops,
+                    "step_us": median / steps * 1e6, "gflops": flops / median / 1e9,
+                    "compile_s": 0.3 if backend.startswith("jax") else 0.0,
+                    "final_loss": None if roofline else 0.0123,
+                    "max_abs_diff_vs_numpy": None if roofline else
+                    (0.0 if backend == "numpy" else 2e-7),
+                    "agrees": True, "sync": "none",
+                },
+                "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5,
+                            "max_time": 1.0, "min_time": 5e-06, "warmup": False},
+                "stats": _stats(data, 1, save_data),
+            })
+    return {
+        "machine_info": info if info is not None else machine_info(),
+        "commit_info": {"id": "0" * 40, "dirty": False, "project": "gdbench", "branch": "main"},
+        "benchmarks": benchmarks,
+        "datetime": "2026-01-02T03:04:05.000000+00:00",
+        "version": "5.3.1",
+    }
+
+
+def write_run(path: Path, **kwargs: Any) -> Path:
+    """make_run(**kwargs) saved as JSON at ``path``; returns the path."""
+    path.write_text(json.dumps(make_run(**kwargs), indent=1), encoding="utf-8")
+    return path
+
+
+def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``gdbench argv...`` in this process; argparse's
+    own errors (SystemExit) count as exit codes too."""
+    from gdbench import cli
+
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code) if isinstance(exc.code, int) else 2
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def bad_run_files(tmp_path: Path) -> dict[str, Path]:
+    """One broken file per kind of bad input, keyed by what is wrong with it."""
+    good = json.dumps(make_run(workloads=("crops",), rounds=5))
+    cases = {
+        "missing": None,
+        "empty": "",
+        "truncated": good[: len(good) // 2],
+        "not JSON": "workload,backend\ncrops,numpy\n",
+        "not a run": json.dumps({"results": [1, 2, 3]}),
+        "a JSON list": json.dumps([{"name": "x"}]),
+        "no benchmarks": json.dumps({**json.loads(good), "benchmarks": []}),
+        "no stats": json.dumps({**json.loads(good), "benchmarks": [{"name": "x"}]}),
+    }
+    paths = {}
+    for what, text in cases.items():
+        path = tmp_path / f"{what.replace(' ', '_')}.json"
+        if text is not None:
+            path.write_text(text, encoding="utf-8")
+        paths[what] = path
+    return paths

@@ -1,0 +1,119 @@
+"""`gdbench compare` and render_run on constructed runs: every format, two runs side by
+side, runs from different machines told apart, and bad files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _benchjson import bad_run_files, machine_info, run_cli, write_run
+
+from gdbench.results import load_run
+from gdbench.tables import render_run, side_by_side, summary
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    return write_run(tmp_path / "run.json", workloads=("crops", "small"), seed=1)
+
+
+def test_summary_speedup_and_efficiency(run: Path) -> None:
+    s = summary(load_run(run)).set_index(["workload", "backend"])
+    numpy_us, jax_us = s.loc[("crops", "numpy"), "step_us"], s.loc[("crops", "jax"), "step_us"]
+    roof_us = s.loc[("crops", "roofline"), "step_us"]
+    assert s.loc[("crops", "numpy"), "speedup"] == pytest.approx(1.0)
+    assert s.loc[("crops", "jax"), "speedup"] == pytest.approx(numpy_us / jax_us)
+    assert s.loc[("crops", "jax"), "efficiency_pct"] == pytest.approx(100 * roof_us / jax_us)
+
+
+def test_render_run_cells_and_skipped_backends(tmp_path: Path) -> None:
+    path = write_run(tmp_path / "r.json", workloads=("crops", "small"),
+                     backends=("numpy", "jax"), seed=1)
+    text = render_run(path)
+    assert text == render_run(load_run(path))  # a path or a frame
+    header = next(line for line in text.splitlines() if line.startswith("workload"))
+    assert header.split() == ["workload", "numpy", "jax", "roofline"]  # torch-cpu skipped
+    crops = next(line for line in text.splitlines() if line.startswith("crops"))
+    assert "(×1.00, " in crops and "%)" in crops
+    md = render_run(path, "md")
+    assert "| workload | numpy | jax | roofline |" in md
+
+
+@pytest.mark.parametrize("fmt", ["table", "md", "csv", "html"])
+def test_compare_one_run_in_every_format(run: Path, capsys, fmt: str) -> None:
+    code, out, err = run_cli(capsys, "compare", str(run), "--format", fmt)
+    assert code == 0 and err == ""
+    if fmt == "md":
+        assert "### µs per step" in out and "| crops |" in out
+        assert "### speed-up vs numpy" in out and "### agrees with numpy" in out
+    elif fmt == "csv":
+        frame = pd.read_csv(io.StringIO(out))
+        assert {"workload", "backend", "step_us", "speedup", "gflops", "efficiency_pct",
+                "compile_s", "agrees"} <= set(frame.columns)
+        assert len(frame) == 10
+    elif fmt == "html":
+        assert out.count("<table") == 6 and "<h3>GFLOP/s" in out
+    else:
+        assert "efficiency vs the roofline" in out and "compile seconds" in out
+
+
+def test_compare_two_runs_side_by_side(tmp_path: Path, run: Path, capsys) -> None:
+    new = write_run(tmp_path / "new.json", workloads=("crops", "small"), seed=2,
+                    factors={"torch-cpu": 1.25})
+    code, out, _ = run_cli(capsys, "compare", str(run), str(new), "--format", "md")
+    assert code == 0
+    torch_rows = [line for line in out.splitlines() if "| torch-cpu |" in line]
+    assert len(torch_rows) == 2 and all("▲ slower" in line for line in torch_rows)
+    assert "DIFFERENT MACHINES" not in out
+    code, out, _ = run_cli(capsys, "compare", str(run), str(new), "--format", "csv")
+    frame = pd.read_csv(io.StringIO(out)).set_index(["workload", "backend"])
+    assert frame.loc[("crops", "torch-cpu"), "ratio"] == pytest.approx(1.25, rel=0.1)
+    assert bool(frame.loc[("crops", "torch-cpu"), "significant"])
+    assert frame.loc[("crops", "numpy"), "ratio"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_side_by_side_lists_benchmarks_of_only_one_run(tmp_path: Path, run: Path) -> None:
+    other = write_run(tmp_path / "new.json", workloads=("crops",), seed=2)
+    frame = pd.concat([load_run(run), load_run(other)], ignore_index=True)
+    sbs = side_by_side(frame).set_index(["workload", "backend"])
+    assert pd.isna(sbs.loc[("small", "numpy"), "ratio"])
+    assert pd.notna(sbs.loc[("crops", "numpy"), "ratio"])
+
+
+def test_runs_from_different_machines_are_told_apart(tmp_path: Path, run: Path,
+                                                     capsys) -> None:
+    other = write_run(tmp_path / "gpu.json", workloads=("crops", "small"), seed=2,
+                      info=machine_info(cpu="Big Server CPU", cores=64))
+    code, out, err = run_cli(capsys, "compare", str(run), str(other), "--format", "md")
+    assert code == 0
+    assert out.startswith("> **⚠ these runs come from 2 DIFFERENT MACHINES")
+    assert "@ Test CPU 9000, 2 cores" in out and "@ Big Server CPU, 64 cores" in out
+    assert "DIFFERENT MACHINES" in err  # also on stderr, since stdout may be redirected
+    third = write_run(tmp_path / "third.json", workloads=("crops",), seed=3)
+    code, out, _ = run_cli(capsys, "compare", str(run), str(other), str(third))
+    assert code == 0
+    assert out.startswith("!! WARNING: these runs come from 2 DIFFERENT MACHINES")
+    assert "µs/step third @ Test CPU 9000, 2 cores" in out
+
+
+def test_three_runs_of_one_machine_are_merged_without_warning(tmp_path: Path, run: Path,
+                                                              capsys) -> None:
+    paths = [str(write_run(tmp_path / f"r{i}.json", workloads=("crops",), seed=i))
+             for i in range(3)]
+    code, out, _ = run_cli(capsys, "compare", *paths, "--format", "md")
+    assert code == 0 and "WARNING" not in out and "⚠" not in out
+    assert "| workload | backend | µs/step r0 | µs/step r1 | µs/step r2 |" in out
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "truncated", "not JSON", "not a run",
+                                  "no benchmarks"])
+def test_bad_files_exit_2_with_one_line(tmp_path: Path, run: Path, capsys,
+                                        what: str) -> None:
+    bad = bad_run_files(tmp_path)[what]
+    code, out, err = run_cli(capsys, "compare", str(run), str(bad))
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gdbench compare: error: ")
+    assert str(bad) in lines[0]
