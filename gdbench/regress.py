@@ -1,11 +1,351 @@
-"""(placeholder, being written)"""
+"""The CI regression gate: compare a run with a committed baseline.
+
+Metric: each training benchmark's median time divided by the roofline benchmark of the
+same workload in the same run (a plain NumPy matmul pair of one step's shapes). The
+roofline cancels the machine's speed, and no change to a backend can move it, so a
+slowdown of NumPy itself is caught too. The change is that ratio in the new run over the
+same ratio in the baseline (1.25 = 25% slower).
+
+Significance: a 95% bootstrap confidence interval of that ratio of medians, resampling
+the rounds of all four samples (benchmark and roofline, baseline and new run; seeded, so
+the verdict is reproducible).
+
+Verdicts: "regression" when the change exceeds 1 + threshold and the interval lies above
+1 (exit 1); "improvement" when it is below 1 / (1 + threshold) and the interval lies
+below 1; "not significant" when it is beyond the threshold but the interval contains 1.
+A run saved without --benchmark-save-data has no rounds: then the medians alone decide,
+and the report says so. Benchmarks missing from either run are listed, not failed.
+
+--threshold takes a percentage ("15%") or a fraction below 1 ("0.15"); a bare number of
+1 or more ("15") is refused as ambiguous. A baseline from another machine (another
+fingerprint) is a warning, or an error with --strict-machine.
+
+Exit codes: 0 pass, 1 regression, 2 bad input.
+"""
+
+from __future__ import annotations
 
 import argparse
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from data.errors import InputError
+from gdbench import formats
+from gdbench.results import backends_in, load_run, workloads_in, write_atomic
+
+DEFAULT_THRESHOLD = "15%"
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+# Bootstrap resamples are drawn in chunks of about this many values, to bound memory
+# (rounds x resamples can reach millions on fast benchmarks).
+_CHUNK_VALUES = 2_000_000
+
+REGRESSION = "regression"
+IMPROVEMENT = "improvement"
+NOT_SIGNIFICANT = "not significant"
+OK = "ok"
+MISSING_NEW = "missing in new run"
+MISSING_BASE = "not in baseline"
+REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A ratio of medians with its bootstrap interval (NaN bounds: no rounds to resample)."""
+
+    ratio: float
+    low: float = math.nan
+    high: float = math.nan
+
+    @property
+    def resampled(self) -> bool:
+        return not math.isnan(self.low)
+
+
+# --- the statistics (pure) ---------------------------------------------------------------
+
+def parse_threshold(text: str) -> float:
+    """'15%' -> 0.15 and '0.15' -> 0.15; anything else raises InputError."""
+    s = str(text).strip()
+    is_percent = s.endswith("%")
+    try:
+        value = float(s[:-1] if is_percent else s)
+    except ValueError:
+        raise InputError(f"threshold must look like 15% or 0.15, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"threshold must be positive, like 15% or 0.15, got {text!r}")
+    if is_percent:
+        return value / 100
+    if value >= 1:
+        raise InputError(f"threshold {text!r} is ambiguous: write {s}% for a percentage, "
+                         "or a fraction below 1 such as 0.15")
+    return value
+
+
+def _bootstrap_medians(x: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """The medians of ``resamples`` resamples (with replacement) of ``x``."""
+    out = np.empty(resamples)
+    chunk = max(1, _CHUNK_VALUES // x.size)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, x.size, size=(stop - start, x.size))
+        out[start:stop] = np.median(x[idx], axis=1)
+    return out
+
+
+def ratio_of_medians(
+    new: ArrayLike,
+    base: ArrayLike,
+    new_ref: ArrayLike | None = None,
+    base_ref: ArrayLike | None = None,
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> Estimate:
+    """(median(new) / median(new_ref)) / (median(base) / median(base_ref)) with a CI.
+
+    Without references it is plainly median(new) / median(base). The interval is the
+    percentile bootstrap: every sample is resampled independently ``resamples`` times
+    from ``np.random.default_rng(seed)``. Each sample needs two or more rounds, else
+    the bounds are NaN. Units cancel, so any time unit will do.
+    """
+    samples = [np.asarray(x, dtype=float) for x in (new, base, new_ref, base_ref)
+               if x is not None]
+    if any(s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0) for s in samples):
+        raise ValueError("every sample needs one or more positive finite times")
+    if len(samples) not in (2, 4):
+        raise ValueError("give both references or neither")
+    exps = (1.0, -1.0, -1.0, 1.0)[: len(samples)]
+    ratio = float(np.prod([np.median(s) ** e for s, e in zip(samples, exps, strict=True)]))
+    if min(s.size for s in samples) < 2:
+        return Estimate(ratio)
+    rng = np.random.default_rng(seed)
+    # Work in logs so the product of four ratios is a sum.
+    log_ratio = sum(e * np.log(_bootstrap_medians(s, rng, resamples))
+                    for s, e in zip(samples, exps, strict=True))
+    alpha = (1 - confidence) / 2
+    low, high = np.exp(np.quantile(log_ratio, [alpha, 1 - alpha]))
+    return Estimate(ratio, float(low), float(high))
+
+
+def verdict(estimate: Estimate, threshold: float) -> str:
+    """regression / improvement / not significant / ok, for a new/baseline ratio."""
+    slower = estimate.ratio > 1 + threshold
+    faster = estimate.ratio < 1 / (1 + threshold)
+    if not estimate.resampled:  # medians only: the threshold alone decides
+        return REGRESSION if slower else IMPROVEMENT if faster else OK
+    if slower and estimate.low > 1:
+        return REGRESSION
+    if faster and estimate.high < 1:
+        return IMPROVEMENT
+    return NOT_SIGNIFICANT if slower or faster else OK
+
+
+# --- the gate ------------------------------------------------------------------------------
+
+def _roofline(frame: pd.DataFrame, row: pd.Series) -> pd.Series | None:
+    """The roofline row of the same workload (and dtype, when recorded) in the same run."""
+    roof = frame[(frame["kind"] == "roofline") & (frame["workload"] == row["workload"])]
+    if row["dtype"] is not None and (roof["dtype"] == row["dtype"]).any():
+        roof = roof[roof["dtype"] == row["dtype"]]
+    return None if roof.empty else roof.iloc[0]
+
+
+def _samples(row: pd.Series) -> list[float] | None:
+    data = row["data"]
+    return data if isinstance(data, list) and len(data) >= 2 else None
+
+
+def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """One row per benchmark of either run: normalised times, change, CI and verdict.
+
+    ``base_norm``/``new_norm`` are the benchmark's median over its roofline's (unitless);
+    ``ratio``, ``low``, ``high`` are new/baseline and its 95% CI; ``raw_ratio`` is the
+    plain new/baseline median time. Roofline rows are kept as the machine's reference.
+    """
+    rows: list[dict[str, Any]] = []
+    base_by_name = {r["name"]: r for _, r in base.iterrows()}
+    new_by_name = {r["name"]: r for _, r in new.iterrows()}
+    for name in dict.fromkeys([*base_by_name, *new_by_name]):
+        b, n = base_by_name.get(name), new_by_name.get(name)
+        any_row = n if n is not None else b
+        assert any_row is not None
+        out: dict[str, Any] = {"name": name, "workload": any_row["workload"],
+                               "backend": any_row["backend"], "kind": any_row["kind"],
+                               "base_norm": math.nan, "new_norm": math.nan,
+                               "ratio": math.nan, "low": math.nan, "high": math.nan,
+                               "raw_ratio": math.nan, "verdict": "", "note": ""}
+        rows.append(out)
+        if b is None or n is None:
+            out["verdict"] = MISSING_NEW if n is None else MISSING_BASE
+            continue
+        out["raw_ratio"] = n["median_s"] / b["median_s"]
+        notes = []
+        if n["agrees"] is False:
+            notes.append("disagrees with numpy")
+        if any_row["kind"] == "roofline":
+            out["verdict"] = REFERENCE
+            out["note"] = "machine speed: raw new/baseline time"
+            continue
+        broof, nroof = _roofline(base, b), _roofline(new, n)
+        if broof is None or nroof is None:
+            # Nothing to normalise by: compare raw times, which include the machine's speed.
+            notes.append("no roofline: raw times")
+            present = [n, b]
+        else:
+            out["base_norm"] = b["median_s"] / broof["median_s"]
+            out["new_norm"] = n["median_s"] / nroof["median_s"]
+            present = [n, b, nroof, broof]  # the argument order of ratio_of_medians
+        rounds = [_samples(r) for r in present]
+        if all(x is not None for x in rounds):
+            est = ratio_of_medians(*[x for x in rounds if x is not None])
+        else:
+            notes.append("no per-round data: medians only, no significance test")
+            est = Estimate(ratio_of_medians(*[[r["median_s"]] for r in present]).ratio)
+        out.update(ratio=est.ratio, low=est.low, high=est.high,
+                   verdict=verdict(est, threshold), note="; ".join(notes))
+    frame = pd.DataFrame(rows)
+    order_w = {w: i for i, w in enumerate(workloads_in(frame))}
+    order_b = {x: i for i, x in enumerate(backends_in(frame))}
+    frame["_w"] = frame["workload"].map(order_w)
+    frame["_b"] = frame["backend"].map(order_b)
+    return frame.sort_values(["_w", "_b"], kind="stable").drop(columns=["_w", "_b"])
+
+
+_MARK = {REGRESSION: "❌ regression", IMPROVEMENT: "✅ improvement",
+         NOT_SIGNIFICANT: "~ not significant", OK: "ok", REFERENCE: "reference",
+         MISSING_NEW: "⚠ missing in new run", MISSING_BASE: "new benchmark"}
+
+
+def report_table(gate: pd.DataFrame) -> pd.DataFrame:
+    """The gate's rows as formatted cells for the markdown report."""
+    def ci(r: pd.Series) -> str:
+        if math.isnan(r["low"]):
+            return ""
+        return f"[{formats.signed_percent(r['low'])}, {formats.signed_percent(r['high'])}]"
+
+    return pd.DataFrame({
+        "workload": gate["workload"],
+        "backend": gate["backend"],
+        "baseline ×roofline": gate["base_norm"].map(_norm),
+        "new ×roofline": gate["new_norm"].map(_norm),
+        "change": [formats.signed_percent(r) for r in gate["ratio"].where(
+            gate["kind"] != "roofline", gate["raw_ratio"])],
+        "95% CI": [ci(r) for _, r in gate.iterrows()],
+        "verdict": gate["verdict"].map(_MARK),
+        "note": gate["note"],
+    })
+
+
+def _norm(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.3g}"
+
+
+def summary(gate: pd.DataFrame, threshold: float) -> tuple[str, int]:
+    """A one-line verdict and the exit code (1 when any benchmark regressed)."""
+    counts = gate["verdict"].value_counts()
+    n_reg = int(counts.get(REGRESSION, 0))
+    parts = [f"{n_reg} regression{'s' * (n_reg != 1)}",
+             f"{int(counts.get(IMPROVEMENT, 0))} improved",
+             f"{int(counts.get(OK, 0))} unchanged"]
+    if counts.get(NOT_SIGNIFICANT, 0):
+        parts.append(f"{int(counts[NOT_SIGNIFICANT])} beyond the threshold but not significant")
+    missing = int(counts.get(MISSING_NEW, 0)) + int(counts.get(MISSING_BASE, 0))
+    if missing:
+        parts.append(f"{missing} missing from one run")
+    head = "FAIL" if n_reg else "PASS"
+    return f"{head}: {', '.join(parts)} (threshold +{threshold:.0%})", int(n_reg > 0)
+
+
+def _describe(frame: pd.DataFrame, role: str) -> str:
+    r = frame.iloc[0]
+    when = "" if pd.isna(r["datetime"]) else f", {r['datetime']:%Y-%m-%d %H:%M} UTC"
+    return f"{role}: `{r['path']}` on {r['machine']} (fingerprint {r['fingerprint']}{when})"
+
+
+def other_machine(base: pd.DataFrame, new: pd.DataFrame) -> str | None:
+    """Which machines, when the two runs come from different ones (else None)."""
+    b, n = base.iloc[0], new.iloc[0]
+    if b["fingerprint"] == n["fingerprint"]:
+        return None
+    return (f"the baseline comes from another machine: {b['machine']} (fingerprint "
+            f"{b['fingerprint']}) vs {n['machine']} (fingerprint {n['fingerprint']})")
+
+
+def build_report(base: pd.DataFrame, new: pd.DataFrame, threshold: float, fmt: str = "md",
+                 warning: str | None = None) -> tuple[str, int]:
+    """The gate's report in ``md`` or ``table`` format, and the exit code."""
+    gate = compare_runs(base, new, threshold)
+    if not ((gate["kind"] == "training") & gate["ratio"].notna()).any():
+        raise InputError(f"{new.iloc[0]['path']} and the baseline {base.iloc[0]['path']} have "
+                         "no training benchmark in common; is it the right baseline?")
+    line, code = summary(gate, threshold)
+    notes = [
+        _describe(base, "baseline"),
+        _describe(new, "new run"),
+        f"Metric: median time ÷ the roofline of the same workload in the same run; change = "
+        f"new/baseline. Fails when the change exceeds +{threshold:.0%} and the whole "
+        f"{CONFIDENCE:.0%} bootstrap CI ({RESAMPLES:,} resamples of the rounds) is above +0%.",
+    ]
+    if fmt == "md":
+        notes = [f"{n}  " for n in notes]  # markdown line breaks
+    title = f"gdbench check: {'❌ ' if code else '✅ '}{line}" if fmt == "md" else \
+        f"gdbench check: {line}"
+    warnings = [warning] if warning else []
+    section = formats.Section(title, report_table(gate), ["\n".join(notes)])
+    return formats.render([section], fmt, warnings), code
+
+
+# --- the command ---------------------------------------------------------------------------
+
+def _threshold_arg(text: str) -> float:
+    try:
+        return parse_threshold(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("run", metavar="RUN.json", help="the new run (pytest-benchmark JSON)")
+    parser.add_argument("--baseline", required=True, metavar="BASE.json",
+                        help="the committed baseline run to compare with")
+    parser.add_argument("--threshold", type=_threshold_arg, default=DEFAULT_THRESHOLD,
+                        metavar="PCT",
+                        help="the slowdown that fails the gate: '15%%' or '0.15' (default: "
+                             f"{DEFAULT_THRESHOLD.replace('%', '%%')})")
+    parser.add_argument("--report", metavar="PATH",
+                        help="also write the markdown report to PATH (atomically)")
+    parser.add_argument("--strict-machine", action="store_true",
+                        help="refuse a baseline recorded on another machine (exit 2) "
+                             "instead of warning")
+    parser.add_argument("--format", choices=["md", "table"], default="md",
+                        help="what to print (default: md); --report is always markdown")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    threshold = args.threshold
+    if isinstance(threshold, str):  # a Namespace built by hand, not by the parser
+        threshold = parse_threshold(threshold)
+    base = load_run(args.baseline)
+    new = load_run(args.run)
+    machines = other_machine(base, new)
+    if machines and args.strict_machine:
+        raise InputError(f"{machines}; --strict-machine forbids comparing them")
+    warning = None
+    if machines:
+        warning = f"{machines}; the roofline normalisation cancels most, not all, of that"
+        print(f"gdbench check: warning: {warning}", file=sys.stderr)
+    text, code = build_report(base, new, threshold, args.format, warning)
+    if args.report:
+        report = text if args.format == "md" else build_report(base, new, threshold, "md",
+                                                               warning)[0]
+        write_atomic(args.report, report)
+    print(text, end="")
+    return code
