@@ -1,11 +1,275 @@
-"""(placeholder, being written)"""
+"""Figures from a saved run, each written as PNG and SVG into DIR (created if needed).
+
+scaling      µs per step against FLOPs per step (log-log), one line per backend, and the
+             roofline: a plain NumPy matmul pair of one step's shapes, the machine's ceiling.
+speedup      speed-up vs numpy per workload (numpy's time over the backend's; grouped
+             bars from ×1, up is faster).
+convergence  the loss (MSE over all rows) after each epoch, for every backend available
+             here, on one workload (--workload, default crops). It is recomputed here,
+             outside any timing: for e = 1..E, a fresh run trains a plan of e epochs (the
+             first e epochs of the E-epoch plan, since an epoch's shuffle depends only on
+             the seed and its number). The lines should lie on top of one another. A
+             workload that trains fewer than 10 epochs in the benchmark (medium, large,
+             xl train 1 or 2) is shown over 10 epochs of the same recipe instead, with a
+             note in the title (--epochs to choose).
+
+Titles name the machine. Files are written atomically.
+"""
+
+from __future__ import annotations
 
 import argparse
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
+import implementations
+from data.datasets import mse
+from data.errors import InputError
+from data.workloads import get_workload, make_problem
+from gdbench import machine
+from gdbench.results import backends_in, load_run, workloads_in, write_atomic
+from gdbench.tables import summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+FORMATS = ("png", "svg")
+# A benchmark of one or two epochs has no curve to show; this many epochs of its recipe do.
+MIN_EPOCHS_SHOWN = 10
+_STYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+
+def _figure(width: float = 7.5, height: float = 5.0) -> Figure:
+    # Imported here: every gdbench command builds the parser, which imports this module,
+    # and matplotlib takes a third of a second to import.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # A Figure with its own Agg canvas: no pyplot, so nothing global changes in a notebook.
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _machine(frame: pd.DataFrame) -> str:
+    return str(frame["machine"].iloc[0])
+
+
+def scaling_figure(frame: pd.DataFrame) -> Figure:
+    """µs per step against FLOPs per step, log-log, a line per backend and the roofline."""
+    s = summary(frame)
+    s = s[s["flops"].notna() & s["steps"].notna()].copy()
+    s["flops_per_step"] = s["flops"] / s["steps"].astype(float)
+    # One x per workload, the training step's FLOPs: the roofline counts only its two
+    # GEMMs (no 6·B·k elementwise part) and would otherwise sit a little to the left.
+    train_x = s[s["kind"] == "training"].groupby("workload")["flops_per_step"].median()
+    s["flops_per_step"] = s["workload"].map(train_x).fillna(s["flops_per_step"])
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, label in enumerate(backends_in(s.assign(backend=s["label"]))):
+        rows = s[s["label"] == label].sort_values("flops_per_step")
+        roofline = label == "roofline"
+        ax.plot(rows["flops_per_step"], rows["step_us"], marker=_MARKERS[i % len(_MARKERS)],
+                linestyle="--" if roofline else "-", color="black" if roofline else None,
+                linewidth=2.5 if roofline else 1.5,
+                label="roofline (NumPy matmul pair)" if roofline else label)
+    for workload in workloads_in(s):
+        x = s.loc[s["workload"] == workload, "flops_per_step"].iloc[0]
+        ax.annotate(workload, (x, 1), xycoords=("data", "axes fraction"),
+                    xytext=(0, -4), textcoords="offset points", ha="center", va="top",
+                    fontsize=8, color="0.4")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("work per step (FLOPs, 4·B·d·k + 6·B·k)")
+    ax.set_ylabel("time per step (µs, median)")
+    ax.set_title(f"Step time vs work per step\n{_machine(frame)}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def speedup_figure(frame: pd.DataFrame) -> Figure:
+    """Speed-up vs numpy per workload: grouped bars from ×1 on a log axis (up is faster)."""
+    s = summary(frame)
+    s = s[(s["kind"] == "training") & (s["backend"] != "numpy") & s["speedup"].notna()]
+    fig = _figure(max(7.5, 1.6 * max(1, len(workloads_in(s)))), 5.0)
+    ax = fig.add_subplot()
+    ax.set_title(f"Speed-up vs numpy (numpy's time ÷ the backend's)\n{_machine(frame)}")
+    ax.set_ylabel("speed-up vs numpy (×, log scale; above 1 is faster)")
+    ax.set_xlabel("workload")
+    if s.empty:
+        ax.text(0.5, 0.5, "no numpy benchmark to compare with in this run",
+                ha="center", va="center", transform=ax.transAxes)
+        return fig
+    workloads = workloads_in(s)
+    labels = backends_in(s.assign(backend=s["label"]))
+    width = 0.8 / len(labels)
+    x0 = np.arange(len(workloads))
+    for i, label in enumerate(labels):
+        rows = s[s["label"] == label].set_index("workload")["speedup"]
+        values = rows.reindex(workloads).to_numpy(dtype=float)
+        x = x0 - 0.4 + width * (i + 0.5)
+        # Bars start at ×1, so a slowdown points down and a speed-up up.
+        bars = ax.bar(x, values - 1, bottom=1, width=width, label=label)
+        for bar, v in zip(bars, values, strict=True):
+            if np.isfinite(v):
+                ax.annotate(f"{v:.2g}", (bar.get_x() + bar.get_width() / 2, v),
+                            xytext=(0, 2 if v >= 1 else -2), textcoords="offset points",
+                            ha="center", va="bottom" if v >= 1 else "top", fontsize=7)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"×{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(_minor_tick))
+    ax.axhline(1, color="black", linewidth=1)
+    ax.set_xticks(x0, workloads)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _minor_tick(value: float, _pos: int) -> str:
+    """Label the 2s, 3s and 5s of a log axis (×0.2, ×3, ...), no other minor tick."""
+    if value <= 0:
+        return ""
+    lead = value / 10 ** np.floor(np.log10(value))
+    return f"×{value:g}" if round(lead) in (2, 3, 5) and abs(lead - round(lead)) < 1e-6 else ""
+
+
+def losses_per_epoch(
+    workload: str, backends: Sequence[str], epochs: int | None = None
+) -> tuple[int, dict[str, list[float]]]:
+    """(E, {backend: [loss after 0, 1, ..., E epochs]}), losses as float64 MSE.
+
+    Each point is a fresh run of a plan of e epochs, untimed. E defaults to the workload's
+    epochs, at least MIN_EPOCHS_SHOWN. Raises InputError for an unknown or unavailable
+    backend or workload.
+    """
+    w = get_workload(workload)
+    problem = w.build()
+    n_epochs = epochs or max(w.epochs, MIN_EPOCHS_SHOWN)
+    start = mse(problem.dataset, problem.W0, problem.b0)
+    out: dict[str, list[float]] = {}
+    for name in backends:
+        backend = implementations.get(name)
+        losses = [start]
+        for e in range(1, n_epochs + 1):
+            p = make_problem(w.name, problem.dataset, batch_size=w.batch_size, epochs=e,
+                             lr=w.lr, seed=problem.plan.seed)
+            state = backend.prepare(p.dataset, p.plan, p.W0, p.b0, p.lr)
+            backend.run(state)
+            losses.append(backend.result(state).final_loss)
+        out[name] = losses
+    return n_epochs, out
+
+
+def convergence_figure(
+    workload: str, losses: dict[str, list[float]], note: str = ""
+) -> Figure:
+    """Loss per epoch, one line per backend (they should coincide)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, (name, values) in enumerate(losses.items()):
+        # Distinct dashes, and markers at staggered epochs, keep coinciding lines visible.
+        every = max(1, len(values) // 10)
+        ax.plot(range(len(values)), values, linestyle=_STYLES[i % len(_STYLES)],
+                marker=_MARKERS[i % len(_MARKERS)], markevery=(i % every, every),
+                markersize=5, linewidth=1.5, alpha=0.85, label=name)
+    final = np.array([v[-1] for v in losses.values()])
+    spread = float((final.max() - final.min()) / abs(final.min())) if final.size else 0.0
+    host = machine.label({"gdbench": {"cpu_model": machine.cpu_model(),
+                                      "cpu_count": os.cpu_count()}})
+    ax.set_title(f"Loss per epoch: {workload} (recomputed untimed on {host})\n"
+                 f"final losses differ by at most {spread:.1e} (relative)" + note,
+                 fontsize=10)
+    ax.set_xlabel("epoch (0 = initial weights)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss (MSE over all rows, target units²)")
+    if all(v > 0 for values in losses.values() for v in values):
+        ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """``stem``.png and ``stem``.svg in ``out_dir``, each written atomically."""
+    paths = []
+    for ext in FORMATS:
+        buf = io.BytesIO()
+        # No date in the SVG, so the same figure gives the same file.
+        metadata = {"Date": None} if ext == "svg" else None
+        fig.savefig(buf, format=ext, dpi=150, metadata=metadata)
+        path = out_dir / f"{stem}.{ext}"
+        write_atomic(path, buf.getvalue())
+        paths.append(path)
+    return paths
+
+
+# --- the command ---------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("run", metavar="RUN.json", help="a saved run (pytest-benchmark JSON)")
+    parser.add_argument("-o", "--output", default="results/plots", metavar="DIR",
+                        help="folder for the PNG and SVG files (default: results/plots)")
+    parser.add_argument("--workload", default="crops",
+                        help="the workload of the convergence figure (default: crops)")
+    parser.add_argument("--backends", nargs="+", metavar="NAME",
+                        help="backends of the convergence figure (default: all available)")
+    parser.add_argument("--epochs", type=_positive_int, metavar="E",
+                        help="epochs of the convergence figure (default: the workload's, "
+                             f"at least {MIN_EPOCHS_SHOWN})")
+    parser.add_argument("--no-convergence", action="store_true",
+                        help="skip the convergence figure (it trains every backend E times)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    frame = load_run(args.run)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    names: list[str] = []
+    note = ""
+    if not args.no_convergence:
+        # Check the convergence options before writing anything.
+        workload = get_workload(args.workload)
+        if args.backends:
+            names = list(args.backends)
+            for name in names:
+                implementations.get(name)  # InputError: unknown, or unavailable and why
+        else:
+            status = implementations.available()
+            names = [n for n, why in status.items() if why is None]
+            skipped = [n for n, why in status.items() if why is not None]
+            note = f"; not available here: {', '.join(skipped)}" if skipped else ""
+        shown = args.epochs or max(workload.epochs, MIN_EPOCHS_SHOWN)
+        if shown != workload.epochs:
+            note += (f"\nthe benchmark trains {workload.epochs} epoch"
+                     f"{'s' * (workload.epochs != 1)}; shown over {shown} of the same recipe")
+    written = save(scaling_figure(frame), out_dir, "scaling")
+    written += save(speedup_figure(frame), out_dir, "speedup")
+    if not args.no_convergence:
+        _, losses = losses_per_epoch(args.workload, names, args.epochs)
+        written += save(convergence_figure(args.workload, losses, note), out_dir, "convergence")
+    for path in written:
+        print(path)
+    return 0
