@@ -8,7 +8,11 @@ Importable from a notebook::
 
 Times: ``median_s``, ``iqr_s`` and the per-round ``data`` are seconds per round, and one
 round is one whole training run (``steps`` steps); ``step_us`` is µs per step; ``gflops``
-is GFLOP/s; ``compile_s`` is seconds. Any problem with a file raises
+is GFLOP/s; ``compile_s`` is seconds. Training benchmarks pair each round with a
+reference round (the workload's roofline loop) timed just before it: ``norm_data`` is
+each round's time over its reference's (unitless, aligned with ``data``), ``norm_median``
+its median, ``ref_s`` the reference's median seconds; None / NaN for roofline rows and
+for runs saved before paired timing. Any problem with a file raises
 :class:`data.errors.InputError` with one line naming the file.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -34,11 +39,12 @@ COLUMNS = [
     "backend", "kind", "median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "rounds",
     "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
-    "steps", "dtype", "sync", "data",
+    "steps", "dtype", "sync", "data", "norm_data", "norm_median", "ref_s",
 ]
 _INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps"]
 _FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us", "gflops",
-                  "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy"]
+                  "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "norm_median",
+                  "ref_s"]
 
 
 def read_run(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -125,6 +131,21 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _rounds(raw: Any) -> list[float] | None:
+    """A non-empty list of positive finite numbers as floats, else None."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    values = [_number(x) for x in raw]
+    if any(v is None or not math.isfinite(v) or v <= 0 for v in values):
+        return None
+    return [float(v) for v in values if v is not None]
+
+
+def _positive(value: Any) -> float | None:
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) and number > 0 else None
+
+
 def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     """One benchmark entry as a flat dict; times stay in seconds per round."""
     if not isinstance(bench, dict):
@@ -149,9 +170,11 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     # whose extra_info lacks them still gives per-step numbers.
     step_us = median / steps * 1e6 if steps else extra.get("step_us")
     gflops = flops / median / 1e9 if flops else extra.get("gflops")
-    raw = stats.get("data")
-    data = ([float(x) for x in raw] if isinstance(raw, list) and raw
-            and all(_number(x) is not None for x in raw) else None)
+    data = _rounds(stats.get("data"))
+    norm_data = _rounds(extra.get("norm_data"))
+    norm_median = _positive(extra.get("norm_median"))
+    if norm_median is None and norm_data is not None:
+        norm_median = float(statistics.median(norm_data))
     agrees = extra.get("agrees")
     return {
         "name": name,
@@ -182,6 +205,9 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "dtype": extra.get("dtype"),
         "sync": extra.get("sync"),
         "data": data,
+        "norm_data": norm_data,
+        "norm_median": norm_median,
+        "ref_s": _positive(extra.get("ref_s")),
     }
 
 

@@ -6,9 +6,12 @@ over the backend's, higher is faster), GFLOP/s, efficiency vs the roofline (the 
 shapes, the machine's own ceiling measured in the same run), compile seconds, and whether
 the backend's weights agree with numpy's (✓ / ✗).
 
-Two runs: each benchmark side by side, with new/old (the second file over the first) and
-its 95% bootstrap interval over the rounds; "▲ slower" and "▼ faster" mark changes whose
-interval excludes 1 (the test of gdbench check, on raw times).
+Two runs: each benchmark side by side, with new/old (the second file over the first, raw
+median times, which include the machine's speed) and, for training benchmarks whose rounds
+were paired with a reference round, the normalised new/old (median of each round's time
+over its reference's; the machine's drift cancels). "▲ slower" and "▼ faster" mark
+changes whose 95% bootstrap interval over the rounds excludes 1: the interval of the
+normalised ratio when both runs have it (the test of gdbench check), else of the raw one.
 
 Three or more runs: µs per step merged, one column per run, labelled by machine.
 
@@ -169,11 +172,20 @@ def _column_names(frame: pd.DataFrame) -> dict[str, str]:
     return {r["run"]: f"{r['run']} @ {r['machine']}" if several else r["run"] for r in runs}
 
 
-def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
-    """Two runs matched by benchmark name: old and new µs/step, new/old with its 95% CI.
+def _has_norm(row: pd.Series | None) -> bool:
+    return row is not None and isinstance(row["norm_data"], list) and len(row["norm_data"]) > 0
 
-    The first run in the frame is "old". Raw numbers; ``significant`` is True when the
-    interval excludes 1, None when a run has no rounds saved.
+
+def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
+    """Two runs matched by benchmark name: old and new µs/step, new/old, the normalised
+    new/old, and a 95% CI.
+
+    The first run in the frame is "old". Raw numbers: ``ratio`` is the raw median time
+    new/old; ``norm_ratio`` is median(new norm_data) / median(old norm_data), NaN unless
+    both runs paired the benchmark's rounds with reference rounds; ``low``/``high`` is the
+    interval of ``norm_ratio`` when there is one, else of ``ratio`` (``tested`` says
+    which: "normalised" or "raw"); ``significant`` is True when it excludes 1, None when a
+    run has no rounds saved.
     """
     old_run, new_run = [r["run"] for r in runs_of(frame)]
     old = frame[frame["run"] == old_run].drop_duplicates("name").set_index("name")
@@ -187,14 +199,19 @@ def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {"name": name, "workload": r["workload"], "backend": r["backend"],
                                "old_step_us": math.nan if o is None else o["step_us"],
                                "new_step_us": math.nan if n is None else n["step_us"],
-                               "ratio": math.nan, "low": math.nan, "high": math.nan,
-                               "significant": None}
+                               "ratio": math.nan, "norm_ratio": math.nan, "low": math.nan,
+                               "high": math.nan, "tested": "", "significant": None}
         if o is not None and n is not None:
-            if isinstance(o["data"], list) and isinstance(n["data"], list):
+            row["ratio"] = n["median_s"] / o["median_s"]
+            if _has_norm(o) and _has_norm(n):
+                est = ratio_of_medians(n["norm_data"], o["norm_data"])
+                row.update(norm_ratio=est.ratio, tested="normalised")
+            elif isinstance(o["data"], list) and isinstance(n["data"], list):
                 est = ratio_of_medians(n["data"], o["data"])
+                row["tested"] = "raw"
             else:
                 est = ratio_of_medians([n["median_s"]], [o["median_s"]])
-            row.update(ratio=est.ratio, low=est.low, high=est.high)
+            row.update(low=est.low, high=est.high)
             if est.resampled:
                 row["significant"] = bool(est.low > 1 or est.high < 1)
         rows.append(row)
@@ -212,7 +229,7 @@ def _change(r: pd.Series) -> str:
         return "(no rounds saved)"
     if not r["significant"]:
         return ""
-    return "▲ slower" if r["ratio"] > 1 else "▼ faster"
+    return "▲ slower" if r["low"] > 1 else "▼ faster"
 
 
 def side_by_side_section(frame: pd.DataFrame) -> Section:
@@ -221,7 +238,10 @@ def side_by_side_section(frame: pd.DataFrame) -> Section:
     old_run, new_run = [r["run"] for r in runs_of(frame)]
 
     def ci(r: pd.Series) -> str:
-        return "" if math.isnan(r["low"]) else f"[{r['low']:.3f}, {r['high']:.3f}]"
+        if math.isnan(r["low"]):
+            return ""
+        raw = " raw" if r["tested"] == "raw" and sbs["tested"].eq("normalised").any() else ""
+        return f"[{r['low']:.3f}, {r['high']:.3f}]{raw}"
 
     table = pd.DataFrame({
         "workload": sbs["workload"],
@@ -229,13 +249,23 @@ def side_by_side_section(frame: pd.DataFrame) -> Section:
         f"µs/step {names[old_run]}": sbs["old_step_us"].map(formats.us),
         f"µs/step {names[new_run]}": sbs["new_step_us"].map(formats.us),
         "new/old": ["" if math.isnan(x) else f"{x:.3f}" for x in sbs["ratio"]],
+        "new/old ÷ref": ["" if math.isnan(x) else f"{x:.3f}" for x in sbs["norm_ratio"]],
         "95% CI": [ci(r) for _, r in sbs.iterrows()],
         "change": [_change(r) for _, r in sbs.iterrows()],
     })
     notes = [f"old = {_header(r)}" if i == 0 else f"new = {_header(r)}"
              for i, r in enumerate(runs_of(frame))]
-    notes.append("new/old is the ratio of median times; ▲/▼ mark changes whose 95% bootstrap "
-                 "interval over the rounds excludes 1.")
+    if sbs["norm_ratio"].isna().all():
+        table = table.drop(columns="new/old ÷ref")
+        notes.append("new/old is the ratio of median times; ▲/▼ mark changes whose 95% "
+                     "bootstrap interval over the rounds excludes 1.")
+    else:
+        notes.append("new/old is the ratio of median times (it includes the machine's "
+                     "speed); new/old ÷ref is that of the median of each round's time ÷ its "
+                     "reference round, timed just before it (the machine's drift cancels). "
+                     "▲/▼ mark changes whose 95% bootstrap interval over the rounds excludes "
+                     "1: the interval of new/old ÷ref where there is one, else (marked raw) "
+                     "of new/old.")
     return Section(f"{new_run} vs {old_run}", table, notes)
 
 

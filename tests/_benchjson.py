@@ -1,7 +1,14 @@
 """Synthetic pytest-benchmark runs, shaped like gdbench's, with rounds we construct.
 
-Each round is a benchmark's true time times seeded lognormal jitter (4% by default), so
-the statistics see realistic noise while every test stays deterministic.
+The imaginary machine drifts like the real 2-vCPU VM: its slowness is a per-run series of
+episodes (full speed, or slowed by a factor of 1.2-1.8 for tens of rounds, plus a slow
+wobble), so consecutive rounds are strongly correlated. The benchmarks run one after
+another along that series. Each training round is paired with a reference round (the
+workload's roofline loop) timed just before it, at the same moment of the drift; both get
+independent lognormal jitter (3% by default). So a round is
+``true time x drift_i x slowdown x jitter`` and its reference
+``roofline time x drift_i x roofline_factor x jitter'``. Everything is seeded, so every
+test is deterministic.
 """
 
 from __future__ import annotations
@@ -40,6 +47,33 @@ def machine_info(cpu: str = "Test CPU 9000", cores: int = 2, gdbench: bool = Tru
     return info
 
 
+def drift_series(size: int, *, seed: int, slow_share: float = 0.3,
+                 episode_rounds: float = 10.0, slowest: float = 1.8,
+                 wobble: float = 0.02) -> np.ndarray:
+    """The machine's slowness per round (1 = full speed), ``size`` rounds long.
+
+    A two-state chain: slow episodes last ``episode_rounds`` rounds on average, each at its
+    own factor drawn from [1.2, ``slowest``], and take ``slow_share`` of the time; on top
+    of that a slow AR(1) wobble of about ``wobble`` (log scale, lag-1 correlation 0.9).
+    ``slow_share=0`` is a calm machine (the wobble only).
+    """
+    rng = np.random.default_rng([seed, 7])  # not the stream of the jitter
+    leave = 1.0 / max(episode_rounds, 1.0)
+    enter = 1.0 if slow_share >= 1 else leave * slow_share / (1.0 - slow_share)
+    slow = bool(rng.random() < slow_share)
+    level = rng.uniform(1.2, slowest)
+    phi = 0.9
+    log_wobble = rng.normal(0.0, wobble)
+    out = np.empty(size)
+    for i in range(size):
+        if rng.random() < (leave if slow else enter) and 0 < slow_share < 1:
+            slow = not slow
+            level = rng.uniform(1.2, slowest)
+        log_wobble = phi * log_wobble + rng.normal(0.0, wobble * np.sqrt(1 - phi**2))
+        out[i] = (level if slow else 1.0) * np.exp(log_wobble)
+    return out
+
+
 def _stats(data: np.ndarray, iterations: int, save_data: bool) -> dict[str, Any]:
     q1, median, q3 = np.quantile(data, [0.25, 0.5, 0.75])
     stats: dict[str, Any] = {
@@ -62,15 +96,35 @@ def make_run(
     factors: Mapping[str, float] | None = None,
     roofline_factor: float = 1.0,
     rounds: int = 20,
-    sigma: float = 0.04,
+    sigma: float = 0.03,
     seed: int = 0,
+    drift_seed: int | None = None,
+    slow_share: float = 0.3,
+    episode_rounds: float = 10.0,
+    drift: Sequence[float] | None = None,
+    paired: bool = True,
     save_data: bool = True,
     info: dict | None = None,
 ) -> dict[str, Any]:
     """A run JSON: ``factors`` slows single backends (1.25 = 25% slower), and
-    ``roofline_factor`` slows the roofline benchmark."""
+    ``roofline_factor`` slows the roofline loop, both the roofline benchmark and the
+    reference rounds (with every factor at 1.25 too: the machine got 25% slower).
+
+    The drift (see :func:`drift_series`) comes from ``drift_seed`` (default: ``seed``),
+    ``slow_share`` and ``episode_rounds``; ``slow_share=0`` is a calm machine. ``drift``
+    gives the slowness per round instead, repeated over the whole run. ``paired``
+    False leaves out ref_data / norm_data / norm_median / ref_s (a run from before paired
+    timing); ``save_data`` False leaves out stats.data only, as the suite computes the
+    paired fields itself.
+    """
     rng = np.random.default_rng(seed)
     factors = dict(factors or {})
+    n_benchmarks = len(workloads) * (1 + len(backends))
+    size = n_benchmarks * rounds
+    slowness = np.resize(np.asarray(drift, dtype=float), size) if drift is not None else \
+        drift_series(size, seed=seed if drift_seed is None else drift_seed,
+                     slow_share=slow_share, episode_rounds=episode_rounds)
+    moments = iter(np.split(slowness, n_benchmarks))  # the benchmarks run one after another
     benchmarks = []
     for workload in workloads:
         w = WORKLOADS[workload]
@@ -78,12 +132,22 @@ def make_run(
         n, d, k = problem_rows[workload]
         steps = w.epochs * -(-n // w.batch_size)
         flops = w.epochs * n * (4.0 * d * k + 6.0 * k)
+        ref_round_s = STEP_US[workload]["roofline"] * steps * 1e-6 * roofline_factor
         for backend in ["roofline", *backends]:
-            factor = roofline_factor if backend == "roofline" else factors.get(backend, 1.0)
-            round_s = STEP_US[workload][backend] * steps * 1e-6 * factor
-            data = round_s * rng.lognormal(0.0, sigma, rounds)
-            median = float(np.median(data))
             roofline = backend == "roofline"
+            factor = roofline_factor if roofline else factors.get(backend, 1.0)
+            round_s = STEP_US[workload][backend] * steps * 1e-6 * factor
+            now = next(moments)
+            data = round_s * now * rng.lognormal(0.0, sigma, rounds)
+            ref = ref_round_s * now * rng.lognormal(0.0, sigma, rounds)
+            median = float(np.median(data))
+            pairs: dict[str, Any] = {}
+            if paired and not roofline:
+                norm = data / ref
+                pairs = {"ref_data": [float(x) for x in ref],
+                         "norm_data": [float(x) for x in norm],
+                         "norm_median": float(np.median(norm)),
+                         "ref_s": float(np.median(ref))}
             name = f"bench_roofline[{workload}]" if roofline else \
                 f"bench_training[{workload}-{backend}]"
             benchmarks.append({
@@ -103,7 +167,7 @@ def make_run(
                     "final_loss": None if roofline else 0.0123,
                     "max_abs_diff_vs_numpy": None if roofline else
                     (0.0 if backend == "numpy" else 2e-7),
-                    "agrees": True, "sync": "none",
+                    "agrees": True, "sync": "none", **pairs,
                 },
                 "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5,
                             "max_time": 1.0, "min_time": 5e-06, "warmup": False},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,52 @@ def test_times_are_per_round_seconds_and_per_step_microseconds(tmp_path: Path) -
     assert row["agrees"] is True
     roof = frame[frame["kind"] == "roofline"].iloc[0]
     assert math.isnan(roof["final_loss"])
+
+
+def test_paired_rounds_are_read_for_training_benchmarks(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy", "jax"), rounds=9)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    frame = load_run(path).set_index("backend")
+    extra = doc["benchmarks"][1]["extra_info"]
+    numpy = frame.loc["numpy"]
+    assert numpy["norm_data"] == pytest.approx(extra["norm_data"])
+    assert len(numpy["norm_data"]) == len(numpy["data"]) == 9
+    assert numpy["norm_data"] == pytest.approx(
+        [t / r for t, r in zip(numpy["data"], extra["ref_data"], strict=True)])
+    assert numpy["norm_median"] == pytest.approx(statistics.median(numpy["norm_data"]))
+    assert numpy["ref_s"] == pytest.approx(statistics.median(extra["ref_data"]))
+    roof = frame.loc["roofline"]
+    assert roof["norm_data"] is None and math.isnan(roof["norm_median"])
+    assert math.isnan(roof["ref_s"])
+
+
+def test_a_run_from_before_paired_timing_has_no_norm_data(tmp_path: Path) -> None:
+    frame = load_run(write_run(tmp_path / "r.json", paired=False))
+    assert frame["norm_data"].isna().all()
+    assert frame["norm_median"].isna().all() and frame["ref_s"].isna().all()
+    assert frame["data"].notna().all()
+
+
+def test_a_run_saved_without_rounds_keeps_its_paired_rounds(tmp_path: Path) -> None:
+    frame = load_run(write_run(tmp_path / "r.json", save_data=False, rounds=7))
+    train = frame[frame["kind"] == "training"]
+    assert frame["data"].isna().all()
+    assert all(len(x) == 7 for x in train["norm_data"])
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, "x"], [1.0, 0.0], [1.0, -2.0], "1.0", None])
+def test_malformed_rounds_are_left_out(tmp_path: Path, bad: object) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
+    bench = doc["benchmarks"][1]
+    bench["extra_info"]["norm_data"] = bad
+    bench["extra_info"]["norm_median"] = "?"
+    bench["stats"]["data"] = bad
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    row = load_run(path).iloc[1]
+    assert row["norm_data"] is None and row["data"] is None
+    assert math.isnan(row["norm_median"])
 
 
 def test_a_run_saved_without_rounds_has_no_data(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from _benchjson import bad_run_files, machine_info, run_cli, write_run
 
-from gdbench.results import load_run
+from gdbench.results import load_run, load_runs
 from gdbench.tables import render_run, side_by_side, summary
 
 
@@ -67,11 +67,49 @@ def test_compare_two_runs_side_by_side(tmp_path: Path, run: Path, capsys) -> Non
     torch_rows = [line for line in out.splitlines() if "| torch-cpu |" in line]
     assert len(torch_rows) == 2 and all("▲ slower" in line for line in torch_rows)
     assert "DIFFERENT MACHINES" not in out
+    assert "| new/old | new/old ÷ref | 95% CI |" in out
     code, out, _ = run_cli(capsys, "compare", str(run), str(new), "--format", "csv")
     frame = pd.read_csv(io.StringIO(out)).set_index(["workload", "backend"])
-    assert frame.loc[("crops", "torch-cpu"), "ratio"] == pytest.approx(1.25, rel=0.1)
+    # The machine drifted differently in the two runs: the raw ratio moved, the paired
+    # (normalised) one did not.
+    assert frame.loc[("crops", "torch-cpu"), "norm_ratio"] == pytest.approx(1.25, rel=0.05)
+    assert frame.loc[("crops", "torch-cpu"), "tested"] == "normalised"
     assert bool(frame.loc[("crops", "torch-cpu"), "significant"])
-    assert frame.loc[("crops", "numpy"), "ratio"] == pytest.approx(1.0, abs=0.1)
+    assert frame.loc[("crops", "numpy"), "norm_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert frame.loc[("crops", "roofline"), "tested"] == "raw"
+    assert pd.isna(frame.loc[("crops", "roofline"), "norm_ratio"])
+    old_run, new_run = load_run(run), load_run(new)
+    for key in [("crops", "torch-cpu"), ("small", "numpy")]:
+        medians = [r.set_index(["workload", "backend"]).loc[key, "median_s"]
+                   for r in (old_run, new_run)]
+        assert frame.loc[key, "ratio"] == pytest.approx(medians[1] / medians[0], rel=1e-5)
+
+
+def test_side_by_side_marks_only_the_paired_change_under_drift(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old.json", workloads=("crops", "small"), seed=1,
+                    slow_share=0.0)
+    new = write_run(tmp_path / "new.json", workloads=("crops", "small"), seed=2,
+                    drift=[1.6])  # the whole new run on a 1.6x slower machine
+    sbs = side_by_side(load_runs([old, new]))
+    train = sbs[sbs["backend"] != "roofline"]
+    assert (train["ratio"] > 1.4).all()  # raw times: all slower
+    assert (train["norm_ratio"].sub(1).abs() < 0.05).all()
+    assert not train["significant"].any()
+
+
+def test_side_by_side_without_references_tests_raw_times(tmp_path: Path, capsys) -> None:
+    old = write_run(tmp_path / "old.json", workloads=("crops",), seed=1, slow_share=0.0,
+                    paired=False)
+    new = write_run(tmp_path / "new.json", workloads=("crops",), seed=2, slow_share=0.0,
+                    paired=False, factors={"jax": 1.25})
+    sbs = side_by_side(load_runs([old, new])).set_index("backend")
+    assert sbs["norm_ratio"].isna().all() and (sbs["tested"] == "raw").all()
+    assert sbs.loc["jax", "ratio"] == pytest.approx(1.25, rel=0.1)
+    assert sbs.loc["jax", "significant"]
+    code, out, _ = run_cli(capsys, "compare", str(old), str(new))
+    assert code == 0 and "÷ref" not in out and " raw" not in out
+    jax = next(line for line in out.splitlines() if line.startswith("crops     jax "))
+    assert "▲ slower" in jax
 
 
 def test_side_by_side_lists_benchmarks_of_only_one_run(tmp_path: Path, run: Path) -> None:
