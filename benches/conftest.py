@@ -6,8 +6,9 @@
     pytest benches --benchmark-disable               # each benchmark once, as a plain test
 
 pytest-benchmark's own flags keep their meaning: --benchmark-max-time (seconds of rounds
-per benchmark), --benchmark-min-rounds, --benchmark-min-time (floor of one round),
---benchmark-json, --benchmark-save-data, --benchmark-compare ...
+per benchmark, paired reference rounds included), --benchmark-min-rounds,
+--benchmark-min-time (floor of one round), --benchmark-disable-gc, --benchmark-json,
+--benchmark-save-data, --benchmark-compare ...
 """
 
 from __future__ import annotations
@@ -26,12 +27,6 @@ from gdbench import machine
 from gdbench.cli import agreement
 from implementations.base import TrainResult
 
-# One round must last at least this long, or timer resolution and scheduler jitter make
-# the spread of short rounds (crops under jax-scan runs ~0.1 ms) larger than the effect
-# being measured; shorter runs are repeated `iterations` times inside a round.
-ROUND_FLOOR_S = 0.02
-MAX_ROUNDS = 1000
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("gdbench", "gdbench benchmark suite")
@@ -41,11 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"workloads to run, of {', '.join(WORKLOADS)} "
                      f"(default: {' '.join(DEFAULT)}; with --quick: {' '.join(QUICK)})")
     g.addoption("--quick", action="store_true",
-                help="the CI profile: small workloads and 0.3 s of rounds per benchmark")
+                help="the CI profile: the crops, small and medium workloads, 1.5 s of rounds "
+                     "per benchmark (default: crops to large, 2 s)")
     g.addoption("--dtype", choices=["float32", "float64"], default="float32",
                 help="dtype of data and weights (default: float32)")
     g.addoption("--threads", type=int, default=None, metavar="N",
-                help="pin BLAS/OpenMP and torch to N threads (default: the libraries' own)")
+                help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
+                     "threads (default: the libraries' own)")
     g.addoption("--progress", action="store_true",
                 help="print one line per finished benchmark (gdbench run sets this)")
 
@@ -68,15 +65,7 @@ def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
 def pytest_configure(config: pytest.Config) -> None:
     threads = config.getoption("threads", None)
     if threads:
-        from threadpoolctl import threadpool_limits
-
-        config._gdbench_thread_limit = threadpool_limits(threads)  # type: ignore[attr-defined]
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
+        config._gdbench_thread_limit = machine.pin_threads(threads)  # type: ignore[attr-defined]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -92,25 +81,55 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     machine_info["gdbench"] = machine.describe()
+    # pytest-benchmark keeps no record of skipped tests; keep why each backend could not run.
+    machine_info["gdbench"]["unavailable"] = {
+        name: why for name, why in implementations.available().items() if why}
+
+
+# A round lasts at least this long: shorter runs are repeated inside it, so the round
+# times the loop rather than the wake-up of idle threads (a lone 0.1 ms jax-scan call on
+# a 2-core VM varies by 100%), yet stays short next to the machine's speed drifts, which
+# last seconds, so a reference round timed just before it sees the same machine.
+ROUND_FLOOR_S = 0.005
+MAX_ROUNDS = 1000
+QUICK_MAX_TIME_S = 1.5
+DEFAULT_MAX_TIME_S = 2.0
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    rounds: int
+    iterations: int  # runs per timed round
+    ref_iterations: int  # reference calls per paired reference round
 
 
 @dataclass
 class Settings:
-    """How many rounds and iterations to time, from pytest-benchmark's flags and the profile."""
+    """How many rounds to time, from pytest-benchmark's flags and the profile."""
 
     max_time_s: float
     min_rounds: int
     round_floor_s: float
     dtype: str
 
-    def calibrate(self, run: Callable[[], None]) -> tuple[int, int]:
-        """(rounds, iterations) for a callable, from the fastest of three timed calls."""
-        run()  # first call: caches, lazy initialisation
-        once = min(_timed(run) for _ in range(3))
-        iterations = max(1, math.ceil(self.round_floor_s / max(once, 1e-9)))
+    def plan(self, run: Callable[[], None], reference: Callable[[], None] | None) -> RoundPlan:
+        """Rounds that fit max_time_s (reference rounds included), at least min_rounds,
+        each at least round_floor_s long, from the fastest of three timed calls."""
+        once = _fastest(run)
+        iterations = max(1, math.ceil(self.round_floor_s / once))
         round_s = once * iterations
+        ref_iterations = 1
+        if reference is not None:
+            ref_once = _fastest(reference)
+            ref_iterations = max(1, math.ceil(self.round_floor_s / ref_once))
+            round_s += ref_once * ref_iterations
         rounds = max(self.min_rounds, min(MAX_ROUNDS, int(self.max_time_s / round_s)))
-        return rounds, iterations
+        return RoundPlan(rounds, iterations, ref_iterations)
+
+
+def _fastest(fn: Callable[[], None]) -> float:
+    fn()  # first call: caches, lazy initialisation
+    return max(1e-9, min(_timed(fn) for _ in range(3)))
 
 
 def _timed(run: Callable[[], None]) -> float:
@@ -123,11 +142,12 @@ def _timed(run: Callable[[], None]) -> float:
 def settings(request: pytest.FixtureRequest) -> Settings:
     config = request.config
     quick = config.getoption("quick")
-    # pytest-benchmark's default max_time is 1.0 s; the quick profile asks for less unless
-    # the user set --benchmark-max-time explicitly.
-    max_time = float(config.getoption("benchmark_max_time"))
-    if quick and "--benchmark-max-time" not in " ".join(config.invocation_params.args):
-        max_time = 0.3
+    # Unless --benchmark-max-time is given, a benchmark's rounds last long enough to span
+    # several of a shared machine's speed episodes (which last seconds): 1.5 s (quick) or
+    # 2 s each. With 0.3 s, the same benchmark moved 20-40% from run to run here.
+    max_time = QUICK_MAX_TIME_S if quick else DEFAULT_MAX_TIME_S
+    if any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
+        max_time = float(config.getoption("benchmark_max_time"))
     return Settings(
         max_time_s=max_time,
         min_rounds=int(config.getoption("benchmark_min_rounds")),
@@ -198,3 +218,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _PROGRESS["total"] = len(session.items)
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    """With --progress, the progress lines replace pytest's dots."""
+    if config.getoption("progress") and (report.when == "call" or not report.passed):
+        return report.outcome, "", ""
+    return None

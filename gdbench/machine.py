@@ -82,12 +82,52 @@ def _torch_info() -> dict[str, Any]:
     return info
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that caps BLAS, OpenMP and XLA at ``threads`` threads.
+
+    It must be in place before the libraries start their thread pools, so gdbench run
+    puts it in the benchmark process's environment.
+    """
+    xla = f"intra_op_parallelism_threads={threads}"
+    if threads == 1:
+        xla = "--xla_cpu_multi_thread_eigen=false " + xla
+    xla_flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), xla]))
+    return {"GDBENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+            "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "XLA_FLAGS": xla_flags}
+
+
+def pin_threads(threads: int) -> Any:
+    """Pin this process to its first ``threads`` CPUs and cap every thread pool there.
+
+    Pinning the CPUs as well as the pool sizes keeps every thread (XLA starts some of its
+    own whatever the flags say) on the same cores, so a noisy neighbour on another core
+    cannot slow one benchmark and spare the next. Returns the threadpoolctl limiter.
+    """
+    os.environ.update(thread_env(threads))
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[:threads]
+        os.sched_setaffinity(0, cpus)
+    from threadpoolctl import threadpool_limits
+
+    limiter = threadpool_limits(threads)
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(threads)
+    return limiter
+
+
 def describe() -> dict[str, Any]:
     """The gdbench part of machine_info: CPU, cores, threads, BLAS, GPU, versions."""
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "thread_env": {v: os.environ.get(v) for v in THREAD_VARS},
+        "threads_pinned": int(os.environ["GDBENCH_THREADS"]) if os.environ.get(
+            "GDBENCH_THREADS") else None,
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(
+            os, "sched_getaffinity") else None,
         "blas": _blas(),
         "versions": _versions(),
     }
@@ -111,9 +151,10 @@ def platform_info() -> dict[str, Any]:
 def fingerprint(machine_info: dict[str, Any]) -> str:
     """A short stable id of the hardware and software that decide the speed of a run.
 
-    Built from the CPU model, core count, GPU, BLAS and library versions, never from the
-    host name alone, so two identical CI runners share a fingerprint and a changed BLAS
-    does not. Takes pytest-benchmark's machine_info with gdbench's part under "gdbench".
+    Built from the CPU model, core count, GPU, pinned thread count, BLAS and library
+    versions, never from the host name, so two identical CI runners share a fingerprint
+    and a changed BLAS or thread pinning does not. Takes pytest-benchmark's machine_info
+    with gdbench's part under "gdbench".
     """
     g = machine_info.get("gdbench", {})
     key = "|".join(str(x) for x in (
@@ -121,6 +162,7 @@ def fingerprint(machine_info: dict[str, Any]) -> str:
         g.get("cpu_count"),
         machine_info.get("machine"),
         g.get("gpu"),
+        g.get("threads_pinned"),
         sorted((b.get("internal_api") or "", b.get("version") or "") for b in g.get("blas", [])),
         sorted((k, v) for k, v in (g.get("versions") or {}).items() if k in SPEED_LIBRARIES),
     ))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from data.errors import InputError
 from gdbench import machine
@@ -26,7 +27,8 @@ RUNS = ROOT / "results" / "runs"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="the CI profile: small workloads, 0.3 s of rounds per benchmark")
+                        help="the CI profile: crops, small and medium, 1.5 s of rounds per "
+                             "benchmark (default: crops to large, 2 s)")
     parser.add_argument("--backends", nargs="+", metavar="NAME",
                         help="only these backends (default: every backend; unavailable ones "
                              "are listed as skipped with their reason)")
@@ -35,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "xl is opt-in)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="pin BLAS/OpenMP and torch to N threads (recorded either way)")
+                        help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
+                             "threads; the CI gate uses 1 (recorded either way)")
     parser.add_argument("--out", type=Path, default=RUNS, metavar="DIR",
                         help=f"where to save the run JSON (default: {RUNS.relative_to(ROOT)})")
     parser.add_argument("--format", choices=["table", "md", "csv", "html"], default="table",
@@ -44,12 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after --, extra arguments for pytest / pytest-benchmark")
 
 
-def run_name(profile: str, when: float | None = None) -> str:
-    """'YYYYmmdd-HHMMSS_<cpu>_<fingerprint>_<profile>': sortable, and says which machine."""
+def run_name(profile: str, machine_info: dict[str, Any], when: float | None = None) -> str:
+    """'YYYYmmdd-HHMMSS_<cpu>-<N>c_<fingerprint>_<profile>': sortable, says which machine."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
-    info = machine.describe()
-    cpu = "".join(c if c.isalnum() else "-" for c in info["cpu_model"]).strip("-").lower()
-    return f"{stamp}_{cpu[:24]}-{info['cpu_count']}c_{info['fingerprint']}_{profile}"
+    info = machine_info.get("gdbench", {})
+    model = str(info.get("cpu_model", "unknown"))
+    cpu = "".join(c if c.isalnum() else "-" for c in model).strip("-").lower()
+    return (f"{stamp}_{cpu[:24]}-{info.get('cpu_count', '')}c_"
+            f"{machine.fingerprint(machine_info)}_{profile}")
 
 
 def unused_path(directory: Path, stem: str) -> Path:
@@ -64,7 +69,8 @@ def unused_path(directory: Path, stem: str) -> Path:
 
 def pytest_command(args: argparse.Namespace, json_path: Path) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(BENCHES), "-q", "-p", "no:cacheprovider",
-           "--progress", "--benchmark-save-data", "--benchmark-group-by=group",
+           "--progress", "--benchmark-save-data", "--benchmark-disable-gc",
+           "--benchmark-group-by=group",
            "--benchmark-sort=name", f"--benchmark-json={json_path}", f"--dtype={args.dtype}"]
     if args.quick:
         cmd.append("--quick")
@@ -80,6 +86,27 @@ def pytest_command(args: argparse.Namespace, json_path: Path) -> list[str]:
     return cmd + extra
 
 
+def _keep(partial: Path, out: Path, profile: str, started: float) -> Path | None:
+    """Move pytest's finished run file to its final, never-used name; None if unusable."""
+    if not partial.exists() or partial.stat().st_size == 0:
+        print("gdbench run: pytest saved no run", file=sys.stderr)
+        return None
+    try:
+        run = json.loads(partial.read_text())
+    except json.JSONDecodeError:
+        print("gdbench run: pytest left an unreadable run file; nothing saved", file=sys.stderr)
+        return None
+    trained = [b for b in run.get("benchmarks", [])
+               if b.get("extra_info", {}).get("kind") == "training"]
+    if not trained:
+        print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
+              file=sys.stderr)
+        return None
+    final = unused_path(out, run_name(profile, run.get("machine_info", {}), started))
+    os.replace(partial, final)  # atomic: a reader never sees a half-written run
+    return final
+
+
 def main(args: argparse.Namespace) -> int:
     if not BENCHES.is_dir():
         raise InputError(f"{BENCHES}: not found; gdbench run needs the source checkout "
@@ -91,34 +118,29 @@ def main(args: argparse.Namespace) -> int:
     profile = "quick" if args.quick else "default"
     if args.workloads:
         profile = "-".join(args.workloads)
-    final = unused_path(out, run_name(profile))
-    partial = final.with_suffix(".json.tmp")
+    if args.threads:
+        profile += f"-{args.threads}t"
+    started = time.time()
+    partial = out / f".partial-{os.getpid()}-{int(started)}.json.tmp"
     print(f"gdbench run: {profile} profile on {machine.label({'gdbench': machine.describe()})}",
           flush=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run(pytest_command(args, partial), cwd=ROOT, env=env, check=False)
-    if not partial.exists() or partial.stat().st_size == 0:
-        partial.unlink(missing_ok=True)
-        print(f"gdbench run: pytest exited {proc.returncode} and saved no run", file=sys.stderr)
-        return proc.returncode or 1
+    if args.threads:
+        env.update(machine.thread_env(args.threads))
     try:
-        run = json.loads(partial.read_text())
-    except json.JSONDecodeError:
-        partial.unlink(missing_ok=True)
-        print("gdbench run: pytest left an unreadable run file; nothing saved", file=sys.stderr)
-        return 1
-    trained = [b for b in run.get("benchmarks", [])
-               if b.get("extra_info", {}).get("kind") == "training"]
-    if not trained:
-        partial.unlink(missing_ok=True)
-        print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
-              file=sys.stderr)
+        proc = subprocess.run(pytest_command(args, partial), cwd=ROOT, env=env, check=False)
+        final = _keep(partial, out, profile, started)
+    finally:
+        partial.unlink(missing_ok=True)  # interrupted or rejected: leave nothing half-made
+    if final is None:
         return proc.returncode or 1
-    os.replace(partial, final)  # atomic: a reader never sees a half-written run
     from gdbench import tables
 
     print()
     print(tables.render_run(final, fmt=args.format))
+    unavailable = json.loads(final.read_text())["machine_info"]["gdbench"].get("unavailable", {})
+    for name, why in unavailable.items():
+        print(f"skipped {name}: {why}")
     print(f"\nsaved {final.relative_to(ROOT) if final.is_relative_to(ROOT) else final}")
     if proc.returncode:
         print(f"gdbench run: pytest exited {proc.returncode}: a benchmark failed (see above)",

@@ -34,13 +34,23 @@ def test_unused_path_never_overwrites(tmp_path: Path) -> None:
 
 
 def test_run_name_says_when_which_machine_and_profile() -> None:
-    name = runner.run_name("quick", when=0)
+    from gdbench import machine
+
+    info = {"gdbench": machine.describe()}
+    name = runner.run_name("quick", info, when=0)
     stamp, *_, profile = name.split("_")
     assert len(stamp) == len("19700101-000000")
     assert profile == "quick"
+    assert machine.fingerprint(info) in name
+
+
+def test_thread_env_caps_every_pool() -> None:
     from gdbench import machine
 
-    assert machine.describe()["fingerprint"] in name
+    env = machine.thread_env(1)
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
 
 
 def test_pytest_command_passes_the_selection_through(tmp_path: Path) -> None:
@@ -66,7 +76,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     assert code == 0
     saved = list(out.glob("*.json"))
     assert len(saved) == 1, saved
-    assert not list(out.glob("*.tmp")), "the partial file must be renamed, not left behind"
+    assert not list(out.glob(".*.tmp")), "the partial file must be renamed, not left behind"
     return saved[0], printed.getvalue()
 
 
@@ -79,6 +89,8 @@ def test_run_saves_pytest_benchmark_json_with_extra_info(tiny_run: tuple[Path, s
     assert info["steps"] == 250 and info["agrees"] is True and info["step_us"] > 0
     assert by_name["bench_training[crops-numpy]"]["stats"]["data"], "rounds must be saved"
     assert "fingerprint" in run["machine_info"]["gdbench"]
+    assert run["machine_info"]["gdbench"]["unavailable"]["torch-cuda"] == "no CUDA device"
+    assert len(info["norm_data"]) == len(by_name["bench_training[crops-numpy]"]["stats"]["data"])
     frame = pd.json_normalize(run["benchmarks"])
     assert {"extra_info.step_us", "stats.median"} <= set(frame.columns)
 
@@ -86,6 +98,7 @@ def test_run_saves_pytest_benchmark_json_with_extra_info(tiny_run: tuple[Path, s
 def test_run_prints_the_table_and_where_it_saved(tiny_run: tuple[Path, str]) -> None:
     path, printed = tiny_run
     assert "crops" in printed and "numpy" in printed
+    assert "skipped torch-cuda: no CUDA device" in printed
     assert f"saved {path}" in printed or path.name in printed
 
 
