@@ -1,24 +1,41 @@
 """The CI regression gate: compare a run with a committed baseline.
 
-Metric: each training benchmark's median time divided by the roofline benchmark of the
-same workload in the same run (a plain NumPy matmul pair of one step's shapes). The
-roofline cancels the machine's speed, and no change to a backend can move it, so a
-slowdown of NumPy itself is caught too. The change is that ratio in the new run over the
-same ratio in the baseline (1.25 = 25% slower).
+Why paired: the machine's speed drifts in episodes lasting seconds (on a 2-vCPU VM, up to
+~1.8x slower, consecutive rounds strongly correlated), so a reference measured seconds
+earlier does not cancel it: a benchmark's median over the roofline benchmark's median,
+timed a few benchmarks before, still moves 20-80% from run to run. A reference measured
+in the adjacent moment does cancel it. So the suite times each round of a training
+benchmark right after a reference round: the workload's roofline loop (a plain NumPy
+matmul pair of one step's shapes, once per step), which no change to a backend can move,
+so a slowdown of NumPy itself is caught too. Each round's time over its own reference's
+is its normalised time (``norm_data`` in the run's extra_info).
 
-Significance: a 95% bootstrap confidence interval of that ratio of medians, resampling
-the rounds of all four samples (benchmark and roofline, baseline and new run; seeded, so
-the verdict is reproducible).
+Metric: the change is median(new run's normalised times) / median(baseline's) (1.25 =
+25% slower), with a 95% percentile bootstrap interval resampling the rounds of both
+samples (seeded, so the verdict is reproducible).
+
+Fallbacks, when either run lacks the paired rounds (a run from before paired timing; the
+suite writes them with or without --benchmark-save-data): (a) the unpaired roofline
+normalisation, (median / roofline median in the new run) over the same in the baseline,
+bootstrapping all four samples' rounds; the note says "unpaired roofline", and machine
+drift can move it; (b) when, besides, a run has no timed rounds saved (no
+--benchmark-save-data): the medians alone decide, and the note says so. Without a
+roofline the raw times are compared. Roofline rows are shown as the machine's speed (raw
+new/baseline time) and never fail.
 
 Verdicts: "regression" when the change exceeds 1 + threshold and the interval lies above
 1 (exit 1); "improvement" when it is below 1 / (1 + threshold) and the interval lies
 below 1; "not significant" when it is beyond the threshold but the interval contains 1.
-A run saved without --benchmark-save-data has no rounds: then the medians alone decide,
-and the report says so. Benchmarks missing from either run are listed, not failed.
+Benchmarks missing from either run are listed, not failed.
 
 --threshold takes a percentage ("15%") or a fraction below 1 ("0.15"); a bare number of
 1 or more ("15") is refused as ambiguous. A baseline from another machine (another
 fingerprint) is a warning, or an error with --strict-machine.
+
+--confirm RUN2.json: a second run made after a first failure; a regression then fails
+the gate only if it shows in both runs. The machine's speed also drifts between runs,
+which no in-run reference cancels: a real regression reproduces, noise rarely lands on
+the same benchmark twice.
 
 Exit codes: 0 pass, 1 regression, 2 bad input.
 """
@@ -53,6 +70,12 @@ OK = "ok"
 MISSING_NEW = "missing in new run"
 MISSING_BASE = "not in baseline"
 REFERENCE = "reference"
+UNCONFIRMED = "not reproduced"
+
+# How a training benchmark was compared (the ``method`` column of compare_runs).
+PAIRED = "paired"
+UNPAIRED = "unpaired roofline"
+RAW = "raw"
 
 
 @dataclass(frozen=True)
@@ -159,16 +182,59 @@ def _roofline(frame: pd.DataFrame, row: pd.Series) -> pd.Series | None:
 
 
 def _samples(row: pd.Series) -> list[float] | None:
+    """The row's timed rounds when there are two or more (else None)."""
     data = row["data"]
     return data if isinstance(data, list) and len(data) >= 2 else None
+
+
+def _has_norm(row: pd.Series) -> bool:
+    return isinstance(row["norm_data"], list) and len(row["norm_data"]) > 0
+
+
+def _compare_training(base: pd.DataFrame, new: pd.DataFrame, b: pd.Series, n: pd.Series,
+                      notes: list[str]) -> tuple[str, Estimate, float, float]:
+    """(method, new/baseline estimate, baseline and new normalised medians) of one
+    training benchmark; appends what the reader must know to ``notes``."""
+    if _has_norm(b) and _has_norm(n):
+        # The paired design: each round over the reference round timed just before it.
+        est = ratio_of_medians(n["norm_data"], b["norm_data"])
+        if not est.resampled:
+            notes.append("one round: no significance test")
+        return (PAIRED, est, float(np.median(b["norm_data"])),
+                float(np.median(n["norm_data"])))
+    lacking = [role for role, r in (("baseline", b), ("new run", n)) if not _has_norm(r)]
+    broof, nroof = _roofline(base, b), _roofline(new, n)
+    base_norm = new_norm = math.nan
+    if broof is None or nroof is None:
+        # Nothing to normalise by: compare raw times, which include the machine's speed.
+        method = RAW
+        notes.append("no roofline: raw times")
+        present = [n, b]
+    else:
+        method = UNPAIRED
+        notes.append(f"unpaired roofline (no per-round reference in the "
+                     f"{' or '.join(lacking)})")
+        base_norm = b["median_s"] / broof["median_s"]
+        new_norm = n["median_s"] / nroof["median_s"]
+        present = [n, b, nroof, broof]  # the argument order of ratio_of_medians
+    rounds = [_samples(r) for r in present]
+    if all(x is not None for x in rounds):
+        est = ratio_of_medians(*[x for x in rounds if x is not None])
+    else:
+        notes.append("no per-round data: medians only, no significance test")
+        est = Estimate(ratio_of_medians(*[[r["median_s"]] for r in present]).ratio)
+    return method, est, base_norm, new_norm
 
 
 def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """One row per benchmark of either run: normalised times, change, CI and verdict.
 
-    ``base_norm``/``new_norm`` are the benchmark's median over its roofline's (unitless);
-    ``ratio``, ``low``, ``high`` are new/baseline and its 95% CI; ``raw_ratio`` is the
-    plain new/baseline median time. Roofline rows are kept as the machine's reference.
+    ``base_norm``/``new_norm`` are the benchmark's normalised median (unitless: the median
+    of its rounds over their reference rounds, or, unpaired, its median over its
+    roofline's); ``ratio``, ``low``, ``high`` are new/baseline and its 95% CI; ``raw_ratio``
+    is the plain new/baseline median time; ``method`` is paired, unpaired roofline or raw
+    (empty for roofline rows and missing benchmarks). Roofline rows are kept as the
+    machine's reference.
     """
     rows: list[dict[str, Any]] = []
     base_by_name = {r["name"]: r for _, r in base.iterrows()}
@@ -181,7 +247,8 @@ def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.
                                "backend": any_row["backend"], "kind": any_row["kind"],
                                "base_norm": math.nan, "new_norm": math.nan,
                                "ratio": math.nan, "low": math.nan, "high": math.nan,
-                               "raw_ratio": math.nan, "verdict": "", "note": ""}
+                               "raw_ratio": math.nan, "method": "", "verdict": "",
+                               "note": ""}
         rows.append(out)
         if b is None or n is None:
             out["verdict"] = MISSING_NEW if n is None else MISSING_BASE
@@ -194,23 +261,10 @@ def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.
             out["verdict"] = REFERENCE
             out["note"] = "machine speed: raw new/baseline time"
             continue
-        broof, nroof = _roofline(base, b), _roofline(new, n)
-        if broof is None or nroof is None:
-            # Nothing to normalise by: compare raw times, which include the machine's speed.
-            notes.append("no roofline: raw times")
-            present = [n, b]
-        else:
-            out["base_norm"] = b["median_s"] / broof["median_s"]
-            out["new_norm"] = n["median_s"] / nroof["median_s"]
-            present = [n, b, nroof, broof]  # the argument order of ratio_of_medians
-        rounds = [_samples(r) for r in present]
-        if all(x is not None for x in rounds):
-            est = ratio_of_medians(*[x for x in rounds if x is not None])
-        else:
-            notes.append("no per-round data: medians only, no significance test")
-            est = Estimate(ratio_of_medians(*[[r["median_s"]] for r in present]).ratio)
-        out.update(ratio=est.ratio, low=est.low, high=est.high,
-                   verdict=verdict(est, threshold), note="; ".join(notes))
+        method, est, base_norm, new_norm = _compare_training(base, new, b, n, notes)
+        out.update(base_norm=base_norm, new_norm=new_norm, ratio=est.ratio, low=est.low,
+                   high=est.high, method=method, verdict=verdict(est, threshold),
+                   note="; ".join(notes))
     frame = pd.DataFrame(rows)
     order_w = {w: i for i, w in enumerate(workloads_in(frame))}
     order_b = {x: i for i, x in enumerate(backends_in(frame))}
@@ -221,6 +275,7 @@ def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.
 
 _MARK = {REGRESSION: "❌ regression", IMPROVEMENT: "✅ improvement",
          NOT_SIGNIFICANT: "~ not significant", OK: "ok", REFERENCE: "reference",
+         UNCONFIRMED: "~ not reproduced",
          MISSING_NEW: "⚠ missing in new run", MISSING_BASE: "new benchmark"}
 
 
@@ -234,11 +289,12 @@ def report_table(gate: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "workload": gate["workload"],
         "backend": gate["backend"],
-        "baseline ×roofline": gate["base_norm"].map(_norm),
-        "new ×roofline": gate["new_norm"].map(_norm),
+        "baseline ×ref": gate["base_norm"].map(_norm),
+        "new ×ref": gate["new_norm"].map(_norm),
         "change": [formats.signed_percent(r) for r in gate["ratio"].where(
             gate["kind"] != "roofline", gate["raw_ratio"])],
         "95% CI": [ci(r) for _, r in gate.iterrows()],
+        "raw time change": gate["raw_ratio"].map(formats.signed_percent),
         "verdict": gate["verdict"].map(_MARK),
         "note": gate["note"],
     })
@@ -255,6 +311,8 @@ def summary(gate: pd.DataFrame, threshold: float) -> tuple[str, int]:
     parts = [f"{n_reg} regression{'s' * (n_reg != 1)}",
              f"{int(counts.get(IMPROVEMENT, 0))} improved",
              f"{int(counts.get(OK, 0))} unchanged"]
+    if counts.get(UNCONFIRMED, 0):
+        parts.append(f"{int(counts[UNCONFIRMED])} not reproduced by the confirmation run")
     if counts.get(NOT_SIGNIFICANT, 0):
         parts.append(f"{int(counts[NOT_SIGNIFICANT])} beyond the threshold but not significant")
     missing = int(counts.get(MISSING_NEW, 0)) + int(counts.get(MISSING_BASE, 0))
@@ -279,10 +337,32 @@ def other_machine(base: pd.DataFrame, new: pd.DataFrame) -> str | None:
             f"{b['fingerprint']}) vs {n['machine']} (fingerprint {n['fingerprint']})")
 
 
+def confirm(gate: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Keep a regression only where the confirmation run's gate shows it too.
+
+    The machine's speed drifts between runs in ways no reference fully cancels, so one
+    run can show a significant slowdown that is not there; a real regression reproduces
+    in a second run, while noise rarely lands on the same benchmark twice.
+    """
+    gate = gate.copy()
+    again = dict(zip(second["name"], zip(second["verdict"], second["ratio"], strict=True),
+                     strict=True))
+    for i in gate.index[gate["verdict"] == REGRESSION]:
+        verdict2, ratio2 = again.get(gate.at[i, "name"], (MISSING_NEW, math.nan))
+        if verdict2 != REGRESSION:
+            gate.at[i, "verdict"] = UNCONFIRMED
+            note = f"confirmation run: {formats.signed_percent(ratio2)} ({verdict2})"
+            gate.at[i, "note"] = "; ".join(filter(None, [gate.at[i, "note"], note]))
+    return gate
+
+
 def build_report(base: pd.DataFrame, new: pd.DataFrame, threshold: float, fmt: str = "md",
-                 warning: str | None = None) -> tuple[str, int]:
+                 warning: str | None = None,
+                 confirmation: pd.DataFrame | None = None) -> tuple[str, int]:
     """The gate's report in ``md`` or ``table`` format, and the exit code."""
     gate = compare_runs(base, new, threshold)
+    if confirmation is not None:
+        gate = confirm(gate, compare_runs(base, confirmation, threshold))
     if not ((gate["kind"] == "training") & gate["ratio"].notna()).any():
         raise InputError(f"{new.iloc[0]['path']} and the baseline {base.iloc[0]['path']} have "
                          "no training benchmark in common; is it the right baseline?")
@@ -290,10 +370,22 @@ def build_report(base: pd.DataFrame, new: pd.DataFrame, threshold: float, fmt: s
     notes = [
         _describe(base, "baseline"),
         _describe(new, "new run"),
-        f"Metric: median time ÷ the roofline of the same workload in the same run; change = "
-        f"new/baseline. Fails when the change exceeds +{threshold:.0%} and the whole "
-        f"{CONFIDENCE:.0%} bootstrap CI ({RESAMPLES:,} resamples of the rounds) is above +0%.",
+        "Metric: each round's time ÷ its reference round (the workload's roofline loop, "
+        "timed just before it, so the machine's drift cancels); ×ref is the median of those "
+        "ratios, change = new/baseline of it. "
+        f"Fails when the change exceeds +{threshold:.0%} and the whole {CONFIDENCE:.0%} "
+        f"bootstrap CI ({RESAMPLES:,} resamples of the rounds) is above +0%. Raw time change "
+        "includes the machine's speed; roofline rows show it.",
     ]
+    if confirmation is not None:
+        notes.append(f"Confirmation run: `{confirmation.iloc[0]['path']}`; a regression "
+                     "counts only when it shows there too.")
+    unpaired = int((gate["method"] == UNPAIRED).sum())
+    if unpaired:
+        notes.append(f"{unpaired} benchmark{'s' * (unpaired != 1)} lacked per-round "
+                     "references (a run from before paired timing?) and fell back on the "
+                     "unpaired roofline: median ÷ the roofline benchmark's median, which "
+                     "the machine's drift can move by tens of percent.")
     if fmt == "md":
         notes = [f"{n}  " for n in notes]  # markdown line breaks
     title = f"gdbench check: {'❌ ' if code else '✅ '}{line}" if fmt == "md" else \
@@ -322,6 +414,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{DEFAULT_THRESHOLD.replace('%', '%%')})")
     parser.add_argument("--report", metavar="PATH",
                         help="also write the markdown report to PATH (atomically)")
+    parser.add_argument("--confirm", metavar="RUN2.json",
+                        help="a second new run: a regression fails the gate only if it "
+                             "shows in both runs (what CI does after a first failure)")
     parser.add_argument("--strict-machine", action="store_true",
                         help="refuse a baseline recorded on another machine (exit 2) "
                              "instead of warning")
@@ -335,17 +430,18 @@ def main(args: argparse.Namespace) -> int:
         threshold = parse_threshold(threshold)
     base = load_run(args.baseline)
     new = load_run(args.run)
+    confirmation = load_run(args.confirm) if getattr(args, "confirm", None) else None
     machines = other_machine(base, new)
     if machines and args.strict_machine:
         raise InputError(f"{machines}; --strict-machine forbids comparing them")
     warning = None
     if machines:
-        warning = f"{machines}; the roofline normalisation cancels most, not all, of that"
+        warning = f"{machines}; the reference normalisation cancels most, not all, of that"
         print(f"gdbench check: warning: {warning}", file=sys.stderr)
-    text, code = build_report(base, new, threshold, args.format, warning)
+    text, code = build_report(base, new, threshold, args.format, warning, confirmation)
     if args.report:
-        report = text if args.format == "md" else build_report(base, new, threshold, "md",
-                                                               warning)[0]
+        report = text if args.format == "md" else build_report(
+            base, new, threshold, "md", warning, confirmation)[0]
         write_atomic(args.report, report)
     print(text, end="")
     return code

@@ -1,7 +1,8 @@
 """The regression gate: pure statistics, and `gdbench check` on constructed runs.
 
-The runs' rounds are seeded lognormal noise (4%) around known times, so each case is
-deterministic and its expected verdict is unambiguous.
+The runs' rounds are known times on a machine whose speed drifts in episodes (up to 1.8x
+slower), each paired with a reference round at the same moment, with seeded lognormal
+jitter (3%), so each case is deterministic and its expected verdict is unambiguous.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from _benchjson import BACKENDS, bad_run_files, machine_info, run_cli, write_run
 
@@ -98,13 +100,21 @@ def _verdicts(base: Path, new: Path) -> dict[tuple[str, str], str]:
     return {(r.workload, r.backend): r.verdict for r in gate.itertuples()}
 
 
-def test_identical_distributions_pass(tmp_path: Path, baseline: Path, capsys) -> None:
-    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
+def _gate(base: Path, new: Path) -> pd.DataFrame:
+    return regress.compare_runs(load_run(base), load_run(new), 0.15)
+
+
+@pytest.mark.parametrize("seed", [1, 2])  # the very same rounds, or another draw
+def test_identical_distributions_pass(tmp_path: Path, baseline: Path, capsys,
+                                      seed: int) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=seed)
     code, out, err = run_cli(capsys, "check", "--baseline", str(baseline), str(new))
     assert code == 0, out
     assert "PASS" in out and "regression |" not in out
     assert err == ""
     assert set(_verdicts(baseline, new).values()) <= {regress.OK, regress.REFERENCE}
+    gate = _gate(baseline, new)
+    assert (gate.loc[gate["kind"] == "training", "method"] == regress.PAIRED).all()
 
 
 def test_a_25_percent_slowdown_of_one_backend_fails(tmp_path: Path, baseline: Path,
@@ -128,16 +138,79 @@ def test_a_25_percent_slowdown_of_numpy_alone_fails(tmp_path: Path, baseline: Pa
     assert bad == {("crops", "numpy"), ("small", "numpy")}
 
 
-def test_a_machine_25_percent_slower_everywhere_passes(tmp_path: Path, baseline: Path,
-                                                       capsys) -> None:
+@pytest.mark.parametrize("slow_share", [0.0, 0.3])  # a calm machine, or one that drifts
+def test_a_machine_25_percent_slower_everywhere_passes(tmp_path: Path, capsys,
+                                                       slow_share: float) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1,
+                     slow_share=slow_share)
     new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, roofline_factor=1.25,
-                    factors=dict.fromkeys(BACKENDS, 1.25))
-    code, out, _ = run_cli(capsys, "check", "--baseline", str(baseline), str(new))
+                    factors=dict.fromkeys(BACKENDS, 1.25), slow_share=slow_share)
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(base), str(new))
     assert code == 0, out
-    gate = regress.compare_runs(load_run(baseline), load_run(new), 0.15)
-    roof = gate[gate["backend"] == "roofline"]
-    assert (roof["raw_ratio"] > 1.15).all()  # the raw times did move
-    assert (gate.loc[gate["kind"] == "training", "ratio"].sub(1).abs() < 0.1).all()
+    gate = _gate(base, new)
+    train = gate[gate["kind"] == "training"]
+    if not slow_share:
+        roof = gate[gate["backend"] == "roofline"]
+        assert (roof["raw_ratio"] > 1.15).all()  # the raw times did move
+        assert (train["raw_ratio"] > 1.15).all()
+    assert (train["ratio"].sub(1).abs() < 0.1).all()
+
+
+def test_different_drift_in_the_two_runs_passes(tmp_path: Path, capsys) -> None:
+    """The baseline ran on a calm machine, the new run through long 1.6x slow episodes:
+    each round's reference drifted with it, so the paired gate passes. The unpaired
+    roofline normalisation (the roofline benchmark timed seconds apart) would fail."""
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, slow_share=0.0)
+    episodes = [1.0] * 30 + [1.6] * 30  # 30 rounds fast, 30 slow: the roofline ran fast
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, drift=episodes)
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(base), str(new))
+    assert code == 0, out
+    gate = _gate(base, new)
+    train = gate[gate["kind"] == "training"]
+    assert (train["verdict"] == regress.OK).all()
+    assert (train["raw_ratio"] > 1.15).any()  # the raw times did move
+    # Without the per-round references, the same rounds raise false alarms.
+    unpaired = regress.compare_runs(load_run(base).assign(norm_data=None),
+                                    load_run(new).assign(norm_data=None), 0.15)
+    train = unpaired[unpaired["kind"] == "training"]
+    assert (train["method"] == regress.UNPAIRED).all()
+    assert (train["verdict"] == regress.REGRESSION).any()
+
+
+@pytest.mark.parametrize("drift_seed", [3, 4, 5])
+def test_random_slow_episodes_in_one_run_pass(tmp_path: Path, drift_seed: int) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, slow_share=0.1)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, drift_seed=drift_seed,
+                    slow_share=0.6, episode_rounds=30)
+    assert set(_verdicts(base, new).values()) <= {regress.OK, regress.REFERENCE}
+
+
+def test_a_regression_that_the_confirmation_run_reproduces_fails(
+    tmp_path: Path, baseline: Path, capsys
+) -> None:
+    first = write_run(tmp_path / "first.json", workloads=WORKLOADS, seed=2,
+                      factors={"torch-cpu": 1.25})
+    second = write_run(tmp_path / "second.json", workloads=WORKLOADS, seed=3,
+                       factors={"torch-cpu": 1.25})
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(baseline), str(first),
+                           "--confirm", str(second))
+    assert code == 1
+    assert "FAIL: 2 regressions" in out and "Confirmation run" in out
+
+
+def test_a_regression_the_confirmation_run_does_not_reproduce_passes(
+    tmp_path: Path, baseline: Path, capsys
+) -> None:
+    # one run slowed torch-cpu (a noise burst, say); the confirmation run is clean
+    first = write_run(tmp_path / "first.json", workloads=WORKLOADS, seed=2,
+                      factors={"torch-cpu": 1.25})
+    second = write_run(tmp_path / "second.json", workloads=WORKLOADS, seed=3)
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(baseline), str(first),
+                           "--confirm", str(second))
+    assert code == 0, out
+    assert "PASS: 0 regressions" in out
+    assert "2 not reproduced by the confirmation run" in out
+    assert out.count("~ not reproduced") == 2
 
 
 def test_a_speed_up_is_reported_as_an_improvement(tmp_path: Path, baseline: Path,
@@ -161,13 +234,57 @@ def test_missing_benchmarks_are_reported_not_failed(tmp_path: Path, baseline: Pa
     assert "missing in new run" in out and "4 missing from one run" in out
 
 
-def test_without_rounds_the_medians_decide_and_it_says_so(tmp_path: Path, capsys) -> None:
+def test_without_saved_rounds_the_paired_rounds_still_decide(tmp_path: Path) -> None:
+    # The suite writes norm_data itself, with or without --benchmark-save-data.
     base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, save_data=False)
     new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, save_data=False,
                     factors={"jax": 1.25})
+    gate = _gate(base, new)
+    train = gate[gate["kind"] == "training"]
+    assert (train["method"] == regress.PAIRED).all() and train["low"].notna().all()
+    assert {r.workload for r in train.itertuples() if r.verdict == regress.REGRESSION} == \
+        set(WORKLOADS)
+    assert (train["note"] == "").all()
+
+
+@pytest.mark.parametrize("old_side", ["baseline", "new run", "both"])
+def test_without_paired_rounds_it_falls_back_on_the_unpaired_roofline(
+        tmp_path: Path, capsys, old_side: str) -> None:
+    # Runs from before paired timing, on a calm machine: the roofline normalisation works.
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, slow_share=0.0,
+                     paired=old_side == "new run")
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, slow_share=0.0,
+                    paired=old_side == "baseline", factors={"numpy": 1.25})
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(base), str(new))
+    assert code == 1
+    assert "unpaired roofline" in out and "lacked per-round references" in out
+    gate = _gate(base, new)
+    train = gate[gate["kind"] == "training"]
+    assert (train["method"] == regress.UNPAIRED).all() and train["low"].notna().all()
+    lacking = "baseline or new run" if old_side == "both" else old_side
+    assert (train["note"] == f"unpaired roofline (no per-round reference in the "
+                             f"{lacking})").all()
+    bad = {k for k, v in _verdicts(base, new).items() if v == regress.REGRESSION}
+    assert bad == {("crops", "numpy"), ("small", "numpy")}
+    by_key = train.set_index(["workload", "backend"])
+    medians = load_run(new).set_index(["workload", "backend"])["median_s"]
+    assert by_key.loc[("crops", "numpy"), "new_norm"] == pytest.approx(
+        medians[("crops", "numpy")] / medians[("crops", "roofline")])
+
+
+def test_without_rounds_the_medians_decide_and_it_says_so(tmp_path: Path, capsys) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, save_data=False,
+                     paired=False, slow_share=0.0)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, save_data=False,
+                    paired=False, slow_share=0.0, factors={"jax": 1.25})
     code, out, _ = run_cli(capsys, "check", "--baseline", str(base), str(new))
     assert code == 1
     assert "medians only, no significance test" in out
+    gate = _gate(base, new)
+    train = gate[gate["kind"] == "training"]
+    assert train["low"].isna().all()
+    assert {r.backend for r in train.itertuples() if r.verdict == regress.REGRESSION} == \
+        {"jax"}
 
 
 def test_report_writes_the_markdown(tmp_path: Path, baseline: Path, capsys) -> None:
