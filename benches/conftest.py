@@ -225,5 +225,5 @@ def pytest_report_teststatus(
 ) -> tuple[str, str, str] | None:
     """With --progress, the progress lines replace pytest's dots."""
     if config.getoption("progress") and (report.when == "call" or not report.passed):
-        return report.outcome, "", ""
+        return report.outcome, "", report.outcome.upper()
     return None
