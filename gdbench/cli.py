@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import implementations
 from data.datasets import Dataset, least_squares, load_dataset
 from data.errors import InputError
 from data.workloads import Problem, make_problem
+from gdbench.options import positive_float, positive_int
 from implementations.base import TrainResult
 
 EXIT_ERROR = 2
@@ -33,26 +33,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
 def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that define a training problem (shared by train and verify)."""
     g = parser.add_argument_group("problem (defaults reproduce the tutorial)")
@@ -61,10 +41,10 @@ def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--targets", nargs="+", metavar="COLUMN",
                    help="target columns of a CSV; the other numeric columns are the features "
                         "(default for crops: Mangoes Oranges)")
-    g.add_argument("--batch-size", type=_positive_int, default=3, help="rows per step (default: 3)")
-    g.add_argument("--epochs", type=_positive_int, default=50,
+    g.add_argument("--batch-size", type=positive_int, default=3, help="rows per step (default: 3)")
+    g.add_argument("--epochs", type=positive_int, default=50,
                    help="passes over the data (default: 50)")
-    g.add_argument("--lr", type=_positive_float, default=1e-6, help="learning rate (default: 1e-6)")
+    g.add_argument("--lr", type=positive_float, default=1e-6, help="learning rate (default: 1e-6)")
     g.add_argument("--seed", type=int, default=0,
                    help="seed of the batch order and the initial weights (default: 0)")
     g.add_argument("--standardize", action="store_true",

@@ -33,6 +33,7 @@ from data.datasets import mse
 from data.errors import InputError
 from data.workloads import get_workload, make_problem
 from gdbench import machine
+from gdbench.options import positive_int
 from gdbench.results import backends_in, load_run, workloads_in, write_atomic
 from gdbench.tables import summary
 
@@ -225,21 +226,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the workload of the convergence figure (default: crops)")
     parser.add_argument("--backends", nargs="+", metavar="NAME",
                         help="backends of the convergence figure (default: all available)")
-    parser.add_argument("--epochs", type=_positive_int, metavar="E",
+    parser.add_argument("--epochs", type=positive_int, metavar="E",
                         help="epochs of the convergence figure (default: the workload's, "
                              f"at least {MIN_EPOCHS_SHOWN})")
     parser.add_argument("--no-convergence", action="store_true",
                         help="skip the convergence figure (it trains every backend E times)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 from data.errors import InputError
 from gdbench import machine
+from gdbench.options import positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = ROOT / "benches"
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these workloads (default: crops small medium large; "
                              "xl is opt-in)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
                              "threads; the CI gate uses 1 (recorded either way)")
     parser.add_argument("--out", type=Path, default=RUNS, metavar="DIR",
@@ -111,8 +112,6 @@ def main(args: argparse.Namespace) -> int:
     if not BENCHES.is_dir():
         raise InputError(f"{BENCHES}: not found; gdbench run needs the source checkout "
                          "(pip install -e . from a clone)")
-    if args.threads is not None and args.threads <= 0:
-        raise InputError(f"--threads must be a positive integer, got {args.threads}")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     profile = "quick" if args.quick else "default"
