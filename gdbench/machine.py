@@ -173,7 +173,8 @@ def label(machine_info: dict[str, Any]) -> str:
     """A human label: 'CPU model, N cores[, GPU]'."""
     g = machine_info.get("gdbench", {})
     cpu = g.get("cpu_model") or machine_info.get("cpu", {}).get("brand_raw") or "unknown CPU"
-    parts = [cpu, f"{g.get('cpu_count', '?')} cores"]
+    cores = g.get("cpu_count") or machine_info.get("cpu", {}).get("count") or "?"
+    parts = [cpu, f"{cores} cores"]
     if g.get("gpu"):
         parts.append(g["gpu"])
     return ", ".join(parts)

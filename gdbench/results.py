@@ -88,8 +88,6 @@ def load_run(path: str | os.PathLike[str], run: str | None = None) -> pd.DataFra
     label = machine.label(info)
     if not known:
         # Saved by plain pytest: pytest-benchmark's own CPU fields are all there is.
-        cores = (info.get("cpu") or {}).get("count")
-        label = label.replace("? cores", f"{cores} cores") if cores else label
         label += " (no gdbench machine info)"
     head = {
         "run": run or p.stem,
