@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import io
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,20 +146,24 @@ def _minor_tick(value: float, _pos: int) -> str:
 
 
 def losses_per_epoch(
-    workload: str, backends: Sequence[str], epochs: int | None = None
+    workload: str, backends: Sequence[str], epochs: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[int, dict[str, list[float]]]:
     """(E, {backend: [loss after 0, 1, ..., E epochs]}), losses as float64 MSE.
 
     Each point is a fresh run of a plan of e epochs, untimed. E defaults to the workload's
     epochs, at least MIN_EPOCHS_SHOWN. Raises InputError for an unknown or unavailable
-    backend or workload.
+    backend or workload. ``progress``, if given, is told of each backend as it starts.
     """
     w = get_workload(workload)
     problem = w.build()
     n_epochs = epochs or max(w.epochs, MIN_EPOCHS_SHOWN)
     start = mse(problem.dataset, problem.W0, problem.b0)
     out: dict[str, list[float]] = {}
-    for name in backends:
+    for i, name in enumerate(backends, start=1):
+        if progress:
+            progress(f"convergence: training {name} ({i}/{len(backends)}), "
+                     f"{n_epochs} runs of 1 to {n_epochs} epochs")
         backend = implementations.get(name)
         losses = [start]
         for e in range(1, n_epochs + 1):
@@ -259,7 +264,8 @@ def main(args: argparse.Namespace) -> int:
     written = save(scaling_figure(frame), out_dir, "scaling")
     written += save(speedup_figure(frame), out_dir, "speedup")
     if not args.no_convergence:
-        _, losses = losses_per_epoch(args.workload, names, args.epochs)
+        _, losses = losses_per_epoch(args.workload, names, args.epochs,
+                                     progress=lambda line: print(line, file=sys.stderr))
         written += save(convergence_figure(args.workload, losses, note), out_dir, "convergence")
     for path in written:
         print(path)
