@@ -64,6 +64,8 @@ def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
 
 def pytest_configure(config: pytest.Config) -> None:
     threads = config.getoption("threads", None)
+    if threads is not None and threads <= 0:
+        raise pytest.UsageError(f"--threads must be a positive integer, got {threads}")
     if threads:
         config._gdbench_thread_limit = machine.pin_threads(threads)  # type: ignore[attr-defined]
 
