@@ -84,17 +84,16 @@ def first_divergent_step(
     dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
 ) -> int:
     """The 1-based step at which the NumPy replay first has a non-finite loss or weight."""
+    from implementations.numpy_manual import loss_and_grads  # the reference's own maths
+
     X, Y = dataset.X, dataset.Y
     W, b = W0.copy(), b0.copy()
     lr_t = X.dtype.type(lr)
     with np.errstate(all="ignore"):
         for step, idx in enumerate(plan, start=1):
-            Xb, Yb = X[idx], Y[idx]
-            diff = Xb @ W.T + b - Yb
-            loss = np.sum(diff * diff) / diff.size
-            G = diff * X.dtype.type(2.0 / diff.size)
-            W -= lr_t * (G.T @ Xb)
-            b -= lr_t * G.sum(axis=0)
+            loss, dW, db = loss_and_grads(X[idx], Y[idx], W, b)
+            W -= lr_t * dW
+            b -= lr_t * db
             if not (np.isfinite(loss) and np.isfinite(W).all() and np.isfinite(b).all()):
                 return step
     return len(plan)
