@@ -24,7 +24,7 @@ import pytest
 import implementations
 from data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
 from gdbench import machine
-from gdbench.cli import agreement
+from gdbench.cli import agreement, train_once
 from implementations.base import TrainResult
 
 
@@ -168,11 +168,8 @@ class Problems:
     def get(self, workload: str) -> tuple[Problem, TrainResult]:
         if workload not in self._cache:
             problem = WORKLOADS[workload].build(self.dtype)
-            reference = implementations.get(implementations.REFERENCE)
-            state = reference.prepare(problem.dataset, problem.plan, problem.W0, problem.b0,
-                                      problem.lr)
-            reference.run(state)
-            self._cache[workload] = (problem, reference.result(state))
+            reference, *_ = train_once(implementations.REFERENCE, problem)
+            self._cache[workload] = (problem, reference)
         return self._cache[workload]
 
     def agreement(self, workload: str, result: TrainResult) -> tuple[float, bool]:

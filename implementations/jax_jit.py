@@ -99,13 +99,12 @@ def _to_device(
 ) -> State:
     _enable_dtype(dataset.X.dtype)
     dt = dataset.X.dtype
-    state = State(
+    return State(
         dataset, plan, W0, b0, lr,
         X=jax.device_put(dataset.X), Y=jax.device_put(dataset.Y),
         W0_dev=jax.device_put(W0), b0_dev=jax.device_put(b0),
         lr_dev=jax.device_put(np.asarray(lr, dtype=dt)),
     )
-    return state
 
 
 def _fresh_params(state: State) -> tuple[jax.Array, jax.Array]:
