@@ -22,9 +22,16 @@ quick: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest --benchmark-disable
 
+# mypy reads source, not the install, so it gets the installed layout as a tree of links:
+# gdbench/ with data/, implementations/ and benches/ inside it, as the wheel has them.
+MYPY_TREE := build/mypy-tree
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	rm -rf $(MYPY_TREE) && mkdir -p $(MYPY_TREE)/gdbench
+	ln -s $(CURDIR)/gdbench/*.py $(MYPY_TREE)/gdbench/
+	for d in data implementations benches; do ln -s $(CURDIR)/$$d $(MYPY_TREE)/gdbench/$$d; done
+	cd $(MYPY_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/.mypy_cache -p gdbench
 
 clean:
 	rm -rf $(VENV)

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from gdbench.data.workloads import Problem
 
-import implementations
-from data.workloads import Problem
+from gdbench import implementations
 
 
 def _shape_info(problem: Problem) -> dict[str, Any]:

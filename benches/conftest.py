@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
+from gdbench.implementations.base import TrainResult
 
-import implementations
-from data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
-from gdbench import machine
+from gdbench import implementations, machine
 from gdbench.cli import agreement, train_once
-from implementations.base import TrainResult
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from gdbench.data.errors import InputError
 from numpy.typing import DTypeLike
-
-from data.errors import InputError
 
 
 class BatchPlan:

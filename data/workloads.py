@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from gdbench.data.datasets import Dataset, load_dataset, synthetic
+from gdbench.data.errors import InputError
+from gdbench.data.loader import BatchPlan, init_params
 from numpy.typing import DTypeLike
-
-from data.datasets import Dataset, load_dataset, synthetic
-from data.errors import InputError
-from data.loader import BatchPlan, init_params
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-import implementations
-from data.datasets import Dataset, least_squares, load_dataset
-from data.errors import InputError
-from data.workloads import Problem, make_problem
+from gdbench import implementations
+from gdbench.data.datasets import Dataset, least_squares, load_dataset
+from gdbench.data.errors import InputError
+from gdbench.data.workloads import Problem, make_problem
+from gdbench.implementations.base import TrainResult
 from gdbench.options import positive_float, positive_int
-from implementations.base import TrainResult
 
 EXIT_ERROR = 2
 

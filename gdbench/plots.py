@@ -29,11 +29,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-import implementations
-from data.datasets import mse
-from data.errors import InputError
-from data.workloads import get_workload, make_problem
-from gdbench import machine
+from gdbench import implementations, machine
+from gdbench.data.datasets import mse
+from gdbench.data.errors import InputError
+from gdbench.data.workloads import get_workload, make_problem
 from gdbench.options import positive_int
 from gdbench.results import backends_in, load_run, workloads_in, write_atomic
 from gdbench.tables import summary

@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from data.errors import InputError
 from gdbench import formats
+from gdbench.data.errors import InputError
 from gdbench.results import backends_in, load_run, workloads_in, write_atomic
 
 DEFAULT_THRESHOLD = "15%"

@@ -13,7 +13,7 @@ reference round (the workload's roofline loop) timed just before it: ``norm_data
 each round's time over its reference's (unitless, aligned with ``data``), ``norm_median``
 its median, ``ref_s`` the reference's median seconds; None / NaN for roofline rows and
 for runs saved before paired timing. Any problem with a file raises
-:class:`data.errors.InputError` with one line naming the file.
+:class:`gdbench.data.errors.InputError` with one line naming the file.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ from typing import Any
 
 import pandas as pd
 
-import implementations
-from data.errors import InputError
-from data.workloads import WORKLOADS
-from gdbench import machine
+from gdbench import implementations, machine
+from gdbench.data.errors import InputError
+from gdbench.data.workloads import WORKLOADS
 
 COLUMNS = [
     "run", "path", "fingerprint", "machine", "machine_known", "datetime", "name", "workload",

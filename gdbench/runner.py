@@ -1,7 +1,8 @@
 """Run the benchmark suite (benches/) through pytest, save the run, and print the table.
 
 The run is saved as pytest-benchmark's own JSON (with every round's time) under
-results/runs/, named by time, machine and profile so that no run overwrites another:
+results/runs/ in the current directory (or --out), named by time, machine and profile so
+that no run overwrites another:
 ``pytest-benchmark compare``, pandas and ``gdbench compare`` all read it. Extra arguments
 after ``--`` go to pytest, e.g. ``gdbench run --quick -- --benchmark-max-time=2``.
 """
@@ -17,13 +18,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data.errors import InputError
+import gdbench.benches
 from gdbench import machine
+from gdbench.data.errors import InputError
 from gdbench.options import positive_int
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ROOT / "benches"
-RUNS = ROOT / "results" / "runs"
+# The suite ships inside the package as gdbench.benches (benches/ in a checkout, mapped by
+# pyproject's package-dir), so an installed gdbench runs the same suite as a clone.
+BENCHES = Path(gdbench.benches.__file__).resolve().parent
+# Relative: results go under the directory gdbench run is started from, never into
+# site-packages.
+RUNS = Path("results") / "runs"
+# The suite's own collection rules, given on the command line because an installed suite
+# has no pyproject.toml beside it (and a user's own pytest configuration must not apply).
+SUITE_INI = ["-o", "python_files=bench_*.py", "-o", "python_functions=bench_*",
+             "-o", "addopts=", "-o", "testpaths="]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
                              "threads; the CI gate uses 1 (recorded either way)")
     parser.add_argument("--out", type=Path, default=RUNS, metavar="DIR",
-                        help=f"where to save the run JSON (default: {RUNS.relative_to(ROOT)})")
+                        help=f"where to save the run JSON (default: {RUNS}, under the current "
+                             "directory)")
     parser.add_argument("--format", choices=["table", "md", "csv", "html"], default="table",
                         help="format of the printed table (default: table)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
@@ -70,6 +80,7 @@ def unused_path(directory: Path, stem: str) -> Path:
 
 def pytest_command(args: argparse.Namespace, json_path: Path) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", str(BENCHES), "-q", "-p", "no:cacheprovider",
+           f"--rootdir={BENCHES}", *SUITE_INI,
            "--progress", "--benchmark-save-data", "--benchmark-disable-gc",
            "--benchmark-group-by=group",
            "--benchmark-sort=name", f"--benchmark-json={json_path}", f"--dtype={args.dtype}"]
@@ -109,9 +120,9 @@ def _keep(partial: Path, out: Path, profile: str, started: float) -> Path | None
 
 
 def main(args: argparse.Namespace) -> int:
-    if not BENCHES.is_dir():
-        raise InputError(f"{BENCHES}: not found; gdbench run needs the source checkout "
-                         "(pip install -e . from a clone)")
+    if not (BENCHES / "bench_training.py").is_file():
+        raise InputError(f"{BENCHES}: the benchmark suite is missing from this install; "
+                         "reinstall gdbench")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     profile = "quick" if args.quick else "default"
@@ -127,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         env.update(machine.thread_env(args.threads))
     try:
-        proc = subprocess.run(pytest_command(args, partial), cwd=ROOT, env=env, check=False)
+        proc = subprocess.run(pytest_command(args, partial), env=env, check=False)
         final = _keep(partial, out, profile, started)
     finally:
         partial.unlink(missing_ok=True)  # interrupted or rejected: leave nothing half-made
@@ -140,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
     unavailable = json.loads(final.read_text())["machine_info"]["gdbench"].get("unavailable", {})
     for name, why in unavailable.items():
         print(f"skipped {name}: {why}")
-    print(f"\nsaved {final.relative_to(ROOT) if final.is_relative_to(ROOT) else final}")
+    print(f"\nsaved {final}")
     if proc.returncode:
         print(f"gdbench run: pytest exited {proc.returncode}: a benchmark failed (see above)",
               file=sys.stderr)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from data.errors import InputError
+from gdbench.data.errors import InputError
 
 # name -> (module, factory attribute, extra that installs its library)
 _REGISTRY: dict[str, tuple[str, str, str | None]] = {
-    "numpy": ("implementations.numpy_manual", "NumpyManual", None),
-    "torch-cpu": ("implementations.torch_autograd", "cpu", "torch"),
-    "torch-cuda": ("implementations.torch_autograd", "cuda", "torch"),
-    "torch-manual": ("implementations.torch_manual", "TorchManual", "torch"),
-    "torch-tutorial": ("implementations.torch_tutorial", "TorchTutorial", "torch"),
-    "jax": ("implementations.jax_jit", "JaxJit", "jax"),
-    "jax-scan": ("implementations.jax_jit", "JaxScan", "jax"),
+    "numpy": ("gdbench.implementations.numpy_manual", "NumpyManual", None),
+    "torch-cpu": ("gdbench.implementations.torch_autograd", "cpu", "torch"),
+    "torch-cuda": ("gdbench.implementations.torch_autograd", "cuda", "torch"),
+    "torch-manual": ("gdbench.implementations.torch_manual", "TorchManual", "torch"),
+    "torch-tutorial": ("gdbench.implementations.torch_tutorial", "TorchTutorial", "torch"),
+    "jax": ("gdbench.implementations.jax_jit", "JaxJit", "jax"),
+    "jax-scan": ("gdbench.implementations.jax_jit", "JaxScan", "jax"),
 }
 
 REFERENCE = "numpy"

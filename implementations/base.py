@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
-from data.datasets import Dataset, mse
-from data.errors import InputError
-from data.loader import BatchPlan
+from gdbench.data.datasets import Dataset, mse
+from gdbench.data.errors import InputError
+from gdbench.data.loader import BatchPlan
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ def first_divergent_step(
     dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
 ) -> int:
     """The 1-based step at which the NumPy replay first has a non-finite loss or weight."""
-    from implementations.numpy_manual import loss_and_grads  # the reference's own maths
+    from gdbench.implementations.numpy_manual import loss_and_grads  # the reference's own maths
 
     X, Y = dataset.X, dataset.Y
     W, b = W0.copy(), b0.copy()

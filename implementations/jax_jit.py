@@ -16,10 +16,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from data.datasets import Dataset
-from data.loader import BatchPlan
-from implementations.base import TrainResult, make_result
+from gdbench.data.datasets import Dataset
+from gdbench.data.loader import BatchPlan
+from gdbench.implementations.base import TrainResult, make_result
 
 HIGHEST = jax.lax.Precision.HIGHEST
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from data.datasets import Dataset
-from data.loader import BatchPlan
-from implementations.base import TrainResult, make_result
+from gdbench.data.datasets import Dataset
+from gdbench.data.loader import BatchPlan
+from gdbench.implementations.base import TrainResult, make_result
 
 
 @dataclass

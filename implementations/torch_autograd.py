@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from data.datasets import Dataset
-from data.loader import BatchPlan
-from implementations.base import TrainResult, make_result
-from implementations.torch_common import DeviceProblem, synchronize, to_device, unavailable
+from gdbench.data.datasets import Dataset
+from gdbench.data.loader import BatchPlan
+from gdbench.implementations.base import TrainResult, make_result
+from gdbench.implementations.torch_common import DeviceProblem, synchronize, to_device, unavailable
 
 __all__ = ["TorchAutograd", "cpu", "cuda", "unavailable"]
 

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from data.datasets import Dataset
-from data.loader import BatchPlan
+from gdbench.data.datasets import Dataset
+from gdbench.data.loader import BatchPlan
 
 
 def unavailable(name: str) -> str | None:

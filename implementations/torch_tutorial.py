@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from gdbench.data.datasets import Dataset
+from gdbench.data.loader import BatchPlan
+from gdbench.implementations.base import TrainResult, make_result
+from gdbench.implementations.torch_common import full_precision, unavailable
 from torch.utils.data import DataLoader, TensorDataset
-
-from data.datasets import Dataset
-from data.loader import BatchPlan
-from implementations.base import TrainResult, make_result
-from implementations.torch_common import full_precision, unavailable
 
 __all__ = ["TorchTutorial", "unavailable"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gdbench.data.workloads import WORKLOADS
 
-from data.workloads import WORKLOADS
 from gdbench import machine
 
 # True µs per step on the imaginary test machine: overhead-bound crops, GEMM-bound medium.

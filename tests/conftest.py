@@ -8,20 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gdbench.data.workloads import Problem
+from gdbench.implementations.base import TrainResult
 
-import implementations
-from data.workloads import Problem
-from implementations.base import TrainResult
+from gdbench import implementations
 
 # The implementation modules that import each optional library at the top.
 MODULES_USING = {
     "torch": [
-        "implementations.torch_autograd",
-        "implementations.torch_manual",
-        "implementations.torch_tutorial",
-        "implementations.torch_common",
+        "gdbench.implementations.torch_autograd",
+        "gdbench.implementations.torch_manual",
+        "gdbench.implementations.torch_tutorial",
+        "gdbench.implementations.torch_common",
     ],
-    "jax": ["implementations.jax_jit"],
+    "jax": ["gdbench.implementations.jax_jit"],
 }
 
 

@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from gdbench.data.datasets import Dataset, least_squares, load_dataset, synthetic
+from gdbench.data.loader import BatchPlan
+from gdbench.data.workloads import Problem, make_problem
+from gdbench.implementations.base import TrainResult
 
-import implementations
-from data.datasets import Dataset, least_squares, load_dataset, synthetic
-from data.loader import BatchPlan
-from data.workloads import Problem, make_problem
+from gdbench import implementations
 from gdbench.cli import RTOL, agreement
-from implementations.base import TrainResult
 
 BACKENDS = implementations.names()
 DTYPES = ["float32", "float64"]

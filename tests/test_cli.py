@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gdbench.data.datasets import load_dataset
+from gdbench.data.loader import BatchPlan, init_params
+from gdbench.data.workloads import make_problem
+from gdbench.implementations.base import TrainResult, first_divergent_step
+from gdbench.implementations.numpy_manual import NumpyManual
 
-import implementations
-from data.datasets import load_dataset
-from data.loader import BatchPlan, init_params
-from data.workloads import make_problem
-from gdbench import cli
-from implementations.base import TrainResult, first_divergent_step
-from implementations.numpy_manual import NumpyManual
+from gdbench import cli, implementations
 
 GOOD_CSV = (
     "Region,Temperature,Rainfall,Yield\n"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from data.datasets import load_dataset
-from data.loader import BatchPlan, init_params
-from implementations.numpy_manual import NumpyManual, loss_and_grads
+from gdbench.data.datasets import load_dataset
+from gdbench.data.loader import BatchPlan, init_params
+from gdbench.implementations.numpy_manual import NumpyManual, loss_and_grads
 
 # The loss is quadratic in (W, b), so a central difference is exact in exact arithmetic
 # for any step h; only float64 rounding remains, about eps * |loss| / h. With h = 1e-3

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from data.errors import InputError
-from data.loader import BatchPlan, init_params
+from gdbench.data.errors import InputError
+from gdbench.data.loader import BatchPlan, init_params
 
 ROOT = Path(__file__).resolve().parent.parent
 

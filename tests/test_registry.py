@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from gdbench.data.errors import InputError
+from gdbench.implementations import BackendUnavailable
 
-import implementations
-from data.errors import InputError
-from implementations import BackendUnavailable
+from gdbench import implementations
 
 EXPECTED = ["numpy", "torch-cpu", "torch-cuda", "torch-manual", "torch-tutorial", "jax",
             "jax-scan"]
