@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gdbench.data.workloads import Problem
 
-from gdbench import implementations
+from gdbench.data.workloads import Problem
+from gdbench.implementations.base import prepare
 
 
 def _shape_info(problem: Problem) -> dict[str, Any]:
@@ -138,18 +138,18 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     if why:
         pytest.skip(f"{backend_name}: {why}")
     problem, _ = problems.get(workload_name)
-    backend = implementations.get(backend_name)
-    state = backend.prepare(problem.dataset, problem.plan, problem.W0, problem.b0, problem.lr)
+    prepared = prepare(backend_name, problem)
+    backend = prepared.backend
 
     benchmark.group = workload_name
     benchmark.extra_info.update(
         kind="training", backend=backend_name, device=backend.device, sync=backend.sync,
-        flops=problem.flops, compile_s=float(getattr(state, "compile_s", 0.0)),
+        flops=problem.flops, compile_s=prepared.compile_s,
         **_shape_info(problem),
     )
     reference, _ = roofline_loop(problem)
-    ref_times = _time(benchmark, settings, lambda: backend.run(state), reference)
-    result = backend.result(state)
+    ref_times = _time(benchmark, settings, prepared.run, reference)
+    result = prepared.result()
     max_diff, agrees = problems.agreement(workload_name, result)
     benchmark.extra_info.update(final_loss=result.final_loss, max_abs_diff_vs_numpy=max_diff,
                                 agrees=agrees)

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
-from gdbench.implementations.base import TrainResult
 
 from gdbench import implementations, machine
-from gdbench.cli import agreement, train_once
+from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
+from gdbench.implementations.base import TrainResult, agreement, train_once
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from gdbench.data.errors import InputError
 from numpy.typing import DTypeLike
+
+from gdbench.data.errors import InputError
 
 CROPS_PATH = Path(__file__).with_name("crops.csv")
 CROPS_TARGETS = ("Mangoes", "Oranges")

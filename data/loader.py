@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from gdbench.data.errors import InputError
 from numpy.typing import DTypeLike
+
+from gdbench.data.errors import InputError
 
 
 class BatchPlan:

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
+
 from gdbench.data.datasets import Dataset, load_dataset, synthetic
 from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan, init_params
-from numpy.typing import DTypeLike
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,17 @@ import argparse
 import importlib
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+import pandas as pd
 
-from gdbench import implementations
+from gdbench import formats, implementations
 from gdbench.data.datasets import Dataset, least_squares, load_dataset
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, make_problem
-from gdbench.implementations.base import TrainResult
+from gdbench.implementations.base import RTOL, TrainResult, agreement, train_once
 from gdbench.options import positive_float, positive_int
 
 EXIT_ERROR = 2
@@ -62,18 +62,6 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
     )
 
 
-def train_once(backend_name: str, problem: Problem) -> tuple[TrainResult, float, float]:
-    """Train once; returns the result, the seconds of the training loop and of prepare."""
-    backend = implementations.get(backend_name)
-    start = time.perf_counter()
-    state = backend.prepare(problem.dataset, problem.plan, problem.W0, problem.b0, problem.lr)
-    prepare_s = time.perf_counter() - start
-    start = time.perf_counter()
-    backend.run(state)
-    seconds = time.perf_counter() - start
-    return backend.result(state), seconds, prepare_s
-
-
 # --- train -----------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -111,30 +99,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _weights_table(ds: Dataset, result: TrainResult) -> str:
     """W as a table: one row per target, one column per feature, and the bias last."""
-    header = ["target"] + list(ds.feature_names) + ["bias"]
-    rows = [[t] + [f"{w:.6g}" for w in result.W[i]] + [f"{result.b[i]:.6g}"]
-            for i, t in enumerate(ds.target_names)]
-    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    return "weights (pred[target] = sum of weight x feature + bias):\n" + "\n".join(lines)
+    table = pd.DataFrame(
+        [[t, *(f"{w:.6g}" for w in result.W[i]), f"{result.b[i]:.6g}"]
+         for i, t in enumerate(ds.target_names)],
+        columns=["target", *ds.feature_names, "bias"],
+    )
+    return "weights (pred[target] = sum of weight x feature + bias):\n" + formats.plain(table)
 
 
 # --- verify ----------------------------------------------------------------------------
-
-# float32 agreement: max |W - W_numpy| relative to the weights' scale. Each step rounds
-# at ~6e-8 (float32 eps/2); backends sum in different orders, so the drift grows at most
-# linearly with the steps. 1e-4 is ~1,000 rounding units, far above the ~1e-7 seen on the
-# crops and synthetic problems yet far below any real difference in the maths.
-RTOL = {"float32": 1e-4, "float64": 1e-10}
-
-
-def agreement(result: TrainResult, reference: TrainResult, dtype: str) -> tuple[float, float, bool]:
-    """(max |W - W_ref|, max |b - b_ref|, agrees) with the tolerance relative to the scale."""
-    dW = float(np.max(np.abs(result.W.astype(np.float64) - reference.W)))
-    db = float(np.max(np.abs(result.b.astype(np.float64) - reference.b)))
-    scale = max(1.0, float(np.max(np.abs(reference.W))), float(np.max(np.abs(reference.b))))
-    return dW, db, max(dW, db) <= RTOL[dtype] * scale
-
 
 def cmd_verify(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
@@ -168,24 +141,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify_table(rows: list[dict[str, Any]]) -> str:
-    header = ["backend", "final loss", "max|W-W_numpy|", "max|b-b_numpy|", "dist to lstsq", "agree"]
-    lines = []
+    """One row per backend; a skipped backend shows its reason in the final-loss column."""
+    cells = []
     for r in rows:
         if "note" in r:
-            lines.append([r["backend"], r["note"], "", "", "", "-"])
+            cells.append([r["backend"], r["note"], "", "", "", "-"])
         else:
-            lines.append([r["backend"], f"{r['final_loss']:.6g}", f"{r['dW']:.3g}",
+            cells.append([r["backend"], f"{r['final_loss']:.6g}", f"{r['dW']:.3g}",
                           f"{r['db']:.3g}", f"{r['dist_ls']:.4g}", r["agree"]])
-    widths = [max(len(x[j]) for x in [header, *lines] if not (x[1].startswith("skipped") and j))
-              for j in range(len(header))]
-    out = []
-    for x in [header, *lines]:
-        if x[1].startswith("skipped"):
-            out.append(f"{x[0].ljust(widths[0])}  {x[1]}")
-        else:
-            out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                                 for j, (c, w) in enumerate(zip(x, widths, strict=True))))
-    return "\n".join(out)
+    header = ["backend", "final loss", "max|W-W_numpy|", "max|b-b_numpy|", "dist to lstsq",
+              "agree"]
+    return formats.plain(pd.DataFrame(cells, columns=header))
 
 
 # --- the parser ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from gdbench import implementations, machine
 from gdbench.data.datasets import mse
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload, make_problem
+from gdbench.implementations.base import train_once
 from gdbench.options import positive_int
 from gdbench.results import backends_in, load_run, workloads_in, write_atomic
 from gdbench.tables import summary
@@ -163,14 +164,13 @@ def losses_per_epoch(
         if progress:
             progress(f"convergence: training {name} ({i}/{len(backends)}), "
                      f"{n_epochs} runs of 1 to {n_epochs} epochs")
-        backend = implementations.get(name)
+        backend = implementations.get(name)  # one instance, prepared afresh per plan
         losses = [start]
         for e in range(1, n_epochs + 1):
             p = make_problem(w.name, problem.dataset, batch_size=w.batch_size, epochs=e,
                              lr=w.lr, seed=problem.plan.seed)
-            state = backend.prepare(p.dataset, p.plan, p.W0, p.b0, p.lr)
-            backend.run(state)
-            losses.append(backend.result(state).final_loss)
+            result, *_ = train_once(backend, p)
+            losses.append(result.final_loss)
         out[name] = losses
     return n_epochs, out
 

@@ -1,25 +1,42 @@
 """The registry of backends: ``get(name)`` and ``available() -> {name: None or why not}``.
 
-Each backend lives in its own module, imported only when asked for, so a missing optional
-library (torch, jax) makes that backend unavailable with a reason instead of a crash.
+Each backend declares what it requires, as a line of :data:`_REGISTRY`: the libraries it
+imports and the extra that installs them. Its module is imported only when asked for, so
+a missing optional library (torch, jax) makes that backend unavailable with a reason
+instead of a crash. A module may also say why it cannot run here (no CUDA device) through
+a function ``unavailable(name) -> str | None``.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import importlib.util
+from dataclasses import dataclass
 
 from gdbench.data.errors import InputError
+from gdbench.implementations.base import Backend
 
-# name -> (module, factory attribute, extra that installs its library)
-_REGISTRY: dict[str, tuple[str, str, str | None]] = {
-    "numpy": ("gdbench.implementations.numpy_manual", "NumpyManual", None),
-    "torch-cpu": ("gdbench.implementations.torch_autograd", "cpu", "torch"),
-    "torch-cuda": ("gdbench.implementations.torch_autograd", "cuda", "torch"),
-    "torch-manual": ("gdbench.implementations.torch_manual", "TorchManual", "torch"),
-    "torch-tutorial": ("gdbench.implementations.torch_tutorial", "TorchTutorial", "torch"),
-    "jax": ("gdbench.implementations.jax_jit", "JaxJit", "jax"),
-    "jax-scan": ("gdbench.implementations.jax_jit", "JaxScan", "jax"),
+
+@dataclass(frozen=True)
+class Spec:
+    """Where a backend lives and what it needs before its module can be imported."""
+
+    module: str
+    factory: str  # a class or a function of no arguments that returns the backend
+    requires: tuple[str, ...] = ()  # importable names
+    extra: str | None = None  # the pip extra that installs them
+
+
+_TORCH, _JAX = ("torch",), ("jax", "jaxlib")
+_REGISTRY: dict[str, Spec] = {
+    "numpy": Spec("gdbench.implementations.numpy_manual", "NumpyManual"),
+    "torch-cpu": Spec("gdbench.implementations.torch_autograd", "cpu", _TORCH, "torch"),
+    "torch-cuda": Spec("gdbench.implementations.torch_autograd", "cuda", _TORCH, "cuda"),
+    "torch-manual": Spec("gdbench.implementations.torch_manual", "TorchManual", _TORCH, "torch"),
+    "torch-tutorial": Spec("gdbench.implementations.torch_tutorial", "TorchTutorial", _TORCH,
+                           "torch"),
+    "jax": Spec("gdbench.implementations.jax_jit", "JaxJit", _JAX, "jax"),
+    "jax-scan": Spec("gdbench.implementations.jax_jit", "JaxScan", _JAX, "jax"),
 }
 
 REFERENCE = "numpy"
@@ -34,39 +51,35 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def _load(name: str) -> Any:
+def _spec(name: str) -> Spec:
     if name not in _REGISTRY:
         known = ", ".join(_REGISTRY)
         raise InputError(f"unknown backend {name!r}; the known backends are: {known}")
-    module_name, attr, extra = _REGISTRY[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        missing = exc.name or str(exc)
-        hint = f"pip install 'gdbench[{extra}]'" if extra else "reinstall gdbench"
-        raise BackendUnavailable(
-            f"backend {name}: {missing} is not installed; install it with {hint}"
-        ) from None
-    why = getattr(module, "unavailable", lambda _name: None)(name)
+    return _REGISTRY[name]
+
+
+def why_unavailable(name: str) -> str | None:
+    """None when the backend can run here, else why not (with the fix where there is one)."""
+    spec = _spec(name)
+    missing = [lib for lib in spec.requires if importlib.util.find_spec(lib) is None]
+    if missing:
+        return f"{missing[0]} is not installed; install it with pip install 'gdbench[{spec.extra}]'"
+    module = importlib.import_module(spec.module)
+    check = getattr(module, "unavailable", None)
+    return check(name) if check is not None else None
+
+
+def get(name: str) -> Backend:
+    """A fresh backend instance; raises InputError (unknown) or BackendUnavailable."""
+    why = why_unavailable(name)
     if why:
         raise BackendUnavailable(f"backend {name}: {why}")
-    return getattr(module, attr)
-
-
-def get(name: str) -> Any:
-    """A fresh backend instance; raises InputError (unknown) or BackendUnavailable."""
-    factory = _load(name)
-    return factory() if callable(factory) else factory
+    spec = _REGISTRY[name]
+    factory = getattr(importlib.import_module(spec.module), spec.factory)
+    backend: Backend = factory()
+    return backend
 
 
 def available() -> dict[str, str | None]:
     """Every known backend mapped to None when it can run here, else the reason it cannot."""
-    status: dict[str, str | None] = {}
-    for name in _REGISTRY:
-        try:
-            _load(name)
-        except BackendUnavailable as exc:
-            status[name] = str(exc).split(": ", 1)[1]
-        else:
-            status[name] = None
-    return status
+    return {name: why_unavailable(name) for name in _REGISTRY}

@@ -1,8 +1,7 @@
 """NumPy with hand-derived gradients: the reference every other backend is checked against.
 
-For the loss ``L = sum((X_b @ W.T + b - Y_b)**2) / numel`` with numel = rows * k:
-``G = 2/numel * (pred - Y_b)``, ``dL/dW = G.T @ X_b`` and ``dL/db = G.sum(0)``.
-The hot loop writes into preallocated buffers, so a step allocates nothing but the gather.
+The maths is :func:`gdbench.implementations.reference.loss_and_grads`, written here into
+preallocated buffers, so a step allocates nothing (the gather writes into a buffer too).
 """
 
 from __future__ import annotations
@@ -10,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from gdbench.data.datasets import Dataset
-from gdbench.data.loader import BatchPlan
+
+from gdbench.data.workloads import Problem
 from gdbench.implementations.base import TrainResult, make_result
 
 
@@ -27,24 +26,11 @@ class _Buffers:
 
 @dataclass
 class State:
-    dataset: Dataset
-    plan: BatchPlan
-    W0: np.ndarray
-    b0: np.ndarray
-    lr: float
+    problem: Problem
     batches: list[np.ndarray]
     buffers: dict[int, _Buffers]
     W: np.ndarray
     b: np.ndarray
-
-
-def loss_and_grads(
-    X: np.ndarray, Y: np.ndarray, W: np.ndarray, b: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """The batch loss and its hand-derived gradients (dW (k, d), db (k,))."""
-    diff = X @ W.T + b - Y
-    G = diff * (2.0 / diff.size)
-    return float(np.sum(diff * diff) / diff.size), G.T @ X, G.sum(axis=0)
 
 
 class NumpyManual:
@@ -52,9 +38,8 @@ class NumpyManual:
     device = "cpu"
     sync = "none"
 
-    def prepare(
-        self, dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
-    ) -> State:
+    def prepare(self, problem: Problem) -> State:
+        dataset, plan = problem.dataset, problem.plan
         dt = dataset.X.dtype
         d, k = dataset.n_features, dataset.n_outputs
         buffers = {}
@@ -68,16 +53,17 @@ class NumpyManual:
                 scale=dt.type(2.0 / (rows * k)),
             )
         return State(
-            dataset, plan, W0, b0, lr, plan.batches(), buffers,
-            W=np.array(W0, dtype=dt), b=np.array(b0, dtype=dt),
+            problem, plan.batches(), buffers,
+            W=np.array(problem.W0, dtype=dt), b=np.array(problem.b0, dtype=dt),
         )
 
     def run(self, state: State) -> None:
-        X, Y = state.dataset.X, state.dataset.Y
+        problem = state.problem
+        X, Y = problem.dataset.X, problem.dataset.Y
         W, b = state.W, state.b
-        W[...] = state.W0
-        b[...] = state.b0
-        lr = X.dtype.type(state.lr)
+        W[...] = problem.W0
+        b[...] = problem.b0
+        lr = X.dtype.type(problem.lr)
         buffers = state.buffers
         take, matmul, subtract, multiply = np.take, np.matmul, np.subtract, np.multiply
         with np.errstate(over="ignore", invalid="ignore"):
@@ -98,7 +84,4 @@ class NumpyManual:
                 b -= buf.db
 
     def result(self, state: State) -> TrainResult:
-        return make_result(
-            self.name, state.W.copy(), state.b.copy(), state.dataset, state.plan,
-            state.W0, state.b0, state.lr,
-        )
+        return make_result(self.name, state.W.copy(), state.b.copy(), state.problem)

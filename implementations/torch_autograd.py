@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from gdbench.data.datasets import Dataset
-from gdbench.data.loader import BatchPlan
+
+from gdbench.data.workloads import Problem
 from gdbench.implementations.base import TrainResult, make_result
 from gdbench.implementations.torch_common import DeviceProblem, synchronize, to_device, unavailable
 
@@ -22,12 +21,8 @@ __all__ = ["TorchAutograd", "cpu", "cuda", "unavailable"]
 
 @dataclass
 class State:
-    dataset: Dataset
-    plan: BatchPlan
-    W0: np.ndarray
-    b0: np.ndarray
-    lr: float
-    problem: DeviceProblem
+    problem: Problem
+    on_device: DeviceProblem
     W: torch.Tensor | None = None
     b: torch.Tensor | None = None
 
@@ -41,14 +36,12 @@ class TorchAutograd:
         if device == "cpu":
             self.sync = "none (eager CPU ops finish before returning)"
 
-    def prepare(
-        self, dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
-    ) -> State:
-        return State(dataset, plan, W0, b0, lr, to_device(dataset, plan, W0, b0, self.device))
+    def prepare(self, problem: Problem) -> State:
+        return State(problem, to_device(problem, self.device))
 
     def run(self, state: State) -> None:
-        p = state.problem
-        lr = state.lr
+        p = state.on_device
+        lr = state.problem.lr
         W = p.W0.clone().requires_grad_(True)
         b = p.b0.clone().requires_grad_(True)
         for idx in p.batches:
@@ -65,10 +58,8 @@ class TorchAutograd:
 
     def result(self, state: State) -> TrainResult:
         assert state.W is not None and state.b is not None, "run() before result()"
-        return make_result(
-            self.name, state.W.cpu().numpy(), state.b.cpu().numpy(), state.dataset,
-            state.plan, state.W0, state.b0, state.lr,
-        )
+        return make_result(self.name, state.W.cpu().numpy(), state.b.cpu().numpy(),
+                           state.problem)
 
 
 def cpu() -> TorchAutograd:

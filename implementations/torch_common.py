@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from gdbench.data.datasets import Dataset
-from gdbench.data.loader import BatchPlan
+
+from gdbench.data.workloads import Problem
 
 
 def unavailable(name: str) -> str | None:
@@ -42,19 +42,17 @@ class DeviceProblem:
     b0: torch.Tensor
 
 
-def to_device(
-    dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, device: str
-) -> DeviceProblem:
+def to_device(problem: Problem, device: str) -> DeviceProblem:
     """Copy everything a run needs to the device once, so the timed loop transfers nothing."""
     full_precision()
     dev = torch.device(device)
-    problem = DeviceProblem(
+    on_device = DeviceProblem(
         device=dev,
-        X=torch.from_numpy(dataset.X).to(dev),
-        Y=torch.from_numpy(dataset.Y).to(dev),
-        batches=[torch.from_numpy(idx).to(dev) for idx in plan],
-        W0=torch.from_numpy(np.ascontiguousarray(W0)).to(dev),
-        b0=torch.from_numpy(np.ascontiguousarray(b0)).to(dev),
+        X=torch.from_numpy(problem.dataset.X).to(dev),
+        Y=torch.from_numpy(problem.dataset.Y).to(dev),
+        batches=[torch.from_numpy(idx).to(dev) for idx in problem.plan],
+        W0=torch.from_numpy(np.ascontiguousarray(problem.W0)).to(dev),
+        b0=torch.from_numpy(np.ascontiguousarray(problem.b0)).to(dev),
     )
     synchronize(dev)
-    return problem
+    return on_device

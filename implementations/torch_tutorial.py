@@ -9,24 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from gdbench.data.datasets import Dataset
-from gdbench.data.loader import BatchPlan
+from torch.utils.data import DataLoader, TensorDataset
+
+from gdbench.data.workloads import Problem
 from gdbench.implementations.base import TrainResult, make_result
 from gdbench.implementations.torch_common import full_precision, unavailable
-from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = ["TorchTutorial", "unavailable"]
 
 
 @dataclass
 class State:
-    dataset: Dataset
-    plan: BatchPlan
-    W0: np.ndarray
-    b0: np.ndarray
-    lr: float
+    problem: Problem
     loader: DataLoader
     W: torch.Tensor | None = None
     b: torch.Tensor | None = None
@@ -42,19 +37,18 @@ class TorchTutorial:
     device = "cpu"
     sync = "none (eager CPU ops finish before returning)"
 
-    def prepare(
-        self, dataset: Dataset, plan: BatchPlan, W0: np.ndarray, b0: np.ndarray, lr: float
-    ) -> State:
+    def prepare(self, problem: Problem) -> State:
+        dataset, plan = problem.dataset, problem.plan
         full_precision()
         tensors = TensorDataset(torch.from_numpy(dataset.X), torch.from_numpy(dataset.Y))
         batches = [idx.tolist() for idx in plan]
         loader = DataLoader(tensors, batch_sampler=batches)
-        return State(dataset, plan, W0, b0, lr, loader)
+        return State(problem, loader)
 
     def run(self, state: State) -> None:
-        w = torch.tensor(state.W0, requires_grad=True)
-        b = torch.tensor(state.b0, requires_grad=True)
-        lr = state.lr
+        w = torch.tensor(state.problem.W0, requires_grad=True)
+        b = torch.tensor(state.problem.b0, requires_grad=True)
+        lr = state.problem.lr
         for x, y in state.loader:
             preds = x @ w.t() + b
             loss = mse_loss(preds, y)
@@ -68,7 +62,4 @@ class TorchTutorial:
 
     def result(self, state: State) -> TrainResult:
         assert state.W is not None and state.b is not None, "run() before result()"
-        return make_result(
-            self.name, state.W.numpy(), state.b.numpy(), state.dataset, state.plan,
-            state.W0, state.b0, state.lr,
-        )
+        return make_result(self.name, state.W.numpy(), state.b.numpy(), state.problem)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gdbench.data.workloads import WORKLOADS
 
 from gdbench import machine
+from gdbench.data.workloads import WORKLOADS
 
 # True µs per step on the imaginary test machine: overhead-bound crops, GEMM-bound medium.
 STEP_US = {

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gdbench.data.workloads import Problem
-from gdbench.implementations.base import TrainResult
 
 from gdbench import implementations
+from gdbench.data.workloads import Problem
+from gdbench.implementations.base import TrainResult, train_once
 
 # The implementation modules that import each optional library at the top.
 MODULES_USING = {
@@ -41,10 +41,8 @@ def train_backend(
         why = backend_status[name]
         if why:
             pytest.skip(f"backend {name}: {why}")
-        backend = implementations.get(name)
-        state = backend.prepare(problem.dataset, problem.plan, problem.W0, problem.b0, problem.lr)
-        backend.run(state)
-        return backend.result(state)
+        result, *_ = train_once(name, problem)
+        return result
 
     return train
 

@@ -16,13 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gdbench.data.datasets import load_dataset
-from gdbench.data.loader import BatchPlan, init_params
-from gdbench.data.workloads import make_problem
-from gdbench.implementations.base import TrainResult, first_divergent_step
-from gdbench.implementations.numpy_manual import NumpyManual
 
 from gdbench import cli, implementations
+from gdbench.data.datasets import load_dataset
+from gdbench.data.loader import BatchPlan, init_params
+from gdbench.data.workloads import Problem, make_problem
+from gdbench.implementations.base import (
+    RTOL,
+    TrainResult,
+    agreement,
+    first_divergent_step,
+    train_once,
+)
+from gdbench.implementations.numpy_manual import NumpyManual
 
 GOOD_CSV = (
     "Region,Temperature,Rainfall,Yield\n"
@@ -216,10 +222,26 @@ def test_divergence_names_backend_step_and_lr(
     assert out == ""
     match = re.search(r"at step (\d+) of 250", line)
     assert match, line
+    # float32 crops at lr 1e-3 overflows at step 15 (see the replay test below).
+    assert int(match.group(1)) == 15
+
+
+def test_first_divergent_step_is_the_first_non_finite_step() -> None:
     problem = make_problem("crops", load_dataset("crops"), batch_size=3, epochs=50, lr=1e-3)
-    expected = first_divergent_step(problem.dataset, problem.plan, problem.W0, problem.b0, 1e-3)
-    assert 1 <= expected < 250  # it really diverges, well before the end
-    assert int(match.group(1)) == expected
+    assert first_divergent_step(problem) == 15
+    # The same steps by hand: the loss and W are finite through step 14, not at step 15.
+    X, Y = problem.dataset.X, problem.dataset.Y
+    W, b = problem.W0.copy(), problem.b0.copy()
+    lr = np.float32(1e-3)
+    finite = []
+    with np.errstate(all="ignore"):
+        for idx in list(problem.plan)[:15]:
+            diff = X[idx] @ W.T + b - Y[idx]
+            G = diff * np.float32(2.0 / diff.size)
+            W, b = W - lr * (G.T @ X[idx]), b - lr * G.sum(0)
+            loss = np.sum(diff * diff) / diff.size
+            finite.append(bool(np.isfinite(loss) and np.isfinite(W).all()))
+    assert finite == [True] * 14 + [False]
 
 
 def test_subprocess_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
@@ -248,10 +270,7 @@ def tutorial_numpy() -> tuple[np.ndarray, np.ndarray]:
     ds = load_dataset("crops")
     plan = BatchPlan(15, 3, 50, seed=0)
     W0, b0 = init_params(3, 2, seed=0)
-    backend = NumpyManual()
-    state = backend.prepare(ds, plan, W0, b0, 1e-6)
-    backend.run(state)
-    result = backend.result(state)
+    result, *_ = train_once(NumpyManual(), Problem("crops", ds, plan, W0, b0, 1e-6))
     return result.W, result.b
 
 
@@ -283,15 +302,13 @@ def test_default_train_is_shuffled(tutorial_numpy: tuple[np.ndarray, np.ndarray]
 
     ds = load_dataset("crops")
     W0, b0 = init_params(3, 2, seed=0)
-    backend = NumpyManual()
-    state = backend.prepare(ds, InFileOrder(15, 3, 50, seed=0), W0, b0, 1e-6)
-    backend.run(state)
-    unshuffled = backend.result(state)
+    in_file_order = Problem("crops", ds, InFileOrder(15, 3, 50, seed=0), W0, b0, 1e-6)
+    unshuffled, *_ = train_once(NumpyManual(), in_file_order)
     W_default, b_default = tutorial_numpy
     # In file order the weights differ from the default's by ~4e-4, beyond the agreement
     # tolerance (1e-4 x scale): the default is shuffled, and verify would tell the two apart.
     default = TrainResult("numpy", W_default, b_default, 0.0, 250)
-    assert not cli.agreement(unshuffled, default, "float32")[2]
+    assert not agreement(unshuffled, default, "float32")[2]
 
 
 def test_default_train_prints_named_weights(capsys: pytest.CaptureFixture[str]) -> None:
@@ -321,7 +338,7 @@ def test_train_json_works_for_every_available_backend(
     assert W.shape == (2, 3) and b.shape == (2,)
     W_ref, b_ref = tutorial_numpy
     scale = max(1.0, np.max(np.abs(W_ref)), np.max(np.abs(b_ref)))
-    assert max(np.max(np.abs(W - W_ref)), np.max(np.abs(b - b_ref))) <= cli.RTOL["float32"] * scale
+    assert max(np.max(np.abs(W - W_ref)), np.max(np.abs(b - b_ref))) <= RTOL["float32"] * scale
 
 
 @pytest.mark.parametrize("command", ["train", "verify"])
@@ -384,4 +401,4 @@ def test_verify_reports_every_available_backend_as_agreeing(
     if backend_status["torch-cuda"] is not None and "torch" not in backend_status["torch-cuda"]:
         assert "skipped: no CUDA device" in rows["torch-cuda"]
     dtype = "float64" if problem == "crops-float64" else "float32"
-    assert f"<= {cli.RTOL[dtype]:g} x" in out
+    assert f"<= {RTOL[dtype]:g} x" in out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gdbench.data.datasets import least_squares, load_dataset, mse, synthetic
 
 # The tutorial's table, typed in independently of data/crops.csv.

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gdbench.data.datasets import load_dataset
 from gdbench.data.loader import BatchPlan, init_params
-from gdbench.implementations.numpy_manual import NumpyManual, loss_and_grads
+from gdbench.data.workloads import Problem
+from gdbench.implementations.base import train_once
+from gdbench.implementations.numpy_manual import NumpyManual
+from gdbench.implementations.reference import loss_and_grads
 
 # The loss is quadratic in (W, b), so a central difference is exact in exact arithmetic
 # for any step h; only float64 rounding remains, about eps * |loss| / h. With h = 1e-3
@@ -85,10 +89,7 @@ def test_numpy_backend_step_uses_these_gradients() -> None:
     plan = BatchPlan(15, 15, 1, seed=0)
     W0, b0 = init_params(3, 2, seed=0, dtype=np.float64)
     lr = 1e-5
-    backend = NumpyManual()
-    state = backend.prepare(ds, plan, W0, b0, lr)
-    backend.run(state)
-    result = backend.result(state)
+    result, *_ = train_once(NumpyManual(), Problem("crops", ds, plan, W0, b0, lr))
     idx = next(iter(plan))
     _, dW, db = loss_and_grads(ds.X[idx], ds.Y[idx], W0, b0)
     # Same float64 operations in another order: equal to a few rounding units.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan, init_params
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _benchjson import run_cli, write_run
-from gdbench.data.workloads import WORKLOADS
 
+from gdbench.data.workloads import WORKLOADS
 from gdbench.plots import MIN_EPOCHS_SHOWN, losses_per_epoch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from _benchjson import BACKENDS, bad_run_files, machine_info, run_cli, write_run
-from gdbench.data.errors import InputError
 
 from gdbench import regress
+from gdbench.data.errors import InputError
 from gdbench.regress import Estimate, parse_threshold, ratio_of_medians, verdict
 from gdbench.results import load_run
 

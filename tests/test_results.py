@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from _benchjson import bad_run_files, machine_info, make_run, write_run
-from gdbench.data.errors import InputError
 
 from gdbench import machine
+from gdbench.data.errors import InputError
 from gdbench.results import COLUMNS, load_run, load_runs, runs_of, write_atomic
 
 
