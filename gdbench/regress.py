@@ -45,24 +45,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
 
 from gdbench import formats
 from gdbench.data.errors import InputError
-from gdbench.results import backends_in, load_run, workloads_in, write_atomic
+from gdbench.results import backends_in, has_paired_rounds, load_run, workloads_in, write_atomic
+from gdbench.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
 
 DEFAULT_THRESHOLD = "15%"
-RESAMPLES = 2000
-CONFIDENCE = 0.95
-# Bootstrap resamples are drawn in chunks of about this many values, to bound memory
-# (rounds x resamples can reach millions on fast benchmarks).
-_CHUNK_VALUES = 2_000_000
-
 REGRESSION = "regression"
 IMPROVEMENT = "improvement"
 NOT_SIGNIFICANT = "not significant"
@@ -76,19 +69,6 @@ UNCONFIRMED = "not reproduced"
 PAIRED = "paired"
 UNPAIRED = "unpaired roofline"
 RAW = "raw"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A ratio of medians with its bootstrap interval (NaN bounds: no rounds to resample)."""
-
-    ratio: float
-    low: float = math.nan
-    high: float = math.nan
-
-    @property
-    def resampled(self) -> bool:
-        return not math.isnan(self.low)
 
 
 # --- the statistics (pure) ---------------------------------------------------------------
@@ -109,53 +89,6 @@ def parse_threshold(text: str) -> float:
         raise InputError(f"threshold {text!r} is ambiguous: write {s}% for a percentage, "
                          "or a fraction below 1 such as 0.15")
     return value
-
-
-def _bootstrap_medians(x: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """The medians of ``resamples`` resamples (with replacement) of ``x``."""
-    out = np.empty(resamples)
-    chunk = max(1, _CHUNK_VALUES // x.size)
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        idx = rng.integers(0, x.size, size=(stop - start, x.size))
-        out[start:stop] = np.median(x[idx], axis=1)
-    return out
-
-
-def ratio_of_medians(
-    new: ArrayLike,
-    base: ArrayLike,
-    new_ref: ArrayLike | None = None,
-    base_ref: ArrayLike | None = None,
-    *,
-    resamples: int = RESAMPLES,
-    confidence: float = CONFIDENCE,
-    seed: int = 0,
-) -> Estimate:
-    """(median(new) / median(new_ref)) / (median(base) / median(base_ref)) with a CI.
-
-    Without references it is plainly median(new) / median(base). The interval is the
-    percentile bootstrap: every sample is resampled independently ``resamples`` times
-    from ``np.random.default_rng(seed)``. Each sample needs two or more rounds, else
-    the bounds are NaN. Units cancel, so any time unit will do.
-    """
-    samples = [np.asarray(x, dtype=float) for x in (new, base, new_ref, base_ref)
-               if x is not None]
-    if any(s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0) for s in samples):
-        raise ValueError("every sample needs one or more positive finite times")
-    if len(samples) not in (2, 4):
-        raise ValueError("give both references or neither")
-    exps = (1.0, -1.0, -1.0, 1.0)[: len(samples)]
-    ratio = float(np.prod([np.median(s) ** e for s, e in zip(samples, exps, strict=True)]))
-    if min(s.size for s in samples) < 2:
-        return Estimate(ratio)
-    rng = np.random.default_rng(seed)
-    # Work in logs so the product of four ratios is a sum.
-    log_ratio = sum(e * np.log(_bootstrap_medians(s, rng, resamples))
-                    for s, e in zip(samples, exps, strict=True))
-    alpha = (1 - confidence) / 2
-    low, high = np.exp(np.quantile(log_ratio, [alpha, 1 - alpha]))
-    return Estimate(ratio, float(low), float(high))
 
 
 def verdict(estimate: Estimate, threshold: float) -> str:
@@ -187,22 +120,18 @@ def _samples(row: pd.Series) -> list[float] | None:
     return data if isinstance(data, list) and len(data) >= 2 else None
 
 
-def _has_norm(row: pd.Series) -> bool:
-    return isinstance(row["norm_data"], list) and len(row["norm_data"]) > 0
-
-
 def _compare_training(base: pd.DataFrame, new: pd.DataFrame, b: pd.Series, n: pd.Series,
                       notes: list[str]) -> tuple[str, Estimate, float, float]:
     """(method, new/baseline estimate, baseline and new normalised medians) of one
     training benchmark; appends what the reader must know to ``notes``."""
-    if _has_norm(b) and _has_norm(n):
+    if has_paired_rounds(b) and has_paired_rounds(n):
         # The paired design: each round over the reference round timed just before it.
         est = ratio_of_medians(n["norm_data"], b["norm_data"])
         if not est.resampled:
             notes.append("one round: no significance test")
         return (PAIRED, est, float(np.median(b["norm_data"])),
                 float(np.median(n["norm_data"])))
-    lacking = [role for role, r in (("baseline", b), ("new run", n)) if not _has_norm(r)]
+    lacking = [role for role, r in (("baseline", b), ("new run", n)) if not has_paired_rounds(r)]
     broof, nroof = _roofline(base, b), _roofline(new, n)
     base_norm = new_norm = math.nan
     if broof is None or nroof is None:

@@ -208,6 +208,11 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     }
 
 
+def has_paired_rounds(row: pd.Series | None) -> bool:
+    """Whether a benchmark row carries per-round reference ratios (``norm_data``)."""
+    return row is not None and isinstance(row["norm_data"], list) and len(row["norm_data"]) > 0
+
+
 def runs_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """One dict per run in the frame, in order: run, path, fingerprint, machine, datetime."""
     keep = ["run", "path", "fingerprint", "machine", "machine_known", "datetime"]

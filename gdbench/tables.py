@@ -34,8 +34,15 @@ import pandas as pd
 
 from gdbench import formats
 from gdbench.formats import Section
-from gdbench.regress import ratio_of_medians
-from gdbench.results import backends_in, load_run, load_runs, runs_of, workloads_in
+from gdbench.results import (
+    backends_in,
+    has_paired_rounds,
+    load_run,
+    load_runs,
+    runs_of,
+    workloads_in,
+)
+from gdbench.stats import ratio_of_medians
 
 # --- the numbers ---------------------------------------------------------------------------
 
@@ -172,10 +179,6 @@ def _column_names(frame: pd.DataFrame) -> dict[str, str]:
     return {r["run"]: f"{r['run']} @ {r['machine']}" if several else r["run"] for r in runs}
 
 
-def _has_norm(row: pd.Series | None) -> bool:
-    return row is not None and isinstance(row["norm_data"], list) and len(row["norm_data"]) > 0
-
-
 def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
     """Two runs matched by benchmark name: old and new µs/step, new/old, the normalised
     new/old, and a 95% CI.
@@ -203,7 +206,7 @@ def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
                                "high": math.nan, "tested": "", "significant": None}
         if o is not None and n is not None:
             row["ratio"] = n["median_s"] / o["median_s"]
-            if _has_norm(o) and _has_norm(n):
+            if has_paired_rounds(o) and has_paired_rounds(n):
                 est = ratio_of_medians(n["norm_data"], o["norm_data"])
                 row.update(norm_ratio=est.ratio, tested="normalised")
             elif isinstance(o["data"], list) and isinstance(n["data"], list):

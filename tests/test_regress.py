@@ -17,8 +17,9 @@ from _benchjson import BACKENDS, bad_run_files, machine_info, run_cli, write_run
 
 from gdbench import regress
 from gdbench.data.errors import InputError
-from gdbench.regress import Estimate, parse_threshold, ratio_of_medians, verdict
+from gdbench.regress import parse_threshold, verdict
 from gdbench.results import load_run
+from gdbench.stats import Estimate, ratio_of_medians
 
 # --- the statistics --------------------------------------------------------------------
 
