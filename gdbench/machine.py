@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import sys
 from typing import Any
 
 THREAD_VARS = (
@@ -44,21 +45,24 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _blas() -> list[dict[str, Any]]:
-    """The BLAS/OpenMP libraries loaded by numpy (and torch, when installed)."""
+def _blas(load_libraries: bool) -> list[dict[str, Any]]:
+    """The BLAS/OpenMP libraries loaded by numpy (and torch, when installed and loaded)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
     import numpy  # noqa: F401  (loads its BLAS so threadpoolctl sees it)
 
-    with contextlib.suppress(ImportError):
-        import torch  # noqa: F401
+    if load_libraries:
+        with contextlib.suppress(ImportError):
+            import torch  # noqa: F401
     keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture")
     return [{k: info.get(k) for k in keep} for info in threadpool_info()]
 
 
-def _torch_info() -> dict[str, Any]:
+def _torch_info(load_libraries: bool) -> dict[str, Any]:
+    if not load_libraries and "torch" not in sys.modules:
+        return {}
     try:
         import torch
     except ImportError:
@@ -118,8 +122,13 @@ def pin_threads(threads: int) -> Any:
     return limiter
 
 
-def describe() -> dict[str, Any]:
-    """The gdbench part of machine_info: CPU, cores, threads, BLAS, GPU, versions."""
+def describe(load_libraries: bool = True) -> dict[str, Any]:
+    """The gdbench part of machine_info: CPU, cores, threads, BLAS, GPU, versions.
+
+    With ``load_libraries=False`` it imports neither torch nor jax (their versions still
+    come from the package metadata): a benchmark process that times one backend must not
+    start another library's thread pools beside it.
+    """
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -128,17 +137,18 @@ def describe() -> dict[str, Any]:
             "GDBENCH_THREADS") else None,
         "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(
             os, "sched_getaffinity") else None,
-        "blas": _blas(),
+        "blas": _blas(load_libraries),
         "versions": _versions(),
     }
-    info.update(_torch_info())
-    try:
-        import jax
+    info.update(_torch_info(load_libraries))
+    if load_libraries or "jax" in sys.modules:
+        try:
+            import jax
 
-        info["jax_backend"] = jax.default_backend()
-        info["jax_devices"] = [str(d) for d in jax.devices()]
-    except ImportError:
-        pass
+            info["jax_backend"] = jax.default_backend()
+            info["jax_devices"] = [str(d) for d in jax.devices()]
+        except ImportError:
+            pass
     info["fingerprint"] = fingerprint({"gdbench": info, **platform_info()})
     return info
 
