@@ -8,9 +8,15 @@ benchmark whose backend disagrees fails.
 
 Paired reference rounds: on shared machines the speed drifts in episodes lasting seconds
 (up to ~1.8x slower on the 2-core CI VMs), so each round of a training benchmark is
-preceded, untimed by pytest-benchmark, by one round of the workload's roofline loop, and
-both times are kept. Their per-round ratio (``norm_data``) cancels the drift that a
-reference measured seconds earlier cannot; the regression gate compares it.
+preceded, untimed by pytest-benchmark, by one round of the workload's roofline loop run
+on a single thread, and both times are kept. Their per-round ratio (``norm_data``)
+cancels the drift that a reference measured seconds earlier cannot; the regression gate
+compares it. The reference is single-threaded so that it cannot perturb the backend
+under test: no pool of its own is left spinning when the timed round starts.
+
+Fidelity: ``gdbench run`` starts one pytest process per backend, so no other library's
+threads share the machine with the backend being timed; ``gdbench audit`` checks that
+each figure is within 10% of the same ``run`` timed alone in a fresh process.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gdbench import timing
 from gdbench.data.workloads import Problem
 from gdbench.implementations.base import prepare
 
@@ -37,42 +44,13 @@ def _shape_info(problem: Problem) -> dict[str, Any]:
 
 
 def roofline_loop(problem: Problem) -> tuple[Callable[[], None], float]:
-    """The machine's own ceiling for a workload, and its FLOPs per call.
-
-    Per step of the plan it runs ``P = X_b @ W.T`` and ``dW = P.T @ X_b`` into
-    preallocated outputs, with each step's real batch size, and nothing else: plain
-    NumPy GEMMs of one step's shapes. No backend change can move it.
-    """
-    X, W = problem.dataset.X, problem.W0
-    d, k = problem.dataset.n_features, problem.dataset.n_outputs
-    sizes = problem.plan.batch_sizes()
-    buffers = {r: (np.ascontiguousarray(X[:r]), np.empty((r, k), X.dtype),
-                   np.empty((k, d), X.dtype)) for r in set(sizes)}
-    steps = [buffers[r] for r in sizes]
-    WT = W.T
-    matmul = np.matmul
-
-    def run() -> None:
-        for Xb, P, dW in steps:
-            matmul(Xb, WT, out=P)
-            matmul(P.T, Xb, out=dW)
-
-    return run, float(sum(4 * r * d * k for r in sizes))
-
-
-def _repeat(fn: Callable[[], None], times: int) -> Callable[[], None]:
-    if times == 1:
-        return fn
-
-    def repeated() -> None:
-        for _ in range(times):
-            fn()
-
-    return repeated
+    """The workload's roofline loop (see :func:`gdbench.timing.roofline_loop`)."""
+    return timing.roofline_loop(problem.dataset.X, problem.W0, problem.plan.batch_sizes())
 
 
 def _time(benchmark: Any, settings: Any, run: Callable[[], None],
-          reference: Callable[[], None] | None = None) -> list[float]:
+          reference: Callable[[], None] | None = None,
+          clock: timing.Clock = time.perf_counter) -> list[float]:
     """Time ``run`` and return the paired reference times, aligned with the benchmark's
     rounds ([] without a reference). With --benchmark-disable, ``run`` is called once.
 
@@ -90,20 +68,18 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
                            warmup_rounds=1)
         return []
     ref_times: list[float] = []
-    timed_reference = _repeat(reference, plan.ref_iterations)
+    timed_reference = timing.repeat(reference, plan.ref_iterations)
 
     def time_reference() -> None:  # pytest-benchmark calls it before every round
-        start = time.perf_counter()
-        timed_reference()
-        ref_times.append((time.perf_counter() - start) / plan.ref_iterations)
+        ref_times.append(timing.timed(timed_reference, clock) / plan.ref_iterations)
 
     # pytest-benchmark refuses iterations > 1 with a setup function, so the round repeats
     # run itself; the per-round times are then divided as its iterations would be.
-    benchmark.pedantic(_repeat(run, plan.iterations), setup=time_reference,
+    benchmark.pedantic(timing.repeat(run, plan.iterations), setup=time_reference,
                        rounds=plan.rounds, iterations=1, warmup_rounds=1)
     if plan.iterations > 1:
         metadata = benchmark.stats
-        metadata.stats.data[:] = [t / plan.iterations for t in metadata.stats.data]
+        metadata.stats.data[:] = timing.per_run_times(metadata.stats.data, plan.iterations)
         metadata.iterations = plan.iterations
     return ref_times[-plan.rounds:]  # drop the warm-up round's
 
@@ -133,7 +109,7 @@ def _record_timing(benchmark: Any, request: pytest.FixtureRequest, flops: float,
 
 def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name: str,
                    backend_name: str, problems: Any, settings: Any,
-                   backend_status: dict[str, str | None]) -> None:
+                   backend_status: dict[str, str | None], blas: Any) -> None:
     why = backend_status[backend_name]
     if why:
         pytest.skip(f"{backend_name}: {why}")
@@ -147,7 +123,8 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
         flops=problem.flops, compile_s=prepared.compile_s,
         **_shape_info(problem),
     )
-    reference, _ = roofline_loop(problem)
+    # The drift reference runs on one thread, so that it leaves no pool spinning.
+    reference = timing.single_threaded(roofline_loop(problem)[0], blas)
     ref_times = _time(benchmark, settings, prepared.run, reference)
     result = prepared.result()
     max_diff, agrees = problems.agreement(workload_name, result)

@@ -13,17 +13,16 @@ per benchmark, paired reference rounds included), --benchmark-min-rounds,
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from gdbench import implementations, machine
+from gdbench import implementations, machine, timing
 from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
 from gdbench.implementations.base import TrainResult, agreement, train_once
+from gdbench.timing import RoundPlan
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "threads (default: the libraries' own)")
     g.addoption("--progress", action="store_true",
                 help="print one line per finished benchmark (gdbench run sets this)")
+    g.addoption("--roofline", choices=["with", "without", "only"], default="with",
+                help="whether to time each workload's roofline loop: with the training "
+                     "benchmarks (default), without them, or only them")
+    g.addoption("--isolated", action="store_true",
+                help="this process times one backend (gdbench run starts one per backend): "
+                     "record machine_info without importing the other backends' libraries")
 
 
 def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
@@ -79,28 +84,45 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("workload_name", workloads)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--roofline without / only: deselect the roofline or the training benchmarks."""
+    roofline = config.getoption("roofline")
+    if roofline == "with":
+        return
+    drop = "bench_roofline" if roofline == "without" else "bench_training"
+    keep = [item for item in items if item.name.split("[")[0] != drop]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    machine_info["gdbench"] = machine.describe()
+    isolated = bool(config.getoption("isolated"))
+    machine_info["gdbench"] = machine.describe(load_libraries=not isolated)
+    machine_info["gdbench"]["isolation"] = "process per backend" if isolated else "none"
     # pytest-benchmark keeps no record of skipped tests; keep why each backend could not run.
+    backends, _ = _selected(config)
     machine_info["gdbench"]["unavailable"] = {
-        name: why for name, why in implementations.available().items() if why}
+        name: why for name in backends if (why := implementations.why_unavailable(name))}
 
 
-# A round lasts at least this long: shorter runs are repeated inside it, so the round
-# times the loop rather than the wake-up of idle threads (a lone 0.1 ms jax-scan call on
-# a 2-core VM varies by 100%), yet stays short next to the machine's speed drifts, which
-# last seconds, so a reference round timed just before it sees the same machine.
-ROUND_FLOOR_S = 0.005
-MAX_ROUNDS = 1000
-QUICK_MAX_TIME_S = 1.5
-DEFAULT_MAX_TIME_S = 2.0
+def _uses_numpy_blas(config: pytest.Config) -> bool:
+    """Whether anything timed in this session runs on numpy's BLAS with its threads."""
+    backends, _ = _selected(config)
+    return "numpy" in backends or config.getoption("roofline") != "without"
 
 
-@dataclass(frozen=True)
-class RoundPlan:
-    rounds: int
-    iterations: int  # runs per timed round
-    ref_iterations: int  # reference calls per paired reference round
+@pytest.fixture(scope="session", autouse=True)
+def quiet_numpy_blas(request: pytest.FixtureRequest) -> Any:
+    """In a session that times no numpy-BLAS benchmark, numpy's BLAS runs on one thread.
+
+    The untimed NumPy reference training and the agreement checks then wake no OpenBLAS
+    workers that would spin beside the backend under test.
+    """
+    if _uses_numpy_blas(request.config):
+        yield None
+        return
+    with timing.one_blas_thread(timing.numpy_blas()):
+        yield None
 
 
 @dataclass
@@ -113,29 +135,8 @@ class Settings:
     dtype: str
 
     def plan(self, run: Callable[[], None], reference: Callable[[], None] | None) -> RoundPlan:
-        """Rounds that fit max_time_s (reference rounds included), at least min_rounds,
-        each at least round_floor_s long, from the fastest of three timed calls."""
-        once = _fastest(run)
-        iterations = max(1, math.ceil(self.round_floor_s / once))
-        round_s = once * iterations
-        ref_iterations = 1
-        if reference is not None:
-            ref_once = _fastest(reference)
-            ref_iterations = max(1, math.ceil(self.round_floor_s / ref_once))
-            round_s += ref_once * ref_iterations
-        rounds = max(self.min_rounds, min(MAX_ROUNDS, int(self.max_time_s / round_s)))
-        return RoundPlan(rounds, iterations, ref_iterations)
-
-
-def _fastest(fn: Callable[[], None]) -> float:
-    fn()  # first call: caches, lazy initialisation
-    return max(1e-9, min(_timed(fn) for _ in range(3)))
-
-
-def _timed(run: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
+        return timing.plan_rounds(run, reference, max_time_s=self.max_time_s,
+                                  min_rounds=self.min_rounds, round_floor_s=self.round_floor_s)
 
 
 @pytest.fixture(scope="session")
@@ -145,13 +146,13 @@ def settings(request: pytest.FixtureRequest) -> Settings:
     # Unless --benchmark-max-time is given, a benchmark's rounds last long enough to span
     # several of a shared machine's speed episodes (which last seconds): 1.5 s (quick) or
     # 2 s each. With 0.3 s, the same benchmark moved 20-40% from run to run here.
-    max_time = QUICK_MAX_TIME_S if quick else DEFAULT_MAX_TIME_S
+    max_time = timing.QUICK_MAX_TIME_S if quick else timing.DEFAULT_MAX_TIME_S
     if any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
         max_time = float(config.getoption("benchmark_max_time"))
     return Settings(
         max_time_s=max_time,
         min_rounds=int(config.getoption("benchmark_min_rounds")),
-        round_floor_s=max(ROUND_FLOOR_S, float(config.getoption("benchmark_min_time"))),
+        round_floor_s=max(timing.ROUND_FLOOR_S, float(config.getoption("benchmark_min_time"))),
         dtype=config.getoption("dtype"),
     )
 
@@ -183,8 +184,17 @@ def problems(settings: Settings) -> Problems:
 
 
 @pytest.fixture(scope="session")
-def backend_status() -> dict[str, str | None]:
-    return implementations.available()
+def backend_status(request: pytest.FixtureRequest) -> dict[str, str | None]:
+    """None or why not, for the selected backends only: asking about a backend imports its
+    library, and an isolated process must not load another backend's."""
+    backends, _ = _selected(request.config)
+    return {name: implementations.why_unavailable(name) for name in backends}
+
+
+@pytest.fixture(scope="session")
+def blas() -> Any:
+    """numpy's BLAS, for the single-threaded drift reference."""
+    return timing.numpy_blas()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

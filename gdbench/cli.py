@@ -163,6 +163,8 @@ _MODULE_COMMANDS = {
     "compare": ("gdbench.tables", "tables from saved runs (one run, or two side by side)"),
     "check": ("gdbench.regress", "the CI regression gate: compare a run with a baseline"),
     "plot": ("gdbench.plots", "scaling, speed-up and convergence figures from a saved run"),
+    "audit": ("gdbench.audit", "prove each figure of a run is its backend's loop alone "
+                               "(interference, sync, noise)"),
 }
 
 

@@ -1,10 +1,13 @@
 """Run the benchmark suite (benches/) through pytest, save the run, and print the table.
 
-The run is saved as pytest-benchmark's own JSON (with every round's time) under
-results/runs/ in the current directory (or --out), named by time, machine and profile so
-that no run overwrites another:
-``pytest-benchmark compare``, pandas and ``gdbench compare`` all read it. Extra arguments
-after ``--`` go to pytest, e.g. ``gdbench run --quick -- --benchmark-max-time=2``.
+Each backend is timed in a pytest process of its own (the numpy process also times the
+rooflines), so that no other library's threads share the machine with it; thread
+settings (--threads) are in the environment before any library is imported. The
+processes' runs are merged into one pytest-benchmark JSON (with every round's time)
+under results/runs/ in the current directory (or --out), named by time, machine and
+profile so that no run overwrites another: ``pytest-benchmark compare``, pandas and
+``gdbench compare`` all read it. Extra arguments after ``--`` go to every pytest
+process, e.g. ``gdbench run --quick -- --benchmark-max-time=2``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gdbench.benches
-from gdbench import machine
+from gdbench import implementations, machine
 from gdbench.data.errors import InputError
+from gdbench.data.workloads import get_workload
 from gdbench.options import positive_int
+from gdbench.results import write_atomic
 
 # The suite ships inside the package as gdbench.benches (benches/ in a checkout, mapped by
 # pyproject's package-dir), so an installed gdbench runs the same suite as a clone.
@@ -78,7 +84,10 @@ def unused_path(directory: Path, stem: str) -> Path:
     return path
 
 
-def pytest_command(args: argparse.Namespace, json_path: Path) -> list[str]:
+def pytest_command(args: argparse.Namespace, json_path: Path,
+                   selection: Sequence[str] = ()) -> list[str]:
+    """The pytest command line of one benchmark process; ``selection`` narrows it (for
+    example to one backend) after the user's own options."""
     cmd = [sys.executable, "-m", "pytest", str(BENCHES), "-q", "-p", "no:cacheprovider",
            f"--rootdir={BENCHES}", *SUITE_INI,
            "--progress", "--benchmark-save-data", "--benchmark-disable-gc",
@@ -86,43 +95,115 @@ def pytest_command(args: argparse.Namespace, json_path: Path) -> list[str]:
            "--benchmark-sort=name", f"--benchmark-json={json_path}", f"--dtype={args.dtype}"]
     if args.quick:
         cmd.append("--quick")
-    if args.backends:
+    if args.backends and "--backends" not in selection:
         cmd += ["--backends", *args.backends]
     if args.workloads:
         cmd += ["--workloads", *args.workloads]
     if args.threads:
         cmd.append(f"--threads={args.threads}")
+    cmd += list(selection)
     extra = list(args.pytest_args or [])
     if extra[:1] == ["--"]:
         extra = extra[1:]
     return cmd + extra
 
 
-def _keep(partial: Path, out: Path, profile: str, started: float) -> Path | None:
-    """Move pytest's finished run file to its final, never-used name; None if unusable."""
-    if not partial.exists() or partial.stat().st_size == 0:
-        print("gdbench run: pytest saved no run", file=sys.stderr)
-        return None
+def processes(backends: Sequence[str], status: dict[str, str | None]) -> list[
+        tuple[str, list[str]]]:
+    """(label, pytest options) of each benchmark process, in the order they run.
+
+    One process per backend that can run here, as asv runs each benchmark in its own
+    process: no other library's thread pool shares the machine with the backend being
+    timed. The numpy process also times the rooflines (they are numpy GEMMs); without
+    numpy they get a process of their own.
+    """
+    runnable = [name for name in backends if not status[name]]
+    procs = [(name, ["--isolated", "--backends", name,
+                     "--roofline", "with" if name == "numpy" else "without"])
+             for name in runnable]
+    if "numpy" not in runnable:
+        procs.append(("roofline", ["--isolated", "--backends", "numpy", "--roofline", "only"]))
+    return procs
+
+
+def merge(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[str, Any]:
+    """One pytest-benchmark run from the runs of several processes on one machine.
+
+    The benchmarks are concatenated; machine_info is the first process's, with gdbench's
+    part completed by what each process saw of its own libraries (BLAS, torch, jax) and
+    the fingerprint recomputed over the whole.
+    """
+    doc = dict(parts[0])
+    doc["benchmarks"] = [bench for part in parts for bench in part.get("benchmarks", [])]
+    info = dict(doc.get("machine_info") or {})
+    merged: dict[str, Any] = {}
+    blas: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        g = (part.get("machine_info") or {}).get("gdbench") or {}
+        for key, value in g.items():
+            if key == "blas":
+                blas.update({str(lib.get("prefix")) + str(lib.get("filepath")): lib
+                             for lib in value})
+            elif merged.get(key) in (None, [], {}):
+                merged[key] = value
+    merged["blas"] = list(blas.values())
+    merged["unavailable"] = dict(unavailable)
+    merged["isolation"] = "process per backend"
+    info["gdbench"] = merged
+    merged["fingerprint"] = machine.fingerprint({**info, "gdbench": {
+        k: v for k, v in merged.items() if k != "fingerprint"}})
+    doc["machine_info"] = info
+    return doc
+
+
+def _read_part(path: Path) -> dict[str, Any] | None:
     try:
-        run = json.loads(partial.read_text())
-    except json.JSONDecodeError:
-        print("gdbench run: pytest left an unreadable run file; nothing saved", file=sys.stderr)
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
         return None
-    trained = [b for b in run.get("benchmarks", [])
-               if b.get("extra_info", {}).get("kind") == "training"]
-    if not trained:
-        print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
-              file=sys.stderr)
-        return None
-    final = unused_path(out, run_name(profile, run.get("machine_info", {}), started))
-    os.replace(partial, final)  # atomic: a reader never sees a half-written run
-    return final
+    return doc if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) else None
+
+
+def _trained(doc: dict[str, Any]) -> bool:
+    return any(b.get("extra_info", {}).get("kind") == "training" for b in doc["benchmarks"])
+
+
+def _run_process(cmd: list[str], env: dict[str, str]) -> int:
+    """Run one benchmark process, echoing its progress lines as they come; its whole
+    output is shown only when it fails (pytest-benchmark's own tables are long)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("["):
+                print(line, end="", flush=True)
+    finally:
+        code = proc.wait()
+    if code:
+        print("".join(lines[-200:]), end="", file=sys.stderr)
+    return code
 
 
 def main(args: argparse.Namespace) -> int:
+    return run_suite(args)[0]
+
+
+def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
+    """Run, save and print the suite: (pytest's worst exit code, the saved run or None)."""
     if not (BENCHES / "bench_training.py").is_file():
         raise InputError(f"{BENCHES}: the benchmark suite is missing from this install; "
                          "reinstall gdbench")
+    status = implementations.available()
+    backends = args.backends or implementations.names()
+    for name in backends:
+        if name not in status:
+            raise InputError(f"unknown backend {name!r}; the known backends are: "
+                             f"{', '.join(status)}")
+    for name in args.workloads or []:
+        get_workload(name)  # an unknown name is an InputError listing the known ones
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     profile = "quick" if args.quick else "default"
@@ -131,28 +212,42 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         profile += f"-{args.threads}t"
     started = time.time()
-    partial = out / f".partial-{os.getpid()}-{int(started)}.json.tmp"
     print(f"gdbench run: {profile} profile on {machine.label({'gdbench': machine.describe()})}",
           flush=True)
+    unavailable = {name: why for name in backends if (why := status[name])}
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if args.threads:
         env.update(machine.thread_env(args.threads))
+    procs = processes(backends, status)
+    parts: list[dict[str, Any]] = []
+    code = 0
+    partials = [out / f".partial-{os.getpid()}-{int(started)}-{i}.json.tmp"
+                for i in range(len(procs))]
     try:
-        proc = subprocess.run(pytest_command(args, partial), env=env, check=False)
-        final = _keep(partial, out, profile, started)
+        for i, ((label, selection), partial) in enumerate(zip(procs, partials, strict=True)):
+            print(f"-- {label} (process {i + 1} of {len(procs)})", flush=True)
+            code = code or _run_process(pytest_command(args, partial, selection), env)
+            part = _read_part(partial) if partial.exists() else None
+            if part is not None:
+                parts.append(part)
+        if not parts or not any(_trained(p) for p in parts):
+            print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
+                  file=sys.stderr)
+            return code or 1, None
+        doc = merge(parts, unavailable)
+        final = unused_path(out, run_name(profile, doc["machine_info"], started))
+        write_atomic(final, json.dumps(doc, indent=4))  # a reader never sees half a run
     finally:
-        partial.unlink(missing_ok=True)  # interrupted or rejected: leave nothing half-made
-    if final is None:
-        return proc.returncode or 1
+        for partial in partials:  # interrupted or rejected: leave nothing half-made
+            partial.unlink(missing_ok=True)
     from gdbench import tables
 
     print()
     print(tables.render_run(final, fmt=args.format))
-    unavailable = json.loads(final.read_text())["machine_info"]["gdbench"].get("unavailable", {})
     for name, why in unavailable.items():
         print(f"skipped {name}: {why}")
     print(f"\nsaved {final}")
-    if proc.returncode:
-        print(f"gdbench run: pytest exited {proc.returncode}: a benchmark failed (see above)",
+    if code:
+        print(f"gdbench run: pytest exited {code}: a benchmark failed (see above)",
               file=sys.stderr)
-    return proc.returncode
+    return code, final

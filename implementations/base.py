@@ -62,6 +62,14 @@ class Backend(Protocol):
         """Untimed: the final weights of the last :meth:`run` as NumPy, via make_result."""
         ...
 
+    def wait(self, state: Any) -> None:
+        """Block until every operation of the last :meth:`run` has finished on the device.
+
+        :meth:`run` already does this; ``gdbench audit`` calls it once more to prove that
+        the second wait finds nothing left to wait for. A no-op on synchronous backends.
+        """
+        ...
+
 
 class DivergenceError(InputError):
     """Training produced a non-finite loss or weight (a user-facing error: lr too large)."""
@@ -120,6 +128,9 @@ class Prepared:
 
     def run(self) -> None:
         self.backend.run(self.state)
+
+    def wait(self) -> None:
+        self.backend.wait(self.state)
 
     def result(self) -> TrainResult:
         return self.backend.result(self.state)

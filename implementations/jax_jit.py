@@ -101,6 +101,9 @@ class _JaxBase:
     device = "cuda" if jax.default_backend() == "gpu" else jax.default_backend()
     sync = "block_until_ready"
 
+    def wait(self, state: State) -> None:
+        jax.block_until_ready(state.params)
+
     def result(self, state: State) -> TrainResult:
         assert state.params is not None, "run() before result()"
         W, b = (np.asarray(p) for p in state.params)

@@ -83,5 +83,8 @@ class NumpyManual:
                 W -= buf.dW
                 b -= buf.db
 
+    def wait(self, state: State) -> None:
+        """NumPy's calls return when their work is done: nothing to wait for."""
+
     def result(self, state: State) -> TrainResult:
         return make_result(self.name, state.W.copy(), state.b.copy(), state.problem)

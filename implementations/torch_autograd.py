@@ -56,6 +56,9 @@ class TorchAutograd:
         synchronize(p.device)
         state.W, state.b = W.detach(), b.detach()
 
+    def wait(self, state: State) -> None:
+        synchronize(state.on_device.device)
+
     def result(self, state: State) -> TrainResult:
         assert state.W is not None and state.b is not None, "run() before result()"
         return make_result(self.name, state.W.cpu().numpy(), state.b.cpu().numpy(),

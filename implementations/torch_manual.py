@@ -47,6 +47,9 @@ class TorchManual:
         synchronize(p.device)
         state.W, state.b = W, b
 
+    def wait(self, state: State) -> None:
+        synchronize(state.on_device.device)
+
     def result(self, state: State) -> TrainResult:
         assert state.W is not None and state.b is not None, "run() before result()"
         return make_result(self.name, state.W.cpu().numpy(), state.b.cpu().numpy(),

@@ -22,6 +22,8 @@ __all__ = ["TorchTutorial", "unavailable"]
 @dataclass
 class State:
     problem: Problem
+    W0: torch.Tensor  # converted once, in prepare: run only copies them
+    b0: torch.Tensor
     loader: DataLoader
     W: torch.Tensor | None = None
     b: torch.Tensor | None = None
@@ -43,11 +45,13 @@ class TorchTutorial:
         tensors = TensorDataset(torch.from_numpy(dataset.X), torch.from_numpy(dataset.Y))
         batches = [idx.tolist() for idx in plan]
         loader = DataLoader(tensors, batch_sampler=batches)
-        return State(problem, loader)
+        W0 = torch.from_numpy(problem.W0.copy())
+        b0 = torch.from_numpy(problem.b0.copy())
+        return State(problem, W0, b0, loader)
 
     def run(self, state: State) -> None:
-        w = torch.tensor(state.problem.W0, requires_grad=True)
-        b = torch.tensor(state.problem.b0, requires_grad=True)
+        w = state.W0.clone().requires_grad_(True)
+        b = state.b0.clone().requires_grad_(True)
         lr = state.problem.lr
         for x, y in state.loader:
             preds = x @ w.t() + b
@@ -59,6 +63,9 @@ class TorchTutorial:
                 w.grad.zero_()  # type: ignore[union-attr]
                 b.grad.zero_()  # type: ignore[union-attr]
         state.W, state.b = w.detach(), b.detach()
+
+    def wait(self, state: State) -> None:
+        """The tutorial trains on the CPU, whose eager ops finish before returning."""
 
     def result(self, state: State) -> TrainResult:
         assert state.W is not None and state.b is not None, "run() before result()"

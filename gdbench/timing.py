@@ -1,0 +1,169 @@
+"""The timing core shared by the suite (benches/) and ``gdbench audit``.
+
+How many rounds to time, how many runs go into one round, the drift reference that each
+round is paired with, and the checks that a timed call really is what it claims to be.
+Every function takes its clock as an argument, so tests drive it with a fake timer.
+
+Rounds: a run shorter than the round floor is repeated inside its round, so that a round
+times the loop rather than the wake-up of idle threads (a lone 0.1 ms jax-scan call on a
+2-core VM varies by 100%), yet stays short next to the machine's speed drifts, which last
+seconds, so that a reference round timed just before it sees the same machine.
+
+The drift reference runs on one thread: numpy's BLAS is limited to one thread while it
+runs. A multi-threaded reference left OpenBLAS's workers spinning after it returned, and
+they took the cores from the backend timed next (torch-cpu at ``large`` read 3.4x slower
+than alone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Clock = Callable[[], float]
+
+ROUND_FLOOR_S = 0.005
+MAX_ROUNDS = 1000
+QUICK_MAX_TIME_S = 1.5
+DEFAULT_MAX_TIME_S = 2.0
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    rounds: int
+    iterations: int  # runs per timed round
+    ref_iterations: int  # reference calls per paired reference round
+
+
+def timed(fn: Callable[[], None], clock: Clock = time.perf_counter) -> float:
+    """Seconds of one call of ``fn``."""
+    start = clock()
+    fn()
+    return clock() - start
+
+
+def fastest(fn: Callable[[], None], clock: Clock = time.perf_counter) -> float:
+    """The fastest of three timed calls, after one untimed call (caches, lazy set-up)."""
+    fn()
+    return max(1e-9, min(timed(fn, clock) for _ in range(3)))
+
+
+def plan_rounds(run: Callable[[], None], reference: Callable[[], None] | None, *,
+                max_time_s: float, min_rounds: int, round_floor_s: float = ROUND_FLOOR_S,
+                clock: Clock = time.perf_counter) -> RoundPlan:
+    """Rounds that fit ``max_time_s`` (reference rounds included), at least ``min_rounds``
+    and at most MAX_ROUNDS, each at least ``round_floor_s`` long."""
+    once = fastest(run, clock)
+    iterations = max(1, math.ceil(round_floor_s / once))
+    round_s = once * iterations
+    ref_iterations = 1
+    if reference is not None:
+        ref_once = fastest(reference, clock)
+        ref_iterations = max(1, math.ceil(round_floor_s / ref_once))
+        round_s += ref_once * ref_iterations
+    rounds = max(min_rounds, min(MAX_ROUNDS, int(max_time_s / round_s)))
+    return RoundPlan(rounds, iterations, ref_iterations)
+
+
+def repeat(fn: Callable[[], None], times: int) -> Callable[[], None]:
+    """``fn`` called ``times`` times in a row (``fn`` itself when once)."""
+    if times == 1:
+        return fn
+
+    def repeated() -> None:
+        for _ in range(times):
+            fn()
+
+    return repeated
+
+
+def per_run_times(round_times: list[float], iterations: int) -> list[float]:
+    """Each round's seconds divided by the runs in it: seconds per run."""
+    return [t / iterations for t in round_times]
+
+
+def time_rounds(run: Callable[[], None], plan: RoundPlan,
+                clock: Clock = time.perf_counter) -> list[float]:
+    """Seconds per run of each of ``plan.rounds`` rounds, after one warm-up round.
+
+    The plain loop that ``gdbench audit`` times a backend with, alone in its process.
+    """
+    body = repeat(run, plan.iterations)
+    body()  # warm-up, as the suite's warmup_rounds=1
+    return per_run_times([timed(body, clock) for _ in range(plan.rounds)], plan.iterations)
+
+
+# --- the drift reference -------------------------------------------------------------------
+
+def roofline_loop(X: np.ndarray, W: np.ndarray, batch_sizes: list[int]) -> tuple[
+        Callable[[], None], float]:
+    """A workload's roofline loop and its FLOPs per call.
+
+    Per step of the plan it runs ``P = X_b @ W.T`` and ``dW = P.T @ X_b`` into
+    preallocated outputs, with each step's real batch size, and nothing else: plain
+    NumPy GEMMs of one step's shapes. No backend change can move it.
+    """
+    k, d = W.shape
+    buffers = {r: (np.ascontiguousarray(X[:r]), np.empty((r, k), X.dtype),
+                   np.empty((k, d), X.dtype)) for r in set(batch_sizes)}
+    steps = [buffers[r] for r in batch_sizes]
+    WT = W.T
+    matmul = np.matmul
+
+    def run() -> None:
+        for Xb, P, dW in steps:
+            matmul(Xb, WT, out=P)
+            matmul(P.T, Xb, out=dW)
+
+    return run, float(sum(4 * r * d * k for r in batch_sizes))
+
+
+def numpy_blas() -> Any:
+    """threadpoolctl's controller of the BLAS that numpy uses, and no other library's."""
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(user_api="blas")
+    ours = [c for c in blas.lib_controllers
+            if "torch" not in c.filepath and "jax" not in c.filepath]
+    blas.lib_controllers = ours
+    return blas
+
+
+@contextlib.contextmanager
+def one_blas_thread(blas: Any) -> Iterator[None]:
+    """numpy's BLAS limited to one thread inside the block (about 10 µs to enter)."""
+    with blas.limit(limits=1):
+        yield
+
+
+def single_threaded(fn: Callable[[], None], blas: Any | None = None) -> Callable[[], None]:
+    """``fn`` with numpy's BLAS on one thread while it runs, so that it wakes no pool."""
+    blas = numpy_blas() if blas is None else blas
+
+    def run() -> None:
+        with one_blas_thread(blas):
+            fn()
+
+    return run
+
+
+# --- what a timed call leaves behind -------------------------------------------------------
+
+def busy_after(window_s: float = 0.05, *, wall: Clock = time.perf_counter,
+               cpu: Clock = time.process_time,
+               sleep: Callable[[float], None] = time.sleep) -> float:
+    """Cores this process keeps busy while its main thread sleeps ``window_s`` seconds.
+
+    Called right after a timed call returns: a library whose worker threads spin-wait
+    (OpenBLAS, OpenMP) reads near 1 core per spinning thread; a quiet one reads near 0.
+    """
+    c0, t0 = cpu(), wall()
+    sleep(window_s)
+    elapsed = wall() - t0
+    return max(0.0, (cpu() - c0) / elapsed) if elapsed > 0 else 0.0

@@ -1,0 +1,244 @@
+"""The timing core, driven by a fake clock and a fake pytest-benchmark fixture.
+
+Nothing here times anything real: each fake function advances the fake clock by a known
+number of seconds, so every figure the core computes has an exact expected value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import gdbench.benches.bench_training as bench
+from gdbench import timing
+from gdbench.timing import RoundPlan
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self, seconds: float) -> Callable[[], None]:
+        """A function whose every call takes ``seconds`` on this clock."""
+        def fn() -> None:
+            self.now += seconds
+        return fn
+
+
+def test_timed_and_fastest_read_the_clock() -> None:
+    clock = FakeClock()
+    durations = iter([0.5, 0.3, 0.2, 0.4])  # the first call is untimed
+    fn = lambda: setattr(clock, "now", clock.now + next(durations))  # noqa: E731
+    assert timing.fastest(fn, clock) == pytest.approx(0.2)
+
+
+def test_short_runs_are_repeated_up_to_the_round_floor() -> None:
+    clock = FakeClock()
+    plan = timing.plan_rounds(clock.work(0.001), clock.work(0.002), max_time_s=1.1005,
+                              min_rounds=3, round_floor_s=0.005, clock=clock)
+    # 5 runs of 1 ms and 3 reference calls of 2 ms: 11 ms a round, 100 whole rounds in 1.1005 s.
+    assert plan == RoundPlan(rounds=100, iterations=5, ref_iterations=3)
+
+
+def test_a_long_run_is_one_per_round_and_min_rounds_holds() -> None:
+    clock = FakeClock()
+    plan = timing.plan_rounds(clock.work(0.5), None, max_time_s=1.0, min_rounds=5,
+                              round_floor_s=0.005, clock=clock)
+    assert plan == RoundPlan(rounds=5, iterations=1, ref_iterations=1)
+
+
+def test_rounds_are_capped() -> None:
+    clock = FakeClock()
+    plan = timing.plan_rounds(clock.work(0.01), None, max_time_s=1e6, min_rounds=1,
+                              clock=clock)
+    assert plan.rounds == timing.MAX_ROUNDS
+
+
+def test_time_rounds_gives_seconds_per_run_after_a_warm_up() -> None:
+    clock = FakeClock()
+    calls = []
+    durations = iter([9.0] * 4 + [0.001] * 12)  # the warm-up round is slow, and dropped
+
+    def run() -> None:
+        calls.append(1)
+        clock.now += next(durations)
+
+    times = timing.time_rounds(run, RoundPlan(rounds=3, iterations=4, ref_iterations=1), clock)
+    assert times == pytest.approx([0.001] * 3)
+    assert len(calls) == 16
+
+
+def test_busy_after_is_cpu_seconds_over_wall_seconds() -> None:
+    wall, cpu = FakeClock(), FakeClock()
+
+    def sleep(seconds: float) -> None:
+        wall.now += seconds
+        cpu.now += 1.5 * seconds  # one and a half cores kept busy meanwhile
+
+    assert timing.busy_after(0.05, wall=wall, cpu=cpu, sleep=sleep) == pytest.approx(1.5)
+
+
+def test_roofline_loop_is_the_two_gemms_of_each_step() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 4)).astype(np.float32)
+    W = rng.standard_normal((3, 4)).astype(np.float32)
+    run, flops = timing.roofline_loop(X, W, [4, 4, 2])
+    assert flops == 4 * (4 + 4 + 2) * 4 * 3  # 4·B·d·k per step, each step's real B
+    run()  # runs without error on the mixed batch sizes
+
+
+def _numpy_blas_threads() -> int:
+    return next(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+                and "torch" not in i["filepath"])
+
+
+def test_the_drift_reference_runs_on_one_blas_thread() -> None:
+    seen = []
+    before = _numpy_blas_threads()
+    timing.single_threaded(lambda: seen.append(_numpy_blas_threads()))()
+    assert seen == [1]
+    assert _numpy_blas_threads() == before  # restored afterwards
+
+
+# --- the suite's _time and _record_timing, with a fake pytest-benchmark fixture ----------------
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture as _time uses it: pedantic() runs setup + target per
+    round (warm-up rounds first) and keeps each round's time on the fake clock."""
+
+    def __init__(self, clock: FakeClock, disabled: bool = False) -> None:
+        self.clock = clock
+        self.disabled = disabled
+        self.stats: Any = None
+        self.extra_info: dict[str, Any] = {}
+        self.calls: list[dict[str, Any]] = []
+
+    def pedantic(self, target: Callable[[], None], setup: Callable[[], None] | None = None,
+                 rounds: int = 1, iterations: int = 1, warmup_rounds: int = 0) -> None:
+        self.calls.append({"rounds": rounds, "iterations": iterations,
+                           "warmup_rounds": warmup_rounds, "setup": setup is not None})
+        data = []
+        for i in range(warmup_rounds + rounds):
+            if setup:
+                setup()
+            start = self.clock()
+            for _ in range(iterations):
+                target()
+            if i >= warmup_rounds:
+                data.append((self.clock() - start) / iterations)
+        stats = SimpleNamespace(data=data, rounds=rounds, median=float(np.median(data)),
+                                iqr=0.0)
+        self.stats = SimpleNamespace(stats=stats, iterations=iterations)
+
+
+def _settings(plan: RoundPlan) -> Any:
+    return SimpleNamespace(plan=lambda run, reference: plan)
+
+
+def test_time_pairs_each_round_with_the_reference_just_before_it() -> None:
+    clock = FakeClock()
+    ref_durations = iter([5.0, 0.010, 0.020, 0.030])  # the warm-up round's is 5 s
+    run_durations = iter([7.0] * 2 + [0.001] * 2 + [0.002] * 2 + [0.003] * 2)
+
+    def reference() -> None:
+        clock.now += next(ref_durations)
+
+    def run() -> None:
+        clock.now += next(run_durations)
+
+    b = FakeBenchmark(clock)
+    refs = bench._time(b, _settings(RoundPlan(3, 2, 1)), run, reference, clock)
+    assert refs == pytest.approx([0.010, 0.020, 0.030])  # warm-up dropped, in round order
+    # The round repeated run twice; the saved times are per run, and iterations says so.
+    assert b.stats.stats.data == pytest.approx([0.001, 0.002, 0.003])
+    assert b.stats.iterations == 2
+    assert b.calls == [{"rounds": 3, "iterations": 1, "warmup_rounds": 1, "setup": True}]
+
+
+def test_reference_rounds_are_repeated_and_divided_too() -> None:
+    clock = FakeClock()
+    b = FakeBenchmark(clock)
+    refs = bench._time(b, _settings(RoundPlan(2, 1, 4)), clock.work(0.01), clock.work(0.003),
+                       clock)
+    assert refs == pytest.approx([0.003, 0.003])
+
+
+def test_without_a_reference_pytest_benchmark_repeats_the_rounds_itself() -> None:
+    clock = FakeClock()
+    b = FakeBenchmark(clock)
+    assert bench._time(b, _settings(RoundPlan(4, 3, 1)), clock.work(0.002), None, clock) == []
+    assert b.calls == [{"rounds": 4, "iterations": 3, "warmup_rounds": 1, "setup": False}]
+
+
+def test_disabled_benchmarks_run_once() -> None:
+    clock = FakeClock()
+    b = FakeBenchmark(clock, disabled=True)
+    assert bench._time(b, _settings(RoundPlan(9, 9, 9)), clock.work(1.0), clock.work(1.0),
+                       clock) == []
+    assert b.calls == [{"rounds": 1, "iterations": 1, "warmup_rounds": 0, "setup": False}]
+
+
+def test_record_timing_gives_step_time_gflops_and_the_paired_ratios() -> None:
+    b = FakeBenchmark(FakeClock())
+    data = [0.002, 0.004, 0.003]
+    b.stats = SimpleNamespace(stats=SimpleNamespace(data=data, rounds=3, median=0.003,
+                                                    iqr=0.001), iterations=1)
+    b.extra_info["steps"] = 250
+    request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
+    bench._record_timing(b, request, flops=3e6, ref_times=[0.001, 0.001, 0.002])
+    info = b.extra_info
+    assert info["step_us"] == pytest.approx(0.003 / 250 * 1e6)  # 12 µs per step
+    assert info["gflops"] == pytest.approx(3e6 / 0.003 / 1e9)
+    assert info["norm_data"] == pytest.approx([2.0, 4.0, 1.5])  # round / its reference
+    assert info["norm_median"] == pytest.approx(2.0)
+    assert info["ref_s"] == pytest.approx(0.001)
+    assert "12.000 us/step" in request.node.user_properties[0][1]
+
+
+def test_the_roofline_loop_of_a_problem_counts_only_its_gemms() -> None:
+    from gdbench.data.workloads import WORKLOADS
+
+    problem = WORKLOADS["crops"].build()
+    _, flops = bench.roofline_loop(problem)
+    assert flops == 250 * 4 * 3 * 3 * 2  # 250 steps of 4·B·d·k with B=3, d=3, k=2
+    assert problem.flops == 250 * (4 * 3 * 3 * 2 + 6 * 3 * 2)
+
+
+class _Problems:
+    """The suite's per-session Problems, with the agreement verdict chosen by the test."""
+
+    def __init__(self, agrees: bool) -> None:
+        from gdbench.data.workloads import WORKLOADS
+
+        self.problem = WORKLOADS["crops"].build()
+        self.agrees = agrees
+
+    def get(self, workload: str) -> tuple[Any, None]:
+        return self.problem, None
+
+    def agreement(self, workload: str, result: Any) -> tuple[float, bool]:
+        return (0.0 if self.agrees else 0.5), self.agrees
+
+
+@pytest.mark.parametrize("agrees", [True, False])
+def test_the_suite_fails_a_backend_that_disagrees(agrees: bool) -> None:
+    b = FakeBenchmark(FakeClock(), disabled=True)
+    request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
+    args = (b, request, "crops", "numpy", _Problems(agrees), _settings(RoundPlan(1, 1, 1)),
+            {"numpy": None}, timing.numpy_blas())
+    if agrees:
+        bench.bench_training(*args)
+    else:
+        with pytest.raises(AssertionError, match="numpy on crops disagrees with numpy"):
+            bench.bench_training(*args)
+    assert b.extra_info["agrees"] is agrees
+    assert b.extra_info["max_abs_diff_vs_numpy"] == (0.0 if agrees else 0.5)
+    assert b.extra_info["steps"] == 250 and b.extra_info["backend"] == "numpy"
