@@ -64,6 +64,58 @@ def test_pytest_command_passes_the_selection_through(tmp_path: Path) -> None:
     assert cmd[-1] == "--benchmark-max-time=0.1"
 
 
+def test_each_runnable_backend_gets_its_own_process() -> None:
+    status = {"numpy": None, "torch-cpu": None, "torch-cuda": "no CUDA device", "jax": None}
+    procs = runner.processes(list(status), status)
+    assert [label for label, _ in procs] == ["numpy", "torch-cpu", "jax"]
+    options = dict(procs)
+    # numpy's process also times the rooflines; the others time their backend alone.
+    assert options["numpy"] == ["--isolated", "--backends", "numpy", "--roofline", "with"]
+    assert options["jax"] == ["--isolated", "--backends", "jax", "--roofline", "without"]
+
+
+def test_without_numpy_the_rooflines_get_a_process_of_their_own() -> None:
+    procs = runner.processes(["jax"], {"jax": None})
+    assert procs == [("jax", ["--isolated", "--backends", "jax", "--roofline", "without"]),
+                     ("roofline", ["--isolated", "--backends", "numpy", "--roofline", "only"])]
+
+
+def test_the_selection_of_one_process_overrides_the_users_backends(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args(["--backends", "numpy", "jax"])
+    cmd = runner.pytest_command(args, tmp_path / "x.json", ["--backends", "jax"])
+    assert cmd.count("--backends") == 1
+    assert cmd[cmd.index("--backends") + 1] == "jax"
+
+
+def _part(backend: str, blas: list[dict[str, str]], **gdbench: object) -> dict[str, object]:
+    return {"machine_info": {"node": "n", "machine": "x86_64", "cpu": {"brand_raw": "CPU"},
+                             "gdbench": {"cpu_model": "CPU", "cpu_count": 2, "blas": blas,
+                                         **gdbench}},
+            "commit_info": {"id": "abc"}, "datetime": "2026-11-30T00:00:00",
+            "benchmarks": [{"name": f"bench_training[crops-{backend}]"}]}
+
+
+def test_merge_concatenates_the_benchmarks_and_completes_machine_info() -> None:
+    openblas = {"prefix": "libscipy_openblas", "filepath": "/np/openblas.so"}
+    gomp = {"prefix": "libgomp", "filepath": "/torch/libgomp.so"}
+    numpy_part = _part("numpy", [openblas])
+    torch_part = _part("torch-cpu", [openblas, gomp], torch_threads=2)
+    doc = runner.merge([numpy_part, torch_part], {"torch-cuda": "no CUDA device"})
+    assert [b["name"] for b in doc["benchmarks"]] == [
+        "bench_training[crops-numpy]", "bench_training[crops-torch-cpu]"]
+    g = doc["machine_info"]["gdbench"]
+    assert g["torch_threads"] == 2  # seen only by the torch process
+    assert sorted(lib["prefix"] for lib in g["blas"]) == ["libgomp", "libscipy_openblas"]
+    assert g["unavailable"] == {"torch-cuda": "no CUDA device"}
+    assert g["isolation"] == "process per backend"
+    assert doc["commit_info"] == {"id": "abc"}
+    from gdbench import machine
+
+    assert g["fingerprint"] == machine.fingerprint(doc["machine_info"])
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One real gdbench run (crops; numpy, and torch-cuda which skips without a GPU) with
@@ -120,3 +172,23 @@ def test_saved_run_loads_in_pytest_benchmark_compare(tiny_run: tuple[Path, str])
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert "bench_training[crops-numpy]" in proc.stdout
+
+
+def test_audit_of_a_saved_run_records_its_verdicts_in_the_run(
+    tiny_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    run = tmp_path / "run.json"
+    shutil.copy(tiny_run[0], run)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["audit", "--run", str(run), "--seconds", "0.1"])
+    saved = json.loads(run.read_text())
+    audit = saved["machine_info"]["gdbench"]["audit"]
+    assert [(r["workload"], r["backend"]) for r in audit["rows"]] == [("crops", "numpy")]
+    row = audit["rows"][0]
+    suite = {b["name"]: b for b in saved["benchmarks"]}["bench_training[crops-numpy]"]
+    assert row["suite_step_us"] == pytest.approx(suite["extra_info"]["step_us"])
+    assert row["step_us"] > 0 and row["verdict"] in ("ok", "ok, spins", "FAIL")
+    assert code == (0 if audit["passed"] else 1)
+    assert "gdbench audit:" in printed.getvalue() and "numpy" in printed.getvalue()
+    assert saved["benchmarks"] == json.loads(tiny_run[0].read_text())["benchmarks"]

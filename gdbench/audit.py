@@ -1,0 +1,399 @@
+"""Prove, on this machine, that each figure of a run is what its backend's loop costs.
+
+For every training benchmark (backend x workload) of a run, the same backend's ``run``
+is timed again, alone, in a fresh process with the run's thread settings, and checked:
+
+interference  the suite's µs/step against the standalone µs/step; flagged when they
+              differ by more than 10% (another library's threads, or the harness itself,
+              slowed or sped the suite's figure).
+sync          the timed call must wait for the device: re-timed with one more explicit
+              wait after it (``backend.wait``), it must not move by more than 10%.
+x2 plan       doubling the epochs must roughly double the time (1.5x to 2.5x: a fixed
+              per-call cost makes short runs scale a little below 2x); a call that
+              returns before its work is done barely moves.
+busy after    cores the process keeps busy in the 50 ms after ``run`` returns. Thread
+              pools that spin-wait (OpenBLAS, OpenMP) read near one core per thread. It
+              is a warning, not a failure: the suite times each backend in its own
+              process, so a spinning pool slows nothing it measures, but it would slow
+              whatever a user's program runs next to it.
+harness       the share of a timed round that is timer and loop rather than ``run``.
+
+And once per audit: the timer's resolution, and the machine's noise: an A/A comparison
+of two blocks of the single-threaded drift reference, with a warning when the spread is
+too large for the regression gate's threshold.
+
+The verdicts are written into the run file (``machine_info.gdbench.audit``), atomically,
+so a saved run says whether it was audited and what was found. Exit 0 when every row
+passes, 1 when any row fails, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gdbench import formats, machine, timing
+from gdbench.data.errors import InputError
+from gdbench.data.workloads import Problem, get_workload, make_problem
+from gdbench.implementations.base import Backend, prepare
+from gdbench.regress import DEFAULT_THRESHOLD, parse_threshold
+from gdbench.results import load_run, read_run, write_atomic
+from gdbench.stats import ratio_of_medians
+
+INTERFERENCE_LIMIT = 0.10  # |suite / alone - 1| above this fails the row
+SYNC_LIMIT = 0.10  # an extra wait that moves the time by more than this fails the row
+DOUBLING_RANGE = (1.5, 2.5)  # doubled plan / plan outside this fails the row
+BUSY_LIMIT = 0.25  # cores busy after return above this is a warning
+STANDALONE_S = 1.5  # seconds of standalone rounds per benchmark
+CHECK_S = 0.5  # seconds of rounds for each of the sync and doubling checks
+
+
+# --- one backend, alone ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Standalone:
+    """One backend's ``run`` measured alone in a process (times in µs per step)."""
+
+    step_us: float  # median over the plain rounds: the standalone figure
+    ref_s: float  # the drift reference's median seconds, timed just before and after them
+    sync_change: float  # median over rounds of (run + one more wait) / run, minus 1
+    doubled_ratio: float  # median over rounds of (plan with twice the epochs) / plan
+    busy_cores: float  # cores busy in the 50 ms after run returned
+    harness_share: float  # an empty round's time over a timed round's
+    rounds: int
+
+
+def _plan(run: Callable[[], None], seconds: float, clock: timing.Clock) -> timing.RoundPlan:
+    return timing.plan_rounds(run, None, max_time_s=seconds, min_rounds=5, clock=clock)
+
+
+def interleaved(fns: Sequence[Callable[[], None]], seconds: float,
+                clock: timing.Clock = time.perf_counter) -> list[list[float]]:
+    """Seconds per call of each function, round by round, the functions taking turns
+    (A B C, A B C, ...) so that a drift of the machine's speed hits them alike."""
+    plans = [_plan(fn, seconds / len(fns), clock) for fn in fns]
+    rounds = min(p.rounds for p in plans)
+    bodies = [timing.repeat(fn, p.iterations) for fn, p in zip(fns, plans, strict=True)]
+    times: list[list[float]] = [[] for _ in fns]
+    for body in bodies:
+        body()  # warm-up
+    for _ in range(rounds):
+        for body, plan, out in zip(bodies, plans, times, strict=True):
+            out.append(timing.timed(body, clock) / plan.iterations)
+    return times
+
+
+def _median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(np.median(np.asarray(a) / np.asarray(b)))
+
+
+def measure(backend: str | Backend, problem: Problem, doubled: Problem, *,
+            seconds: float = STANDALONE_S, check_seconds: float = CHECK_S,
+            clock: timing.Clock = time.perf_counter) -> Standalone:
+    """Time ``backend`` on ``problem`` as the suite does, but with nothing else around.
+
+    The plain rounds are the standalone figure: nothing is interleaved with them. The
+    single-threaded drift reference is timed in a block just before and just after, so
+    that the figure can be set against the suite's by the machine's speed at each time.
+    The checks come afterwards, their variants taking turns round by round.
+    """
+    prepared = prepare(backend, problem)
+    twice = prepare(prepared.backend, doubled)
+    reference = timing.single_threaded(timing.roofline_loop(
+        problem.dataset.X, problem.W0, problem.plan.batch_sizes())[0])
+    steps = len(problem.plan)
+    ref_plan = _plan(reference, 0.25, clock)
+    ref_before = timing.time_rounds(reference, ref_plan, clock)
+    plan = _plan(prepared.run, seconds, clock)
+    per_run = statistics.median(timing.time_rounds(prepared.run, plan, clock))
+    ref_after = timing.time_rounds(reference, ref_plan, clock)
+    prepared.run()
+    busy = timing.busy_after()
+
+    def run_and_wait() -> None:
+        prepared.run()
+        prepared.wait()
+
+    plain, synced, doubled_times = interleaved(
+        [prepared.run, run_and_wait, twice.run], check_seconds, clock)
+    empty = statistics.median(
+        timing.timed(timing.repeat(_nothing, plan.iterations), clock) for _ in range(21))
+    return Standalone(
+        step_us=per_run / steps * 1e6,
+        ref_s=statistics.median(ref_before + ref_after),
+        sync_change=_median_ratio(synced, plain) - 1,
+        doubled_ratio=_median_ratio(doubled_times, plain),
+        busy_cores=busy,
+        harness_share=empty / (per_run * plan.iterations),
+        rounds=plan.rounds,
+    )
+
+
+def _nothing() -> None:
+    pass
+
+
+def doubled_problem(problem: Problem) -> Problem:
+    """The same problem with twice the epochs (the same shuffles, then more)."""
+    plan = problem.plan
+    return make_problem(problem.name, problem.dataset, batch_size=plan.batch_size,
+                        epochs=2 * plan.epochs, lr=problem.lr, seed=plan.seed,
+                        drop_last=plan.drop_last)
+
+
+# --- the verdicts ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Row:
+    workload: str
+    backend: str
+    suite_step_us: float
+    suite_ref_s: float | None  # the suite's paired reference (median s), if it has one
+    alone: Standalone
+
+    @property
+    def raw_ratio(self) -> float:
+        """suite / alone µs per step, as measured (the machine's speed may differ)."""
+        return self.suite_step_us / self.alone.step_us
+
+    @property
+    def drift(self) -> float:
+        """How much slower the machine was when timing alone than during the suite, read
+        from the same single-threaded reference timed at both (1.0 without one)."""
+        if not self.suite_ref_s or not math.isfinite(self.suite_ref_s):
+            return 1.0
+        return self.alone.ref_s / self.suite_ref_s
+
+    @property
+    def interference(self) -> float:
+        """suite / alone µs per step at the same machine speed: 1.0 when the suite
+        measures the loop alone."""
+        return self.raw_ratio * self.drift
+
+    @property
+    def sync_change(self) -> float:
+        """How much one more wait after run moves the time (0.0: nothing was pending)."""
+        return self.alone.sync_change
+
+    def failures(self) -> list[str]:
+        """Why the row fails; empty when it passes."""
+        out = []
+        if abs(self.interference - 1) > INTERFERENCE_LIMIT:
+            out.append(f"interference: suite {formats.signed_percent(self.interference)} "
+                       "vs alone")
+        if self.sync_change > SYNC_LIMIT:
+            out.append(f"sync: an extra wait adds {self.sync_change:.0%}, so run returns "
+                       "before its work is done")
+        low, high = DOUBLING_RANGE
+        if not low <= self.alone.doubled_ratio <= high:
+            out.append(f"x2 plan: twice the steps took x{self.alone.doubled_ratio:.2f} the "
+                       "time")
+        return out
+
+    def warnings(self) -> list[str]:
+        if self.alone.busy_cores > BUSY_LIMIT:
+            return [f"spins: {self.alone.busy_cores:.2f} cores busy after run returns"]
+        return []
+
+    def verdict(self) -> str:
+        if self.failures():
+            return "FAIL"
+        return "ok, spins" if self.warnings() else "ok"
+
+    def record(self) -> dict[str, Any]:
+        return {"workload": self.workload, "backend": self.backend,
+                "suite_step_us": self.suite_step_us, **asdict(self.alone),
+                "interference": self.interference, "sync_change": self.sync_change,
+                "verdict": self.verdict(), "failures": self.failures(),
+                "warnings": self.warnings()}
+
+
+def table(rows: Sequence[Row]) -> pd.DataFrame:
+    """The audit's rows as formatted cells."""
+    return pd.DataFrame({
+        "workload": [r.workload for r in rows],
+        "backend": [r.backend for r in rows],
+        "suite µs/step": [formats.us(r.suite_step_us) for r in rows],
+        "alone µs/step": [formats.us(r.alone.step_us) for r in rows],
+        "suite/alone": [f"{r.raw_ratio:.3f}" for r in rows],
+        "machine drift": [f"×{r.drift:.3f}" for r in rows],
+        "same speed": [f"{r.interference:.3f}" for r in rows],
+        "+wait": [formats.signed_percent(1 + r.sync_change) for r in rows],
+        "x2 plan": [f"×{r.alone.doubled_ratio:.2f}" for r in rows],
+        "busy after": [f"{r.alone.busy_cores:.2f}" for r in rows],
+        "harness": [f"{r.alone.harness_share:.2%}" for r in rows],
+        "verdict": [r.verdict() for r in rows],
+    })
+
+
+# --- machine-wide checks ---------------------------------------------------------------------
+
+def timer_info(clock: timing.Clock = time.perf_counter, samples: int = 10_000) -> dict[str, float]:
+    """The clock's stated resolution and the smallest step seen between two readings (s)."""
+    readings = [clock() for _ in range(samples)]
+    steps = [b - a for a, b in zip(readings, readings[1:], strict=False) if b > a]
+    return {"resolution_s": time.get_clock_info("perf_counter").resolution,
+            "smallest_step_s": min(steps) if steps else math.nan}
+
+
+def noise(reference: Callable[[], None], threshold: float, *, rounds: int = 40,
+          clock: timing.Clock = time.perf_counter) -> dict[str, Any]:
+    """A/A: two blocks of the drift reference; their ratio of medians, its 95% interval
+    and the rounds' spread, with a warning when the gate's threshold is within reach of
+    the noise alone."""
+    plan = timing.plan_rounds(reference, None, max_time_s=1.0, min_rounds=rounds, clock=clock)
+    plan = timing.RoundPlan(rounds, plan.iterations, 1)
+    a = timing.time_rounds(reference, plan, clock)
+    b = timing.time_rounds(reference, plan, clock)
+    est = ratio_of_medians(b, a)
+    q1, med, q3 = np.percentile(a + b, [25, 50, 75])
+    spread = float((q3 - q1) / med)
+    too_noisy = max(abs(est.high - 1), abs(1 - est.low)) > threshold / 2 or spread > threshold
+    return {"aa_ratio": est.ratio, "aa_low": est.low, "aa_high": est.high,
+            "iqr_over_median": spread, "threshold": threshold,
+            "warning": (f"this machine is noisy for a {threshold:.0%} gate: A/A "
+                        f"{formats.signed_percent(est.ratio)} [{formats.signed_percent(est.low)},"
+                        f" {formats.signed_percent(est.high)}], spread {spread:.1%}")
+            if too_noisy else None}
+
+
+# --- the command -----------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gdbench import runner
+
+    parser.add_argument("--run", metavar="RUN.json", type=Path,
+                        help="audit this saved run instead of running the suite first")
+    runner.add_arguments(parser)
+    parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, metavar="PCT",
+                        help="the gate threshold the machine's noise is judged against "
+                             f"(default: {DEFAULT_THRESHOLD.replace('%', '%%')})")
+    parser.add_argument("--seconds", type=float, default=STANDALONE_S, metavar="S",
+                        help=f"seconds of standalone rounds per benchmark (default: "
+                             f"{STANDALONE_S})")
+
+
+def _child_command(backend: str, workload: str, dtype: str, threads: int | None,
+                   seconds: float) -> list[str]:
+    cmd = [sys.executable, "-m", "gdbench.audit", "--child", backend, workload,
+           "--dtype", dtype, "--seconds", str(seconds)]
+    return cmd + ([f"--threads={threads}"] if threads else [])
+
+
+def standalone(backend: str, workload: str, dtype: str, threads: int | None,
+               seconds: float) -> Standalone:
+    """measure() in a fresh process with the run's thread settings in its environment."""
+    env = dict(os.environ)
+    if threads:
+        env.update(machine.thread_env(threads))
+    proc = subprocess.run(_child_command(backend, workload, dtype, threads, seconds), env=env,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"standalone timing of {backend} on {workload} failed: {tail}")
+    return Standalone(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _child(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="gdbench.audit --child")
+    p.add_argument("backend")
+    p.add_argument("workload")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--seconds", type=float, default=STANDALONE_S)
+    p.add_argument("--threads", type=int)
+    args = p.parse_args(argv)
+    if args.threads:
+        machine.pin_threads(args.threads)
+    problem = get_workload(args.workload).build(args.dtype)
+    result = measure(args.backend, problem, doubled_problem(problem), seconds=args.seconds)
+    print(json.dumps(asdict(result)))
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    threshold = parse_threshold(args.threshold)
+    path: Path | None = args.run
+    if path is None:
+        from gdbench import runner
+
+        code, path = runner.run_suite(args)
+        if path is None:
+            return code or 1
+        print()
+    frame = load_run(path)
+    doc = read_run(path)
+    info = doc.get("machine_info", {}).get("gdbench", {})
+    threads = info.get("threads_pinned")
+    training = frame[frame["kind"] == "training"]
+    if training.empty:
+        raise InputError(f"{path}: no training benchmark to audit")
+    rows = []
+    for i, (_, r) in enumerate(training.iterrows(), start=1):
+        print(f"[{i:>3}/{len(training)}] alone: {r['backend']} on {r['workload']}", flush=True)
+        alone = standalone(str(r["backend"]), str(r["workload"]), str(r["dtype"] or "float32"),
+                           threads, args.seconds)
+        ref_s = None if pd.isna(r["ref_s"]) else float(r["ref_s"])
+        rows.append(Row(str(r["workload"]), str(r["backend"]), float(r["step_us"]), ref_s,
+                        alone))
+    first = get_workload(str(training["workload"].iloc[0])).build(
+        str(training["dtype"].iloc[0] or "float32"))
+    reference = timing.single_threaded(timing.roofline_loop(
+        first.dataset.X, first.W0, first.plan.batch_sizes())[0])
+    machine_checks = {"timer": timer_info(), "noise": noise(reference, threshold)}
+    failed = [r for r in rows if r.failures()]
+    audit = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "passed": not failed,
+             "limits": {"interference": INTERFERENCE_LIMIT, "sync": SYNC_LIMIT,
+                        "doubling": list(DOUBLING_RANGE), "busy_cores": BUSY_LIMIT},
+             "rows": [r.record() for r in rows], **machine_checks}
+    doc.setdefault("machine_info", {}).setdefault("gdbench", {})["audit"] = audit
+    write_atomic(path, json.dumps(doc, indent=4))
+    print(render(rows, machine_checks, path, args.format))
+    return 1 if failed else 0
+
+
+def render(rows: Sequence[Row], checks: dict[str, Any], path: Path, fmt: str = "table") -> str:
+    notes = [f"run: {path} (the verdicts are saved in it, under machine_info.gdbench.audit)",
+             "suite/alone is µs/step in the suite over µs/step alone in a fresh process; "
+             "machine drift is how much slower the machine ran then (the single-threaded "
+             "reference, timed beside both); same speed is suite/alone corrected by it.",
+             f"FAIL when same speed is off by more than {INTERFERENCE_LIMIT:.0%}, when one "
+             f"more wait adds more than {SYNC_LIMIT:.0%}, or when twice the plan takes less "
+             f"than ×{DOUBLING_RANGE[0]} or more than ×{DOUBLING_RANGE[1]} the time; "
+             f"'spins' warns of more than {BUSY_LIMIT} cores busy after run returns."]
+    timer = checks["timer"]
+    notes.append(f"timer: perf_counter resolution {timer['resolution_s']:.0e} s, smallest "
+                 f"step seen {timer['smallest_step_s']:.1e} s")
+    n = checks["noise"]
+    notes.append(f"machine noise (A/A of the drift reference): "
+                 f"{formats.signed_percent(n['aa_ratio'])} [{formats.signed_percent(n['aa_low'])},"
+                 f" {formats.signed_percent(n['aa_high'])}], rounds' IQR/median "
+                 f"{n['iqr_over_median']:.1%}")
+    details = [f"{r.backend} on {r.workload}: {'; '.join(r.failures() + r.warnings())}"
+               for r in rows if r.failures() or r.warnings()]
+    failed = sum(1 for r in rows if r.failures())
+    title = (f"gdbench audit: {'FAIL' if failed else 'PASS'}, {failed} of {len(rows)} "
+             "benchmarks failed")
+    warnings = [n["warning"]] if n["warning"] else []
+    sections = [formats.Section(title, table(rows), notes)]
+    text = formats.render(sections, "md" if fmt == "md" else "table", warnings)
+    return text + "".join(f"{line}\n" for line in details)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        sys.exit(_child(sys.argv[2:]))
+    sys.exit("usage: python -m gdbench.audit --child BACKEND WORKLOAD [...]; "
+             "use gdbench audit")
