@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_checkout_on_pythonpath_maps_its_folders_under_gdbench(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
+    checkout.mkdir()
     for name in ("pyproject.toml", "gdbench", "data", "implementations", "benches"):
         source = ROOT / name
         if source.is_dir():
