@@ -21,6 +21,7 @@ each figure is within 10% of the same ``run`` timed alone in a fresh process.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gdbench import timing
+from gdbench import limits, timing
 from gdbench.data.workloads import Problem
 from gdbench.implementations.base import prepare
 
@@ -136,16 +137,34 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     )
 
 
+# A buffer this small sits in L2; copying less measures thread start-up, not bandwidth.
+MIN_COPY_BYTES = 1 << 20
+
+
+def copy_bandwidth(problem: Problem) -> tuple[float, int, int]:
+    """(bytes/s, bytes, threads) of a streaming copy as large as the workload's dataset:
+    the memory side of the workload's limit (see :mod:`gdbench.limits`). The faster of
+    one thread and every allowed CPU: which wins depends on where the buffer sits."""
+    nbytes = max(MIN_COPY_BYTES, problem.dataset.X.nbytes + problem.dataset.Y.nbytes)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    rate, threads = max((limits.copy_bandwidth(nbytes, t), t) for t in sorted({1, cpus}))
+    return rate, nbytes, threads
+
+
 def bench_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name: str,
                    problems: Any, settings: Any) -> None:
-    """The roofline loop on its own: the ceiling every backend's efficiency is read
-    against, measured in the same run (see :func:`roofline_loop`)."""
+    """The roofline loop on its own: the machine's GEMM rate at one step's shapes, and,
+    measured before it (untimed), the bandwidth of a copy the size of the dataset: the
+    two ceilings of the workload's limit, measured in the same run."""
     problem, _ = problems.get(workload_name)
     run, flops = roofline_loop(problem)
     benchmark.group = workload_name
+    bandwidth, copy_bytes, copy_threads = copy_bandwidth(problem)
     benchmark.extra_info.update(
         kind="roofline", backend="roofline", device="cpu", sync="none", flops=flops,
         compile_s=0.0, final_loss=None, max_abs_diff_vs_numpy=None, agrees=True,
+        bandwidth_gbs=bandwidth / 1e9, copy_bytes=copy_bytes, copy_threads=copy_threads,
         **_shape_info(problem),
     )
     _time(benchmark, settings, run)
