@@ -70,8 +70,10 @@ class NumpyManual:
             for idx in state.batches:
                 buf = buffers[len(idx)]
                 Xb, P = buf.Xb, buf.P
-                take(X, idx, axis=0, out=Xb)
-                take(Y, idx, axis=0, out=buf.Yb)
+                # mode="clip": the plan's indices are in range by construction, and the
+                # default mode="raise" gathers into a temporary first (twice the copying).
+                take(X, idx, axis=0, out=Xb, mode="clip")
+                take(Y, idx, axis=0, out=buf.Yb, mode="clip")
                 matmul(Xb, W.T, out=P)
                 P += b
                 subtract(P, buf.Yb, out=P)
