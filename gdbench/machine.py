@@ -2,7 +2,9 @@
 
 :func:`describe` extends pytest-benchmark's ``machine_info``; :func:`fingerprint` names a
 machine by what decides its speed, so runs from different machines are never compared
-as if they were one.
+as if they were one. The CPU is pytest-benchmark's own record (py-cpuinfo's, under
+``machine_info["cpu"]``); :func:`describe` keeps a smaller one read from /proc/cpuinfo
+for info saved without it.
 """
 
 from __future__ import annotations
@@ -24,15 +26,35 @@ SPEED_LIBRARIES = ("numpy", "torch", "jax", "jaxlib")
 LIBRARIES = ("gdbench", "numpy", "torch", "jax", "jaxlib", "pandas", "pytest-benchmark")
 
 
-def cpu_model() -> str:
+# /proc/cpuinfo's names for the py-cpuinfo fields that the fingerprint uses.
+_PROC_FIELDS = {"model name": "brand_raw", "cpu family": "family", "model": "model",
+                "stepping": "stepping"}
+
+
+def cpu_record(path: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """The first CPU's brand_raw, family, model and stepping, named as py-cpuinfo names
+    them, read from ``path``; only brand_raw (from platform) where the file is missing."""
+    record: dict[str, Any] = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the end of the first processor's block
+                key, _, value = line.partition(":")
+                field = _PROC_FIELDS.get(key.strip())
+                if field:
+                    value = value.strip()
+                    record[field] = int(value) if value.isdigit() else value
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if not record.get("brand_raw"):
+        record["brand_raw"] = platform.processor() or platform.machine()
+    return record
+
+
+def cpu_model() -> str:
+    """The CPU's brand string, e.g. 'AMD EPYC 7763 64-Core Processor'."""
+    return str(cpu_record()["brand_raw"])
 
 
 def _versions() -> dict[str, str | None]:
@@ -90,12 +112,15 @@ def thread_env(threads: int) -> dict[str, str]:
     """Environment that caps BLAS, OpenMP and XLA at ``threads`` threads.
 
     It must be in place before the libraries start their thread pools, so gdbench run
-    puts it in the benchmark process's environment.
+    puts it in the benchmark process's environment. The user's other XLA_FLAGS are kept;
+    those it sets replace any earlier value, so applying it twice changes nothing.
     """
-    xla = f"intra_op_parallelism_threads={threads}"
+    ours = [f"intra_op_parallelism_threads={threads}"]
     if threads == 1:
-        xla = "--xla_cpu_multi_thread_eigen=false " + xla
-    xla_flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), xla]))
+        ours.insert(0, "--xla_cpu_multi_thread_eigen=false")
+    names = {flag.split("=")[0] for flag in ours}
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.split("=")[0] not in names]
+    xla_flags = " ".join(kept + ours)
     return {"GDBENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
             "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
             "XLA_FLAGS": xla_flags}
@@ -129,8 +154,10 @@ def describe(load_libraries: bool = True) -> dict[str, Any]:
     come from the package metadata): a benchmark process that times one backend must not
     start another library's thread pools beside it.
     """
+    cpu = cpu_record()
     info: dict[str, Any] = {
-        "cpu_model": cpu_model(),
+        "cpu_model": cpu["brand_raw"],
+        "cpu": cpu,  # the fallback for machine_info without pytest-benchmark's "cpu"
         "cpu_count": os.cpu_count(),
         "thread_env": {v: os.environ.get(v) for v in THREAD_VARS},
         "threads_pinned": int(os.environ["GDBENCH_THREADS"]) if os.environ.get(
@@ -158,22 +185,43 @@ def platform_info() -> dict[str, Any]:
             "python_version": platform.python_version()}
 
 
+def _cpu(machine_info: dict[str, Any]) -> dict[str, Any]:
+    """pytest-benchmark's CPU record when the run has one, else gdbench's own."""
+    cpu = machine_info.get("cpu")
+    if isinstance(cpu, dict) and cpu.get("brand_raw"):
+        return cpu
+    own = machine_info.get("gdbench", {}).get("cpu")
+    return own if isinstance(own, dict) else {}
+
+
+def _flags(value: Any) -> str | None:
+    """An environment value with repeated words once (XLA_FLAGS set twice is set once)."""
+    return None if value is None else " ".join(dict.fromkeys(str(value).split()))
+
+
 def fingerprint(machine_info: dict[str, Any]) -> str:
     """A short stable id of the hardware and software that decide the speed of a run.
 
-    Built from the CPU model, core count, GPU, pinned thread count, BLAS and library
-    versions, never from the host name, so two identical CI runners share a fingerprint
-    and a changed BLAS or thread pinning does not. Takes pytest-benchmark's machine_info
-    with gdbench's part under "gdbench".
+    Built from the CPU (brand, family and model), core count, architecture, GPU, pinned
+    thread count and thread environment variables, BLAS (internal_api and version) and
+    the versions of :data:`SPEED_LIBRARIES`, never from the host name, so two identical
+    CI runners share a fingerprint, and a changed CPU, BLAS or thread setting makes
+    another. Takes pytest-benchmark's machine_info with gdbench's part under "gdbench".
     """
     g = machine_info.get("gdbench", {})
+    cpu = _cpu(machine_info)
+    blas = [b for b in g.get("blas") or [] if b.get("user_api", "blas") == "blas"]
     key = "|".join(str(x) for x in (
-        g.get("cpu_model") or machine_info.get("cpu", {}).get("brand_raw"),
-        g.get("cpu_count"),
+        cpu.get("brand_raw") or g.get("cpu_model"),
+        cpu.get("family"),
+        cpu.get("model"),
+        g.get("cpu_count") or cpu.get("count"),
         machine_info.get("machine"),
         g.get("gpu"),
         g.get("threads_pinned"),
-        sorted((b.get("internal_api") or "", b.get("version") or "") for b in g.get("blas", [])),
+        sorted((k, _flags(v)) for k, v in (g.get("thread_env") or {}).items()
+               if v is not None),
+        sorted((b.get("internal_api") or "", b.get("version") or "") for b in blas),
         sorted((k, v) for k, v in (g.get("versions") or {}).items() if k in SPEED_LIBRARIES),
     ))
     return hashlib.sha256(key.encode()).hexdigest()[:12]

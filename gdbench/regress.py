@@ -26,7 +26,14 @@ new/baseline time) and never fail.
 Verdicts: "regression" when the change exceeds 1 + threshold and the interval lies above
 1 (exit 1); "improvement" when it is below 1 / (1 + threshold) and the interval lies
 below 1; "not significant" when it is beyond the threshold but the interval contains 1.
-Benchmarks missing from either run are listed, not failed.
+"disagrees with numpy" when the new run recorded that the backend's weights did not
+match the NumPy reference (extra_info agrees false): a wrong result fails the gate (exit
+1) whatever its speed, and a benchmark new in the run too. Benchmarks missing from
+either run are listed, not failed.
+
+The report names each run's commit, and whether it had uncommitted changes (dirty), from
+pytest-benchmark's commit_info: a baseline recorded from a dirty tree is not the code of
+its commit.
 
 --threshold takes a percentage ("15%") or a fraction below 1 ("0.15"); a bare number of
 1 or more ("15") is refused as ambiguous. A baseline from another machine (another
@@ -64,6 +71,7 @@ MISSING_NEW = "missing in new run"
 MISSING_BASE = "not in baseline"
 REFERENCE = "reference"
 UNCONFIRMED = "not reproduced"
+DISAGREES = "disagrees with numpy"
 
 # How a training benchmark was compared (the ``method`` column of compare_runs).
 PAIRED = "paired"
@@ -107,10 +115,15 @@ def verdict(estimate: Estimate, threshold: float) -> str:
 # --- the gate ------------------------------------------------------------------------------
 
 def _roofline(frame: pd.DataFrame, row: pd.Series) -> pd.Series | None:
-    """The roofline row of the same workload (and dtype, when recorded) in the same run."""
+    """The roofline row of the same workload and dtype in the same run.
+
+    A roofline without a recorded dtype will do; one of another dtype will not (a float64
+    benchmark over a float32 roofline measures the dtype, not the machine).
+    """
     roof = frame[(frame["kind"] == "roofline") & (frame["workload"] == row["workload"])]
-    if row["dtype"] is not None and (roof["dtype"] == row["dtype"]).any():
-        roof = roof[roof["dtype"] == row["dtype"]]
+    if not pd.isna(row["dtype"]):
+        same = roof["dtype"] == row["dtype"]
+        roof = roof[same] if same.any() else roof[roof["dtype"].isna()]
     return None if roof.empty else roof.iloc[0]
 
 
@@ -179,20 +192,22 @@ def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.
                                "raw_ratio": math.nan, "method": "", "verdict": "",
                                "note": ""}
         rows.append(out)
+        # A wrong result fails whatever its speed, even in a benchmark new in this run.
+        wrong = n is not None and n["agrees"] is False
+        notes = [_disagreement(n)] if wrong else []
         if b is None or n is None:
-            out["verdict"] = MISSING_NEW if n is None else MISSING_BASE
+            out["verdict"] = DISAGREES if wrong else MISSING_NEW if n is None else MISSING_BASE
+            out["note"] = "; ".join(notes)
             continue
         out["raw_ratio"] = n["median_s"] / b["median_s"]
-        notes = []
-        if n["agrees"] is False:
-            notes.append("disagrees with numpy")
         if any_row["kind"] == "roofline":
             out["verdict"] = REFERENCE
             out["note"] = "machine speed: raw new/baseline time"
             continue
         method, est, base_norm, new_norm = _compare_training(base, new, b, n, notes)
         out.update(base_norm=base_norm, new_norm=new_norm, ratio=est.ratio, low=est.low,
-                   high=est.high, method=method, verdict=verdict(est, threshold),
+                   high=est.high, method=method,
+                   verdict=DISAGREES if wrong else verdict(est, threshold),
                    note="; ".join(notes))
     frame = pd.DataFrame(rows)
     order_w = {w: i for i, w in enumerate(workloads_in(frame))}
@@ -202,9 +217,16 @@ def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.
     return frame.sort_values(["_w", "_b"], kind="stable").drop(columns=["_w", "_b"])
 
 
-_MARK = {REGRESSION: "❌ regression", IMPROVEMENT: "✅ improvement",
-         NOT_SIGNIFICANT: "~ not significant", OK: "ok", REFERENCE: "reference",
-         UNCONFIRMED: "~ not reproduced",
+def _disagreement(row: pd.Series) -> str:
+    """Why a benchmark fails for its result, with the recorded distance when there is one."""
+    diff = row["max_abs_diff_vs_numpy"]
+    size = "" if pd.isna(diff) else f" (weights off by up to {diff:.3g})"
+    return f"disagrees with numpy{size}: a wrong result fails whatever its speed"
+
+
+_MARK = {REGRESSION: "❌ regression", DISAGREES: "❌ disagrees with numpy",
+         IMPROVEMENT: "✅ improvement", NOT_SIGNIFICANT: "~ not significant", OK: "ok",
+         REFERENCE: "reference", UNCONFIRMED: "~ not reproduced",
          MISSING_NEW: "⚠ missing in new run", MISSING_BASE: "new benchmark"}
 
 
@@ -234,12 +256,16 @@ def _norm(value: float) -> str:
 
 
 def summary(gate: pd.DataFrame, threshold: float) -> tuple[str, int]:
-    """A one-line verdict and the exit code (1 when any benchmark regressed)."""
+    """A one-line verdict and the exit code (1 when any benchmark regressed or disagrees
+    with numpy)."""
     counts = gate["verdict"].value_counts()
     n_reg = int(counts.get(REGRESSION, 0))
-    parts = [f"{n_reg} regression{'s' * (n_reg != 1)}",
-             f"{int(counts.get(IMPROVEMENT, 0))} improved",
-             f"{int(counts.get(OK, 0))} unchanged"]
+    n_wrong = int(counts.get(DISAGREES, 0))
+    parts = [f"{n_reg} regression{'s' * (n_reg != 1)}"]
+    if n_wrong:
+        parts.append(f"{n_wrong} disagreeing with numpy")
+    parts += [f"{int(counts.get(IMPROVEMENT, 0))} improved",
+              f"{int(counts.get(OK, 0))} unchanged"]
     if counts.get(UNCONFIRMED, 0):
         parts.append(f"{int(counts[UNCONFIRMED])} not reproduced by the confirmation run")
     if counts.get(NOT_SIGNIFICANT, 0):
@@ -247,14 +273,24 @@ def summary(gate: pd.DataFrame, threshold: float) -> tuple[str, int]:
     missing = int(counts.get(MISSING_NEW, 0)) + int(counts.get(MISSING_BASE, 0))
     if missing:
         parts.append(f"{missing} missing from one run")
-    head = "FAIL" if n_reg else "PASS"
-    return f"{head}: {', '.join(parts)} (threshold +{threshold:.0%})", int(n_reg > 0)
+    failed = n_reg + n_wrong > 0
+    head = "FAIL" if failed else "PASS"
+    return f"{head}: {', '.join(parts)} (threshold +{threshold:.0%})", int(failed)
+
+
+def _commit(r: pd.Series) -> str:
+    """'commit 1c8c13c411df (clean)', '... (dirty: uncommitted changes)' or 'commit unknown'."""
+    if not isinstance(r["commit"], str) or not r["commit"]:
+        return "commit unknown"
+    state = {True: " (dirty: uncommitted changes)", False: " (clean)"}.get(r["dirty"], "")
+    return f"commit `{r['commit'][:12]}`{state}"
 
 
 def _describe(frame: pd.DataFrame, role: str) -> str:
     r = frame.iloc[0]
     when = "" if pd.isna(r["datetime"]) else f", {r['datetime']:%Y-%m-%d %H:%M} UTC"
-    return f"{role}: `{r['path']}` on {r['machine']} (fingerprint {r['fingerprint']}{when})"
+    return (f"{role}: `{r['path']}` on {r['machine']} (fingerprint {r['fingerprint']}{when}), "
+            f"{_commit(r)}")
 
 
 def other_machine(base: pd.DataFrame, new: pd.DataFrame) -> str | None:
@@ -271,17 +307,24 @@ def confirm(gate: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
 
     The machine's speed drifts between runs in ways no reference fully cancels, so one
     run can show a significant slowdown that is not there; a real regression reproduces
-    in a second run, while noise rarely lands on the same benchmark twice.
+    in a second run, while noise rarely lands on the same benchmark twice. A disagreement
+    with numpy in either run stands: a wrong result is not noise.
     """
     gate = gate.copy()
     again = dict(zip(second["name"], zip(second["verdict"], second["ratio"], strict=True),
                      strict=True))
-    for i in gate.index[gate["verdict"] == REGRESSION]:
+    for i in gate.index:
+        first = gate.at[i, "verdict"]
         verdict2, ratio2 = again.get(gate.at[i, "name"], (MISSING_NEW, math.nan))
-        if verdict2 != REGRESSION:
+        if verdict2 == DISAGREES and first != DISAGREES:
+            gate.at[i, "verdict"] = DISAGREES
+            note = "the confirmation run disagrees with numpy"
+        elif first == REGRESSION and verdict2 != REGRESSION:
             gate.at[i, "verdict"] = UNCONFIRMED
             note = f"confirmation run: {formats.signed_percent(ratio2)} ({verdict2})"
-            gate.at[i, "note"] = "; ".join(filter(None, [gate.at[i, "note"], note]))
+        else:
+            continue
+        gate.at[i, "note"] = "; ".join(filter(None, [gate.at[i, "note"], note]))
     return gate
 
 
@@ -303,7 +346,8 @@ def build_report(base: pd.DataFrame, new: pd.DataFrame, threshold: float, fmt: s
         "timed just before it, so the machine's drift cancels); ×ref is the median of those "
         "ratios, change = new/baseline of it. "
         f"Fails when the change exceeds +{threshold:.0%} and the whole {CONFIDENCE:.0%} "
-        f"bootstrap CI ({RESAMPLES:,} resamples of the rounds) is above +0%. Raw time change "
+        f"bootstrap CI ({RESAMPLES:,} resamples of the rounds) is above +0%, and whatever the "
+        "speed when the backend's weights disagree with numpy. Raw time change "
         "includes the machine's speed; roofline rows show it.",
     ]
     if confirmation is not None:

@@ -12,7 +12,9 @@ is GFLOP/s; ``compile_s`` is seconds. Training benchmarks pair each round with a
 reference round (the workload's roofline loop) timed just before it: ``norm_data`` is
 each round's time over its reference's (unitless, aligned with ``data``), ``norm_median``
 its median, ``ref_s`` the reference's median seconds; None / NaN for roofline rows and
-for runs saved before paired timing. Any problem with a file raises
+for runs saved before paired timing. ``commit`` and ``dirty`` come from pytest-benchmark's
+commit_info: the commit id the run was made from, and whether the tree had uncommitted
+changes (None when not recorded). Any problem with a file raises
 :class:`gdbench.data.errors.InputError` with one line naming the file.
 """
 
@@ -34,7 +36,8 @@ from gdbench.data.errors import InputError
 from gdbench.data.workloads import WORKLOADS
 
 COLUMNS = [
-    "run", "path", "fingerprint", "machine", "machine_known", "datetime", "name", "workload",
+    "run", "path", "fingerprint", "machine", "machine_known", "datetime", "commit", "dirty",
+    "name", "workload",
     "backend", "kind", "median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "rounds",
     "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
@@ -95,6 +98,7 @@ def load_run(path: str | os.PathLike[str], run: str | None = None) -> pd.DataFra
         "machine": label,
         "machine_known": known,
         "datetime": doc.get("datetime"),
+        **_commit_info(doc.get("commit_info")),
     }
     rows = [{**head, **_row(p, i, bench)} for i, bench in enumerate(doc["benchmarks"])]
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -106,7 +110,16 @@ def load_run(path: str | os.PathLike[str], run: str | None = None) -> pd.DataFra
     # Python True / False / None, whatever the mix (pandas would make an all-bool column
     # numpy bools, on which `is True` fails).
     frame["agrees"] = frame["agrees"].astype(object)
+    frame["dirty"] = frame["dirty"].astype(object)
     return frame
+
+
+def _commit_info(raw: Any) -> dict[str, Any]:
+    """commit (str id or None) and dirty (True / False / None) from a run's commit_info."""
+    info = raw if isinstance(raw, dict) else {}
+    commit, dirty = info.get("id"), info.get("dirty")
+    return {"commit": commit if isinstance(commit, str) and commit else None,
+            "dirty": dirty if isinstance(dirty, bool) else None}
 
 
 def load_runs(paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
@@ -214,8 +227,10 @@ def has_paired_rounds(row: pd.Series | None) -> bool:
 
 
 def runs_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """One dict per run in the frame, in order: run, path, fingerprint, machine, datetime."""
-    keep = ["run", "path", "fingerprint", "machine", "machine_known", "datetime"]
+    """One dict per run in the frame, in order: run, path, fingerprint, machine, datetime,
+    commit, dirty."""
+    keep = ["run", "path", "fingerprint", "machine", "machine_known", "datetime", "commit",
+            "dirty"]
     return list(frame[keep].drop_duplicates("run").to_dict("records"))
 
 

@@ -78,7 +78,8 @@ def _stats(data: np.ndarray, iterations: int, save_data: bool) -> dict[str, Any]
     q1, median, q3 = np.quantile(data, [0.25, 0.5, 0.75])
     stats: dict[str, Any] = {
         "min": float(data.min()), "max": float(data.max()), "mean": float(data.mean()),
-        "stddev": float(data.std(ddof=1)), "rounds": int(data.size), "median": float(median),
+        "stddev": float(data.std(ddof=1)) if data.size > 1 else 0.0,
+        "rounds": int(data.size), "median": float(median),
         "iqr": float(q3 - q1), "q1": float(q1), "q3": float(q3), "iqr_outliers": 0,
         "stddev_outliers": 0, "outliers": "0;0", "ld15iqr": float(data.min()),
         "hd15iqr": float(data.max()), "ops": float(1 / data.mean()),
@@ -105,6 +106,9 @@ def make_run(
     paired: bool = True,
     save_data: bool = True,
     info: dict | None = None,
+    dtype: str = "float32",
+    disagree: Sequence[str] = (),
+    commit: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A run JSON: ``factors`` slows single backends (1.25 = 25% slower), and
     ``roofline_factor`` slows the roofline loop, both the roofline benchmark and the
@@ -115,7 +119,9 @@ def make_run(
     gives the slowness per round instead, repeated over the whole run. ``paired``
     False leaves out ref_data / norm_data / norm_median / ref_s (a run from before paired
     timing); ``save_data`` False leaves out stats.data only, as the suite computes the
-    paired fields itself.
+    paired fields itself. ``dtype`` other than float32 is recorded in extra_info and
+    named in each benchmark's id. The backends in ``disagree`` record agrees False (max
+    |W - W_numpy| 0.03). ``commit`` replaces commit_info.
     """
     rng = np.random.default_rng(seed)
     factors = dict(factors or {})
@@ -148,26 +154,29 @@ def make_run(
                          "norm_data": [float(x) for x in norm],
                          "norm_median": float(np.median(norm)),
                          "ref_s": float(np.median(ref))}
-            name = f"bench_roofline[{workload}]" if roofline else \
-                f"bench_training[{workload}-{backend}]"
+            param = workload if roofline else f"{workload}-{backend}"
+            if dtype != "float32":
+                param += f"-{dtype}"
+            name = f"bench_roofline[{param}]" if roofline else f"bench_training[{param}]"
+            wrong = backend in disagree
             benchmarks.append({
                 "group": workload,
                 "name": name,
                 "fullname": f"benches/bench_training.py::{name}",
                 "params": {"workload": workload} if roofline else
                 {"workload": workload, "backend": backend},
-                "param": workload if roofline else f"{workload}-{backend}",
+                "param": param,
                 "extra_info": {
                     "kind": "roofline" if roofline else "training",
                     "backend": backend, "device": "cpu", "workload": workload,
                     "n": n, "d": d, "k": k, "batch_size": w.batch_size, "epochs": w.epochs,
-                    "steps": steps, "dtype": "float32", "flops": flops,
+                    "steps": steps, "dtype": dtype, "flops": flops,
                     "step_us": median / steps * 1e6, "gflops": flops / median / 1e9,
                     "compile_s": 0.3 if backend.startswith("jax") else 0.0,
                     "final_loss": None if roofline else 0.0123,
                     "max_abs_diff_vs_numpy": None if roofline else
-                    (0.0 if backend == "numpy" else 2e-7),
-                    "agrees": True, "sync": "none", **pairs,
+                    0.03 if wrong else 0.0 if backend == "numpy" else 2e-7,
+                    "agrees": not wrong, "sync": "none", **pairs,
                 },
                 "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5,
                             "max_time": 1.0, "min_time": 5e-06, "warmup": False},
@@ -175,7 +184,8 @@ def make_run(
             })
     return {
         "machine_info": info if info is not None else machine_info(),
-        "commit_info": {"id": "0" * 40, "dirty": False, "project": "gdbench", "branch": "main"},
+        "commit_info": dict(commit) if commit is not None else
+        {"id": "0" * 40, "dirty": False, "project": "gdbench", "branch": "main"},
         "benchmarks": benchmarks,
         "datetime": "2026-01-02T03:04:05.000000+00:00",
         "version": "5.3.1",

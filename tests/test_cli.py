@@ -11,8 +11,10 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -402,3 +404,48 @@ def test_verify_reports_every_available_backend_as_agreeing(
         assert "skipped: no CUDA device" in rows["torch-cuda"]
     dtype = "float64" if problem == "crops-float64" else "float32"
     assert f"<= {RTOL[dtype]:g} x" in out
+
+
+class _OffByOnePercent(NumpyManual):
+    """The NumPy backend, except that its final weights come out 1% too large."""
+
+    name = "numpy-off"
+
+    def result(self, state: Any) -> TrainResult:
+        good = super().result(state)
+        return TrainResult(self.name, good.W * 1.01, good.b, good.final_loss, good.steps)
+
+
+@pytest.fixture
+def off_backend(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register 'numpy-off' in the backend registry, as a real backend module would be."""
+    module = types.ModuleType("gdbench_test_off_backend")
+    module.OffByOnePercent = _OffByOnePercent  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(implementations._REGISTRY, "numpy-off",
+                        implementations.Spec(module.__name__, "OffByOnePercent"))
+    return "numpy-off"
+
+
+def test_verify_exits_1_when_a_backend_disagrees(
+    capsys: pytest.CaptureFixture[str], off_backend: str
+) -> None:
+    code, out, err = run_cli(capsys, "verify", "--backends", "numpy", off_backend)
+    assert code == 1, out + err
+    rows = verify_rows(out)
+    assert rows["numpy"].split()[-1] == "yes"
+    assert rows[off_backend].split()[-1] == "NO"
+    # The reported distance is the real one: 1% of the largest weight.
+    reference, *_ = train_once("numpy", make_problem("crops", load_dataset("crops"),
+                                                     batch_size=3, epochs=50, lr=1e-6))
+    dW = float(rows[off_backend].split()[2])
+    assert dW == pytest.approx(0.01 * np.max(np.abs(reference.W)), rel=1e-2)
+    assert float(rows[off_backend].split()[3]) == 0.0  # b untouched
+
+
+def test_verify_of_the_disagreeing_backend_alone_exits_1(
+    capsys: pytest.CaptureFixture[str], off_backend: str
+) -> None:
+    code, out, _ = run_cli(capsys, "verify", "--backends", off_backend, "--dtype", "float64")
+    assert code == 1
+    assert verify_rows(out)[off_backend].split()[-1] == "NO"

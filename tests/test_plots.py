@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from _benchjson import run_cli, write_run
 
-from gdbench.data.workloads import WORKLOADS
-from gdbench.plots import MIN_EPOCHS_SHOWN, losses_per_epoch
+from gdbench.data.datasets import mse
+from gdbench.data.loader import init_params
+from gdbench.data.workloads import WORKLOADS, make_problem
+from gdbench.implementations.base import train_once
+from gdbench.plots import MIN_EPOCHS_SHOWN, convergence_figure, losses_per_epoch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -78,3 +81,39 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path, capsys) -> Non
     run = write_run(tmp_path / "run.json", workloads=("crops",), seed=1)
     code, _, err = run_cli(capsys, "plot", str(run), "-o", str(run))
     assert code == 2 and "not a folder" in err
+
+
+def test_the_plotted_losses_are_the_real_ones() -> None:
+    """Each point is the float64 MSE after e epochs, recomputed here independently: a fresh
+    problem of e epochs from the workload's recipe, trained once, and its final loss."""
+    w = WORKLOADS["crops"]
+    dataset = w.build().dataset
+    epochs, losses = losses_per_epoch("crops", ["numpy"], epochs=4)
+    assert epochs == 4
+    expected = [mse(dataset, *init_params(dataset.n_features, dataset.n_outputs))]
+    for e in range(1, epochs + 1):
+        problem = make_problem("crops", dataset, batch_size=w.batch_size, epochs=e, lr=w.lr)
+        result, *_ = train_once("numpy", problem)
+        expected.append(result.final_loss)
+    assert losses["numpy"] == expected  # the same computation, so the same float64 values
+    # The figure draws exactly those values, epoch 0 first, one line per backend.
+    fig = convergence_figure("crops", {"numpy": losses["numpy"], "other": expected[::-1]})
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"numpy", "other"}
+    np.testing.assert_array_equal(lines["numpy"].get_xdata(), np.arange(epochs + 1))
+    np.testing.assert_array_equal(lines["numpy"].get_ydata(), expected)
+    np.testing.assert_array_equal(lines["other"].get_ydata(), expected[::-1])
+    spread = (max(expected[-1], expected[0]) - min(expected[-1], expected[0])) / min(
+        expected[-1], expected[0])
+    assert f"differ by at most {spread:.1e} (relative)" in ax.get_title()
+    assert ax.get_yscale() == "log"
+
+
+def test_losses_after_e_epochs_continue_the_same_run() -> None:
+    """E sets only how many points there are: the point after e epochs is the same
+    whatever E, since the plan of e epochs is the first e epochs of any longer one."""
+    _, short = losses_per_epoch("small", ["numpy"], epochs=2)
+    _, longer = losses_per_epoch("small", ["numpy"], epochs=3)
+    assert longer["numpy"][:3] == short["numpy"]
+    assert longer["numpy"][3] < longer["numpy"][2]

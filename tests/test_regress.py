@@ -7,13 +7,14 @@ jitter (3%), so each case is deterministic and its expected verdict is unambiguo
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from _benchjson import BACKENDS, bad_run_files, machine_info, run_cli, write_run
+from _benchjson import BACKENDS, bad_run_files, machine_info, make_run, run_cli, write_run
 
 from gdbench import regress
 from gdbench.data.errors import InputError
@@ -355,3 +356,340 @@ def test_help_describes_the_command(capsys, command: str) -> None:
     assert code == 0 and "usage: gdbench" in out
     option = {"check": "--strict-machine", "compare": "--format", "plot": "--workload"}[command]
     assert option in out
+
+
+# --- verdict boundaries ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("estimate", "expected"), [
+    (Estimate(1.25, 1.1, 1.4), regress.OK),  # exactly at the threshold: not beyond it
+    (Estimate(1.26, 1.0, 1.4), regress.NOT_SIGNIFICANT),  # the CI touches 1
+    (Estimate(1.26, 1.0000001, 1.4), regress.REGRESSION),
+    (Estimate(1 / 1.25, 0.7, 0.9), regress.OK),
+    (Estimate(0.79, 0.6, 1.0), regress.NOT_SIGNIFICANT),
+    (Estimate(0.79, 0.6, 0.9999999), regress.IMPROVEMENT),
+    (Estimate(1.25), regress.OK),  # medians only: the threshold alone decides
+    (Estimate(1.26), regress.REGRESSION),
+    (Estimate(1 / 1.25), regress.OK),
+    (Estimate(0.79), regress.IMPROVEMENT),
+])
+def test_verdict_boundaries(estimate: Estimate, expected: str) -> None:
+    assert verdict(estimate, 0.25) == expected
+
+
+# --- the unpaired fallback, by value -----------------------------------------------------------
+
+def _medians(path: Path) -> dict[tuple[str, str], float]:
+    frame = load_run(path)
+    return {(r.workload, r.backend): r.median_s for r in frame.itertuples()}
+
+
+def _rounds(path: Path) -> dict[tuple[str, str], list[float]]:
+    frame = load_run(path)
+    return {(r.workload, r.backend): r.data for r in frame.itertuples()}
+
+
+def test_the_unpaired_fallback_divides_each_run_by_its_own_roofline(tmp_path: Path) -> None:
+    # The whole machine (roofline included) is 25% slower in the new run: the normalised
+    # change is ~0. Dividing each run by the other run's roofline would make it +56%.
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, slow_share=0.0,
+                     paired=False)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, slow_share=0.0,
+                    paired=False, roofline_factor=1.25, factors=dict.fromkeys(BACKENDS, 1.25))
+    gate = _gate(base, new).set_index(["workload", "backend"])
+    bm, nm = _medians(base), _medians(new)
+    br, nr = _rounds(base), _rounds(new)
+    for workload in WORKLOADS:
+        for backend in BACKENDS:
+            row = gate.loc[(workload, backend)]
+            roof = (workload, "roofline")
+            key = (workload, backend)
+            assert row["method"] == regress.UNPAIRED
+            assert row["base_norm"] == pytest.approx(bm[key] / bm[roof], rel=1e-12)
+            assert row["new_norm"] == pytest.approx(nm[key] / nm[roof], rel=1e-12)
+            assert row["ratio"] == pytest.approx(row["new_norm"] / row["base_norm"], rel=1e-12)
+            expected = ratio_of_medians(nr[key], br[key], nr[roof], br[roof])
+            assert (row["ratio"], row["low"], row["high"]) == pytest.approx(
+                (expected.ratio, expected.low, expected.high), rel=1e-12)
+            assert row["raw_ratio"] == pytest.approx(nm[key] / bm[key], rel=1e-12)
+            assert abs(row["ratio"] - 1) < 0.1 and row["verdict"] == regress.OK
+
+
+def test_without_rounds_the_unpaired_medians_still_divide_by_their_own_roofline(
+        tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, slow_share=0.0,
+                     paired=False, save_data=False)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, slow_share=0.0,
+                    paired=False, save_data=False, roofline_factor=1.25,
+                    factors=dict.fromkeys(BACKENDS, 1.25))
+    gate = _gate(base, new).set_index(["workload", "backend"])
+    bm, nm = _medians(base), _medians(new)
+    row = gate.loc[("small", "jax")]
+    assert row["ratio"] == pytest.approx(
+        (nm[("small", "jax")] / nm[("small", "roofline")])
+        / (bm[("small", "jax")] / bm[("small", "roofline")]), rel=1e-12)
+    assert math.isnan(row["low"]) and row["verdict"] == regress.OK
+    assert "medians only" in row["note"]
+
+
+def test_without_any_roofline_the_raw_times_are_compared(tmp_path: Path) -> None:
+    frames = []
+    for name, seed, factor in (("base", 1, 1.0), ("new", 2, 1.25)):
+        path = write_run(tmp_path / f"{name}.json", workloads=WORKLOADS, seed=seed,
+                         slow_share=0.0, paired=False, factors={"numpy": factor})
+        frame = load_run(path)
+        frames.append(frame[frame["kind"] != "roofline"].reset_index(drop=True))
+    gate = regress.compare_runs(*frames, 0.15).set_index(["workload", "backend"])
+    row = gate.loc[("crops", "numpy")]
+    base_rounds = frames[0].set_index(["workload", "backend"]).loc[("crops", "numpy"), "data"]
+    new_rounds = frames[1].set_index(["workload", "backend"]).loc[("crops", "numpy"), "data"]
+    expected = ratio_of_medians(new_rounds, base_rounds)
+    assert row["method"] == regress.RAW and row["note"] == "no roofline: raw times"
+    assert (row["ratio"], row["low"], row["high"]) == pytest.approx(
+        (expected.ratio, expected.low, expected.high), rel=1e-12)
+    assert row["verdict"] == regress.REGRESSION
+    assert math.isnan(row["base_norm"]) and math.isnan(row["new_norm"])
+
+
+def _two_dtypes(path: Path, seed: int, roofline64: float, factor64: float = 1.0) -> Path:
+    """A run with float32 and float64 benchmarks, unpaired; float64's roofline loop (and
+    every float64 backend) ``roofline64`` times slower than float32's."""
+    runs = [make_run(workloads=WORKLOADS, seed=seed, slow_share=0.0, paired=False),
+            make_run(workloads=WORKLOADS, seed=seed + 100, slow_share=0.0, paired=False,
+                     dtype="float64", roofline_factor=roofline64,
+                     factors=dict.fromkeys(BACKENDS, roofline64 * factor64))]
+    doc = {**runs[0], "benchmarks": runs[0]["benchmarks"] + runs[1]["benchmarks"]}
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_the_fallback_uses_the_roofline_of_the_same_dtype(tmp_path: Path) -> None:
+    base = _two_dtypes(tmp_path / "base.json", 1, roofline64=3.0)
+    new = _two_dtypes(tmp_path / "new.json", 2, roofline64=3.0, factor64=1.25)
+    gate = _gate(base, new)
+    frame = load_run(new)
+    for dtype, slower in (("float32", False), ("float64", True)):
+        rows = gate[gate["name"].str.endswith("-float64]") == (dtype == "float64")]
+        train = rows[rows["kind"] == "training"].set_index(["workload", "backend"])
+        same = frame[frame["dtype"] == dtype].set_index(["workload", "backend"])["median_s"]
+        for workload in WORKLOADS:
+            row = train.loc[(workload, "numpy")]
+            assert row["new_norm"] == pytest.approx(
+                same[(workload, "numpy")] / same[(workload, "roofline")], rel=1e-12)
+            assert (row["verdict"] == regress.REGRESSION) is slower
+
+
+def test_a_roofline_of_another_dtype_is_never_used(tmp_path: Path) -> None:
+    # float64 benchmarks whose run has only a float32 roofline: the raw times decide.
+    def run(path: Path, seed: int) -> pd.DataFrame:
+        frame = load_run(_two_dtypes(path, seed, roofline64=3.0))
+        return frame[~((frame["kind"] == "roofline") & (frame["dtype"] == "float64"))]
+
+    gate = regress.compare_runs(run(tmp_path / "b.json", 1), run(tmp_path / "n.json", 2), 0.15)
+    by_dtype = gate[gate["kind"] == "training"].groupby(
+        gate["name"].str.endswith("-float64]"))["method"].agg(set)
+    assert by_dtype[False] == {regress.UNPAIRED} and by_dtype[True] == {regress.RAW}
+    # A roofline that recorded no dtype stands for every dtype.
+    base, new = (run(tmp_path / f"{n}.json", s).assign(dtype=lambda f: f["dtype"].where(
+        f["kind"] != "roofline", None)) for n, s in (("b2", 1), ("n2", 2)))
+    gate = regress.compare_runs(base, new, 0.15)
+    assert set(gate.loc[gate["kind"] == "training", "method"]) == {regress.UNPAIRED}
+
+
+# --- a backend that disagrees with numpy ----------------------------------------------------
+
+def test_a_disagreeing_backend_fails_even_when_faster(tmp_path: Path, baseline: Path,
+                                                      capsys) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                    factors={"jax": 0.5}, disagree=("jax",))
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(baseline), str(new))
+    assert code == 1
+    assert "FAIL: 0 regressions, 2 disagreeing with numpy, 0 improved, 6 unchanged" in out
+    assert out.count("❌ disagrees with numpy") == 2
+    assert "weights off by up to 0.03" in out
+    gate = _gate(baseline, new).set_index(["workload", "backend"])
+    for workload in WORKLOADS:
+        row = gate.loc[(workload, "jax")]
+        assert row["verdict"] == regress.DISAGREES
+        assert row["ratio"] < 0.6  # twice as fast, and still a failure
+        assert row["note"] == ("disagrees with numpy (weights off by up to 0.03): a wrong "
+                               "result fails whatever its speed")
+        assert gate.loc[(workload, "numpy"), "verdict"] == regress.OK
+
+
+def test_a_new_benchmark_that_disagrees_fails(tmp_path: Path, baseline: Path) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                    backends=(*BACKENDS, "torch-manual"), disagree=("torch-manual",))
+    gate = _gate(baseline, new)
+    verdicts = {(r.workload, r.backend): r.verdict for r in gate.itertuples()}
+    assert verdicts[("crops", "torch-manual")] == regress.DISAGREES
+    line, code = regress.summary(gate, 0.15)
+    assert code == 1 and line.startswith("FAIL: 0 regressions, 2 disagreeing with numpy")
+
+
+def test_a_disagreement_in_the_baseline_alone_does_not_fail(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, disagree=("jax",))
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
+    assert regress.summary(_gate(base, new), 0.15)[1] == 0
+
+
+def test_a_disagreement_missing_its_distance_still_says_why(tmp_path: Path,
+                                                            baseline: Path) -> None:
+    frame = load_run(write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                               disagree=("jax",)))
+    frame["max_abs_diff_vs_numpy"] = math.nan
+    gate = regress.compare_runs(load_run(baseline), frame, 0.15)
+    notes = set(gate.loc[gate["backend"] == "jax", "note"])
+    assert notes == {"disagrees with numpy: a wrong result fails whatever its speed"}
+
+
+# --- --confirm --------------------------------------------------------------------------------
+
+def _gate_of(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"name": n, "verdict": v, "ratio": r, "note": ""} for n, v, r in rows])
+
+
+def test_confirm_keeps_only_the_regressions_the_second_run_shows() -> None:
+    first = _gate_of([("a", regress.REGRESSION, 1.3), ("b", regress.REGRESSION, 1.3),
+                      ("c", regress.REGRESSION, 1.3), ("d", regress.IMPROVEMENT, 0.7),
+                      ("e", regress.OK, 1.0), ("f", regress.NOT_SIGNIFICANT, 1.3)])
+    second = _gate_of([("a", regress.REGRESSION, 1.28), ("b", regress.NOT_SIGNIFICANT, 1.3),
+                       ("d", regress.REGRESSION, 1.3), ("e", regress.REGRESSION, 1.3),
+                       ("f", regress.REGRESSION, 1.3)])
+    out = regress.confirm(first, second)
+    assert list(out["verdict"]) == [regress.REGRESSION, regress.UNCONFIRMED,
+                                    regress.UNCONFIRMED, regress.IMPROVEMENT, regress.OK,
+                                    regress.NOT_SIGNIFICANT]
+    assert list(out["note"]) == ["", "confirmation run: +30.0% (not significant)",
+                                 "confirmation run:  (missing in new run)", "", "", ""]
+    assert list(first["verdict"])[:3] == [regress.REGRESSION] * 3  # the input is untouched
+
+
+def test_confirm_keeps_a_disagreement_from_either_run() -> None:
+    first = _gate_of([("a", regress.DISAGREES, 0.5), ("b", regress.REGRESSION, 1.3),
+                      ("c", regress.OK, 1.0)])
+    first.loc[1, "note"] = "earlier"
+    second = _gate_of([("a", regress.OK, 1.0), ("b", regress.DISAGREES, 1.3),
+                       ("c", regress.DISAGREES, 1.0)])
+    out = regress.confirm(first, second)
+    assert list(out["verdict"]) == [regress.DISAGREES] * 3
+    assert list(out["note"]) == ["", "earlier; the confirmation run disagrees with numpy",
+                                 "the confirmation run disagrees with numpy"]
+
+
+def test_an_unreproduced_regression_passes_end_to_end(tmp_path: Path, baseline: Path,
+                                                      capsys) -> None:
+    first = write_run(tmp_path / "first.json", workloads=WORKLOADS, seed=2,
+                      factors={"numpy": 1.3})
+    second = write_run(tmp_path / "second.json", workloads=WORKLOADS, seed=3,
+                       factors={"torch-cpu": 1.3})  # slow elsewhere: not the same benchmark
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(baseline), str(first),
+                           "--confirm", str(second))
+    assert code == 0, out
+    assert out.count("~ not reproduced") == 2 and "confirmation run: " in out
+    assert "❌ regression" not in out
+
+
+# --- the report ---------------------------------------------------------------------------
+
+def test_the_report_names_each_runs_commit_and_whether_it_was_dirty(tmp_path: Path,
+                                                                    capsys) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1,
+                     commit={"id": "1c8c13c411dfcdc2505a303b25cbaa4f06c8f023", "dirty": True})
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                    commit={"id": "a46110d0a1b2c3d4e5f60718293a4b5c6d7e8f90", "dirty": False})
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(base), str(new))
+    assert code == 0
+    lines = out.splitlines()
+    base_line = next(x for x in lines if x.startswith("baseline: "))
+    new_line = next(x for x in lines if x.startswith("new run: "))
+    assert "commit `1c8c13c411df` (dirty: uncommitted changes)" in base_line
+    assert "commit `a46110d0a1b2` (clean)" in new_line
+    # Runs saved without commit_info, or without its dirty flag, say so.
+    bare = make_run(workloads=WORKLOADS, seed=1)
+    del bare["commit_info"]
+    (tmp_path / "bare.json").write_text(json.dumps(bare), encoding="utf-8")
+    text, _ = regress.build_report(load_run(tmp_path / "bare.json"), load_run(new), 0.15)
+    assert "2026-01-02 03:04 UTC), commit unknown" in text
+    no_flag = write_run(tmp_path / "noflag.json", workloads=WORKLOADS, seed=1,
+                        commit={"id": "abcdef0123456789"})
+    text, _ = regress.build_report(load_run(no_flag), load_run(new), 0.15, fmt="table")
+    assert "commit `abcdef012345`\n" in text
+
+
+def test_summary_counts_every_verdict() -> None:
+    gate = pd.DataFrame({"verdict": [
+        regress.REGRESSION, regress.IMPROVEMENT, regress.IMPROVEMENT, regress.OK, regress.OK,
+        regress.OK, regress.UNCONFIRMED, regress.NOT_SIGNIFICANT, regress.NOT_SIGNIFICANT,
+        regress.MISSING_NEW, regress.MISSING_BASE, regress.REFERENCE]})
+    line, code = regress.summary(gate, 0.15)
+    assert (line, code) == ("FAIL: 1 regression, 2 improved, 3 unchanged, 1 not reproduced "
+                            "by the confirmation run, 2 beyond the threshold but not "
+                            "significant, 2 missing from one run (threshold +15%)", 1)
+    calm = pd.DataFrame({"verdict": [regress.OK, regress.REFERENCE]})
+    assert regress.summary(calm, 0.2) == (
+        "PASS: 0 regressions, 0 improved, 1 unchanged (threshold +20%)", 0)
+    wrong = pd.DataFrame({"verdict": [regress.DISAGREES, regress.OK]})
+    assert regress.summary(wrong, 0.15) == (
+        "FAIL: 0 regressions, 1 disagreeing with numpy, 0 improved, 1 unchanged "
+        "(threshold +15%)", 1)
+
+
+def test_report_table_cells(tmp_path: Path, baseline: Path) -> None:
+    gate = pd.DataFrame([
+        {"workload": "crops", "backend": "numpy", "kind": "training", "base_norm": 4.0,
+         "new_norm": 5.0, "ratio": 1.25, "low": 1.125, "high": 1.375, "raw_ratio": 1.5,
+         "verdict": regress.REGRESSION, "note": "n"},
+        {"workload": "crops", "backend": "roofline", "kind": "roofline", "base_norm": math.nan,
+         "new_norm": math.nan, "ratio": math.nan, "low": math.nan, "high": math.nan,
+         "raw_ratio": 1.2, "verdict": regress.REFERENCE, "note": ""},
+    ])
+    table = regress.report_table(gate)
+    assert table.to_dict("records") == [
+        {"workload": "crops", "backend": "numpy", "baseline ×ref": "4", "new ×ref": "5",
+         "change": "+25.0%", "95% CI": "[+12.5%, +37.5%]", "raw time change": "+50.0%",
+         "verdict": "❌ regression", "note": "n"},
+        {"workload": "crops", "backend": "roofline", "baseline ×ref": "", "new ×ref": "",
+         "change": "+20.0%", "95% CI": "", "raw time change": "+20.0%",
+         "verdict": "reference", "note": ""},
+    ]
+
+
+def test_rows_are_ordered_by_workload_then_backend(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=("small", "crops"), seed=1,
+                     backends=("jax-scan", "numpy", "torch-cpu"))
+    new = write_run(tmp_path / "new.json", workloads=("small", "crops"), seed=2,
+                    backends=("jax", "numpy", "torch-cpu"))
+    gate = _gate(base, new)
+    assert list(zip(gate["workload"], gate["backend"], strict=True)) == [
+        (w, b) for w in ("crops", "small")
+        for b in ("numpy", "torch-cpu", "jax", "jax-scan", "roofline")]
+
+
+def test_one_round_is_compared_without_a_significance_test(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, rounds=1)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, rounds=1,
+                    factors={"jax": 1.5})
+    gate = _gate(base, new)
+    train = gate[gate["kind"] == "training"]
+    assert (train["note"] == "one round: no significance test").all()
+    assert train["low"].isna().all() and (train["method"] == regress.PAIRED).all()
+    bad = {(r.workload, r.backend) for r in train.itertuples() if r.verdict == regress.REGRESSION}
+    assert bad == {("crops", "jax"), ("small", "jax")}
+    row = train.set_index(["workload", "backend"]).loc[("crops", "jax")]
+    frames = [load_run(p).set_index(["workload", "backend"]) for p in (base, new)]
+    assert row["base_norm"] == pytest.approx(frames[0].loc[("crops", "jax"), "norm_data"][0])
+    assert row["new_norm"] == pytest.approx(frames[1].loc[("crops", "jax"), "norm_data"][0])
+
+
+def test_a_threshold_given_as_text_in_a_namespace_is_parsed(tmp_path: Path, baseline: Path,
+                                                            capsys) -> None:
+    import argparse
+
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                    factors={"numpy": 1.25})
+    report = tmp_path / "r.md"
+    args = argparse.Namespace(run=str(new), baseline=str(baseline), threshold="30%",
+                              report=str(report), strict_machine=False, format="md")
+    assert regress.main(args) == 0  # +25% is within a 30% threshold
+    out = capsys.readouterr().out
+    assert "(threshold +30%)" in out and report.read_text(encoding="utf-8") == out

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
 import statistics
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from _benchjson import bad_run_files, machine_info, make_run, write_run
 
 from gdbench import machine
 from gdbench.data.errors import InputError
-from gdbench.results import COLUMNS, load_run, load_runs, runs_of, write_atomic
+from gdbench.results import (
+    COLUMNS,
+    backends_in,
+    has_paired_rounds,
+    load_run,
+    load_runs,
+    ordered,
+    read_run,
+    runs_of,
+    workloads_in,
+    write_atomic,
+)
 
 
 def test_one_row_per_benchmark_with_the_documented_columns(tmp_path: Path) -> None:
@@ -145,3 +160,208 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) 
     write_atomic(target, b"new")
     assert target.read_text() == "new"
     assert [p.name for p in target.parent.iterdir()] == ["report.md"]
+
+
+def test_commit_and_dirty_come_from_commit_info(tmp_path: Path) -> None:
+    path = write_run(tmp_path / "r.json", commit={"id": "abc123", "dirty": True})
+    frame = load_run(path)
+    assert (frame["commit"] == "abc123").all()
+    assert all(d is True for d in frame["dirty"])
+    assert runs_of(frame)[0]["commit"] == "abc123" and runs_of(frame)[0]["dirty"] is True
+    clean = load_run(write_run(tmp_path / "c.json", commit={"id": "def", "dirty": False}))
+    assert all(d is False for d in clean["dirty"])
+    for odd in ({}, {"id": "", "dirty": "yes"}, {"id": 12, "dirty": 1}, None):
+        doc = make_run(workloads=("crops",), backends=("numpy",))
+        doc["commit_info"] = odd
+        p = tmp_path / "odd.json"
+        p.write_text(json.dumps(doc))
+        frame = load_run(p)
+        assert frame["commit"].isna().all()
+        assert all(d is None for d in frame["dirty"])
+
+
+def test_fields_missing_from_a_bare_entry_fall_back(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=6)
+    bench = doc["benchmarks"][1]
+    extra = bench["extra_info"]
+    for key in ("steps", "flops", "norm_median"):
+        del extra[key]
+    extra.update(step_us=12.5, gflops=0.25, agrees="yes", ref_s=-1.0)
+    del bench["stats"]["rounds"]
+    del bench["stats"]["iterations"]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    row = load_run(path).iloc[1]
+    assert row["step_us"] == 12.5 and row["gflops"] == 0.25  # as recorded, not recomputed
+    assert row["rounds"] == 6 and row["iterations"] == 1
+    assert row["norm_median"] == pytest.approx(statistics.median(extra["norm_data"]))
+    assert row["agrees"] is None and math.isnan(row["ref_s"])
+    del bench["stats"]["data"]
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[1]["rounds"] is pd.NA
+
+
+def test_a_recorded_norm_median_is_kept(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
+    doc["benchmarks"][1]["extra_info"]["norm_median"] = 7.5
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[1]["norm_median"] == 7.5
+
+
+@pytest.mark.parametrize("median", [0, -1.0, "1.0", None, float("nan")])
+def test_a_benchmark_without_a_positive_median_is_an_input_error(tmp_path: Path,
+                                                                 median: object) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    doc["benchmarks"][1]["stats"]["median"] = median
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"benchmark bench_training\[crops-numpy\] has no "
+                                         r"positive stats.median"):
+        load_run(path)
+
+
+@pytest.mark.parametrize("bad", [["not a dict"], [{"name": "x", "stats": {"median": 1.0},
+                                                    "extra_info": [1]}]])
+def test_malformed_entries_are_input_errors(tmp_path: Path, bad: list) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    doc["benchmarks"] = bad
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"benchmark (#1 is not an object|x has a malformed)"):
+        load_run(path)
+
+
+def test_the_same_file_twice_gets_two_names(tmp_path: Path) -> None:
+    p = write_run(tmp_path / "run.json", workloads=("crops",))
+    frame = load_runs([p, p, p])
+    folder = tmp_path.name
+    assert [r["run"] for r in runs_of(frame)] == [f"{folder}/run", f"{folder}/run'",
+                                                  f"{folder}/run''"]
+    assert load_run(p, run="mine")["run"].eq("mine").all()
+
+
+def test_ordering_helpers() -> None:
+    assert ordered(["b", 3, "z", "a", "b", None, "x"], ["x", "b", "q"]) == ["x", "b", "a", "z"]
+    frame = pd.DataFrame({"workload": ["medium", "crops", "mine", "small", "crops"],
+                          "backend": ["roofline", "jax", "numpy", "zz-custom", "torch-cpu"]})
+    assert workloads_in(frame) == ["crops", "small", "medium", "mine"]
+    assert backends_in(frame) == ["numpy", "torch-cpu", "jax", "zz-custom", "roofline"]
+    assert backends_in(frame[frame["backend"] != "roofline"]) == [
+        "numpy", "torch-cpu", "jax", "zz-custom"]
+
+
+def test_has_paired_rounds() -> None:
+    assert has_paired_rounds(pd.Series({"norm_data": [1.0]}))
+    assert not has_paired_rounds(pd.Series({"norm_data": []}))
+    assert not has_paired_rounds(pd.Series({"norm_data": None}))
+    assert not has_paired_rounds(None)
+
+
+@pytest.mark.parametrize("problem", ["unreadable", "not UTF-8", "a directory"])
+def test_unreadable_files_are_one_line_input_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str) -> None:
+    path = tmp_path / "r.json"
+    if problem == "a directory":
+        path.mkdir()
+        fragment = "is a directory"
+    elif problem == "not UTF-8":
+        path.write_bytes(b"\xff\xfe{\x00")
+        fragment = "not a text file"
+    else:
+        path.write_text("{}")
+
+        def denied(self: Path, encoding: str | None = None) -> str:
+            raise PermissionError(errno.EACCES, "Permission denied")  # as root never sees
+
+        monkeypatch.setattr(Path, "read_text", denied)
+        fragment = r"cannot read it \(Permission denied\)"
+    with pytest.raises(InputError, match=fragment) as info:
+        read_run(path)
+    assert str(path) in str(info.value)
+
+
+# --- write_atomic ---------------------------------------------------------------------------
+
+def test_write_atomic_writes_utf8_text_readable_by_all(tmp_path: Path) -> None:
+    target = tmp_path / "report.md"
+    write_atomic(target, "µs ✅\n")
+    assert target.read_bytes() == "µs ✅\n".encode()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_write_atomic_renames_a_hidden_temporary_in_the_same_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        seen.append((str(src), str(dst)))
+        assert Path(src).read_bytes() == b"new"  # complete before it takes the name
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "run.json"
+    write_atomic(target, b"new")
+    [(src, dst)] = seen
+    assert Path(dst) == target
+    assert Path(src).parent == tmp_path
+    assert Path(src).name.startswith(".run.json.") and src.endswith(".tmp")
+
+
+def test_a_failed_rename_leaves_the_old_file_and_no_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.md"
+    target.write_text("old")
+
+    def fail(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_a_failure_mid_write_leaves_the_old_file_and_no_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.md"
+    target.write_text("old")
+    real_fdopen = os.fdopen
+
+    class HalfWriter:
+        """Writes the first half of the data, then the disk fills up."""
+
+        def __init__(self, fd: int, mode: str) -> None:
+            self.file = real_fdopen(fd, mode)
+
+        def __enter__(self) -> HalfWriter:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def write(self, data: bytes) -> int:
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            raise OSError("no space left on device")
+
+    monkeypatch.setattr(os, "fdopen", HalfWriter)
+    with pytest.raises(OSError, match="no space left"):
+        write_atomic(target, "new content")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_an_interrupt_mid_write_also_cleans_up(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.md"
+
+    def interrupted(path: str, mode: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "chmod", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, "new")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,201 @@
+"""gdbench.stats: the ratio of medians and its percentile bootstrap interval, checked by value.
+
+Two kinds of check. Deterministic properties hold exactly (the ratio is the ratio of the
+medians; every round can be drawn; chunking does not change the draws; seeded runs
+repeat). The interval itself is compared with an independent oracle,
+``scipy.stats.bootstrap`` (percentile method, statistic = the same ratio of medians,
+each sample resampled independently), within a tolerance set by the Monte-Carlo error of
+a percentile bound: with B resamples its standard error is about
+sqrt(a(1-a)/B) / f(q_a), which for a = 2.5% is ~1.36/sqrt(B) of the interval's half-width
+for a bell-shaped bootstrap distribution: 3.0% at B = 2,000 (the gate's), 1.0% at 20,000,
+0.6% for the 50,000-resample oracle. The tolerances below are about four standard errors,
+yet well under the 16% of the half-width that separates a 95% interval from a 90% one,
+and far under what a bootstrap of means would give on the skewed samples used here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from numpy.typing import ArrayLike
+
+from gdbench import stats
+from gdbench.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+ORACLE_RESAMPLES = 50_000
+
+
+def oracle(*samples: ArrayLike, confidence: float = 0.95) -> tuple[float, float]:
+    """scipy's percentile bootstrap interval of the same ratio of medians."""
+    exps = (1.0, -1.0, -1.0, 1.0)[: len(samples)]
+
+    def statistic(*xs: np.ndarray, axis: int = -1) -> np.ndarray:
+        out = np.ones(np.shape(np.median(xs[0], axis=axis)))
+        for x, e in zip(xs, exps, strict=True):
+            out = out * np.median(x, axis=axis) ** e
+        return out
+
+    res = scipy_stats.bootstrap(
+        tuple(np.asarray(s, dtype=float) for s in samples), statistic, method="percentile",
+        paired=False, vectorized=True, n_resamples=ORACLE_RESAMPLES,
+        confidence_level=confidence, rng=np.random.default_rng(12345))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def skewed(scale: float, size: int, seed: int, slow_share: float = 0.25) -> np.ndarray:
+    """Lognormal round times (sigma 0.15) where ``slow_share`` of the rounds ran 2.5x
+    slower: a median and a mean of such rounds, and their bootstraps, differ a lot."""
+    rng = np.random.default_rng(seed)
+    x = scale * rng.lognormal(0.0, 0.15, size)
+    x[: int(slow_share * size)] *= 2.5
+    return rng.permutation(x)
+
+
+def assert_bounds_match(est: Estimate, low: float, high: float, tol: float) -> None:
+    """Each bound within ``tol`` of the oracle interval's half-width on its side."""
+    assert est.low < est.ratio < est.high
+    assert abs(est.low - low) <= tol * (est.ratio - low), (est, low, high)
+    assert abs(est.high - high) <= tol * (high - est.ratio), (est, low, high)
+
+
+# --- the point estimate --------------------------------------------------------------------
+
+def test_the_ratio_is_the_ratio_of_the_medians_exactly() -> None:
+    new, base = [3.0, 1.0, 2.0], [4.0, 8.0, 5.0, 1.0]  # medians 2 and 4.5
+    assert ratio_of_medians(new, base).ratio == pytest.approx(2 / 4.5, rel=1e-15)
+
+
+def test_references_divide_each_side_by_its_own_reference() -> None:
+    # (median(new) / median(new_ref)) / (median(base) / median(base_ref)) = (6/3) / (2/5)
+    new, base, new_ref, base_ref = [6.0, 5.0, 7.0], [2.0, 1.0, 3.0], [3.0, 3.0], [5.0, 4.0, 6.0]
+    est = ratio_of_medians(new, base, new_ref, base_ref)
+    assert est.ratio == pytest.approx(5.0, rel=1e-15)
+    assert est.low < 5.0 < est.high
+
+
+def test_one_round_gives_the_ratio_without_an_interval() -> None:
+    est = ratio_of_medians([3.0], [1.0, 2.0])
+    assert est.ratio == pytest.approx(3 / 1.5)
+    assert math.isnan(est.low) and math.isnan(est.high) and not est.resampled
+    assert ratio_of_medians([2.0, 2.0], [1.0, 1.0]).resampled
+
+
+# --- deterministic properties of the interval ----------------------------------------------
+
+def test_two_rounds_each_give_the_exact_percentile_interval() -> None:
+    # new = [4, 1]: a resample's median is 1, 2.5 or 4 with probabilities 1/4, 1/2, 1/4;
+    # base never moves. So the 2.5% and 97.5% percentiles are exactly 1 and 4.
+    assert ratio_of_medians([4.0, 1.0], [1.0, 1.0]) == Estimate(2.5, 1.0, 4.0)
+
+
+def test_a_lone_outlier_cannot_move_a_bootstrap_of_medians() -> None:
+    # 20 rounds of 1 s and one of 50 s: a resample's median is 1 unless 11 or more of its
+    # 21 draws are the outlier (probability < 1e-10). A bootstrap of means would spread.
+    new = [1.0] * 20 + [50.0]
+    assert ratio_of_medians(new, [1.0] * 21) == Estimate(1.0, 1.0, 1.0)
+
+
+def test_the_interval_is_seeded() -> None:
+    new, base = skewed(2.0, 30, 1), skewed(1.0, 30, 2)
+    assert ratio_of_medians(new, base) == ratio_of_medians(new, base, seed=0)
+    assert ratio_of_medians(new, base, seed=1) != ratio_of_medians(new, base, seed=0)
+    # The gate's defaults are what its report says: 2,000 resamples, 95%.
+    assert ratio_of_medians(new, base) == ratio_of_medians(new, base, resamples=2000,
+                                                           confidence=0.95)
+    assert (RESAMPLES, CONFIDENCE) == (2000, 0.95)
+
+
+def test_drawing_in_chunks_draws_the_same_resamples(monkeypatch: pytest.MonkeyPatch) -> None:
+    new, base = skewed(2.0, 20, 3), skewed(1.0, 20, 4)
+    whole = ratio_of_medians(new, base, resamples=7)
+    monkeypatch.setattr(stats, "_CHUNK_VALUES", 50)  # 2 resamples of 20 rounds per chunk
+    assert ratio_of_medians(new, base, resamples=7) == whole
+    monkeypatch.setattr(stats, "_CHUNK_VALUES", 1)  # fewer values than one resample
+    assert ratio_of_medians(new, base, resamples=7) == whole
+
+
+def test_units_cancel() -> None:
+    new, base, ref = skewed(2.0, 25, 5), skewed(1.0, 25, 6), skewed(0.5, 25, 7)
+    seconds = ratio_of_medians(new, base, ref, ref)
+    micro = ratio_of_medians(new * 1e6, base * 1e6, ref * 1e6, ref * 1e6)
+    assert micro.ratio == pytest.approx(seconds.ratio, rel=1e-12)
+    assert micro.low == pytest.approx(seconds.low, rel=1e-12)
+    assert micro.high == pytest.approx(seconds.high, rel=1e-12)
+
+
+def test_a_wider_confidence_gives_a_wider_interval() -> None:
+    new, base = skewed(2.0, 30, 8), skewed(1.0, 30, 9)
+    wide = ratio_of_medians(new, base, confidence=0.99)
+    gate = ratio_of_medians(new, base)
+    narrow = ratio_of_medians(new, base, confidence=0.90)
+    assert wide.low < gate.low < narrow.low < gate.ratio < narrow.high < gate.high < wide.high
+
+
+# --- the interval against scipy's bootstrap ------------------------------------------------
+
+CASES = {
+    # 25% slower, a quarter of each run's rounds in a 2.5x slow episode
+    "two samples": lambda: (skewed(2.5, 30, 11), skewed(2.0, 40, 12)),
+    # only the baseline had the slow episode: its mean moves, its median barely
+    "episode in the baseline": lambda: (skewed(2.0, 30, 13, 0.0), skewed(2.0, 30, 14, 0.3)),
+    # with references, as the unpaired fallback bootstraps them
+    "four samples": lambda: (skewed(2.5, 30, 15), skewed(2.0, 30, 16), skewed(1.2, 30, 17),
+                             skewed(1.0, 30, 18)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_gates_interval_matches_scipys_bootstrap(case: str) -> None:
+    samples = CASES[case]()
+    low, high = oracle(*samples)
+    # B = 2,000: a bound's standard error is ~3% of the half-width; allow 12%.
+    assert_bounds_match(ratio_of_medians(*samples), low, high, tol=0.12)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_more_resamples_match_scipys_bootstrap_closely(case: str) -> None:
+    samples = CASES[case]()
+    low, high = oracle(*samples)
+    # B = 20,000 against 50,000: ~1.1% combined; allow 5%.
+    assert_bounds_match(ratio_of_medians(*samples, resamples=20_000), low, high, tol=0.05)
+
+
+def test_a_90_percent_interval_is_not_the_95_percent_one() -> None:
+    """The oracle tells the two apart at this tolerance, so a 90% interval reported as
+    95% fails the tests above."""
+    samples = CASES["two samples"]()
+    low95, high95 = oracle(*samples)
+    est90 = ratio_of_medians(*samples, resamples=20_000, confidence=0.90)
+    assert_bounds_match(est90, *oracle(*samples, confidence=0.90), tol=0.05)
+    with pytest.raises(AssertionError):
+        assert_bounds_match(est90, low95, high95, tol=0.05)
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [[], [1.0, 0.0], [1.0, -1.0], [1.0, math.inf], [math.nan, 1.0]])
+def test_samples_need_positive_finite_times(bad: list[float]) -> None:
+    with pytest.raises(ValueError, match="one or more positive finite times"):
+        ratio_of_medians(bad, [1.0, 2.0])
+    with pytest.raises(ValueError, match="one or more positive finite times"):
+        ratio_of_medians([1.0, 2.0], [1.0, 2.0], [1.0, 2.0], bad)
+
+
+def test_references_come_in_pairs() -> None:
+    with pytest.raises(ValueError, match="give both references or neither"):
+        ratio_of_medians([1.0, 2.0], [1.0, 2.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="give both references or neither"):
+        ratio_of_medians([1.0, 2.0], [1.0, 2.0], None, [1.0, 2.0])
+
+
+def test_an_estimate_is_a_value() -> None:
+    est = Estimate(1.2, 1.1, 1.3)
+    assert est == Estimate(1.2, 1.1, 1.3) and est.resampled
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        est.ratio = 2.0  # type: ignore[misc]
+    assert not Estimate(1.2).resampled
