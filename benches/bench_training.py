@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gdbench import limits, timing
+from gdbench import limits, memory, target, timing
 from gdbench.data.workloads import Problem
 from gdbench.implementations.base import prepare
 
@@ -132,6 +132,9 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     benchmark.extra_info.update(final_loss=result.final_loss, max_abs_diff_vs_numpy=max_diff,
                                 agrees=agrees)
     _record_timing(benchmark, request, problem.flops, ref_times)
+    benchmark.extra_info["prepare_s"] = prepared.prepare_s
+    if not benchmark.disabled:  # one more, instrumented run: after timing, never in it
+        benchmark.extra_info.update(memory.measure(prepared, len(problem.plan)).record())
     assert agrees, (
         f"{backend_name} on {workload_name} disagrees with numpy: max |diff| = {max_diff:.3g}"
     )
@@ -156,11 +159,17 @@ def bench_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name
                    problems: Any, settings: Any) -> None:
     """The roofline loop on its own: the machine's GEMM rate at one step's shapes, and,
     measured before it (untimed), the bandwidth of a copy the size of the dataset: the
-    two ceilings of the workload's limit, measured in the same run."""
+    two ceilings of the workload's limit, measured in the same run. It also records the
+    workload's shared target loss (:mod:`gdbench.target`) and the float64 reference's
+    loss at each checkpoint, which every backend's time to target is read against."""
     problem, _ = problems.get(workload_name)
     run, flops = roofline_loop(problem)
     benchmark.group = workload_name
     bandwidth, copy_bytes, copy_threads = copy_bandwidth(problem)
+    curve = target.checkpoint_losses(problem)
+    goal = target.shared_target(problem, curve=curve)
+    benchmark.extra_info.update(
+        **goal.record(), loss_curve_steps=curve[0], loss_curve=curve[1])
     benchmark.extra_info.update(
         kind="roofline", backend="roofline", device="cpu", sync="none", flops=flops,
         compile_s=0.0, final_loss=None, max_abs_diff_vs_numpy=None, agrees=True,

@@ -1,0 +1,68 @@
+"""The shared target, the time to reach it, and the break-even arithmetic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gdbench import target
+from gdbench.data.datasets import least_squares, load_dataset, mse, synthetic
+from gdbench.data.workloads import make_problem
+
+
+def test_the_optimum_loss_is_the_least_squares_mse() -> None:
+    problem = make_problem("s", synthetic(500, 6, 2, seed=4, noise=0.3), batch_size=50,
+                           epochs=1, lr=0.05)
+    ds = problem.dataset.astype(np.float64)
+    assert target.optimum_loss(problem) == pytest.approx(mse(ds, *least_squares(ds)),
+                                                         rel=1e-10)
+    crops = make_problem("crops", load_dataset("crops"), batch_size=3, epochs=1, lr=1e-6)
+    ds = crops.dataset.astype(np.float64)  # raw crops: ill-conditioned, lstsq path
+    assert target.optimum_loss(crops) == pytest.approx(mse(ds, *least_squares(ds)), rel=1e-10)
+
+
+def test_the_target_is_the_first_checkpoint_within_one_percent() -> None:
+    # Noise 0.3: the optimum's MSE is about 0.09; lr 0.1 gets within 1% at step 44.
+    problem = make_problem("s", synthetic(500, 6, 2, seed=4, noise=0.3).standardized(),
+                           batch_size=50, epochs=8, lr=0.1)
+    t = target.shared_target(problem)
+    assert t.loss == pytest.approx(1.01 * t.optimum_loss)
+    assert t.checked_every == 1 and t.plan_steps == 80
+    steps, losses, _ = target.checkpoint_losses(problem)
+    assert t.steps == 44
+    i = steps.index(t.steps)
+    assert losses[i] <= t.loss < min(losses[:i])  # the first one at or below the target
+    # The same rule computed by hand from the float64 replay.
+    assert t.steps == next(s for s, loss in zip(steps, losses, strict=True)
+                           if loss <= 1.01 * t.optimum_loss)
+
+
+def test_a_plan_that_never_gets_there_says_so() -> None:
+    problem = make_problem("crops", load_dataset("crops"), batch_size=3, epochs=50, lr=1e-6)
+    t = target.shared_target(problem)
+    assert t.steps is None and t.plan_steps == 250
+    assert all(math.isnan(x) for x in target.time_to_target(t.steps, 1e-6, 0.5))
+
+
+def test_checkpoints_fall_every_eighth_of_an_epoch_and_at_each_epochs_end() -> None:
+    problem = make_problem("s", synthetic(100, 3, 1, seed=0), batch_size=6, epochs=2, lr=0.01)
+    steps, losses, every = target.checkpoint_losses(problem)
+    assert every == 2  # 17 steps per epoch (16 full + 1 ragged) // 8
+    assert steps[:4] == [0, 2, 4, 6] and 17 in steps and 34 in steps
+    assert len(steps) == len(losses)
+
+
+def test_hot_and_cold_time_to_target() -> None:
+    assert target.time_to_target(100, 20e-6, 1.5) == pytest.approx((2e-3, 1.502))
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ((3.0, 1e-6, 0.0, 11e-6), 3.0 / 10e-6),  # 3 s of compile, 10 µs a step saved
+    ((0.1, 1e-6, 0.5, 11e-6), 0.0),  # ahead from the start
+    ((3.0, 12e-6, 0.0, 11e-6), math.inf),  # slower per step: never
+    ((3.0, 11e-6, 0.0, 11e-6), math.inf),  # equal per step: never
+])
+def test_break_even(args: tuple[float, float, float, float], expected: float) -> None:
+    assert target.break_even_steps(*args) == pytest.approx(expected)
