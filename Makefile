@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench quick test lint clean
+.PHONY: bench quick test lint mutate clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,24 @@ quick: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest --benchmark-disable
 
+# The browser test of `gdbench history` (tests/test_history.py) loads the page in a
+# headless Chromium. When none is on PATH, install Debian's (as root, as CI is); when that
+# cannot be done, say so and carry on: the test then skips and names the reason.
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable chromium-headless-shell
+.PHONY: browser
+browser:
+	@for b in $(BROWSERS); do \
+		if command -v $$b >/dev/null 2>&1; then echo "browser: $$(command -v $$b)"; exit 0; fi; \
+	done; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: no Chromium, and no root apt-get to install one; the browser test will skip"; \
+		exit 0; \
+	fi; \
+	echo "browser: installing Debian's chromium (apt-get)"; \
+	if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium >/dev/null; then echo "browser: $$(command -v chromium)"; \
+	else echo "browser: apt-get could not install chromium; the browser test will skip"; fi
+
 # mypy reads source, not the install, so it gets the installed layout as a tree of links:
 # gdbench/ with data/, implementations/ and benches/ inside it, as the wheel has them.
 MYPY_TREE := build/mypy-tree
@@ -32,6 +50,51 @@ lint: $(STAMP)
 	for d in data implementations benches; do ln -s $(CURDIR)/$$d $(MYPY_TREE)/gdbench/$$d; done
 	cd $(MYPY_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 		--cache-dir $(CURDIR)/.mypy_cache -p gdbench
+
+# Mutation testing with mutmut 2, which mutates a source file in place and runs a test
+# command per mutant. It runs file by file in a throwaway copy of the working tree (tracked
+# and untracked files, laid out as installed: gdbench/data -> data, ...), first on the
+# import path, so an interrupted run never leaves a mutant in your files. Slow (minutes a
+# file), so not part of .ci/run.
+# MUTATE: one entry per file, SOURCE:TESTS, TESTS being the comma-separated test files
+# that cover SOURCE (fast ones only: no benches, no wheel build). Add a file by adding an
+# entry. `make mutate ONLY=gdbench/stats.py` runs the entries whose source is named there.
+# Each file's survivors, as diffs, go to build/mutate/<source>.txt.
+MUTATE := \
+	data/loader.py:tests/test_loader.py,tests/test_gradients.py,tests/test_cli.py \
+	implementations/reference.py:tests/test_gradients.py,tests/test_cli.py \
+	implementations/base.py:tests/test_cli.py,tests/test_gradients.py,tests/test_registry.py \
+	gdbench/stats.py:tests/test_stats.py,tests/test_regress.py \
+	gdbench/regress.py:tests/test_regress.py \
+	gdbench/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py
+ONLY ?=
+MUTATE_OUT := build/mutate
+# -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a
+# failure, so the runner turns every failure (a collection error is 2) into 1. A run that
+# takes 3x the clean run's time plus 30 s counts as a timeout (an infinite loop).
+MUTMUT_RUN := run --CI --simple-output --test-time-multiplier 3 --test-time-base 30
+MUTATE_PYTEST := -m pytest -x -q -p no:cacheprovider --benchmark-disable
+mutate: $(STAMP)
+	@set -u; tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/gdbench-mutate.XXXXXX") || exit 1; \
+	trap 'rm -rf "$$tmp"' 0; trap 'exit 130' INT TERM HUP; \
+	git ls-files -z --cached --others --exclude-standard \
+		| tar --null -T - --ignore-failed-read -cf - | tar -xf - -C "$$tmp" || exit 1; \
+	for d in data implementations benches; do ln -s "../$$d" "$$tmp/gdbench/$$d"; done; \
+	mkdir -p $(MUTATE_OUT); \
+	for entry in $(MUTATE); do \
+		src=$${entry%%:*}; tests=$$(echo "$${entry#*:}" | tr , ' '); \
+		case " $(ONLY) " in "  ") ;; *" $$src "*) ;; *) continue ;; esac; \
+		out=$(MUTATE_OUT)/$$(echo "$$src" | tr / _).txt; \
+		echo "mutate $$src (tests: $$tests)"; \
+		( cd "$$tmp" && rm -f .mutmut-cache \
+		  && PYTHONPATH="$$tmp" $(CURDIR)/$(BIN)/mutmut $(MUTMUT_RUN) --paths-to-mutate "$$src" \
+			--runner "sh -c '$(CURDIR)/$(BIN)/python $(MUTATE_PYTEST) $$tests || exit 1'" \
+			> .mutmut.log 2>&1 \
+		  || { cat .mutmut.log; exit 1; }; \
+		  tr '\r' '\n' < .mutmut.log | grep -a KILLED | tail -n 1; \
+		  $(CURDIR)/$(BIN)/mutmut show all ) > "$$out.new" || { cat "$$out.new"; exit 1; }; \
+		mv "$$out.new" "$$out"; head -n 1 "$$out"; echo "  survivors: $$out"; \
+	done
 
 clean:
 	rm -rf $(VENV)

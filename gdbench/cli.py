@@ -162,6 +162,7 @@ _MODULE_COMMANDS = {
     "run": ("gdbench.runner", "run the benchmark suite, save the run JSON and print the table"),
     "compare": ("gdbench.tables", "tables from saved runs (one run, or two side by side)"),
     "check": ("gdbench.regress", "the CI regression gate: compare a run with a baseline"),
+    "ab": ("gdbench.ab", "the CI gate on hosted runners: time two git revisions in turns here"),
     "plot": ("gdbench.plots", "scaling, speed-up and convergence figures from a saved run"),
     "audit": ("gdbench.audit", "prove each figure of a run is its backend's loop alone "
                                "(interference, sync, noise)"),

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -20,14 +21,18 @@ import numpy as np
 import pytest
 
 from gdbench import cli, implementations
-from gdbench.data.datasets import load_dataset
+from gdbench.data.datasets import load_dataset, mse
+from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan, init_params
 from gdbench.data.workloads import Problem, make_problem
 from gdbench.implementations.base import (
     RTOL,
+    DivergenceError,
     TrainResult,
     agreement,
     first_divergent_step,
+    make_result,
+    prepare,
     train_once,
 )
 from gdbench.implementations.numpy_manual import NumpyManual
@@ -212,7 +217,14 @@ def test_verify_skips_backends_whose_library_is_missing(
     assert "pip install 'gdbench[torch]'" in rows["torch-cpu"]
 
 
-@pytest.mark.parametrize("backend", implementations.names())
+# torch.compile compiles every new batch shape, seconds each on a CPU: the tests that
+# train every backend leave these out, except verify on crops (tests/test_compile.py
+# runs verify on them, and test_agreement.py checks their agreement).
+COMPILE_PER_SHAPE = {"torch-compile", "torch-compile-cuda"}
+
+
+@pytest.mark.parametrize("backend",
+                         [n for n in implementations.names() if n not in COMPILE_PER_SHAPE])
 def test_divergence_names_backend_step_and_lr(
     capsys: pytest.CaptureFixture[str], backend: str, backend_status: dict[str, str | None]
 ) -> None:
@@ -321,7 +333,8 @@ def test_default_train_prints_named_weights(capsys: pytest.CaptureFixture[str]) 
         assert name in out
 
 
-@pytest.mark.parametrize("backend", implementations.names())
+@pytest.mark.parametrize("backend",
+                         [n for n in implementations.names() if n not in COMPILE_PER_SHAPE])
 def test_train_json_works_for_every_available_backend(
     capsys: pytest.CaptureFixture[str],
     backend: str,
@@ -391,11 +404,18 @@ def test_verify_reports_every_available_backend_as_agreeing(
         "csv-one-target": ["--data", str(write_csv(K1_CSV)), "--targets", "y", "--standardize",
                            "--batch-size", "5", "--epochs", "20", "--lr", "0.05"],
     }[problem]
+    # Every backend by default on crops (the shape test_agreement.py compiles too); the
+    # other problems leave out the backends that compile each new shape.
+    names = implementations.names()
+    if problem != "crops":
+        names = [n for n in names if n not in COMPILE_PER_SHAPE]
+        args += ["--backends", *names]
     code, out, err = run_cli(capsys, "verify", *args)
     assert code == 0, out + err
     rows = verify_rows(out)
-    assert sorted(rows) == sorted(implementations.names())
-    for name, why in backend_status.items():
+    assert sorted(rows) == sorted(names)
+    for name in names:
+        why = backend_status[name]
         if why:
             assert f"skipped: {why}" in rows[name]
         else:
@@ -449,3 +469,140 @@ def test_verify_of_the_disagreeing_backend_alone_exits_1(
     code, out, _ = run_cli(capsys, "verify", "--backends", off_backend, "--dtype", "float64")
     assert code == 1
     assert verify_rows(out)[off_backend].split()[-1] == "NO"
+
+
+# --- the contract (implementations/base.py), by value ------------------------------------------
+
+def _result(W: list[list[float]], b: list[float], dtype: str = "float64") -> TrainResult:
+    return TrainResult("x", np.array(W, dtype=dtype), np.array(b, dtype=dtype), 0.0, 1)
+
+
+def test_rtol_is_the_documented_tolerance() -> None:
+    assert RTOL == {"float32": 1e-4, "float64": 1e-10}
+
+
+@pytest.mark.parametrize(("W", "b", "dW", "db", "agrees"), [
+    # scale max(1, |W_ref|, |b_ref|) = 4: the tolerance is 4e-4
+    ([[2.0, -4.0]], [0.5], 0.0, 0.0, True),
+    ([[2.0 + 3.5e-4, -4.0]], [0.5], 3.5e-4, 0.0, True),
+    ([[2.0, -4.0 - 4.5e-4]], [0.5], 4.5e-4, 0.0, False),
+    ([[2.0, -4.0]], [0.5 + 3.5e-4], 0.0, 3.5e-4, True),
+    ([[2.0, -4.0]], [0.5 - 4.5e-4], 0.0, 4.5e-4, False),
+])
+def test_agreement_is_relative_to_the_largest_weight(
+        W: list[list[float]], b: list[float], dW: float, db: float, agrees: bool) -> None:
+    reference = _result([[2.0, -4.0]], [0.5])
+    got = agreement(_result(W, b), reference, "float32")
+    assert got[0] == pytest.approx(dW, abs=1e-15) and got[1] == pytest.approx(db, abs=1e-15)
+    assert got[2] is agrees
+
+
+def test_agreement_scale_is_at_least_one_and_counts_the_bias() -> None:
+    small = _result([[0.1, 0.2]], [0.05])  # scale 1: tolerance 1e-4
+    assert agreement(_result([[0.1 + 0.9e-4, 0.2]], [0.05]), small, "float32")[2] is True
+    assert agreement(_result([[0.1 + 1.1e-4, 0.2]], [0.05]), small, "float32")[2] is False
+    big_bias = _result([[0.1, 0.2]], [-10.0])  # scale 10: tolerance 1e-3
+    assert agreement(_result([[0.1 + 9e-4, 0.2]], [-10.0]), big_bias, "float32")[2] is True
+    assert agreement(_result([[0.1 + 1.1e-3, 0.2]], [-10.0]), big_bias, "float32")[2] is False
+    # float64's tolerance is 1e-10; a float32 result is compared in float64
+    assert agreement(_result([[0.1 + 5e-11, 0.2]], [0.05]), small, "float64")[2] is True
+    assert agreement(_result([[0.1 + 2e-10, 0.2]], [0.05]), small, "float64")[2] is False
+    assert agreement(_result([[0.1, 0.2]], [0.05], "float32"), small, "float32") == (
+        pytest.approx(abs(float(np.float32(0.2)) - 0.2)), pytest.approx(
+            abs(float(np.float32(0.05)) - 0.05)), True)
+
+
+def _crops_problem(lr: float = 1e-6, epochs: int = 2) -> Problem:
+    return make_problem("crops", load_dataset("crops"), batch_size=3, epochs=epochs, lr=lr)
+
+
+def test_make_result_wraps_finite_weights_with_the_dataset_loss() -> None:
+    problem = _crops_problem()
+    W, b = problem.W0 + 1, problem.b0 - 1
+    result = make_result("mine", W.tolist(), b.tolist(), problem)
+    assert result.backend == "mine" and result.steps == len(problem.plan) == 10
+    assert isinstance(result.W, np.ndarray) and isinstance(result.b, np.ndarray)
+    np.testing.assert_array_equal(result.W, W)
+    np.testing.assert_array_equal(result.b, b)
+    assert result.final_loss == mse(problem.dataset, W, b)
+
+
+@pytest.mark.parametrize("where", ["W", "b", "loss"])
+def test_make_result_refuses_non_finite_results_naming_the_step(where: str) -> None:
+    problem = _crops_problem(lr=1e-3, epochs=50)  # float32 crops diverges at step 15
+    step = 15
+    if where == "loss":  # finite weights whose float64 loss overflows
+        problem = make_problem("crops", load_dataset("crops", dtype="float64"), batch_size=3,
+                               epochs=50, lr=1e-3)
+        step = first_divergent_step(problem)
+    W, b = problem.W0.copy(), problem.b0.copy()
+    if where == "W":
+        W[0, 0] = np.nan
+    elif where == "b":
+        b[-1] = np.inf
+    else:
+        W[:] = 1e200
+    with pytest.raises(DivergenceError) as info, np.errstate(over="ignore"):
+        make_result("mine", W, b, problem)
+    assert str(info.value) == (f"backend mine diverged at step {step} of 250 with lr=0.001: "
+                               "the loss or weights are no longer finite; try a smaller --lr "
+                               "or --standardize")
+    assert isinstance(info.value, InputError)
+
+
+def test_first_divergent_step_of_a_finite_run_is_its_length() -> None:
+    assert first_divergent_step(_crops_problem()) == 10
+
+
+def test_first_divergent_step_replays_in_the_problems_dtype() -> None:
+    # float64 crops at lr 1e-3 overflows later than float32 (at step 15): the replay must
+    # not run the float32 problem in float64.
+    problem = make_problem("crops", load_dataset("crops", dtype="float64"), batch_size=3,
+                           epochs=50, lr=1e-3)
+    step64 = first_divergent_step(problem)
+    assert step64 > 15
+    assert first_divergent_step(_crops_problem(lr=1e-3, epochs=50)) == 15
+    np.testing.assert_array_equal(problem.W0, init_params(3, 2, dtype="float64")[0])
+
+
+class _Sleepy:
+    """A backend whose prepare and run take known times (seconds)."""
+
+    name = "sleepy"
+    device = "cpu"
+    sync = "none"
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def prepare(self, problem: Problem) -> Any:
+        time.sleep(0.15)
+        return self.state
+
+    def run(self, state: Any) -> None:
+        time.sleep(0.05)
+
+    def wait(self, state: Any) -> None:
+        pass
+
+    def result(self, state: Any) -> TrainResult:
+        return TrainResult("sleepy", np.zeros((2, 3)), np.zeros(2), 1.0, 1)
+
+
+def test_train_once_times_prepare_and_run_apart() -> None:
+    result, seconds, prepare_s = train_once(_Sleepy(object()), _crops_problem())
+    assert result.backend == "sleepy"
+    assert 0.05 <= seconds < 0.15 <= prepare_s < 1.0
+
+
+def test_prepared_reports_compile_seconds_when_the_state_has_them() -> None:
+    prepared = prepare(_Sleepy(types.SimpleNamespace(compile_s=0.25)), _crops_problem())
+    assert prepared.compile_s == 0.25 and prepared.prepare_s >= 0.15
+    assert prepare(_Sleepy(object()), _crops_problem()).compile_s == 0.0
+
+
+def test_prepare_takes_a_registry_name() -> None:
+    prepared = prepare("numpy", _crops_problem())
+    assert isinstance(prepared.backend, NumpyManual)
+    prepared.run()
+    assert prepared.result().steps == 10

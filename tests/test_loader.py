@@ -185,3 +185,82 @@ def test_float32_and_float64_start_from_the_same_values() -> None:
     W64, b64 = init_params(6, 3, seed=2, dtype=np.float64)
     np.testing.assert_array_equal(W32, W64.astype(np.float32))
     np.testing.assert_array_equal(b32, b64.astype(np.float32))
+
+
+# --- exact values: the documented formulas, so a changed seed or shape is caught --------------
+
+def test_each_epoch_is_the_documented_permutation() -> None:
+    plan = BatchPlan(23, 5, 3, seed=7)
+    for e in range(3):
+        expected = np.random.default_rng([7, e]).permutation(23)
+        np.testing.assert_array_equal(plan.epoch_order(e), expected)
+        steps = plan.batches()[e * 5:(e + 1) * 5]
+        np.testing.assert_array_equal(np.concatenate(steps), expected)
+        np.testing.assert_array_equal(steps[-1], expected[20:])  # the ragged tail, in order
+
+
+def test_init_params_are_the_documented_draws() -> None:
+    W, b = init_params(3, 2, seed=5, dtype=np.float64)
+    rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(W, rng.standard_normal((2, 3)))
+    np.testing.assert_array_equal(b, rng.standard_normal(2))
+    W32, _ = init_params(3, 2, seed=5)
+    assert W32.dtype == np.float32
+    W0, _ = init_params(3, 2)
+    np.testing.assert_array_equal(W0, init_params(3, 2, seed=0)[0])
+
+
+def test_plan_attributes_and_repr() -> None:
+    plan = BatchPlan(23, 5, 4, seed=3)
+    assert (plan.n_samples, plan.batch_size, plan.epochs, plan.seed, plan.drop_last) == (
+        23, 5, 4, 3, False)
+    assert (plan.full_batches, plan.tail_size, plan.steps_per_epoch) == (4, 3, 5)
+    assert repr(plan) == "BatchPlan(n_samples=23, batch_size=5, epochs=4, seed=3, drop_last=False)"
+    dropped = BatchPlan(23, 5, 4, drop_last=1)  # type: ignore[arg-type]
+    assert dropped.drop_last is True and dropped.tail_size == 0
+    assert dropped.steps_per_epoch == 4
+    assert BatchPlan(23, 5, 4).seed == 0
+
+
+def test_whole_number_floats_and_numpy_integers_are_sizes() -> None:
+    plan = BatchPlan(23.0, np.int64(5), np.int32(2))  # type: ignore[arg-type]
+    assert (plan.n_samples, plan.batch_size, plan.epochs) == (23, 5, 2)
+    assert all(type(v) is int for v in (plan.n_samples, plan.batch_size, plan.epochs))
+    assert [len(i) for i in plan] == [5, 5, 5, 5, 3] * 2
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), "3", None, 1e-9])
+def test_other_sizes_are_refused_with_the_value(bad: object) -> None:
+    with pytest.raises(InputError) as info:
+        BatchPlan(15, bad, 2)  # type: ignore[arg-type]
+    assert str(info.value) == f"batch_size must be a positive integer, got {bad!r}"
+
+
+def test_drop_last_with_batch_larger_than_data_message() -> None:
+    with pytest.raises(InputError) as info:
+        BatchPlan(15, 16, 1, drop_last=True)
+    assert str(info.value) == ("batch size 16 is larger than the 15 rows, and drop_last would "
+                               "leave no batch to train on")
+
+
+def test_drop_last_with_one_batch_of_all_the_rows() -> None:
+    plan = BatchPlan(15, 15, 2, drop_last=True)
+    assert [len(i) for i in plan] == [15, 15]
+
+
+def test_as_arrays_shapes_and_tail() -> None:
+    plan = BatchPlan(23, 5, 2, seed=1)
+    full, tail = plan.as_arrays()
+    assert full.shape == (2, 4, 5) and tail is not None and tail.shape == (2, 3)
+    for e in range(2):
+        order = plan.epoch_order(e)
+        np.testing.assert_array_equal(full[e].ravel(), order[:20])
+        np.testing.assert_array_equal(tail[e], order[20:])
+    full, tail = BatchPlan(20, 5, 2).as_arrays()
+    assert tail is None and full.shape == (2, 4, 5)
+
+
+def test_batch_sizes_without_a_tail_and_with_one() -> None:
+    assert BatchPlan(20, 5, 2).batch_sizes() == [5] * 8
+    assert BatchPlan(7, 3, 2).batch_sizes() == [3, 3, 1, 3, 3, 1]
+    assert BatchPlan(7, 3, 2, drop_last=True).batch_sizes() == [3, 3, 3, 3]

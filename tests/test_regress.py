@@ -693,3 +693,109 @@ def test_a_threshold_given_as_text_in_a_namespace_is_parsed(tmp_path: Path, base
     assert regress.main(args) == 0  # +25% is within a 30% threshold
     out = capsys.readouterr().out
     assert "(threshold +30%)" in out and report.read_text(encoding="utf-8") == out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("abc", "threshold must look like 15% or 0.15, got 'abc'"),
+    ("-5%", "threshold must be positive, like 15% or 0.15, got '-5%'"),
+    ("nan", "threshold must be positive, like 15% or 0.15, got 'nan'"),
+    (" 15 ", "threshold ' 15 ' is ambiguous: write 15% for a percentage, or a fraction below 1 "
+             "such as 0.15"),
+])
+def test_threshold_errors_say_what_to_write(text: str, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        parse_threshold(text)
+    assert str(info.value) == message
+
+
+def test_the_reports_notes_word_for_word(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=("crops",), backends=("numpy",),
+                     seed=1, paired=False, slow_share=0.0)
+    new = write_run(tmp_path / "new.json", workloads=("crops",), backends=("numpy",), seed=2,
+                    slow_share=0.0)
+    again = write_run(tmp_path / "again.json", workloads=("crops",), backends=("numpy",),
+                      seed=3, slow_share=0.0)
+    frames = [load_run(p) for p in (base, new, again)]
+    fp = frames[0]["fingerprint"].iloc[0]
+    text, code = regress.build_report(frames[0], frames[1], 0.2, "table",
+                                      confirmation=frames[2])
+    assert code == 0
+    title, rule, *lines = text.splitlines()
+    assert title == "gdbench check: PASS: 0 regressions, 0 improved, 1 unchanged (threshold +20%)"
+    assert rule == "=" * len(title)
+    assert lines[:5] == [
+        f"baseline: `{base}` on Test CPU 9000, 2 cores (fingerprint {fp}, 2026-01-02 03:04 "
+        "UTC), commit `000000000000` (clean)",
+        f"new run: `{new}` on Test CPU 9000, 2 cores (fingerprint {fp}, 2026-01-02 03:04 UTC), "
+        "commit `000000000000` (clean)",
+        "Metric: each round's time ÷ its reference round (the workload's roofline loop, timed "
+        "just before it, so the machine's drift cancels); ×ref is the median of those ratios, "
+        "change = new/baseline of it. Fails when the change exceeds +20% and the whole 95% "
+        "bootstrap CI (2,000 resamples of the rounds) is above +0%, and whatever the speed "
+        "when the backend's weights disagree with numpy. Raw time change includes the "
+        "machine's speed; roofline rows show it.",
+        f"Confirmation run: `{again}`; a regression counts only when it shows there too.",
+        "1 benchmark lacked per-round references (a run from before paired timing?) and fell "
+        "back on the unpaired roofline: median ÷ the roofline benchmark's median, which the "
+        "machine's drift can move by tens of percent.",
+    ]
+    md, _ = regress.build_report(frames[0], frames[1], 0.2)
+    title, notes, _table = md.split("\n\n")
+    assert title == ("### gdbench check: ✅ PASS: 0 regressions, 0 improved, 1 unchanged "
+                     "(threshold +20%)")
+    assert all(line.endswith("  ") for line in notes.splitlines())  # markdown line breaks
+    assert "Confirmation run" not in md
+
+
+def test_the_unpaired_note_counts_in_the_plural(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, paired=False)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
+    text, _ = regress.build_report(load_run(base), load_run(new), 0.15, "table")
+    assert "\n8 benchmarks lacked per-round references" in text
+
+
+def test_a_failing_report_is_marked_in_its_title(tmp_path: Path, baseline: Path) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, factors={"jax": 1.3})
+    md, code = regress.build_report(load_run(baseline), load_run(new), 0.15)
+    assert code == 1 and md.startswith("### gdbench check: ❌ FAIL: 2 regressions, ")
+    table, _ = regress.build_report(load_run(baseline), load_run(new), 0.15, "table")
+    assert table.startswith("gdbench check: FAIL: 2 regressions, ")
+
+
+def test_the_same_machine_passes_strict_machine_quietly(tmp_path: Path, baseline: Path,
+                                                        capsys) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
+    code, out, err = run_cli(capsys, "check", "--baseline", str(baseline), str(new),
+                             "--strict-machine")
+    assert code == 0 and err == "" and out.startswith("### gdbench check: ✅ PASS")
+
+
+def test_the_other_machine_warning_word_for_word(tmp_path: Path, baseline: Path,
+                                                 capsys) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                    info=machine_info(cpu="Another CPU", cores=8))
+    fps = [load_run(p)["fingerprint"].iloc[0] for p in (baseline, new)]
+    _, out, err = run_cli(capsys, "check", "--baseline", str(baseline), str(new))
+    warning = (f"the baseline comes from another machine: Test CPU 9000, 2 cores (fingerprint "
+               f"{fps[0]}) vs Another CPU, 8 cores (fingerprint {fps[1]}); the reference "
+               "normalisation cancels most, not all, of that")
+    assert err == f"gdbench check: warning: {warning}\n"
+    assert out.startswith(f"> **⚠ {warning}**\n")
+
+
+def test_check_needs_a_baseline(tmp_path: Path, capsys) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
+    code, out, err = run_cli(capsys, "check", str(new))
+    assert code == 2 and out == "" and "--baseline" in err
+
+
+def test_missing_rows_have_no_numbers_and_no_note(tmp_path: Path, baseline: Path) -> None:
+    new = write_run(tmp_path / "new.json", workloads=("crops",), seed=2)
+    gate = _gate(baseline, new)
+    missing = gate[gate["verdict"] == regress.MISSING_NEW]
+    assert len(missing) == 5 and (missing["note"] == "").all()
+    assert missing[["ratio", "low", "high", "raw_ratio", "base_norm"]].isna().all().all()
+    assert (missing["method"] == "").all() and set(missing["workload"]) == {"small"}
+    roof = gate[(gate["backend"] == "roofline") & (gate["workload"] == "crops")].iloc[0]
+    assert roof["verdict"] == regress.REFERENCE and roof["method"] == ""
+    assert roof["note"] == "machine speed: raw new/baseline time"

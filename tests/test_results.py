@@ -365,3 +365,92 @@ def test_an_interrupt_mid_write_also_cleans_up(tmp_path: Path,
     with pytest.raises(KeyboardInterrupt):
         write_atomic(target, "new")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("what", "message"), [
+    ("missing", "{p}: no such file"),
+    ("empty", "{p}: the file is empty (an interrupted run?)"),
+    ("not JSON", "{p}: not valid JSON (Expecting value at line 1, column 1); is the file "
+                 "truncated?"),
+    ("not a run", "{p}: not a pytest-benchmark run (no 'benchmarks' list); save runs with "
+                  "gdbench run or pytest --benchmark-json"),
+    ("a JSON list", "{p}: not a pytest-benchmark run (no 'benchmarks' list); save runs with "
+                    "gdbench run or pytest --benchmark-json"),
+    ("no benchmarks", "{p}: the run has no benchmarks (were they all skipped?)"),
+    ("no stats", "{p}: benchmark x has no positive stats.median; not a pytest-benchmark run?"),
+])
+def test_bad_files_word_for_word(tmp_path: Path, what: str, message: str) -> None:
+    path = bad_run_files(tmp_path)[what]
+    with pytest.raises(InputError) as info:
+        load_run(path)
+    assert str(info.value) == message.format(p=path)
+
+
+def test_other_read_errors_word_for_word(tmp_path: Path) -> None:
+    (tmp_path / "d.json").mkdir()
+    (tmp_path / "b.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(InputError) as info:
+        read_run(tmp_path / "d.json")
+    assert str(info.value) == f"{tmp_path / 'd.json'}: is a directory, not a run JSON file"
+    with pytest.raises(InputError) as info:
+        read_run(tmp_path / "b.json")
+    assert str(info.value) == (f"{tmp_path / 'b.json'}: not a text file, so not a "
+                               "pytest-benchmark JSON run")
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    doc["benchmarks"][0] = 7
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError) as info:
+        load_run(tmp_path / "r.json")
+    assert str(info.value) == f"{tmp_path / 'r.json'}: benchmark #1 is not an object"
+    doc["benchmarks"][0] = {"name": "y", "stats": {"median": 1.0}, "params": "p"}
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError) as info:
+        load_run(tmp_path / "r.json")
+    assert str(info.value) == (f"{tmp_path / 'r.json'}: benchmark y has a malformed "
+                               "extra_info or params")
+
+
+def test_column_types(tmp_path: Path) -> None:
+    frame = load_run(write_run(tmp_path / "r.json", workloads=("crops",)))
+    for col in ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps"]:
+        assert str(frame[col].dtype) == "Int64", col
+    for col in ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us", "gflops",
+                "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "norm_median",
+                "ref_s"]:
+        assert frame[col].dtype == float, col
+    assert str(frame["datetime"].dtype).startswith("datetime64") and \
+        str(frame["datetime"].iloc[0]) == "2026-01-02 03:04:05+00:00"
+    assert frame["agrees"].dtype == object and frame["dirty"].dtype == object
+
+
+def test_a_plain_pytest_run_is_labelled_as_such(tmp_path: Path) -> None:
+    path = write_run(tmp_path / "r.json", info=machine_info(cpu="Plain CPU", cores=4,
+                                                           gdbench=False))
+    assert load_run(path)["machine"].iloc[0] == "Plain CPU, 4 cores (no gdbench machine info)"
+    doc = make_run(workloads=("crops",))
+    doc["machine_info"] = "broken"
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    frame = load_run(tmp_path / "b.json")
+    assert frame["machine"].iloc[0] == "unknown CPU, ? cores (no gdbench machine info)"
+    assert not frame["machine_known"].any()
+
+
+def test_names_kinds_and_backends_fall_back_in_order(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    roof, train = doc["benchmarks"]
+    roof["extra_info"] = {}
+    roof["params"] = {}
+    train["extra_info"] = {"kind": "training"}
+    train["params"] = {"backend": "from-params", "workload": "w-params"}
+    del train["name"]
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    frame = load_run(tmp_path / "r.json")
+    assert list(frame["name"]) == ["bench_roofline[crops]", "#2"]
+    assert list(frame["kind"]) == ["roofline", "training"]
+    assert list(frame["backend"]) == ["roofline", "from-params"]
+    assert list(frame["workload"]) == ["crops", "w-params"]
+    train["params"] = {}
+    train["name"] = "plain_bench"
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    row = load_run(tmp_path / "r.json").iloc[1]
+    assert row["backend"] == "plain_bench" and row["workload"] == "crops"  # group

@@ -180,17 +180,17 @@ def test_a_90_percent_interval_is_not_the_95_percent_one() -> None:
 
 @pytest.mark.parametrize("bad", [[], [1.0, 0.0], [1.0, -1.0], [1.0, math.inf], [math.nan, 1.0]])
 def test_samples_need_positive_finite_times(bad: list[float]) -> None:
-    with pytest.raises(ValueError, match="one or more positive finite times"):
-        ratio_of_medians(bad, [1.0, 2.0])
-    with pytest.raises(ValueError, match="one or more positive finite times"):
-        ratio_of_medians([1.0, 2.0], [1.0, 2.0], [1.0, 2.0], bad)
+    for args in ((bad, [1.0, 2.0]), ([1.0, 2.0], [1.0, 2.0], [1.0, 2.0], bad)):
+        with pytest.raises(ValueError) as info:
+            ratio_of_medians(*args)
+        assert str(info.value) == "every sample needs one or more positive finite times"
 
 
 def test_references_come_in_pairs() -> None:
-    with pytest.raises(ValueError, match="give both references or neither"):
-        ratio_of_medians([1.0, 2.0], [1.0, 2.0], [1.0, 2.0])
-    with pytest.raises(ValueError, match="give both references or neither"):
-        ratio_of_medians([1.0, 2.0], [1.0, 2.0], None, [1.0, 2.0])
+    for refs in (([1.0, 2.0],), (None, [1.0, 2.0])):
+        with pytest.raises(ValueError) as info:
+            ratio_of_medians([1.0, 2.0], [1.0, 2.0], *refs)
+        assert str(info.value) == "give both references or neither"
 
 
 def test_an_estimate_is_a_value() -> None:

@@ -1,0 +1,567 @@
+"""The A/B gate: time two git revisions in turns on this machine, in one job, and compare.
+
+    gdbench ab origin/main HEAD --quick --threads 1
+
+A committed baseline is only valid on the CPU model it was recorded on, and hosted CI
+runners change CPU model from job to job. So both revisions are measured here, now:
+each side is checked out from its commit into a temporary git worktree (``git worktree
+add --detach``) and runs the suite with its own code (``PYTHONPATH=<worktree> python -m
+pytest <worktree>/benches``), with the options of ``gdbench run``: one process per
+backend (``--isolated``, the rooflines in the numpy process), the same data, workloads,
+dtype and thread settings for both sides, so each side's figures come from the same
+harness as a normal run.
+
+Blocks: each side runs every benchmark K times (--blocks, default 2), each time for a
+short --benchmark-max-time (--max-time), in a fresh process. Within a block the two
+sides' processes of one backend run back to back, and the side that goes first
+alternates from block to block (base, head | head, base | ...): an ABBA order, so a
+drift of the machine's speed over the minutes of the job hits both sides alike and
+neither side always runs first. Each side's blocks are then merged into one run: the
+rounds of the same benchmark are concatenated (stats.data, and extra_info's norm_data
+and ref_data, which stay aligned), and the statistics recomputed from them. The gate of
+``gdbench check`` (paired norm_data, bootstrap CI, threshold) compares the two, base as
+the baseline and head as the new run, and prints the same report with the same exit
+codes: 0 pass, 1 regression, 2 bad input.
+
+Both merged runs, and the report, are saved under results/ab/<time>_<base>_<head>/
+(base.json, head.json, report.md) in the current directory, for ``gdbench compare``.
+
+Refused (exit 2, one line): a revision git does not know; a revision older than the
+package layout that ab runs (data/, implementations/, benches/__init__.py at the top of
+the tree, and a gdbench that runs from a bare checkout); a side whose backend disagrees
+with numpy or whose benchmark process fails (nothing to compare with). The user's
+working tree is never read or changed: uncommitted changes are not measured. So a
+revision that names the checked-out commit symbolically (HEAD, @, the current branch)
+is refused while tracked files have uncommitted changes, since the user most likely
+meant to measure them; --allow-dirty compares the commits anyway. A revision given as a
+commit id, another branch or HEAD~1 is never refused for that. The temporary worktrees
+are removed (``git worktree remove --force``, then ``git worktree prune``) on every
+exit: errors, Ctrl-C and SIGTERM (a cancelled CI job) included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gdbench import machine, regress, runner
+from gdbench.data.errors import InputError
+from gdbench.data.workloads import get_workload
+from gdbench.options import positive_float, positive_int
+from gdbench.results import load_run, write_atomic
+
+ROLES = ("base", "head")
+DEFAULT_BLOCKS = 2
+# Seconds of rounds per benchmark in one block; a side gets --blocks times as much.
+QUICK_MAX_TIME_S = 0.5
+DEFAULT_MAX_TIME_S = 1.0
+AB_RUNS = Path("results") / "ab"
+# What a revision must hold for a side to run from its worktree.
+LAYOUT = ("data", "implementations", "benches/__init__.py", "benches/conftest.py",
+          "gdbench/__init__.py")
+
+# Run in each worktree before any timing: which files its gdbench imports (they must be
+# the worktree's own), its backends, and why each selected one cannot run here.
+_PROBE = """\
+import json, sys
+import gdbench, gdbench.data, gdbench.benches
+from gdbench import implementations as impl
+names = impl.names()
+wanted = [n for n in (sys.argv[1:] or names) if n in names]
+print(json.dumps({"files": [gdbench.__file__, gdbench.data.__file__, impl.__file__,
+                            gdbench.benches.__file__],
+                  "names": names, "status": {n: impl.why_unavailable(n) for n in wanted}}))
+"""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One revision under test: its role (base or head), the name given, its commit."""
+
+    role: str
+    rev: str
+    sha: str
+    tree: Path  # its temporary worktree
+
+    @property
+    def title(self) -> str:
+        return f"{self.role} side ({self.rev} = {self.sha[:12]})"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One benchmark process: a side's ``label`` process (one backend) in block ``index``."""
+
+    index: int
+    side: Side
+    label: str
+    selection: tuple[str, ...]  # its pytest options, from runner.processes
+    json_path: Path
+
+
+# --- git ------------------------------------------------------------------------------------
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=False)
+
+
+def repository(start: Path | None = None) -> Path:
+    """The top of the git repository holding ``start`` (default: the current directory)."""
+    where = start or Path.cwd()
+    proc = _git(where, "rev-parse", "--show-toplevel")
+    if proc.returncode:
+        raise InputError(f"{where}: not inside a git repository; gdbench ab compares two "
+                         "revisions of the repository it runs in")
+    return Path(proc.stdout.strip())
+
+
+def resolve(repo: Path, rev: str) -> str:
+    """The full commit id that ``rev`` names, else InputError (unknown revision)."""
+    proc = _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if rev.startswith("-") or proc.returncode or not proc.stdout.strip():
+        raise InputError(f"unknown revision {rev!r}: not a commit of {repo} (a branch, tag, "
+                         "commit id, HEAD~1, origin/main ...; fetch it first if it is remote)")
+    return proc.stdout.strip()
+
+
+def names_the_checkout(repo: Path, rev: str) -> bool:
+    """Whether ``rev`` names the checked-out commit symbolically: HEAD, @, the branch."""
+    full = _git(repo, "rev-parse", "--symbolic-full-name", rev).stdout.strip()
+    branch = _git(repo, "symbolic-ref", "-q", "HEAD").stdout.strip()
+    return full == "HEAD" or (bool(branch) and full == branch)
+
+
+def uncommitted(repo: Path) -> list[str]:
+    """Tracked files with uncommitted changes (untracked files are left out: results/)."""
+    proc = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
+
+
+def check_layout(repo: Path, role: str, rev: str, sha: str) -> None:
+    """Refuse a revision that predates the package layout gdbench ab runs."""
+    missing = [p for p in LAYOUT if _git(repo, "cat-file", "-e", f"{sha}:{p}").returncode]
+    if missing:
+        raise InputError(f"{role} revision {rev} ({sha[:12]}) is too old for gdbench ab: it "
+                         f"lacks {', '.join(missing)} (the package layout with data/, "
+                         "implementations/ and benches/ at the top)")
+
+
+@contextlib.contextmanager
+def worktrees(repo: Path, commits: dict[str, str]) -> Iterator[dict[str, Path]]:
+    """A detached temporary worktree per role at its commit; all removed on exit.
+
+    They live in a fresh temporary folder outside the repository, so the user's working
+    tree, index and branches are untouched. Removal runs on every exit (an error, Ctrl-C)
+    and forgets the worktrees in git's records too.
+    """
+    root = Path(tempfile.mkdtemp(prefix="gdbench-ab-"))
+    made: list[Path] = []
+    try:
+        trees: dict[str, Path] = {}
+        for role, sha in commits.items():
+            tree = root / role
+            made.append(tree)
+            proc = _git(repo, "worktree", "add", "--detach", str(tree), sha)
+            if proc.returncode:
+                raise InputError(f"git worktree add {tree} {sha[:12]} failed: "
+                                 f"{_last_line(proc.stderr)}")
+            trees[role] = tree
+        yield trees
+    finally:
+        for tree in made:
+            _git(repo, "worktree", "remove", "--force", str(tree))
+        shutil.rmtree(root, ignore_errors=True)
+        _git(repo, "worktree", "prune")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, ``kill``) raises KeyboardInterrupt inside the block,
+    so that the clean-up of the worktrees runs as it does for Ctrl-C."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave the signal alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+# --- each side's suite ----------------------------------------------------------------------
+
+def side_env(side: Side, threads: int | None) -> dict[str, str]:
+    """The environment of a side's processes: its own code first on the path, and the
+    same thread settings for both sides."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(side.tree))
+    if threads:
+        env.update(machine.thread_env(threads))
+    return env
+
+
+def probe(sides: Sequence[Side], wanted: Sequence[str],
+          threads: int | None) -> dict[str, dict[str, Any]]:
+    """Each side's backend names and {selected backend: None or why it cannot run here},
+    asked of its own code (both probes at once: nothing is timed yet).
+
+    Refuses a side whose gdbench does not import from its own worktree (a revision from
+    before gdbench ran from a bare checkout would silently import the installed code).
+    """
+    procs = {side.role: subprocess.Popen(
+        [sys.executable, "-c", _PROBE, *wanted], cwd=side.tree, env=side_env(side, threads),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for side in sides}
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for side in sides:
+            out, err = procs[side.role].communicate()
+            try:
+                answer = json.loads(out.strip().splitlines()[-1])
+            except (IndexError, json.JSONDecodeError):
+                raise InputError(f"{side.title}: its gdbench does not run from a checkout "
+                                 f"on PYTHONPATH ({_last_line(err)})") from None
+            outside = [f for f in answer["files"]
+                       if not Path(f).resolve().is_relative_to(side.tree.resolve())]
+            if outside:
+                raise InputError(f"{side.title} is too old for gdbench ab: its gdbench does "
+                                 f"not run from a bare checkout (imported {outside[0]})")
+            found[side.role] = answer
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return found
+
+
+def side_command(side: Side, args: argparse.Namespace, json_path: Path,
+                 selection: Sequence[str]) -> list[str]:
+    """gdbench run's pytest command for one process, aimed at the side's own suite."""
+    cmd = runner.pytest_command(args, json_path, selection)
+    ours = str(runner.BENCHES)
+    theirs = str(side.tree / "benches")
+    swapped = [theirs if part == ours else
+               f"--rootdir={theirs}" if part == f"--rootdir={ours}" else part for part in cmd]
+    assert theirs in swapped and f"--rootdir={theirs}" in swapped, cmd
+    return swapped
+
+
+def run_block(block: Block, args: argparse.Namespace) -> int:
+    """Run one benchmark process of one side, in its worktree; pytest's exit code.
+
+    Its progress lines are echoed with the side's role; its whole output goes to stderr
+    only when it fails. Interrupted, the process is stopped before this returns.
+    """
+    cmd = side_command(block.side, args, block.json_path, block.selection)
+    proc = subprocess.Popen(cmd, cwd=block.side.tree, env=side_env(block.side, args.threads),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1)
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("["):
+                print(f"  {block.side.role:>4} {line}", end="", flush=True)
+        code = proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    if code:
+        print("".join(lines[-200:]), end="", file=sys.stderr)
+    return code
+
+
+def turns(blocks: int) -> list[tuple[str, str]]:
+    """The order of the sides in each block: base first, then head first, and so on."""
+    return [ROLES if i % 2 == 0 else ROLES[::-1] for i in range(blocks)]
+
+
+def schedule(sides: dict[str, Side], procs: dict[str, list[tuple[str, list[str]]]],
+             blocks: int, parts: Path) -> list[Block]:
+    """Every benchmark process in run order.
+
+    Block by block; in a block, process by process (numpy, then each other backend); for
+    each process the two sides back to back, in the block's turn. A process that only one
+    side has (a backend new in head) runs on that side alone.
+    """
+    labels = list(dict.fromkeys(label for role in ROLES for label, _ in procs[role]))
+    plan = []
+    for index, order in enumerate(turns(blocks)):
+        for label in labels:
+            for role in order:
+                selection = dict(procs[role]).get(label)
+                if selection is not None:
+                    path = parts / f"{role}-{index}-{label}.json"
+                    plan.append(Block(index, sides[role], label, tuple(selection), path))
+    return plan
+
+
+# --- merging a side's blocks ----------------------------------------------------------------
+
+def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One benchmark entry from its entries in several blocks: rounds concatenated.
+
+    stats.data, extra_info.norm_data and ref_data are concatenated in block order (each
+    block's norm_data stays aligned with its data), and every statistic derived from
+    them (pytest-benchmark's stats, step_us, gflops, norm_median, ref_s) is recomputed.
+    The result agrees only if every block agreed; max_abs_diff_vs_numpy is the largest.
+    """
+    from pytest_benchmark.stats import Stats
+
+    first = copies[0]
+    rounds = [c.get("stats", {}).get("data") for c in copies]
+    if any(not isinstance(r, list) or not r for r in rounds):
+        raise InputError(f"benchmark {first.get('name')}: a block saved no rounds "
+                         "(run without --benchmark-save-data?)")
+    stats = Stats()
+    for r in rounds:
+        for x in r or []:
+            stats.update(float(x))
+    merged_stats = {**stats.as_dict(), "iterations": first["stats"].get("iterations", 1),
+                    "data": stats.data}
+    extra = dict(first.get("extra_info") or {})
+    infos = [c.get("extra_info") or {} for c in copies]
+    if all(isinstance(i.get("norm_data"), list) for i in infos):
+        norm = [float(x) for i in infos for x in i["norm_data"]]
+        ref = [float(x) for i in infos for x in i.get("ref_data") or []]
+        extra.update(norm_data=norm, norm_median=statistics.median(norm))
+        if len(ref) == len(norm):
+            extra.update(ref_data=ref, ref_s=statistics.median(ref))
+    median = float(stats.median)
+    if extra.get("steps"):
+        extra["step_us"] = median / extra["steps"] * 1e6
+    if extra.get("flops"):
+        extra["gflops"] = extra["flops"] / median / 1e9
+    if any(i.get("agrees") is False for i in infos):
+        extra["agrees"] = False
+    diffs = [i["max_abs_diff_vs_numpy"] for i in infos
+             if isinstance(i.get("max_abs_diff_vs_numpy"), (int, float))]
+    if diffs:
+        extra["max_abs_diff_vs_numpy"] = max(diffs)
+    compiles = [i["compile_s"] for i in infos if isinstance(i.get("compile_s"), (int, float))]
+    if compiles:
+        extra["compile_s"] = statistics.median(compiles)
+    extra["blocks"] = len(copies)
+    extra["block_rounds"] = [len(r or []) for r in rounds]
+    return {**first, "stats": merged_stats, "extra_info": extra}
+
+
+def merge_side(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[str, Any]:
+    """One side's run from the runs of all its processes in all blocks.
+
+    runner.merge joins the processes as gdbench run does (machine_info, commit_info and
+    the fingerprint); then the entries of the same benchmark (one per block) become one,
+    in the order the benchmarks first ran.
+    """
+    doc = runner.merge(parts, unavailable)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for bench in doc["benchmarks"]:
+        by_name.setdefault(str(bench.get("fullname") or bench.get("name")), []).append(bench)
+    doc["benchmarks"] = [merge_rounds(copies) for copies in by_name.values()]
+    return doc
+
+
+def _read_part(block: Block) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(block.json_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) else None
+
+
+def check_part(block: Block, code: int, part: dict[str, Any] | None) -> None:
+    """Refuse a side whose backend disagrees with numpy, or whose process failed."""
+    for bench in (part or {}).get("benchmarks", []):
+        info = bench.get("extra_info") or {}
+        if info.get("kind") == "training" and info.get("agrees") is False:
+            raise InputError(f"{block.side.title}: {info.get('backend')} disagrees with numpy "
+                             f"on {info.get('workload')} (weights off by up to "
+                             f"{info.get('max_abs_diff_vs_numpy')}); nothing to compare")
+    if code or part is None:
+        raise InputError(f"{block.side.title}: its {block.label} process failed in block "
+                         f"{block.index + 1} (pytest exit {code}, output above)")
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def _threshold(text: str) -> float:
+    try:
+        return regress.parse_threshold(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="BASE",
+                        help="the revision to compare against (origin/main, a merge base ...)")
+    parser.add_argument("head", metavar="HEAD", help="the revision under test (HEAD, a SHA ...)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the CI profile: crops, small and medium, "
+                             f"{QUICK_MAX_TIME_S} s per benchmark per block (default: crops "
+                             f"to large, {DEFAULT_MAX_TIME_S} s)")
+    parser.add_argument("--blocks", type=positive_int, default=DEFAULT_BLOCKS, metavar="K",
+                        help="blocks per side: the sides take turns K times (default: "
+                             f"{DEFAULT_BLOCKS})")
+    parser.add_argument("--max-time", type=positive_float, metavar="SECONDS",
+                        help="seconds of rounds per benchmark in one block (default: "
+                             f"{QUICK_MAX_TIME_S} with --quick, else {DEFAULT_MAX_TIME_S})")
+    parser.add_argument("--backends", nargs="+", metavar="NAME",
+                        help="only these backends (default: every backend of either side)")
+    parser.add_argument("--workloads", nargs="+", metavar="NAME",
+                        help="only these workloads (default: the profile's)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="pin both sides to N CPUs and cap every library at N threads "
+                             "(the CI gate uses 1)")
+    parser.add_argument("--threshold", type=_threshold,
+                        default=regress.DEFAULT_THRESHOLD, metavar="PCT",
+                        help="the slowdown that fails the gate: '15%%' or '0.15' (default: "
+                             f"{regress.DEFAULT_THRESHOLD.replace('%', '%%')})")
+    parser.add_argument("--report", metavar="PATH",
+                        help="also write the markdown report to PATH (atomically)")
+    parser.add_argument("--out", type=Path, default=AB_RUNS, metavar="DIR",
+                        help=f"where to save the two sides' runs (default: {AB_RUNS})")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="compare the commits even when a revision is HEAD (or the "
+                             "current branch) and the working tree has uncommitted changes, "
+                             "which are not measured")
+    parser.add_argument("--format", choices=["md", "table"], default="md",
+                        help="what to print (default: md); --report is always markdown")
+
+
+def _resolve_all(repo: Path, args: argparse.Namespace) -> dict[str, str]:
+    commits = {role: resolve(repo, rev) for role, rev in zip(ROLES, (args.base, args.head),
+                                                            strict=True)}
+    changed = uncommitted(repo)
+    for rev in (args.base, args.head):
+        if changed and not args.allow_dirty and names_the_checkout(repo, rev):
+            raise InputError(f"{rev} is commit {resolve(repo, rev)[:12]}, but the working tree "
+                             f"has uncommitted changes ({changed[0]}"
+                             f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}) "
+                             "that gdbench ab would not measure; commit them, or pass "
+                             "--allow-dirty to compare the commits")
+    for role, rev in zip(ROLES, (args.base, args.head), strict=True):
+        check_layout(repo, role, rev, commits[role])
+    return commits
+
+
+def _selection(args: argparse.Namespace, found: dict[str, dict[str, Any]]) -> tuple[
+        dict[str, list[tuple[str, list[str]]]], dict[str, str]]:
+    """Each side's processes, and the selected backends that cannot run here (why)."""
+    known = list(dict.fromkeys(n for role in ROLES for n in found[role]["names"]))
+    for name in args.backends or []:
+        if name not in known:
+            raise InputError(f"unknown backend {name!r}; the known backends are: "
+                             f"{', '.join(known)}")
+    procs: dict[str, list[tuple[str, list[str]]]] = {}
+    unavailable: dict[str, str] = {}
+    for role in ROLES:
+        status: dict[str, str | None] = found[role]["status"]
+        names = [n for n in (args.backends or found[role]["names"]) if n in status]
+        unavailable.update({n: why for n in names if (why := status[n])})
+        procs[role] = runner.processes(names, status)
+    if not any(label != "roofline" for role in ROLES for label, _ in procs[role]):
+        raise InputError("no selected backend can run here: "
+                         + "; ".join(f"{n}: {why}" for n, why in unavailable.items()))
+    return procs, unavailable
+
+
+def _max_time(args: argparse.Namespace) -> float:
+    return float(args.max_time or (QUICK_MAX_TIME_S if args.quick else DEFAULT_MAX_TIME_S))
+
+
+def _suite_args(args: argparse.Namespace) -> argparse.Namespace:
+    """gdbench run's options for every process of both sides (pytest_command reads them)."""
+    max_time = _max_time(args)
+    return argparse.Namespace(dtype=args.dtype, quick=args.quick, backends=args.backends,
+                              workloads=args.workloads, threads=args.threads,
+                              pytest_args=[f"--benchmark-max-time={max_time}"])
+
+
+def _out_dir(out: Path, commits: dict[str, str]) -> Path:
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}_{commits['base'][:10]}_{commits['head'][:10]}"
+    path, n = out / stem, 2
+    while path.exists():
+        path, n = out / f"{stem}-{n}", n + 1
+    return path
+
+
+def main(args: argparse.Namespace) -> int:
+    threshold = args.threshold
+    if isinstance(threshold, str):  # a Namespace built by hand, not by the parser
+        threshold = regress.parse_threshold(threshold)
+    for name in args.workloads or []:
+        get_workload(name)  # an unknown name is an InputError listing the known ones
+    repo = repository()
+    commits = _resolve_all(repo, args)
+    suite = _suite_args(args)
+    started = time.monotonic()
+    with sigterm_as_interrupt(), worktrees(repo, commits) as trees:
+        sides = {role: Side(role, rev, commits[role], trees[role])
+                 for role, rev in zip(ROLES, (args.base, args.head), strict=True)}
+        found = probe(list(sides.values()), args.backends or [], args.threads)
+        procs, unavailable = _selection(args, found)
+        parts_dir = trees["base"].parent / "parts"
+        parts_dir.mkdir()
+        plan = schedule(sides, procs, args.blocks, parts_dir)
+        print(f"gdbench ab: {sides['base'].title} vs {sides['head'].title}: {args.blocks} "
+              f"blocks of {_max_time(args):g} s per benchmark, "
+              f"{len(plan)} processes in turns, threads {args.threads or 'unpinned'}",
+              flush=True)
+        parts: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+        for i, block in enumerate(plan):
+            print(f"-- block {block.index + 1}/{args.blocks}: {block.label} on the "
+                  f"{block.side.role} side ({i + 1}/{len(plan)})", flush=True)
+            code = run_block(block, suite)
+            part = _read_part(block)
+            check_part(block, code, part)
+            assert part is not None
+            parts[block.side.role].append(part)
+        docs = {role: merge_side(parts[role], unavailable) for role in ROLES}
+    folder = _out_dir(args.out, commits)
+    paths = {role: folder / f"{role}.json" for role in ROLES}
+    for role in ROLES:
+        docs[role]["machine_info"]["gdbench"]["ab"] = {
+            "role": role, "rev": sides[role].rev, "commit": commits[role],
+            "blocks": args.blocks, "block_max_time_s": _max_time(args)}
+        write_atomic(paths[role], json.dumps(docs[role], indent=1))
+    base, head = load_run(paths["base"]), load_run(paths["head"])
+    report, code = regress.build_report(base, head, threshold, "md")
+    write_atomic(folder / "report.md", report)
+    if args.report:
+        write_atomic(args.report, report)
+    for name, why in unavailable.items():
+        print(f"skipped {name}: {why}")
+    print(f"saved {paths['base']} and {paths['head']} ({time.monotonic() - started:.0f} s)\n")
+    text = report if args.format == "md" else regress.build_report(
+        base, head, threshold, "table")[0]
+    print(text, end="")
+    return code

@@ -1,0 +1,456 @@
+"""gdbench ab: two revisions of a temporary git repository, measured in turns.
+
+The repository is a copy of this project's files with three commits: one too old for
+ab (no benches/__init__.py), a base and a head. Most tests replace the function that
+runs one benchmark process (ab.run_block) by one that writes constructed rounds, so they
+test the orchestration in milliseconds; one test runs a real, tiny A/B.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gdbench import ab, cli, implementations
+from gdbench.data.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = ("pyproject.toml", "gdbench", "data", "implementations", "benches")
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV}, check=True)
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A repository of this project's files: commits 'old' (no benches/__init__.py),
+    'base' and 'head' (head adds a comment to the numpy backend)."""
+    repo = tmp_path_factory.mktemp("origin") / "gdbench"
+    repo.mkdir()
+    for name in PROJECT:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(source, repo / name)
+    git(repo, "init", "-q", "-b", "main")
+    init = repo / "benches" / "__init__.py"
+    saved = init.read_text()
+    init.unlink()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "old layout")
+    old = git(repo, "rev-parse", "HEAD")
+    init.write_text(saved)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    base = git(repo, "rev-parse", "HEAD")
+    numpy_file = repo / "implementations" / "numpy_manual.py"
+    numpy_file.write_text(numpy_file.read_text() + "# head\n")
+    git(repo, "commit", "-q", "-am", "head")
+    head = git(repo, "rev-parse", "HEAD")
+    return {"repo": repo, "old": old, "base": base, "head": head}
+
+
+@pytest.fixture
+def repo(origin: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh clone of the origin (same commits, on main at head), as the current
+    directory."""
+    clone = tmp_path / "gdbench"
+    subprocess.run(["git", "clone", "-q", str(origin["repo"]), str(clone)], check=True)
+    monkeypatch.chdir(clone)
+    return clone
+
+
+def _state(repo: Path) -> tuple[str, str, str, list[str]]:
+    """What the user sees of the repository: HEAD, status, a file, the worktrees."""
+    return (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain"),
+            (repo / "data" / "loader.py").read_text(),
+            git(repo, "worktree", "list", "--porcelain").splitlines())
+
+
+# --- constructed rounds -------------------------------------------------------------------
+
+STEP_US = {"numpy": 6.0, "torch-cpu": 25.0, "jax": 12.0, "roofline": 1.5}
+
+
+def _bench(name: str, backend: str, data: np.ndarray, ref: np.ndarray | None) -> dict[str, Any]:
+    training = ref is not None
+    extra: dict[str, Any] = {"kind": "training" if training else "roofline", "backend": backend,
+                             "workload": "crops", "steps": 250, "flops": 27000.0,
+                             "dtype": "float32", "compile_s": 0.0, "agrees": True,
+                             "max_abs_diff_vs_numpy": 0.0 if training else None}
+    if ref is not None:
+        norm = data / ref
+        extra.update(ref_data=ref.tolist(), norm_data=norm.tolist(),
+                     norm_median=float(np.median(norm)), ref_s=float(np.median(ref)))
+    return {"group": "crops", "name": name, "fullname": f"bench_training.py::{name}",
+            "params": {}, "param": name, "extra_info": extra, "options": {},
+            "stats": {"median": float(np.median(data)), "rounds": len(data), "iterations": 1,
+                      "data": data.tolist()}}
+
+
+def fake_part(block: ab.Block, slower: dict[str, float] | None = None,
+              rounds: int = 20) -> dict[str, Any]:
+    """A process's run: its backend on crops (and the roofline in the numpy process),
+    each round paired with a reference round at the same moment of a drifting machine;
+    ``slower`` slows backends on the head side (1.25 = 25% slower)."""
+    rng = np.random.default_rng([ab.ROLES.index(block.side.role), block.index,
+                                 len(block.label)])
+    drift = 1 + 0.5 * (rng.random(rounds) < 0.3)  # slow episodes hit both alike
+    factor = (slower or {}).get(block.label, 1.0) if block.side.role == "head" else 1.0
+    ref = STEP_US["roofline"] * 250e-6 * drift * rng.lognormal(0, 0.02, rounds)
+    data = STEP_US[block.label] * 250e-6 * factor * drift * rng.lognormal(0, 0.02, rounds)
+    benches = [_bench(f"bench_training[crops-{block.label}]", block.label, data, ref)]
+    if block.label == "numpy":
+        benches.append(_bench("bench_roofline[crops]", "roofline",
+                              ref * rng.lognormal(0, 0.02, rounds), None))
+    return {"machine_info": {"machine": "x86_64", "cpu": {"brand_raw": "Test CPU"},
+                             "gdbench": {"cpu_model": "Test CPU", "cpu_count": 2, "blas": []}},
+            "commit_info": {"id": block.side.sha, "dirty": False},
+            "datetime": "2026-01-02T03:04:05+00:00", "benchmarks": benches}
+
+
+Calls = list[tuple[int, str, str]]
+
+
+@pytest.fixture
+def fake_suite(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Calls]:
+    """Replace the probe (every backend known and runnable) and the process runner; the
+    runner records (block, side, backend), checks that it runs in the side's worktree at
+    the side's commit, and writes constructed rounds. Returns the list of calls."""
+
+    def install(slower: dict[str, float] | None = None,
+                fail: Callable[[ab.Block], BaseException | None] = lambda b: None,
+                edit: Callable[[ab.Block, dict[str, Any]], None] = lambda b, d: None) -> Calls:
+        calls: Calls = []
+
+        def probe(sides: list[ab.Side], wanted: list[str], threads: int | None) -> dict:
+            names = implementations.names()
+            return {s.role: {"names": names, "status": {n: None for n in wanted or names}}
+                    for s in sides}
+
+        def run_block(block: ab.Block, args: argparse.Namespace) -> int:
+            calls.append((block.index, block.side.role, block.label))
+            assert git(block.side.tree, "rev-parse", "HEAD") == block.side.sha
+            error = fail(block)
+            if error is not None:
+                raise error
+            doc = fake_part(block, slower)
+            edit(block, doc)
+            block.json_path.write_text(json.dumps(doc))
+            return 0
+
+        monkeypatch.setattr(ab, "probe", probe)
+        monkeypatch.setattr(ab, "run_block", run_block)
+        return calls
+
+    return install
+
+
+def run_ab(tmp_path: Path, *argv: str) -> int:
+    return cli.main(["ab", *argv, "--out", str(tmp_path / "out")])
+
+
+# --- worktrees ------------------------------------------------------------------------------
+
+def test_worktrees_are_made_at_each_revision_and_removed_after(
+        repo: Path, origin: dict[str, Any]) -> None:
+    (repo / "data" / "loader.py").write_text("# the user's own edit\n")
+    (repo / "notes.txt").write_text("untracked")
+    before = _state(repo)
+    with ab.worktrees(repo, {"base": origin["base"], "head": origin["head"]}) as trees:
+        assert git(trees["base"], "rev-parse", "HEAD") == origin["base"]
+        assert git(trees["head"], "rev-parse", "HEAD") == origin["head"]
+        assert not (trees["base"] / "implementations" / "numpy_manual.py").read_text(
+        ).endswith("# head\n")
+        assert (trees["head"] / "implementations" / "numpy_manual.py").read_text(
+        ).endswith("# head\n")
+        assert not trees["base"].is_relative_to(repo)  # outside the user's tree
+    assert not trees["base"].exists() and not trees["head"].exists()
+    assert not trees["base"].parent.exists()
+    assert _state(repo) == before  # HEAD, status, the user's edit, one worktree
+
+
+def test_the_worktrees_go_after_an_error_inside(repo: Path, origin: dict[str, Any]) -> None:
+    with pytest.raises(RuntimeError), \
+            ab.worktrees(repo, {"base": origin["base"], "head": origin["head"]}) as trees:
+        raise RuntimeError("boom")
+    assert not trees["base"].parent.exists()
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.parametrize("error", ["Ctrl-C", "SIGTERM", "RuntimeError"])
+def test_an_interrupt_or_error_mid_run_leaves_no_worktree(
+        repo: Path, tmp_path: Path, fake_suite: Callable[..., Calls], error: str) -> None:
+    (repo / "data" / "loader.py").write_text("# the user's own edit\n")
+    before = _state(repo)
+    handler = signal.getsignal(signal.SIGTERM)
+    seen: list[Path] = []
+
+    def fail(block: ab.Block) -> BaseException | None:
+        seen.append(block.side.tree)
+        if len(seen) < 3:
+            return None
+        if error == "SIGTERM":  # a cancelled CI job
+            os.kill(os.getpid(), signal.SIGTERM)
+        return KeyboardInterrupt() if error == "Ctrl-C" else RuntimeError("the runner broke")
+
+    calls = fake_suite(fail=fail)
+    if error != "RuntimeError":
+        assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--allow-dirty") == 130
+    else:
+        with pytest.raises(RuntimeError):
+            run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--allow-dirty")
+    assert len(calls) == 3
+    assert seen and not any(tree.exists() for tree in seen)
+    assert not seen[0].parent.exists()
+    assert _state(repo) == before
+    assert not (tmp_path / "out").exists()  # nothing half-saved
+    assert signal.getsignal(signal.SIGTERM) == handler  # put back
+
+
+def test_a_real_interrupted_process_is_stopped_and_cleaned_up(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_block stops its pytest process when interrupted while reading its output."""
+    started: list[subprocess.Popen[str]] = []
+    real_popen = subprocess.Popen
+
+    class Interrupting(real_popen):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(["sleep", "30"], stdout=subprocess.DEVNULL)
+            started.append(self)
+            self.stdout = iter_interrupt()  # type: ignore[assignment]
+
+    def iter_interrupt() -> Iterator[str]:
+        raise KeyboardInterrupt
+        yield ""
+
+    monkeypatch.setattr(ab.subprocess, "Popen", Interrupting)
+    side = ab.Side("base", "HEAD", "0" * 40, repo)
+    block = ab.Block(0, side, "numpy", ("--backends", "numpy"), repo / "x.json")
+    args = ab._suite_args(argparse.Namespace(dtype="float32", quick=True, backends=["numpy"],
+                                             workloads=None, threads=None, max_time=0.1))
+    with pytest.raises(KeyboardInterrupt):
+        ab.run_block(block, args)
+    assert started and started[0].poll() is not None  # the process was stopped
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("gdbench ab: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("rev", ["no-such-branch", "0123456789abcdef", "HEAD~99"])
+def test_an_unknown_revision_is_refused_in_one_line(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], rev: str) -> None:
+    before = _state(repo)
+    assert run_ab(tmp_path, "HEAD", rev) == 2
+    assert repr(rev) in _one_line_error(capsys)
+    assert _state(repo) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_revision_from_before_the_package_layout_is_refused(
+        repo: Path, origin: dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_ab(tmp_path, origin["old"], "HEAD") == 2
+    err = _one_line_error(capsys)
+    assert "too old" in err and "benches/__init__.py" in err
+
+
+def test_head_with_uncommitted_changes_is_refused_unless_allowed(
+        repo: Path, origin: dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], fake_suite: Callable[..., Calls]) -> None:
+    fake_suite()
+    (repo / "data" / "loader.py").write_text("# uncommitted\n")
+    for rev in ("HEAD", "main", "@"):
+        assert run_ab(tmp_path, "HEAD~1", rev, "--backends", "numpy") == 2
+        err = _one_line_error(capsys)
+        assert "uncommitted changes (data/loader.py)" in err and "--allow-dirty" in err
+    # A commit id, or HEAD~1, names no uncommitted work: not refused.
+    assert run_ab(tmp_path, "HEAD~1", origin["head"], "--backends", "numpy") == 0
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--allow-dirty") == 0
+
+
+def test_a_side_that_disagrees_with_numpy_is_refused(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        fake_suite: Callable[..., Calls]) -> None:
+    def wrong(block: ab.Block, doc: dict[str, Any]) -> None:
+        if block.side.role == "head" and block.label == "torch-cpu":
+            doc["benchmarks"][0]["extra_info"].update(agrees=False, max_abs_diff_vs_numpy=0.03)
+
+    fake_suite(edit=wrong)
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "torch-cpu") == 2
+    err = _one_line_error(capsys)
+    assert "head side" in err and "torch-cpu disagrees with numpy on crops" in err
+
+
+def test_a_failed_process_is_refused(repo: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     fake_suite: Callable[..., Calls]) -> None:
+    fake_suite()
+    monkeypatch.setattr(ab, "run_block", lambda block, args: 1)
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy") == 2
+    assert "its numpy process failed in block 1 (pytest exit 1" in _one_line_error(capsys)
+
+
+def test_an_unknown_backend_is_refused(repo: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       fake_suite: Callable[..., Calls]) -> None:
+    fake_suite()
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "tensorflow") == 2
+    assert "unknown backend 'tensorflow'" in _one_line_error(capsys)
+
+
+# --- the order of the turns -----------------------------------------------------------------
+
+def test_the_sides_take_turns_backend_by_backend_and_swap_who_goes_first(
+        repo: Path, tmp_path: Path, fake_suite: Callable[..., Calls]) -> None:
+    calls = fake_suite()
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "torch-cpu",
+                  "--blocks", "3") == 0
+    assert calls == [
+        (0, "base", "numpy"), (0, "head", "numpy"),
+        (0, "base", "torch-cpu"), (0, "head", "torch-cpu"),
+        (1, "head", "numpy"), (1, "base", "numpy"),
+        (1, "head", "torch-cpu"), (1, "base", "torch-cpu"),
+        (2, "base", "numpy"), (2, "head", "numpy"),
+        (2, "base", "torch-cpu"), (2, "head", "torch-cpu"),
+    ]
+
+
+def test_a_backend_that_only_one_side_has_runs_on_that_side_alone(tmp_path: Path) -> None:
+    sides = {role: ab.Side(role, role, role * 10, tmp_path / role) for role in ab.ROLES}
+    procs = {"base": [("numpy", ["--backends", "numpy"])],
+             "head": [("numpy", ["--backends", "numpy"]), ("jax", ["--backends", "jax"])]}
+    plan = ab.schedule(sides, procs, 2, tmp_path)
+    assert [(b.index, b.side.role, b.label) for b in plan] == [
+        (0, "base", "numpy"), (0, "head", "numpy"), (0, "head", "jax"),
+        (1, "head", "numpy"), (1, "base", "numpy"), (1, "head", "jax")]
+    assert len({b.json_path for b in plan}) == len(plan)
+
+
+def test_each_side_runs_gdbench_runs_command_on_its_own_suite(tmp_path: Path) -> None:
+    side = ab.Side("head", "HEAD", "1" * 40, tmp_path / "head")
+    args = ab._suite_args(argparse.Namespace(dtype="float32", quick=True, backends=None,
+                                             workloads=["crops"], threads=1, max_time=None))
+    cmd = ab.side_command(side, args, tmp_path / "p.json",
+                          ["--isolated", "--backends", "jax", "--roofline", "without"])
+    assert str(tmp_path / "head" / "benches") in cmd
+    assert f"--rootdir={tmp_path / 'head' / 'benches'}" in cmd
+    assert not any(str(ROOT / "benches") in part for part in cmd)
+    for option in ("--quick", "--threads=1", "--benchmark-save-data", "--isolated",
+                   f"--benchmark-max-time={ab.QUICK_MAX_TIME_S}", f"--benchmark-json="
+                   f"{tmp_path / 'p.json'}"):
+        assert option in cmd
+    assert cmd[cmd.index("--backends") + 1] == "jax"
+    assert ab.side_env(side, 1)["PYTHONPATH"] == str(tmp_path / "head")
+    assert ab.side_env(side, 1)["OMP_NUM_THREADS"] == "1"
+
+
+# --- merging and the gate's verdicts --------------------------------------------------------
+
+def test_merging_blocks_concatenates_the_rounds_of_each_benchmark(tmp_path: Path) -> None:
+    side = ab.Side("base", "HEAD", "2" * 40, tmp_path)
+    parts = [fake_part(ab.Block(i, side, label, (), tmp_path / "x"))
+             for i in range(2) for label in ("numpy", "torch-cpu")]
+    parts[3]["benchmarks"][0]["extra_info"]["agrees"] = False
+    doc = ab.merge_side(parts, {})
+    names = [b["name"] for b in doc["benchmarks"]]
+    assert names == ["bench_training[crops-numpy]", "bench_roofline[crops]",
+                     "bench_training[crops-torch-cpu]"]
+    merged = doc["benchmarks"][0]
+    copies = [parts[0]["benchmarks"][0], parts[2]["benchmarks"][0]]
+    data = copies[0]["stats"]["data"] + copies[1]["stats"]["data"]
+    assert merged["stats"]["data"] == data and merged["stats"]["rounds"] == 40
+    assert merged["stats"]["median"] == pytest.approx(float(np.median(data)))
+    norm = merged["extra_info"]["norm_data"]
+    assert norm == copies[0]["extra_info"]["norm_data"] + copies[1]["extra_info"]["norm_data"]
+    assert np.allclose(np.asarray(data) / merged["extra_info"]["ref_data"], norm)  # aligned
+    assert merged["extra_info"]["norm_median"] == pytest.approx(float(np.median(norm)))
+    assert merged["extra_info"]["step_us"] == pytest.approx(np.median(data) / 250 * 1e6)
+    assert merged["extra_info"]["blocks"] == 2
+    assert doc["benchmarks"][2]["extra_info"]["agrees"] is False  # one block disagreed
+
+
+def test_a_25_percent_slower_backend_on_the_head_side_fails_and_is_named(
+        repo: Path, origin: dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], fake_suite: Callable[..., Calls]) -> None:
+    fake_suite(slower={"torch-cpu": 1.25})
+    report = tmp_path / "report.md"
+    code = run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "torch-cpu", "jax",
+                  "--report", str(report))
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL: 1 regression" in out
+    rows = {line.split("|")[2].strip(): line for line in out.splitlines()
+            if line.startswith("| crops")}
+    assert "regression" in rows["torch-cpu"] and "+25" in rows["torch-cpu"]
+    assert "ok" in rows["numpy"] and "ok" in rows["jax"]
+    assert report.read_text() in out
+    (folder,) = (tmp_path / "out").iterdir()
+    assert folder.name.endswith(f"_{origin['base'][:10]}_{origin['head'][:10]}")
+    base = json.loads((folder / "base.json").read_text())
+    head = json.loads((folder / "head.json").read_text())
+    assert base["commit_info"]["id"] == origin["base"]
+    assert head["commit_info"]["id"] == origin["head"]
+    assert head["machine_info"]["gdbench"]["ab"]["role"] == "head"
+    assert all(b["stats"]["rounds"] == 2 * 20 for b in head["benchmarks"])
+    assert (folder / "report.md").read_text() == report.read_text()
+    assert cli.main(["compare", str(folder / "base.json"), str(folder / "head.json")]) == 0
+
+
+def test_identical_sides_pass(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              fake_suite: Callable[..., Calls]) -> None:
+    fake_suite()
+    assert run_ab(tmp_path, "HEAD", "HEAD", "--backends", "numpy", "torch-cpu") == 0
+    assert "PASS: 0 regressions" in capsys.readouterr().out
+
+
+def test_merge_refuses_a_block_without_saved_rounds(tmp_path: Path) -> None:
+    side = ab.Side("base", "HEAD", "2" * 40, tmp_path)
+    part = fake_part(ab.Block(0, side, "jax", (), tmp_path / "x"))
+    del part["benchmarks"][0]["stats"]["data"]
+    with pytest.raises(InputError, match="saved no rounds"):
+        ab.merge_side([part], {})
+
+
+# --- one real A/B ---------------------------------------------------------------------------
+
+def test_a_real_ab_of_one_tiny_benchmark(repo: Path, origin: dict[str, Any], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Both sides really run their own suite from their worktrees: crops, numpy only."""
+    before = _state(repo)
+    code = run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--workloads", "crops",
+                  "--max-time", "0.05", "--threshold", "50%")
+    out, err = capsys.readouterr()
+    assert code in (0, 1), out + err  # a verdict, whatever this busy machine's noise
+    assert "| crops | numpy |" in out
+    (folder,) = (tmp_path / "out").iterdir()
+    for role in ab.ROLES:
+        doc = json.loads((folder / f"{role}.json").read_text())
+        assert doc["commit_info"]["id"] == origin[role]  # ran in its own worktree
+        training = [b for b in doc["benchmarks"] if b["extra_info"]["kind"] == "training"]
+        assert [b["extra_info"]["blocks"] for b in training] == [2]
+        assert len(training[0]["extra_info"]["norm_data"]) == training[0]["stats"]["rounds"]
+    assert _state(repo) == before

@@ -1,0 +1,450 @@
+"""gdbench history: the data the page is built from, the command, and the page in a real
+headless Chromium.
+
+The runs are constructed (tests/_benchjson.py) on a calm machine, each with its own date
+and commit, so every verdict is unambiguous: a 25% slowdown is flagged, a steady backend
+is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _benchjson import bad_run_files, machine_info, make_run, run_cli
+
+from gdbench import history, regress
+from gdbench.results import load_run
+
+OTHER = machine_info(cpu="Other CPU 5000", cores=4)
+
+
+def _run(path: Path, day: int, *, commit: str | None = None, dirty: bool = False,
+         workloads: tuple[str, ...] = ("crops",), **kwargs: Any) -> Path:
+    """A constructed run dated 2026-01-<day> 12:00 UTC, from commit ``commit`` (default:
+    one made of the day's digits), saved at ``path``."""
+    kwargs.setdefault("slow_share", 0.0)
+    kwargs.setdefault("seed", day)
+    doc = make_run(workloads=workloads, **kwargs)
+    doc["datetime"] = f"2026-01-{day:02d}T12:00:00.000000+00:00"
+    doc["commit_info"] = {"id": commit or f"{day:02d}" * 20, "dirty": dirty,
+                          "project": "gdbench", "branch": "main"}
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def _flagged(h: history.History) -> set[tuple[str, str]]:
+    flagged = h.points[h.points["flag"] != ""]
+    return set(zip(flagged["run"], flagged["backend"], strict=True))
+
+
+# --- the data -----------------------------------------------------------------------------
+
+def test_runs_are_sorted_by_their_datetime_not_the_order_given(tmp_path: Path) -> None:
+    paths = [_run(tmp_path / f"r{day}.json", day) for day in (3, 1, 2)]
+    h = history.build_history(paths)
+    assert h.runs["run"].tolist() == ["r1", "r2", "r3"]
+    assert h.runs["datetime"].is_monotonic_increasing
+    numpy = h.points[h.points["backend"] == "numpy"]
+    assert numpy["run"].tolist() == ["r1", "r2", "r3"]
+    assert numpy["commit"].tolist() == ["01" * 20, "02" * 20, "03" * 20]
+    assert set(h.points["branch"]) == {"main"}
+
+
+def test_each_point_is_the_median_of_its_paired_rounds_with_a_bootstrap_interval(
+        tmp_path: Path) -> None:
+    path = _run(tmp_path / "r1.json", 1)
+    h = history.build_history([path])
+    frame = load_run(path)
+    for _, p in h.points.iterrows():
+        row = frame[frame["name"] == p["name"]].iloc[0]
+        assert p["basis"] == regress.PAIRED
+        assert p["value"] == pytest.approx(row["norm_median"])
+        assert p["low"] < p["value"] < p["high"]
+    assert set(h.points["backend"]) == {"numpy", "torch-cpu", "jax", "jax-scan"}
+    assert "roofline" not in set(h.points["backend"])
+
+
+def test_a_run_without_paired_rounds_falls_back_on_its_roofline_and_says_so(
+        tmp_path: Path) -> None:
+    old = _run(tmp_path / "old.json", 1, paired=False)
+    new = _run(tmp_path / "new.json", 2)
+    h = history.build_history([old, new])
+    frame = load_run(old)
+    roofline = frame[frame["kind"] == "roofline"].iloc[0]
+    pts = h.points[h.points["run"] == "old"]
+    assert set(pts["basis"]) == {regress.UNPAIRED}
+    for _, p in pts.iterrows():
+        row = frame[frame["name"] == p["name"]].iloc[0]
+        assert p["value"] == pytest.approx(row["median_s"] / roofline["median_s"])
+        assert p["low"] < p["value"] < p["high"]
+    assert set(h.points[h.points["run"] == "new"]["basis"]) == {regress.PAIRED}
+    page = history.render_page(h)
+    assert "old: no per-round references (norm_data)" in page
+
+
+def test_runs_of_different_machines_are_separate_series_never_joined(tmp_path: Path) -> None:
+    paths = [_run(tmp_path / "a1.json", 1), _run(tmp_path / "b1.json", 2, info=OTHER),
+             _run(tmp_path / "a2.json", 3), _run(tmp_path / "b2.json", 4, info=OTHER),
+             _run(tmp_path / "a3.json", 5)]
+    h = history.build_history(paths)
+    series = h.runs.set_index("run")["series"].to_dict()
+    assert series == {"a1": 0, "b1": 1, "a2": 0, "b2": 1, "a3": 0}
+    assert h.runs.groupby("series")["fingerprint"].nunique().tolist() == [1, 1]
+    assert h.runs["fingerprint"].nunique() == 2
+    # Without a baseline, each run is judged by the previous run on its own machine.
+    against = h.runs.set_index("run")["against"].to_dict()
+    assert against["a1"] == against["b1"] == ""
+    assert against["a2"].endswith(", a1") and against["b2"].endswith(", b1")
+    assert against["a3"].endswith(", a2")
+    # In the figure, one line per machine, through that machine's points only: the
+    # path of machine 0 has 3 vertices (2 segments), machine 1's 2 (1 segment).
+    name = "bench_training[crops-numpy]"
+    svg = history.benchmark_svg(h, name, "t")
+    for machine, segments in ((0, 2), (1, 1)):
+        group = re.search(rf'<g id="t-series-{machine}">\s*<path d="([^"]*)"', svg)
+        assert group is not None
+        assert group.group(1).count("L") == segments
+
+
+def test_a_25_percent_slowdown_is_flagged_against_the_baseline(tmp_path: Path) -> None:
+    base = _run(tmp_path / "base.json", 1)
+    paths = [_run(tmp_path / "r2.json", 2),
+             _run(tmp_path / "r3.json", 3, factors={"numpy": 1.25}),
+             _run(tmp_path / "r4.json", 4)]
+    h = history.build_history(paths, base, 0.15)
+    assert _flagged(h) == {("r3", "numpy")}
+    p = h.points[(h.points["run"] == "r3") & (h.points["backend"] == "numpy")].iloc[0]
+    assert p["verdict"] == regress.REGRESSION
+    assert p["change"] == pytest.approx(1.25, abs=0.05)
+    assert 1 < p["change_low"] < p["change"] < p["change_high"]
+    assert set(h.runs["against"]) == {"baseline base"}
+    # The flagged point is ringed in red, with its verdict in its hover text.
+    svg = history.benchmark_svg(h, "bench_training[crops-numpy]", "t")
+    assert svg.count(f'stroke: {history.FLAG_RED}') >= 1
+    assert "regression flagged by the gate" in svg
+    titles = re.findall(r"<title>([^<]*)</title>", svg)
+    assert any("→ regression" in t and "commit 0303030" in t for t in titles)
+    clean = history.benchmark_svg(h, "bench_training[crops-jax]", "u")
+    assert "flagged" not in clean
+
+
+def test_without_a_baseline_a_slowdown_is_flagged_where_it_appears(tmp_path: Path) -> None:
+    paths = [_run(tmp_path / "r1.json", 1),
+             _run(tmp_path / "r2.json", 2, factors={"numpy": 1.25}),
+             _run(tmp_path / "r3.json", 3, factors={"numpy": 1.25})]
+    h = history.build_history(paths)
+    # r2 is 25% slower than r1; r3 is as slow as r2, so nothing new there.
+    assert _flagged(h) == {("r2", "numpy")}
+    first = h.points[h.points["run"] == "r1"]
+    assert set(first["verdict"]) == {""} and set(first["against"]) == {""}
+
+
+def test_a_backend_that_disagrees_with_numpy_is_flagged(tmp_path: Path) -> None:
+    base = _run(tmp_path / "base.json", 1)
+    new = _run(tmp_path / "new.json", 2, disagree=("jax",))
+    h = history.build_history([new], base)
+    flagged = h.points[h.points["flag"] != ""]
+    assert flagged["backend"].tolist() == ["jax"]
+    assert flagged["flag"].tolist() == [regress.DISAGREES]
+
+
+def test_the_latest_run_is_compared_with_the_baseline(tmp_path: Path) -> None:
+    base = _run(tmp_path / "base.json", 1)
+    # Given first, dated last: the latest run is the slow one.
+    slow = _run(tmp_path / "slow.json", 9, factors={"jax": 1.25}, commit="ab" * 20,
+                dirty=True)
+    h = history.build_history([slow, _run(tmp_path / "r2.json", 2)], base)
+    section = history.latest_section(h)
+    assert section.title.startswith("gdbench check: FAIL: 1 regression")
+    assert section.notes[0] == ("latest run slow (2026-01-09 12:00 UTC, commit abababa "
+                                "(dirty) on main) against the baseline base.")
+    verdicts = dict(zip(section.table["backend"], section.table["verdict"], strict=True))
+    assert "regression" in verdicts["jax"]
+    assert verdicts["numpy"] == verdicts["torch-cpu"] == verdicts["jax-scan"] == "ok"
+    assert verdicts["roofline"] == "reference"
+    assert section.table.columns.tolist() == \
+        regress.report_table(h.gates["slow"]).columns.tolist()
+
+
+def test_without_a_baseline_the_latest_run_is_compared_with_its_machines_previous_run(
+        tmp_path: Path) -> None:
+    paths = [_run(tmp_path / "a1.json", 1), _run(tmp_path / "b1.json", 2, info=OTHER),
+             _run(tmp_path / "a2.json", 3, factors={"numpy": 1.25})]
+    section = history.latest_section(history.build_history(paths))
+    assert "against the previous run on this machine, a1" in section.notes[0]
+    verdicts = dict(zip(section.table["backend"], section.table["verdict"], strict=True))
+    assert "regression" in verdicts["numpy"]
+    alone = history.latest_section(history.build_history(paths[1:2]))
+    assert alone.table.empty and "nothing to compare it with" in alone.title
+
+
+# --- the command --------------------------------------------------------------------------
+
+def test_the_page_is_one_self_contained_file(tmp_path: Path, capsys) -> None:
+    base = _run(tmp_path / "base.json", 1, workloads=("crops", "small"))
+    paths = [_run(tmp_path / "r2.json", 2, workloads=("crops", "small")),
+             _run(tmp_path / "r3.json", 3, workloads=("crops", "small"), info=OTHER,
+                  factors={"torch-cpu": 1.25})]
+    out = tmp_path / "site" / "history.html"
+    code, stdout, err = run_cli(capsys, "history", *map(str, paths), "--baseline", str(base),
+                                "--threshold", "15%", "-o", str(out))
+    assert code == 0, err
+    assert stdout.startswith(f"wrote {out}: 2 runs, 8 benchmarks, 2 flagged points")
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    for workload in ("crops", "small"):
+        for backend in ("numpy", "torch-cpu", "jax", "jax-scan"):
+            assert f'data-benchmark="bench_training[{workload}-{backend}]"' in page
+            assert f"<h4>{workload} · {backend}" in page
+    # Nothing to load and nothing to run: no script, no stylesheet link, and every
+    # reference inside the page (SVG markers and clip paths) points into it.
+    assert "<script" not in page and "<link" not in page and "<img" not in page
+    refs = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert refs and all(r.startswith("#") for r in refs)
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "ids must be unique across the inlined figures"
+    # Commits in the hover text and the tables, machines, the latest-run table.
+    assert "commit 0202020" in page and "commit 0303030" in page
+    assert OTHER["gdbench"]["fingerprint"] in page
+    assert "Latest run against the baseline" in page and "❌ regression" in page
+    assert os.stat(out).st_mode & 0o777 == 0o644
+
+
+def _bad_input_cases(tmp_path: Path) -> dict[str, list[str]]:
+    good = str(_run(tmp_path / "good.json", 1))
+    bad = bad_run_files(tmp_path)
+    roofline_only = tmp_path / "roofline_only.json"
+    roofline_only.write_text(json.dumps(make_run(workloads=("crops",), backends=())))
+    undated = tmp_path / "undated.json"
+    doc = make_run(workloads=("crops",))
+    del doc["datetime"]
+    undated.write_text(json.dumps(doc))
+    page = str(tmp_path / "page.html")
+    return {
+        "missing file": [str(bad["missing"]), "-o", page],
+        "not a run": [good, str(bad["not a run"]), "-o", page],
+        "truncated": [good, str(bad["truncated"]), "-o", page],
+        "no training benchmark": [good, str(roofline_only), "-o", page],
+        "baseline without training benchmark": [good, "--baseline", str(roofline_only),
+                                                "-o", page],
+        "missing baseline": [good, "--baseline", str(bad["missing"]), "-o", page],
+        "no datetime": [str(undated), "-o", page],
+        "output is a directory": [good, "-o", str(tmp_path)],
+        "bad threshold": [good, "--threshold", "15", "-o", page],
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "not a run", "truncated",
+                                  "no training benchmark",
+                                  "baseline without training benchmark", "missing baseline",
+                                  "no datetime", "output is a directory", "bad threshold"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, case: str) -> None:
+    argv = _bad_input_cases(tmp_path)[case]
+    code, out, err = run_cli(capsys, "history", *argv)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gdbench history: error:"), err
+    assert not (tmp_path / "page.html").exists()
+
+
+def test_a_failed_build_leaves_an_existing_page_as_it_was(tmp_path: Path, capsys) -> None:
+    page = tmp_path / "history.html"
+    page.write_text("the previous page", encoding="utf-8")
+    code, _, _ = run_cli(capsys, "history", str(tmp_path / "missing.json"), "-o", str(page))
+    assert code == 2
+    assert page.read_text(encoding="utf-8") == "the previous page"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.html"]  # no temp file left
+
+
+# --- the page in a real browser -----------------------------------------------------------
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
+            "chrome", "chromium-headless-shell")
+
+
+def find_browser() -> str | None:
+    """$GDBENCH_CHROMIUM, else the first Chromium or Chrome on PATH."""
+    chosen = os.environ.get("GDBENCH_CHROMIUM")
+    if chosen:
+        return shutil.which(chosen)
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+class DevTools:
+    """A headless Chromium driven over the DevTools protocol on a pipe
+    (--remote-debugging-pipe: NUL-separated JSON on fds 3 and 4), so no port, no
+    websocket library and no driver binary are needed. It records every console error,
+    uncaught exception and browser log error (such as a resource that failed to load)."""
+
+    def __init__(self, binary: str, profile: Path, timeout: float = 60.0) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.log = open(profile / "stderr.txt", "w+b")  # noqa: SIM115 (closed in close())
+        # sh moves our pipes onto the fds the protocol uses: commands on 3, replies on 4.
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", 'exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>/dev/null', binary,
+             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--no-default-browser-check", "--disable-extensions", "--mute-audio",
+             f"--user-data-dir={profile / 'profile'}", "--remote-debugging-pipe",
+             "--window-size=1200,1600", "about:blank"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        self.buffer = b""
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.call("Target.attachToTarget",
+                                 {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            self.call(f"{domain}.enable", session=self.session)
+
+    def _receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while b"\0" not in self.buffer:
+            left = self.deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
+            if not ready:
+                raise TimeoutError(f"the browser did not answer in time; {self.stderr()}")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise RuntimeError(f"the browser exited; {self.stderr()}")
+            self.buffer += chunk
+        raw, self.buffer = self.buffer.split(b"\0", 1)
+        message: dict[str, Any] = json.loads(raw)
+        return message
+
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             session: str | None = None) -> dict[str, Any]:
+        self.next_id += 1
+        message: dict[str, Any] = {"id": self.next_id, "method": method,
+                                   "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode() + b"\0")
+        self.proc.stdin.flush()
+        while True:
+            reply = self._receive()
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                result: dict[str, Any] = reply["result"]
+                return result
+            self.events.append(reply)
+
+    def load(self, url: str) -> list[str]:
+        """Open ``url``, wait for its load event, and return the errors it caused."""
+        self.events.clear()
+        self.call("Page.navigate", {"url": url}, self.session)
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            self.events.append(self._receive())
+        errors = []
+        for e in self.events:
+            method, params = e.get("method"), e.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                errors.append(f"exception: {params['exceptionDetails'].get('text')}")
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error",
+                                                                                "assert"):
+                errors.append("console: " + " ".join(str(a.get("value", a.get("description")))
+                                                     for a in params.get("args", [])))
+            elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+                entry = params["entry"]
+                errors.append(f"log: {entry.get('text')} {entry.get('url', '')}".strip())
+        return errors
+
+    def evaluate(self, expression: str) -> Any:
+        reply = self.call("Runtime.evaluate", {"expression": expression,
+                                               "returnByValue": True}, self.session)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return "its stderr ends: " + self.log.read().decode(errors="replace")[-1500:]
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
+            self.call("Browser.close")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    binary = find_browser()
+    if binary is None and os.environ.get("GDBENCH_CHROMIUM"):
+        pytest.skip(f"GDBENCH_CHROMIUM={os.environ['GDBENCH_CHROMIUM']} is not an executable")
+    if binary is None:
+        pytest.skip("no headless browser: none of " + ", ".join(BROWSERS) + " is on PATH "
+                    "(`make browser` installs Debian's chromium; or set GDBENCH_CHROMIUM)")
+    with tempfile.TemporaryDirectory(prefix="gdbench-browser-") as tmp:
+        devtools = DevTools(binary, Path(tmp))
+        try:
+            yield devtools
+        finally:
+            devtools.close()
+
+
+def test_the_browser_harness_catches_broken_pages(browser: DevTools, tmp_path: Path) -> None:
+    """A control: a page with a console error, an exception and a missing image must
+    fail the check below, so a clean result there means something."""
+    page = tmp_path / "broken.html"
+    page.write_text('<html><body><img src="missing.png"><script>console.error("canary");'
+                    "no_such_function();</script></body></html>", encoding="utf-8")
+    errors = browser.load(page.as_uri())
+    assert any("canary" in e for e in errors), errors
+    assert any(e.startswith("exception:") for e in errors), errors
+    assert any("missing.png" in e for e in errors), errors
+
+
+def test_the_page_renders_every_benchmark_in_chromium_without_errors(
+        browser: DevTools, tmp_path: Path, capsys) -> None:
+    workloads = ("crops", "small")
+    base = _run(tmp_path / "base.json", 1, workloads=workloads)
+    paths = [_run(tmp_path / "r2.json", 2, workloads=workloads),
+             _run(tmp_path / "r3.json", 3, workloads=workloads, factors={"numpy": 1.25}),
+             _run(tmp_path / "r4.json", 4, workloads=workloads, info=OTHER),
+             _run(tmp_path / "r5.json", 5, workloads=workloads, paired=False)]
+    out = tmp_path / "history.html"
+    code, _, err = run_cli(capsys, "history", *map(str, paths), "--baseline", str(base),
+                           "-o", str(out))
+    assert code == 0, err
+    assert browser.load(out.as_uri()) == []
+    expected = {f"bench_training[{w}-{b}]" for w in workloads
+                for b in ("numpy", "torch-cpu", "jax", "jax-scan")}
+    shown = browser.evaluate("""JSON.stringify([...document.querySelectorAll('article')].map(
+        a => { const svg = a.querySelector('svg'), box = svg && svg.getBoundingClientRect();
+               return {name: a.dataset.benchmark, heading: a.querySelector('h4').innerText,
+                       width: box ? box.width : 0, height: box ? box.height : 0,
+                       marks: svg ? svg.querySelectorAll('use').length : 0,
+                       hovers: svg ? svg.querySelectorAll('g > title').length : 0}; }))""")
+    articles = json.loads(shown)
+    assert {a["name"] for a in articles} == expected
+    for a in articles:
+        workload, backend = a["name"][len("bench_training["):-1].split("-", 1)
+        assert a["heading"].startswith(f"{workload} · {backend}")
+        assert a["width"] > 200 and a["height"] > 100, a
+        assert a["marks"] >= 4 and a["hovers"] >= 4, a  # 4 runs, each a marker with a title
+    flagged = json.loads(browser.evaluate(
+        "JSON.stringify([...document.querySelectorAll('article.flagged')]"
+        ".map(a => a.dataset.benchmark))"))
+    assert set(flagged) == {"bench_training[crops-numpy]", "bench_training[small-numpy]"}
+    text = browser.evaluate("document.body.innerText")
+    assert "Latest run against the baseline" in text
+    assert "r5: no per-round references" in text
+    assert browser.evaluate("performance.getEntriesByType('resource').length") == 0
