@@ -166,6 +166,7 @@ _MODULE_COMMANDS = {
     "plot": ("gdbench.plots", "scaling, speed-up and convergence figures from a saved run"),
     "audit": ("gdbench.audit", "prove each figure of a run is its backend's loop alone "
                                "(interference, sync, noise)"),
+    "history": ("gdbench.history", "one HTML page of every benchmark over many runs"),
 }
 
 
