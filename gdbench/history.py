@@ -279,7 +279,7 @@ def _svg(fig: Figure, salt: str, titles: dict[str, str]) -> str:
 
     def prefix(m: re.Match[str]) -> str:
         name = m.group(2)
-        keep = name.startswith(salt) or name not in ids
+        keep = name.startswith(f"{salt}-") or name not in ids
         return m.group(1) + (name if keep else f"{salt}-{name}")
 
     svg = re.sub(r'( id="|url\(#|href="#)([^")]+)', prefix, svg)
