@@ -12,6 +12,15 @@ convergence  the loss (MSE over all rows) after each epoch, for every backend av
              workload that trains fewer than 10 epochs in the benchmark (medium, large,
              xl train 1 or 2) is shown over 10 epochs of the same recipe instead, with a
              note in the title (--epochs to choose).
+roofline     GFLOP/s against arithmetic intensity (FLOPs per byte a step must move), a
+             point per backend × workload, under the run's two measured ceilings: the
+             GEMM rate and the copy bandwidth (gdbench.limits).
+fit          µs per step against FLOPs per step with each backend's fitted line
+             step = α + FLOPs / β: α is the fixed cost of a step, β its throughput.
+loss-time    loss against wall-clock seconds on one workload (--workload, else the run's
+             first): each backend's line starts after its prepare (compilation
+             included) and runs at its median step time along the float64 reference's
+             loss curve; the dotted line is the shared target.
 
 Titles name the machine. Files are written atomically.
 """
@@ -29,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from gdbench import implementations, machine
+from gdbench import implementations, limits, machine
 from gdbench.data.datasets import mse
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload, make_problem
@@ -133,6 +142,116 @@ def speedup_figure(frame: pd.DataFrame) -> Figure:
     ax.axhline(1, color="black", linewidth=1)
     ax.set_xticks(x0, workloads)
     ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def roofline_figure(frame: pd.DataFrame) -> Figure:
+    """GFLOP/s against arithmetic intensity (FLOPs per byte a step must move), one point
+    per backend × workload, under both ceilings measured in the run: the GEMM rate
+    (horizontal) and the copy bandwidth (the diagonal bandwidth × intensity), per workload."""
+    s = summary(frame)
+    train = s[(s["kind"] == "training") & s["limit_us"].notna()].copy()
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.set_title(f"Roofline: throughput against arithmetic intensity\n{_machine(frame)}")
+    ax.set_xlabel("arithmetic intensity (FLOPs per byte a step must move)")
+    ax.set_ylabel("GFLOP/s (median)")
+    if train.empty:
+        ax.text(0.5, 0.5, "this run has no ceilings (made before gdbench measured them)",
+                ha="center", va="center", transform=ax.transAxes)
+        return fig
+    itemsize = np.where(train["dtype"] == "float64", 8, 4)
+    rows_per_step = train["epochs"].astype(float) * train["n"].astype(float) / train[
+        "steps"].astype(float)
+    step_bytes = [limits.step_bytes(b, int(d), int(k), int(i)) for b, d, k, i in zip(
+        rows_per_step, train["d"], train["k"], itemsize, strict=True)]
+    train["intensity"] = train["flops"].astype(float) / train["steps"].astype(float) / np.asarray(
+        step_bytes)
+    roof = s[s["kind"] == "roofline"].set_index("workload")
+    for workload in workloads_in(train):
+        x = float(train.loc[train["workload"] == workload, "intensity"].iloc[0])
+        gemm, bandwidth = roof.loc[workload, "gflops"], roof.loc[workload, "bandwidth_gbs"]
+        xs = np.geomspace(x / 4, x * 4, 20)
+        ax.plot(xs, np.minimum(gemm, bandwidth * xs), color="0.6", linewidth=1)
+        ax.annotate(f"{workload}: {gemm:.3g} GFLOP/s, {bandwidth:.3g} GB/s", (x * 4, gemm),
+                    fontsize=7, color="0.4", ha="right", va="bottom")
+    for i, label in enumerate(backends_in(train.assign(backend=train["label"]))):
+        rows = train[train["label"] == label]
+        ax.scatter(rows["intensity"], rows["gflops"], marker=_MARKERS[i % len(_MARKERS)],
+                   label=label, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def fit_figure(frame: pd.DataFrame) -> Figure:
+    """Measured µs per step against FLOPs per step, with each backend's fitted line
+    step = α + FLOPs / β (:mod:`gdbench.limits`)."""
+    s = summary(frame)
+    train = s[(s["kind"] == "training") & s["steps"].notna()]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.set_title(f"Fixed cost α and throughput β: step = α + FLOPs / β\n{_machine(frame)}")
+    ax.set_xlabel("work per step (FLOPs)")
+    ax.set_ylabel("time per step (µs, median)")
+    for i, label in enumerate(backends_in(train.assign(backend=train["label"]))):
+        rows = train[train["label"] == label].sort_values("flops")
+        flops = (rows["flops"].astype(float) / rows["steps"].astype(float)).to_numpy()
+        points = ax.scatter(flops, rows["step_us"], marker=_MARKERS[i % len(_MARKERS)],
+                            zorder=3)
+        if len(np.unique(flops)) < 2:
+            continue
+        alpha, beta = limits.fit_alpha_beta(flops, rows["step_us"].to_numpy(float) * 1e-6)
+        xs = np.geomspace(flops.min(), flops.max(), 50)
+        ax.plot(xs, (alpha + xs / beta) * 1e6, color=points.get_facecolor()[0],
+                label=f"{label}: α {alpha * 1e6:.3g} µs, β {beta / 1e9:.3g} GFLOP/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "one workload per backend: nothing to fit", ha="center",
+                va="center", transform=ax.transAxes)
+    return fig
+
+
+def loss_time_figure(frame: pd.DataFrame, workload: str) -> Figure:
+    """Loss against wall-clock time on one workload, a line per backend: each starts after
+    its prepare (compilation included) and advances at its median step time along the
+    float64 reference's loss curve (every backend agrees with it); the shared target is
+    the horizontal line."""
+    s = summary(frame)
+    roof = s[(s["kind"] == "roofline") & (s["workload"] == workload)]
+    train = s[(s["kind"] == "training") & (s["workload"] == workload)]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.set_title(f"Loss against time on {workload}, prepare and compile included\n"
+                 f"{_machine(frame)}")
+    ax.set_xlabel("wall-clock seconds from the start of prepare")
+    ax.set_ylabel("loss (MSE over all rows)")
+    if roof.empty or not isinstance(roof["loss_curve"].iloc[0], list) or train.empty:
+        ax.text(0.5, 0.5, f"this run has no loss curve for {workload}", ha="center",
+                va="center", transform=ax.transAxes)
+        return fig
+    steps = np.asarray(roof["loss_curve_steps"].iloc[0], float)
+    losses = np.asarray(roof["loss_curve"].iloc[0], float)
+    for i, label in enumerate(backends_in(train.assign(backend=train["label"]))):
+        r = train[train["label"] == label].iloc[0]
+        start = float(r["prepare_s"]) if pd.notna(r["prepare_s"]) else 0.0
+        ax.plot(start + steps * r["step_us"] * 1e-6, losses, label=label,
+                linestyle=_STYLES[i % len(_STYLES)], marker=_MARKERS[i % len(_MARKERS)],
+                markersize=3)
+    if pd.notna(roof["target_loss"].iloc[0]):
+        ax.axhline(roof["target_loss"].iloc[0], color="black", linewidth=1, linestyle=":",
+                   label="target (1.01 × least squares)")
+    ax.set_xscale("log")
+    if (losses > 0).all():
+        ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
 
@@ -262,6 +381,11 @@ def main(args: argparse.Namespace) -> int:
                      f"{'s' * (workload.epochs != 1)}; shown over {shown} of the same recipe")
     written = save(scaling_figure(frame), out_dir, "scaling")
     written += save(speedup_figure(frame), out_dir, "speedup")
+    written += save(roofline_figure(frame), out_dir, "roofline")
+    written += save(fit_figure(frame), out_dir, "fit")
+    loss_workload = args.workload if args.workload in set(frame["workload"]) else str(
+        frame["workload"].iloc[0])
+    written += save(loss_time_figure(frame, loss_workload), out_dir, "loss-time")
     if not args.no_convergence:
         _, losses = losses_per_epoch(args.workload, names, args.epochs,
                                      progress=lambda line: print(line, file=sys.stderr))

@@ -14,7 +14,14 @@ each round's time over its reference's (unitless, aligned with ``data``), ``norm
 its median, ``ref_s`` the reference's median seconds; None / NaN for roofline rows and
 for runs saved before paired timing. ``commit`` and ``dirty`` come from pytest-benchmark's
 commit_info: the commit id the run was made from, and whether the tree had uncommitted
-changes (None when not recorded). Any problem with a file raises
+changes (None when not recorded).
+
+Training rows also carry ``prepare_s`` (seconds of prepare, compilation included) and the
+memory of one instrumented run (``memory_*``, see :mod:`gdbench.memory`); roofline rows
+carry the workload's facts: ``bandwidth_gbs`` (the copy bandwidth of the workload's
+limit, GB/s), the shared target (``target_loss``, ``target_steps``: steps of the plan to
+reach it, NaN when never) and the float64 reference's ``loss_curve`` at
+``loss_curve_steps``. Any problem with a file raises
 :class:`gdbench.data.errors.InputError` with one line naming the file.
 """
 
@@ -42,11 +49,16 @@ COLUMNS = [
     "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
     "steps", "dtype", "sync", "data", "norm_data", "norm_median", "ref_s",
+    "prepare_s", "bandwidth_gbs", "target_loss", "target_steps", "target_plan_steps",
+    "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
+    "memory_allocations_per_step", "memory_allocated_bytes_per_step",
 ]
 _INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps"]
 _FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us", "gflops",
                   "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "norm_median",
-                  "ref_s"]
+                  "ref_s", "prepare_s", "bandwidth_gbs", "target_loss", "target_steps",
+                  "target_plan_steps", "memory_peak_bytes", "memory_allocations_per_step",
+                  "memory_allocated_bytes_per_step"]
 
 
 def read_run(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -218,6 +230,18 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "norm_data": norm_data,
         "norm_median": norm_median,
         "ref_s": _positive(extra.get("ref_s")),
+        # Written by later suites; a run from before them has None here.
+        "prepare_s": extra.get("prepare_s"),
+        "bandwidth_gbs": _positive(extra.get("bandwidth_gbs")),
+        "target_loss": extra.get("target_loss"),
+        "target_steps": extra.get("target_steps"),
+        "target_plan_steps": extra.get("target_plan_steps"),
+        "loss_curve_steps": extra.get("loss_curve_steps"),
+        "loss_curve": extra.get("loss_curve"),
+        "memory_method": extra.get("memory_method"),
+        "memory_peak_bytes": extra.get("memory_peak_bytes"),
+        "memory_allocations_per_step": extra.get("memory_allocations_per_step"),
+        "memory_allocated_bytes_per_step": extra.get("memory_allocated_bytes_per_step"),
     }
 
 

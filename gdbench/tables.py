@@ -30,9 +30,10 @@ import os
 import sys
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from gdbench import formats
+from gdbench import formats, limits, target
 from gdbench.formats import Section
 from gdbench.results import (
     backends_in,
@@ -49,21 +50,59 @@ from gdbench.stats import ratio_of_medians
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per benchmark with the derived metrics (raw numbers, for CSV and plots).
 
-    Adds ``speedup`` (numpy's µs/step over this one's, same run, workload and dtype) and
-    ``efficiency_pct`` (the roofline's µs/step over this one's, in %), and ``label``: the
-    backend, with the dtype appended when it is not float32.
+    Adds, for each benchmark (same run, workload and dtype for every comparison):
+    ``speedup`` (numpy's µs/step over this one's), ``efficiency_pct`` (the roofline's
+    µs/step over this one's, in %), ``label`` (the backend, with the dtype appended when
+    it is not float32); and for training rows: ``limit_us`` (the least time a step can
+    take, :mod:`gdbench.limits`, from the roofline row's GEMM rate and copy bandwidth),
+    ``limit_pct`` (limit_us over step_us, in %) and ``limit_kind`` (compute or memory),
+    ``target_steps`` (steps of the plan to the workload's shared target, NaN when never),
+    ``hot_s`` (target_steps × the step time) and ``cold_s`` (prepare_s + hot_s).
     """
     out = frame.copy()
     out["dtype"] = out["dtype"].fillna("")
     key = ["run", "workload", "dtype"]
     numpy_us = out[out["backend"] == "numpy"].drop_duplicates(key).set_index(key)["step_us"]
-    roof_us = out[out["kind"] == "roofline"].drop_duplicates(key).set_index(key)["step_us"]
+    roof = out[out["kind"] == "roofline"].drop_duplicates(key).set_index(key)
     idx = pd.MultiIndex.from_frame(out[key])
-    out["speedup"] = numpy_us.reindex(idx).to_numpy() / out["step_us"].to_numpy()
-    out["efficiency_pct"] = 100 * roof_us.reindex(idx).to_numpy() / out["step_us"].to_numpy()
+    step_us = out["step_us"].to_numpy(dtype=float)
+    out["speedup"] = numpy_us.reindex(idx).to_numpy() / step_us
+    out["efficiency_pct"] = 100 * roof["step_us"].reindex(idx).to_numpy() / step_us
     out["label"] = [b if d in ("", "float32") else f"{b} {d}"
                     for b, d in zip(out["backend"], out["dtype"], strict=True)]
+    training = (out["kind"] == "training").to_numpy()
+    limit_us, kinds = _limits(out, roof.reindex(idx))
+    out["limit_us"] = np.where(training, limit_us, np.nan)
+    out["limit_pct"] = 100 * out["limit_us"].to_numpy(dtype=float) / step_us
+    out["limit_kind"] = np.where(training, kinds, "")
+    target_steps = roof["target_steps"].reindex(idx).to_numpy(dtype=float)
+    out["target_steps"] = np.where(training, target_steps, np.nan)
+    out["hot_s"] = out["target_steps"] * step_us * 1e-6
+    out["cold_s"] = pd.to_numeric(out["prepare_s"], errors="coerce") + out["hot_s"]
     return out
+
+
+def _limits(out: pd.DataFrame, roof: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Each row's limit (µs per step) and which ceiling binds, from its workload's
+    roofline row; NaN and "" where the run lacks the rates."""
+    gemm = roof["gflops"].to_numpy(dtype=float) * 1e9
+    bandwidth = roof["bandwidth_gbs"].to_numpy(dtype=float) * 1e9
+    result = np.full(len(out), np.nan)
+    kinds = [""] * len(out)
+    for i, r in enumerate(out.itertuples(index=False)):
+        try:
+            steps, epochs, n = float(r.steps), float(r.epochs), float(r.n)
+            d, k, flops = int(r.d), int(r.k), float(r.flops)
+        except (TypeError, ValueError):
+            continue
+        if not (steps > 0 and gemm[i] > 0 and bandwidth[i] > 0 and math.isfinite(flops)):
+            continue
+        itemsize = 8 if r.dtype == "float64" else 4
+        step_flops = flops / steps
+        step_bytes = limits.step_bytes(epochs * n / steps, d, k, itemsize)
+        result[i] = limits.bound_s(step_flops, step_bytes, gemm[i], bandwidth[i]) * 1e6
+        kinds[i] = limits.bound_kind(step_flops, step_bytes, gemm[i], bandwidth[i])
+    return result, kinds
 
 
 def _pivot(s: pd.DataFrame, cell: Any) -> pd.DataFrame:
@@ -106,14 +145,136 @@ def run_sections(frame: pd.DataFrame) -> list[Section]:
             Section(f"speed-up vs numpy (higher is faster){where}",
                     _pivot(train, lambda r: formats.times(r["speedup"]))),
             Section(f"GFLOP/s{where}", _pivot(s, lambda r: formats.number(r["gflops"]))),
-            Section(f"efficiency vs the roofline (roofline µs/step ÷ backend's){where}",
-                    _pivot(train, lambda r: formats.percent(r["efficiency_pct"]))),
+            Section(f"% of the limit (the least time a step can take ÷ the backend's){where}",
+                    _pivot(train, lambda r: formats.percent(r["limit_pct"])),
+                    [LIMIT_NOTE, _limits_line(s)]),
             Section(f"compile seconds (outside the timed loop){where}",
                     _pivot(train, lambda r: f"{r['compile_s']:.3g}")),
             Section(f"agrees with numpy (✓ / ✗ with max |ΔW|){where}",
                     _pivot(train, _agreement)),
         ]
+        sections += _extra_sections(s, where)
     return sections
+
+
+LIMIT_NOTE = ("limit = max(FLOPs / GEMM rate, bytes / bandwidth) per step: the GEMM rate "
+              "of the workload's roofline (two cached GEMMs of one step's shapes) and the "
+              "bandwidth of a streaming copy the size of its dataset, both measured in this "
+              "run; bytes = the step's rows of X and Y, and W and b read and written once.")
+
+
+def _limits_line(s: pd.DataFrame) -> str:
+    roof = s[s["kind"] == "roofline"]
+    parts = [f"{r['workload']}: GEMM {formats.number(r['gflops'])} GFLOP/s, copy "
+             f"{formats.number(r['bandwidth_gbs'])} GB/s"
+             for _, r in roof.iterrows() if pd.notna(r["bandwidth_gbs"])]
+    return "ceilings: " + "; ".join(parts) if parts else "ceilings: not in this run"
+
+
+def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
+    """Time to target, memory, break-even and the α/β fit, where the run has them."""
+    train = s[s["kind"] == "training"]
+    out = []
+    roof = s[s["kind"] == "roofline"]
+    if roof["target_plan_steps"].notna().any():
+        reached = [f"{r['workload']}: {_target_steps(r)}" for _, r in roof.iterrows()]
+        out.append(Section(
+            f"time to the shared target, hot s / cold s (cold adds prepare and compile){where}",
+            _pivot(train, lambda r: "" if pd.isna(r["hot_s"]) else
+                   f"{formats.number(r['hot_s'])} / {formats.number(r['cold_s'])}"),
+            ["target: 1.01 × the least-squares MSE, steps from the float64 reference: "
+             + "; ".join(reached) + "; hot = steps × µs/step, cold = prepare_s + hot"]))
+        breakeven = break_even(s)
+        if not breakeven.empty:
+            out.append(Section(f"break-even: steps after which a compiled backend, compile "
+                               f"included, overtakes an eager one{where}", breakeven,
+                               ["(prepare_c - prepare_e) / (step_e - step_c); never when "
+                                "its step is not faster"]))
+    if train["memory_method"].notna().any():
+        out.append(Section(f"memory of one run: peak above its start, allocations per "
+                           f"step{where}", _pivot(train, _memory_cell),
+                           ["see gdbench.memory: tracemalloc (numpy), torch.profiler "
+                            "(torch CPU), the CUDA allocator, JAX device stats (none on "
+                            "the CPU: n/a)"]))
+    fits = fit_table(s)
+    if not fits.empty:
+        out.append(Section(f"fixed cost α and throughput β: step = α + FLOPs / β{where}", fits,
+                           ["fitted over the run's workloads, weighted by relative error; "
+                            "95% intervals from resampling each workload's rounds"]))
+    return out
+
+
+def _target_steps(r: pd.Series) -> str:
+    if pd.isna(r["target_steps"]):
+        return f"not reached in {int(r['target_plan_steps'])} steps"
+    return f"{int(r['target_steps'])} of {int(r['target_plan_steps'])} steps"
+
+
+def _memory_cell(r: pd.Series) -> str:
+    peak = r["memory_peak_bytes"]
+    if pd.isna(peak):
+        return "n/a" if isinstance(r["memory_method"], str) else ""
+    allocs = r["memory_allocations_per_step"]
+    count = "" if pd.isna(allocs) else f", {allocs:.3g}/step"
+    return f"{formats.number(peak / 1024)} KiB{count}"
+
+
+COMPILED_MIN_S = 0.05  # a backend whose prepare compiled for longer than this is compiled
+EAGER = ("torch-cpu", "numpy")
+
+
+def break_even(s: pd.DataFrame) -> pd.DataFrame:
+    """Per workload and compiled backend: steps to overtake each eager reference."""
+    rows = []
+    train = s[(s["kind"] == "training") & s["prepare_s"].notna()]
+    for workload, group in train.groupby("workload", sort=False):
+        by = {r["label"]: r for _, r in group.iterrows()}
+        for label, r in by.items():
+            if not r["compile_s"] > COMPILED_MIN_S:
+                continue
+            row = {"workload": workload, "backend": label}
+            for eager in EAGER:
+                e = by.get(eager)
+                row[f"vs {eager}"] = "" if e is None else _steps(target.break_even_steps(
+                    r["prepare_s"], r["step_us"] * 1e-6, e["prepare_s"], e["step_us"] * 1e-6))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _steps(n: float) -> str:
+    return "never" if math.isinf(n) else f"{n:,.0f}"
+
+
+def fit_table(s: pd.DataFrame) -> pd.DataFrame:
+    """α (µs) and β (GFLOP/s) per backend with 95% intervals, over the run's workloads."""
+    rows = []
+    train = s[(s["kind"] == "training") & s["steps"].notna()]
+    for label, group in train.groupby("label", sort=False):
+        if group["workload"].nunique() < 2:
+            continue
+        steps = group["steps"].astype(float).to_numpy()
+        flops = (group["flops"].astype(float) / steps).tolist()
+        rounds = [np.asarray(d if isinstance(d, list) else [m]) / n for d, m, n in
+                  zip(group["data"], group["median_s"], steps, strict=True)]
+        fit = limits.fit_with_interval(flops, rounds)
+        rows.append({
+            "backend": label,
+            "α µs/step": formats.number(fit.alpha_s * 1e6),
+            "α 95% CI": _interval(fit.alpha_low * 1e6, fit.alpha_high * 1e6),
+            "β GFLOP/s": formats.number(fit.beta / 1e9),
+            "β 95% CI": _interval(fit.beta_low / 1e9, fit.beta_high / 1e9),
+        })
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        order = {b: i for i, b in enumerate(backends_in(table))}
+        table = table.sort_values("backend", key=lambda c: c.map(order)).reset_index(drop=True)
+    return table
+
+
+def _interval(low: float, high: float) -> str:
+    if math.isnan(low):
+        return ""
+    return f"[{formats.number(low)}, {formats.number(high)}]"
 
 
 def _load(frame_or_path: pd.DataFrame | str | os.PathLike[str]) -> pd.DataFrame:
@@ -141,18 +302,20 @@ def render_run(frame_or_path: pd.DataFrame | str | os.PathLike[str], fmt: str = 
             if r["kind"] == "roofline":
                 return formats.us(r["step_us"])
             extras = [x for x in (formats.times(r["speedup"]),
-                                  formats.percent(r["efficiency_pct"])) if x]
+                                  formats.percent(r["limit_pct"])) if x]
             mark = " ✗" if r["agrees"] is False else ""
             return f"{formats.us(r['step_us'])} ({', '.join(extras)}){mark}"
 
         sections.append(Section(
-            f"µs per step (×speed-up vs numpy, % of roofline) — {run['machine']}",
+            f"µs per step (×speed-up vs numpy, % of the limit) — {run['machine']}",
             _pivot(s, cell), [_header(run)]))
     return formats.render(sections, fmt)
 
 
 _CSV = ["run", "machine", "fingerprint", "workload", "backend", "dtype", "kind", "device",
-        "step_us", "speedup", "gflops", "efficiency_pct", "compile_s", "agrees",
+        "step_us", "speedup", "gflops", "efficiency_pct", "limit_us", "limit_pct",
+        "limit_kind", "compile_s", "prepare_s", "target_steps", "hot_s", "cold_s",
+        "memory_peak_bytes", "memory_allocations_per_step", "agrees",
         "max_abs_diff_vs_numpy", "final_loss", "median_s", "iqr_s", "rounds", "steps"]
 
 

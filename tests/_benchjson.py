@@ -177,6 +177,8 @@ def make_run(
                     "max_abs_diff_vs_numpy": None if roofline else
                     0.03 if wrong else 0.0 if backend == "numpy" else 2e-7,
                     "agrees": not wrong, "sync": "none", **pairs,
+                    **(_workload_facts(workload, steps) if roofline else
+                       _backend_facts(backend)),
                 },
                 "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5,
                             "max_time": 1.0, "min_time": 5e-06, "warmup": False},
@@ -190,6 +192,27 @@ def make_run(
         "datetime": "2026-01-02T03:04:05.000000+00:00",
         "version": "5.3.1",
     }
+
+
+# Constructed ceilings and targets of the roofline rows: GB/s of the copy, and the steps
+# to the shared target (None: the plan never reaches it).
+BANDWIDTH_GBS = 20.0
+TARGET_STEPS = {"crops": None, "small": 128, "medium": None}
+
+
+def _workload_facts(workload: str, steps: int) -> dict[str, Any]:
+    return {"bandwidth_gbs": BANDWIDTH_GBS, "target_loss": 0.0101,
+            "target_steps": TARGET_STEPS[workload], "target_plan_steps": steps,
+            "loss_curve_steps": [0, steps], "loss_curve": [1.0, 0.0102]}
+
+
+def _backend_facts(backend: str) -> dict[str, Any]:
+    """prepare seconds (jax compiles: 0.3 s of its 0.35) and the memory of one run."""
+    jax = backend.startswith("jax")
+    return {"prepare_s": 0.35 if jax else 0.001,
+            "memory_method": "jax-device" if jax else "tracemalloc",
+            "memory_peak_bytes": None if jax else 2048.0,
+            "memory_allocations_per_step": None, "memory_allocated_bytes_per_step": None}
 
 
 def write_run(path: Path, **kwargs: Any) -> Path:

@@ -18,18 +18,56 @@ from gdbench.plots import MIN_EPOCHS_SHOWN, convergence_figure, losses_per_epoch
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_plot_writes_the_three_figures(tmp_path: Path, capsys) -> None:
+FIGURES = ("scaling", "speedup", "roofline", "fit", "loss-time", "convergence")
+
+
+def test_plot_writes_every_figure(tmp_path: Path, capsys) -> None:
     run = write_run(tmp_path / "run.json", workloads=("crops", "small", "medium"), seed=1)
     out_dir = tmp_path / "new" / "plots"  # created on demand
     code, out, err = run_cli(capsys, "plot", str(run), "-o", str(out_dir),
                              "--backends", "numpy")
     assert code == 0, err
-    for stem in ("scaling", "speedup", "convergence"):
+    for stem in FIGURES:
         assert (out_dir / f"{stem}.png").read_bytes().startswith(PNG_MAGIC)
         assert b"<svg" in (out_dir / f"{stem}.svg").read_bytes()[:2000]
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(
-        f"{s}.{e}" for s in ("scaling", "speedup", "convergence") for e in ("png", "svg"))
-    assert len(out.splitlines()) == 6
+        f"{s}.{e}" for s in FIGURES for e in ("png", "svg"))
+    assert len(out.splitlines()) == 2 * len(FIGURES)
+
+
+def test_the_fit_figure_draws_the_fitted_lines(tmp_path: Path) -> None:
+    from gdbench.limits import fit_alpha_beta
+    from gdbench.plots import fit_figure
+    from gdbench.results import load_run
+
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("crops", "small", "medium"),
+                               backends=("numpy",), seed=1))
+    ax = fit_figure(frame).axes[0]
+    (line,) = ax.get_lines()
+    train = frame[frame["kind"] == "training"].sort_values("flops")
+    flops = (train["flops"] / train["steps"].astype(float)).to_numpy()
+    alpha, beta = fit_alpha_beta(flops, train["step_us"].to_numpy() * 1e-6)
+    x, y = line.get_data()
+    assert np.allclose(y, (alpha + np.asarray(x) / beta) * 1e6)
+    assert f"α {alpha * 1e6:.3g} µs" in line.get_label()
+
+
+def test_the_loss_time_figure_starts_each_line_after_prepare(tmp_path: Path) -> None:
+    from gdbench.plots import loss_time_figure
+    from gdbench.results import load_run
+
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("small",),
+                               backends=("numpy", "jax"), seed=1))
+    ax = loss_time_figure(frame, "small").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    by = frame.set_index("backend")
+    for backend, prepare_s in (("numpy", 0.001), ("jax", 0.35)):
+        x, y = lines[backend].get_data()
+        assert x[0] == pytest.approx(prepare_s)  # the line starts after prepare
+        assert x[-1] == pytest.approx(prepare_s + 256 * by.loc[backend, "step_us"] * 1e-6)
+        assert list(y) == [1.0, 0.0102]  # the reference's curve, from the run
+    target = lines["target (1.01 × least squares)"]
+    assert target.get_ydata()[0] == pytest.approx(0.0101)
 
 
 def test_plot_without_numpy_in_the_run_still_draws(tmp_path: Path, capsys) -> None:

@@ -4,6 +4,7 @@ side, runs from different machines told apart, and bad files."""
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from _benchjson import bad_run_files, machine_info, run_cli, write_run
 
 from gdbench.results import load_run, load_runs
-from gdbench.tables import render_run, side_by_side, summary
+from gdbench.tables import break_even, fit_table, render_run, side_by_side, summary
 
 
 @pytest.fixture
@@ -26,6 +27,47 @@ def test_summary_speedup_and_efficiency(run: Path) -> None:
     assert s.loc[("crops", "numpy"), "speedup"] == pytest.approx(1.0)
     assert s.loc[("crops", "jax"), "speedup"] == pytest.approx(numpy_us / jax_us)
     assert s.loc[("crops", "jax"), "efficiency_pct"] == pytest.approx(100 * roof_us / jax_us)
+
+
+def test_summary_limit_from_the_roofline_rates(run: Path) -> None:
+    s = summary(load_run(run)).set_index(["workload", "backend"])
+    roof, jax = s.loc[("small", "roofline")], s.loc[("small", "jax")]
+    # small: B=32, d=16, k=2, float32; the roofline's GEMM rate and a 20 GB/s copy.
+    flops_step = 32 * (4 * 16 * 2 + 6 * 2)
+    bytes_step = (32 * 18 + 2 * (2 * 16 + 2)) * 4
+    bound = max(flops_step / (roof["gflops"] * 1e9), bytes_step / 20e9)
+    assert jax["limit_us"] == pytest.approx(bound * 1e6)
+    assert jax["limit_pct"] == pytest.approx(100 * bound * 1e6 / jax["step_us"])
+    assert jax["limit_kind"] == ("compute" if bound == flops_step / (roof["gflops"] * 1e9)
+                                 else "memory")
+    assert math.isnan(roof["limit_us"])  # only training rows have a limit
+
+
+def test_summary_time_to_target(run: Path) -> None:
+    s = summary(load_run(run)).set_index(["workload", "backend"])
+    jax = s.loc[("small", "jax")]
+    assert jax["target_steps"] == 128
+    assert jax["hot_s"] == pytest.approx(128 * jax["step_us"] * 1e-6)
+    assert jax["cold_s"] == pytest.approx(0.35 + jax["hot_s"])  # prepare, compile included
+    assert math.isnan(s.loc[("crops", "jax"), "hot_s"])  # crops never reaches it
+
+
+def test_break_even_of_the_compiled_backends(run: Path) -> None:
+    s = summary(load_run(run))
+    table = break_even(s).set_index(["workload", "backend"])
+    assert set(table.index.get_level_values("backend")) == {"jax", "jax-scan"}  # compiled
+    by = s.set_index(["workload", "backend"])
+    scan, numpy = by.loc[("small", "jax-scan")], by.loc[("small", "numpy")]
+    expected = (0.35 - 0.001) / ((numpy["step_us"] - scan["step_us"]) * 1e-6)
+    assert table.loc[("small", "jax-scan"), "vs numpy"] == f"{expected:,.0f}"
+    # jax's step is slower than numpy's on crops: it never catches up.
+    assert table.loc[("crops", "jax"), "vs numpy"] == "never"
+
+
+def test_fit_table_has_one_row_per_backend_with_intervals(run: Path) -> None:
+    fits = fit_table(summary(load_run(run)))
+    assert list(fits["backend"]) == ["numpy", "torch-cpu", "jax", "jax-scan"]
+    assert all(c.startswith("[") for c in fits["α 95% CI"])
 
 
 def test_render_run_cells_and_skipped_backends(tmp_path: Path) -> None:
@@ -51,12 +93,14 @@ def test_compare_one_run_in_every_format(run: Path, capsys, fmt: str) -> None:
     elif fmt == "csv":
         frame = pd.read_csv(io.StringIO(out))
         assert {"workload", "backend", "step_us", "speedup", "gflops", "efficiency_pct",
-                "compile_s", "agrees"} <= set(frame.columns)
+                "limit_pct", "hot_s", "cold_s", "compile_s", "agrees"} <= set(frame.columns)
         assert len(frame) == 10
     elif fmt == "html":
-        assert out.count("<table") == 6 and "<h3>GFLOP/s" in out
+        assert out.count("<table") == 10 and "<h3>GFLOP/s" in out
     else:
-        assert "efficiency vs the roofline" in out and "compile seconds" in out
+        for title in ("% of the limit", "compile seconds", "time to the shared target",
+                      "break-even", "memory of one run", "fixed cost α and throughput β"):
+            assert title in out
 
 
 def test_compare_two_runs_side_by_side(tmp_path: Path, run: Path, capsys) -> None:
