@@ -6,6 +6,7 @@ script to prove the real process exits 2 without a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -606,3 +607,39 @@ def test_prepare_takes_a_registry_name() -> None:
     assert isinstance(prepared.backend, NumpyManual)
     prepared.run()
     assert prepared.result().steps == 10
+
+
+def test_first_divergent_step_replays_the_exact_updates() -> None:
+    """Standardised crops at lr 1.2 oscillates with a slowly growing amplitude and
+    overflows float32 at step 274; a replay that stepped W or b the wrong way, or set them
+    to the step instead of subtracting it, would overflow tens or hundreds of steps away."""
+    ds = load_dataset("crops", standardize=True)
+    problem = make_problem("crops", ds, batch_size=3, epochs=200, lr=1.2)
+    X, Y = ds.X, ds.Y
+    W, b = problem.W0.copy(), problem.b0.copy()
+    lr = np.float32(1.2)
+    finite = []
+    with np.errstate(all="ignore"):
+        for idx in list(problem.plan)[:274]:
+            diff = X[idx] @ W.T + b - Y[idx]
+            G = diff * np.float32(2.0 / diff.size)
+            W, b = W - lr * (G.T @ X[idx]), b - lr * G.sum(0)
+            loss = np.sum(diff * diff) / diff.size
+            finite.append(bool(np.isfinite(loss) and np.isfinite(W).all()
+                               and np.isfinite(b).all()))
+    assert finite == [True] * 273 + [False]
+    assert first_divergent_step(problem) == 274
+    with pytest.raises(DivergenceError, match="at step 274 of 1000 with lr=1.2"):
+        train_once("numpy", problem)
+
+
+def test_agreement_at_exactly_the_tolerance_agrees() -> None:
+    zero = _result([[0.0, 0.0]], [0.0])  # scale 1: the tolerance is RTOL itself
+    assert agreement(_result([[1e-4, 0.0]], [0.0]), zero, "float32") == (1e-4, 0.0, True)
+    assert agreement(_result([[0.0, 0.0]], [-1e-10]), zero, "float64") == (0.0, 1e-10, True)
+
+
+def test_a_train_result_is_a_value() -> None:
+    result = _result([[1.0]], [2.0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.final_loss = 0.0  # type: ignore[misc]

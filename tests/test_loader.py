@@ -229,11 +229,13 @@ def test_whole_number_floats_and_numpy_integers_are_sizes() -> None:
     assert [len(i) for i in plan] == [5, 5, 5, 5, 3] * 2
 
 
-@pytest.mark.parametrize("bad", [float("inf"), float("nan"), "3", None, 1e-9])
-def test_other_sizes_are_refused_with_the_value(bad: object) -> None:
+@pytest.mark.parametrize("field", ["n_samples", "batch_size", "epochs"])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), "3", None, 1e-9, 0])
+def test_other_sizes_are_refused_with_the_value(field: str, bad: object) -> None:
+    args = {"n_samples": 15, "batch_size": 3, "epochs": 2, field: bad}
     with pytest.raises(InputError) as info:
-        BatchPlan(15, bad, 2)  # type: ignore[arg-type]
-    assert str(info.value) == f"batch_size must be a positive integer, got {bad!r}"
+        BatchPlan(**args)  # type: ignore[arg-type]
+    assert str(info.value) == f"{field} must be a positive integer, got {bad!r}"
 
 
 def test_drop_last_with_batch_larger_than_data_message() -> None:
