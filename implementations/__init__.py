@@ -35,6 +35,10 @@ _REGISTRY: dict[str, Spec] = {
     "torch-manual": Spec("gdbench.implementations.torch_manual", "TorchManual", _TORCH, "torch"),
     "torch-tutorial": Spec("gdbench.implementations.torch_tutorial", "TorchTutorial", _TORCH,
                            "torch"),
+    "torch-compile": Spec("gdbench.implementations.torch_compile", "cpu", _TORCH, "torch"),
+    "torch-compile-cuda": Spec("gdbench.implementations.torch_compile", "cuda", _TORCH, "cuda"),
+    "torch-cuda-graph": Spec("gdbench.implementations.torch_cuda_graph", "TorchCudaGraph",
+                             _TORCH, "cuda"),
     "jax": Spec("gdbench.implementations.jax_jit", "JaxJit", _JAX, "jax"),
     "jax-scan": Spec("gdbench.implementations.jax_jit", "JaxScan", _JAX, "jax"),
 }

@@ -10,9 +10,10 @@ from gdbench import implementations
 from gdbench.data.errors import InputError
 from gdbench.implementations import BackendUnavailable
 
-EXPECTED = ["numpy", "torch-cpu", "torch-cuda", "torch-manual", "torch-tutorial", "jax",
-            "jax-scan"]
-USES = {"torch": ["torch-cpu", "torch-cuda", "torch-manual", "torch-tutorial"],
+EXPECTED = ["numpy", "torch-cpu", "torch-cuda", "torch-manual", "torch-tutorial",
+            "torch-compile", "torch-compile-cuda", "torch-cuda-graph", "jax", "jax-scan"]
+USES = {"torch": ["torch-cpu", "torch-cuda", "torch-manual", "torch-tutorial", "torch-compile",
+                  "torch-compile-cuda", "torch-cuda-graph"],
         "jax": ["jax", "jax-scan"]}
 
 
@@ -29,13 +30,14 @@ def test_available_lists_every_name_with_none_or_a_reason() -> None:
         assert why is None or (isinstance(why, str) and why.strip()), name
 
 
-def test_torch_cuda_says_no_cuda_device_without_a_gpu() -> None:
+@pytest.mark.parametrize("name", ["torch-cuda", "torch-compile-cuda", "torch-cuda-graph"])
+def test_torch_cuda_backends_say_no_cuda_device_without_a_gpu(name: str) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    assert implementations.available()["torch-cuda"] == "no CUDA device"
-    with pytest.raises(BackendUnavailable, match="backend torch-cuda: no CUDA device"):
-        implementations.get("torch-cuda")
+    assert implementations.available()[name] == "no CUDA device"
+    with pytest.raises(BackendUnavailable, match=f"backend {name}: no CUDA device"):
+        implementations.get(name)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -73,7 +75,7 @@ def test_missing_library_makes_its_backends_unavailable_with_an_install_hint(
     status = implementations.available()
     assert list(status) == EXPECTED
     for name in USES[library]:
-        extra = "cuda" if name.endswith("cuda") else library  # the GPU build's extra
+        extra = "cuda" if "cuda" in name else library  # the GPU build's extra
         assert status[name] == (
             f"{library} is not installed; install it with pip install 'gdbench[{extra}]'"
         ), name
