@@ -96,5 +96,11 @@ mutate: $(STAMP)
 		mv "$$out.new" "$$out"; head -n 1 "$$out"; echo "  survivors: $$out"; \
 	done
 
+# Everything a GPU machine has to prove, in under 8 minutes (scripts/gpu-check.sh): no
+# install step, as a GPU box may have no network; logs and runs go to results/gpu-check-<date>.
+.PHONY: gpu-check
+gpu-check:
+	scripts/gpu-check.sh results/gpu-check-$$(date +%Y%m%d-%H%M%S)
+
 clean:
 	rm -rf $(VENV)
