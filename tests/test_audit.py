@@ -102,10 +102,13 @@ def test_a_backend_that_returns_before_its_work_is_done_fails(
     crops: tuple[Problem, Problem]
 ) -> None:
     row = _audit(ReturnsEarly(), crops)
-    failures = " ".join(row.failures())
-    assert "sync:" in failures  # one more wait found the work still running
-    assert "x2 plan:" in failures  # and twice the steps did not take twice the time
+    assert "sync:" in " ".join(row.failures())  # one more wait found the work still running
+    assert row.sync_change > 10  # it waited for 10 ms of work that run had not
     assert row.verdict() == "FAIL"
+    # Twice the steps cost run nothing more (its thread does them); how little more
+    # depends on thread start-up under load, so the ×2 limit itself is tested on
+    # constructed figures below.
+    assert row.alone.doubled_ratio < 2
 
 
 def test_a_backend_that_leaves_a_thread_spinning_is_flagged(
