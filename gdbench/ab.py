@@ -11,20 +11,32 @@ backend (``--isolated``, the rooflines in the numpy process), the same data, wor
 dtype and thread settings for both sides, so each side's figures come from the same
 harness as a normal run.
 
-Blocks: each side runs every benchmark K times (--blocks, default 2), each time for a
-short --benchmark-max-time (--max-time), in a fresh process. Within a block the two
-sides' processes of one backend run back to back, and the side that goes first
-alternates from block to block (base, head | head, base | ...): an ABBA order, so a
-drift of the machine's speed over the minutes of the job hits both sides alike and
-neither side always runs first. Each side's blocks are then merged into one run: the
+Turns: the unit is one backend's process. Each side runs every backend's process K
+times (--blocks; 1 with --quick, else 2), each for a short --benchmark-max-time
+(--max-time) per benchmark. The two sides' processes of one backend run back to back,
+seconds apart, so a drift of the machine's speed over the minutes of the job hits both
+alike; and the side that goes first alternates from one backend to the next and from
+block to block (base, head | head, base | ...: an ABBA order), so that neither side
+always runs first. The quick profile's single block keeps a quick A/B within about
+twice a quick run (each process costs seconds of start-up, imports and untimed checks
+beside its timed rounds); more blocks spread each side's rounds over more processes and
+moments. Each side's blocks are then merged into one run: the
 rounds of the same benchmark are concatenated (stats.data, and extra_info's norm_data
 and ref_data, which stay aligned), and the statistics recomputed from them. The gate of
 ``gdbench check`` (paired norm_data, bootstrap CI, threshold) compares the two, base as
 the baseline and head as the new run, and prints the same report with the same exit
 codes: 0 pass, 1 regression, 2 bad input.
 
+--confirm: when the gate finds a regression, the backends that regressed are timed
+again in a fresh turn of both sides (new processes), and only a benchmark that regresses
+in both turns fails the gate. The rounds of one process share its fate (a neighbour
+that stays for the whole process, the process's memory layout), which the bootstrap over
+rounds cannot see; a fresh turn does not inherit it, while a real regression shows
+again. It costs two processes per regressed backend, and only after a regression.
+
 Both merged runs, and the report, are saved under results/ab/<time>_<base>_<head>/
-(base.json, head.json, report.md) in the current directory, for ``gdbench compare``.
+(base.json, head.json, report.md; confirm-base.json and confirm-head.json after a
+confirmation turn) in the current directory, for ``gdbench compare``.
 
 Refused (exit 2, one line): a revision git does not know; a revision older than the
 package layout that ab runs (data/, implementations/, benches/__init__.py at the top of
@@ -64,9 +76,10 @@ from gdbench.options import positive_float, positive_int
 from gdbench.results import load_run, write_atomic
 
 ROLES = ("base", "head")
+QUICK_BLOCKS = 1
 DEFAULT_BLOCKS = 2
 # Seconds of rounds per benchmark in one block; a side gets --blocks times as much.
-QUICK_MAX_TIME_S = 0.5
+QUICK_MAX_TIME_S = 1.0
 DEFAULT_MAX_TIME_S = 1.0
 AB_RUNS = Path("results") / "ab"
 # What a revision must hold for a side to run from its worktree.
@@ -299,9 +312,10 @@ def run_block(block: Block, args: argparse.Namespace) -> int:
     return code
 
 
-def turns(blocks: int) -> list[tuple[str, str]]:
-    """The order of the sides in each block: base first, then head first, and so on."""
-    return [ROLES if i % 2 == 0 else ROLES[::-1] for i in range(blocks)]
+def turn(block: int, position: int) -> tuple[str, str]:
+    """The order of the two sides for the process at ``position`` in block ``block``:
+    base first, then head first, alternating along the processes and the blocks."""
+    return ROLES if (block + position) % 2 == 0 else (ROLES[1], ROLES[0])
 
 
 def schedule(sides: dict[str, Side], procs: dict[str, list[tuple[str, list[str]]]],
@@ -309,14 +323,14 @@ def schedule(sides: dict[str, Side], procs: dict[str, list[tuple[str, list[str]]
     """Every benchmark process in run order.
 
     Block by block; in a block, process by process (numpy, then each other backend); for
-    each process the two sides back to back, in the block's turn. A process that only one
-    side has (a backend new in head) runs on that side alone.
+    each process the two sides back to back, in the order of :func:`turn`. A process that
+    only one side has (a backend new in head) runs on that side alone.
     """
     labels = list(dict.fromkeys(label for role in ROLES for label, _ in procs[role]))
     plan = []
-    for index, order in enumerate(turns(blocks)):
-        for label in labels:
-            for role in order:
+    for index in range(blocks):
+        for position, label in enumerate(labels):
+            for role in turn(index, position):
                 selection = dict(procs[role]).get(label)
                 if selection is not None:
                     path = parts / f"{role}-{index}-{label}.json"
@@ -424,11 +438,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the revision to compare against (origin/main, a merge base ...)")
     parser.add_argument("head", metavar="HEAD", help="the revision under test (HEAD, a SHA ...)")
     parser.add_argument("--quick", action="store_true",
-                        help="the CI profile: crops, small and medium, "
-                             f"{QUICK_MAX_TIME_S} s per benchmark per block (default: crops "
-                             f"to large, {DEFAULT_MAX_TIME_S} s)")
-    parser.add_argument("--blocks", type=positive_int, default=DEFAULT_BLOCKS, metavar="K",
-                        help="blocks per side: the sides take turns K times (default: "
+                        help=f"the CI profile: crops, small and medium, {QUICK_BLOCKS} block "
+                             f"of {QUICK_MAX_TIME_S:g} s per benchmark (default: crops to "
+                             f"large, {DEFAULT_BLOCKS} blocks of {DEFAULT_MAX_TIME_S:g} s)")
+    parser.add_argument("--blocks", type=positive_int, metavar="K",
+                        help="how many times each side runs each backend's process, taking "
+                             f"turns (default: {QUICK_BLOCKS} with --quick, else "
                              f"{DEFAULT_BLOCKS})")
     parser.add_argument("--max-time", type=positive_float, metavar="SECONDS",
                         help="seconds of rounds per benchmark in one block (default: "
@@ -449,6 +464,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the markdown report to PATH (atomically)")
     parser.add_argument("--out", type=Path, default=AB_RUNS, metavar="DIR",
                         help=f"where to save the two sides' runs (default: {AB_RUNS})")
+    parser.add_argument("--confirm", action="store_true",
+                        help="on a regression, time the backends that regressed again, in a "
+                             "fresh turn of both sides; fail only on a benchmark that "
+                             "regresses both times (what CI does)")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="compare the commits even when a revision is HEAD (or the "
                              "current branch) and the working tree has uncommitted changes, "
@@ -494,6 +513,10 @@ def _selection(args: argparse.Namespace, found: dict[str, dict[str, Any]]) -> tu
     return procs, unavailable
 
 
+def _blocks(args: argparse.Namespace) -> int:
+    return int(args.blocks or (QUICK_BLOCKS if args.quick else DEFAULT_BLOCKS))
+
+
 def _max_time(args: argparse.Namespace) -> float:
     return float(args.max_time or (QUICK_MAX_TIME_S if args.quick else DEFAULT_MAX_TIME_S))
 
@@ -514,6 +537,58 @@ def _out_dir(out: Path, commits: dict[str, str]) -> Path:
     return path
 
 
+def _measure(plan: Sequence[Block], suite: argparse.Namespace, blocks: int, started: float,
+             unavailable: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Run the plan's processes in order; each side's merged run."""
+    parts: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    for i, block in enumerate(plan):
+        print(f"-- {block.label} on the {block.side.role} side, block {block.index + 1}/"
+              f"{blocks} (process {i + 1}/{len(plan)}, "
+              f"{time.monotonic() - started:.0f} s in)", flush=True)
+        code = run_block(block, suite)
+        part = _read_part(block)
+        check_part(block, code, part)
+        assert part is not None
+        parts[block.side.role].append(part)
+    return {role: merge_side(parts[role], unavailable) for role in ROLES}
+
+
+def _save(docs: dict[str, dict[str, Any]], folder: Path, prefix: str, sides: dict[str, Side],
+          blocks: int, max_time: float) -> dict[str, Path]:
+    """Write each side's merged run as folder/<prefix><role>.json."""
+    paths = {role: folder / f"{prefix}{role}.json" for role in ROLES}
+    for role in ROLES:
+        docs[role]["machine_info"]["gdbench"]["ab"] = {
+            "role": role, "rev": sides[role].rev, "commit": sides[role].sha,
+            "blocks": blocks, "block_max_time_s": max_time}
+        write_atomic(paths[role], json.dumps(docs[role], indent=1))
+    return paths
+
+
+def _regressed(base: Any, head: Any, threshold: float) -> dict[str, str]:
+    """{benchmark name: backend} of the gate's regressions."""
+    gate = regress.compare_runs(base, head, threshold)
+    rows = gate[gate["verdict"] == regress.REGRESSION]
+    return dict(zip(rows["name"], rows["backend"], strict=True))
+
+
+def _named(found: dict[str, str], frame: Any) -> str:
+    where = dict(zip(frame["name"], frame["workload"], strict=True))
+    return ", ".join(f"{where.get(name, '?')} {backend}" for name, backend in found.items())
+
+
+def _report(turns: Sequence[tuple[Any, Any]], threshold: float, fmt: str,
+            verdict: str | None) -> str:
+    """The gate's report of each turn (the first, then the confirmation turn), and the
+    final verdict line when there was a confirmation."""
+    texts = [regress.build_report(base, head, threshold, fmt)[0] for base, head in turns]
+    if verdict is None:
+        return texts[0]
+    heading = "### " if fmt == "md" else ""
+    return (f"{texts[0]}\n{heading}Confirmation turn\n\n{texts[1]}\n"
+            f"{heading}gdbench ab: {verdict}\n")
+
+
 def main(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if isinstance(threshold, str):  # a Namespace built by hand, not by the parser
@@ -523,45 +598,58 @@ def main(args: argparse.Namespace) -> int:
     repo = repository()
     commits = _resolve_all(repo, args)
     suite = _suite_args(args)
+    blocks, max_time = _blocks(args), _max_time(args)
+    folder = _out_dir(args.out, commits)
     started = time.monotonic()
+    verdict = None
     with sigterm_as_interrupt(), worktrees(repo, commits) as trees:
         sides = {role: Side(role, rev, commits[role], trees[role])
                  for role, rev in zip(ROLES, (args.base, args.head), strict=True)}
         found = probe(list(sides.values()), args.backends or [], args.threads)
         procs, unavailable = _selection(args, found)
-        parts_dir = trees["base"].parent / "parts"
-        parts_dir.mkdir()
-        plan = schedule(sides, procs, args.blocks, parts_dir)
-        print(f"gdbench ab: {sides['base'].title} vs {sides['head'].title}: {args.blocks} "
-              f"blocks of {_max_time(args):g} s per benchmark, "
+        parts = trees["base"].parent / "parts"
+        plan = schedule(sides, procs, blocks, parts)
+        parts.mkdir()
+        print(f"gdbench ab: {sides['base'].title} vs {sides['head'].title}: {blocks} "
+              f"block{'s' * (blocks != 1)} of {max_time:g} s per benchmark, "
               f"{len(plan)} processes in turns, threads {args.threads or 'unpinned'}",
               flush=True)
-        parts: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
-        for i, block in enumerate(plan):
-            print(f"-- block {block.index + 1}/{args.blocks}: {block.label} on the "
-                  f"{block.side.role} side ({i + 1}/{len(plan)})", flush=True)
-            code = run_block(block, suite)
-            part = _read_part(block)
-            check_part(block, code, part)
-            assert part is not None
-            parts[block.side.role].append(part)
-        docs = {role: merge_side(parts[role], unavailable) for role in ROLES}
-    folder = _out_dir(args.out, commits)
-    paths = {role: folder / f"{role}.json" for role in ROLES}
-    for role in ROLES:
-        docs[role]["machine_info"]["gdbench"]["ab"] = {
-            "role": role, "rev": sides[role].rev, "commit": commits[role],
-            "blocks": args.blocks, "block_max_time_s": _max_time(args)}
-        write_atomic(paths[role], json.dumps(docs[role], indent=1))
-    base, head = load_run(paths["base"]), load_run(paths["head"])
-    report, code = regress.build_report(base, head, threshold, "md")
-    write_atomic(folder / "report.md", report)
+        docs = _measure(plan, suite, blocks, started, unavailable)
+        paths = _save(docs, folder, "", sides, blocks, max_time)
+        turns = [(load_run(paths["base"]), load_run(paths["head"]))]
+        code = regress.build_report(*turns[0], threshold, "md")[1]
+        first = _regressed(*turns[0], threshold) if code == 1 and args.confirm else {}
+        if first:
+            # A fresh turn of both sides, in new processes, for the backends that regressed:
+            # a fluke as wide as a process (a neighbour for its whole life, its memory
+            # layout) does not carry over to new processes; a real regression does.
+            print(f"gdbench ab: regression in {_named(first, turns[0][1])}; confirming it "
+                  "with another turn of both sides", flush=True)
+            again = {role: [(label, selection) for label, selection in procs[role]
+                            if label in set(first.values())] for role in ROLES}
+            plan = schedule(sides, again, blocks, parts / "confirm")
+            (parts / "confirm").mkdir()
+            docs = _measure(plan, suite, blocks, started, unavailable)
+            paths = _save(docs, folder, "confirm-", sides, blocks, max_time)
+            turns.append((load_run(paths["base"]), load_run(paths["head"])))
+            second = _regressed(*turns[1], threshold)
+            both = {name: backend for name, backend in first.items() if name in second}
+            code = int(bool(both))
+            if both:
+                verdict = (f"FAIL: {len(both)} regression{'s' * (len(both) != 1)} in both "
+                           f"turns ({_named(both, turns[0][1])})")
+            else:
+                verdict = (f"PASS: the first turn's regression{'s' * (len(first) != 1)} "
+                           f"({_named(first, turns[0][1])}) did not show again")
+    markdown = _report(turns, threshold, "md",
+                       verdict and f"{'❌' if code else '✅'} {verdict}")
+    write_atomic(folder / "report.md", markdown)
     if args.report:
-        write_atomic(args.report, report)
+        write_atomic(args.report, markdown)
     for name, why in unavailable.items():
         print(f"skipped {name}: {why}")
-    print(f"saved {paths['base']} and {paths['head']} ({time.monotonic() - started:.0f} s)\n")
-    text = report if args.format == "md" else regress.build_report(
-        base, head, threshold, "table")[0]
-    print(text, end="")
+    saved = ", ".join(sorted(p.name for p in folder.glob("*.json")))
+    print(f"saved {folder}/ ({saved}) in {time.monotonic() - started:.0f} s\n")
+    print(markdown if args.format == "md" else _report(turns, threshold, "table", verdict),
+          end="")
     return code

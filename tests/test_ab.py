@@ -327,16 +327,29 @@ def test_an_unknown_backend_is_refused(repo: Path, tmp_path: Path,
 def test_the_sides_take_turns_backend_by_backend_and_swap_who_goes_first(
         repo: Path, tmp_path: Path, fake_suite: Callable[..., Calls]) -> None:
     calls = fake_suite()
-    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "torch-cpu",
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "torch-cpu", "jax",
                   "--blocks", "3") == 0
     assert calls == [
         (0, "base", "numpy"), (0, "head", "numpy"),
-        (0, "base", "torch-cpu"), (0, "head", "torch-cpu"),
+        (0, "head", "torch-cpu"), (0, "base", "torch-cpu"),
+        (0, "base", "jax"), (0, "head", "jax"),
         (1, "head", "numpy"), (1, "base", "numpy"),
-        (1, "head", "torch-cpu"), (1, "base", "torch-cpu"),
+        (1, "base", "torch-cpu"), (1, "head", "torch-cpu"),
+        (1, "head", "jax"), (1, "base", "jax"),
         (2, "base", "numpy"), (2, "head", "numpy"),
-        (2, "base", "torch-cpu"), (2, "head", "torch-cpu"),
+        (2, "head", "torch-cpu"), (2, "base", "torch-cpu"),
+        (2, "base", "jax"), (2, "head", "jax"),
     ]
+
+
+def test_quick_takes_one_turn_per_backend_still_alternating_who_goes_first(
+        repo: Path, tmp_path: Path, fake_suite: Callable[..., Calls]) -> None:
+    calls = fake_suite()
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--backends", "numpy", "torch-cpu",
+                  "jax") == 0
+    assert calls == [(0, "base", "numpy"), (0, "head", "numpy"),
+                     (0, "head", "torch-cpu"), (0, "base", "torch-cpu"),
+                     (0, "base", "jax"), (0, "head", "jax")]
 
 
 def test_a_backend_that_only_one_side_has_runs_on_that_side_alone(tmp_path: Path) -> None:
@@ -418,6 +431,52 @@ def test_a_25_percent_slower_backend_on_the_head_side_fails_and_is_named(
     assert all(b["stats"]["rounds"] == 2 * 20 for b in head["benchmarks"])
     assert (folder / "report.md").read_text() == report.read_text()
     assert cli.main(["compare", str(folder / "base.json"), str(folder / "head.json")]) == 0
+
+
+def test_confirm_times_the_regressed_backend_again_and_fails_when_it_shows_twice(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        fake_suite: Callable[..., Calls]) -> None:
+    calls = fake_suite(slower={"torch-cpu": 1.25})
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
+                  "torch-cpu", "jax") == 1
+    out = capsys.readouterr().out
+    # The first turn, then a confirmation turn of torch-cpu alone, both sides.
+    assert calls[6:] == [(0, "base", "torch-cpu"), (0, "head", "torch-cpu")]
+    assert out.rstrip().endswith("gdbench ab: ❌ FAIL: 1 regression in both turns "
+                                 "(crops torch-cpu)")
+    (folder,) = (tmp_path / "out").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "base.json", "confirm-base.json", "confirm-head.json", "head.json", "report.md"]
+
+
+def test_confirm_passes_a_regression_that_does_not_show_again(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        fake_suite: Callable[..., Calls]) -> None:
+    def fluke(block: ab.Block, doc: dict[str, Any]) -> None:
+        """The head's torch-cpu process of the first turn had a bad neighbour throughout."""
+        if (block.side.role, block.label) == ("head", "torch-cpu") and \
+                block.json_path.parent.name != "confirm":
+            bench = doc["benchmarks"][0]
+            bench["stats"]["data"] = [x * 1.3 for x in bench["stats"]["data"]]
+            bench["stats"]["median"] *= 1.3
+            info = bench["extra_info"]
+            info["norm_data"] = [x * 1.3 for x in info["norm_data"]]
+
+    calls = fake_suite(edit=fluke)
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
+                  "torch-cpu") == 0
+    out = capsys.readouterr().out
+    assert len(calls) == 6
+    assert "FAIL: 1 regression" in out  # the first turn's report
+    assert out.rstrip().endswith("gdbench ab: ✅ PASS: the first turn's regression "
+                                 "(crops torch-cpu) did not show again")
+
+
+def test_without_confirm_a_regression_fails_at_once(
+        repo: Path, tmp_path: Path, fake_suite: Callable[..., Calls]) -> None:
+    calls = fake_suite(slower={"jax": 1.3})
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--backends", "numpy", "jax") == 1
+    assert len(calls) == 4
 
 
 def test_identical_sides_pass(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
