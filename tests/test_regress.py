@@ -799,3 +799,144 @@ def test_missing_rows_have_no_numbers_and_no_note(tmp_path: Path, baseline: Path
     roof = gate[(gate["backend"] == "roofline") & (gate["workload"] == "crops")].iloc[0]
     assert roof["verdict"] == regress.REFERENCE and roof["method"] == ""
     assert roof["note"] == "machine speed: raw new/baseline time"
+
+
+def test_the_documented_vocabulary() -> None:
+    """The gate's frame is read by people and scripts: its words are the module's docs'."""
+    assert (regress.REGRESSION, regress.IMPROVEMENT, regress.NOT_SIGNIFICANT, regress.OK,
+            regress.DISAGREES, regress.UNCONFIRMED, regress.REFERENCE, regress.MISSING_NEW,
+            regress.MISSING_BASE) == (
+        "regression", "improvement", "not significant", "ok", "disagrees with numpy",
+        "not reproduced", "reference", "missing in new run", "not in baseline")
+    assert (regress.PAIRED, regress.UNPAIRED, regress.RAW) == (
+        "paired", "unpaired roofline", "raw")
+
+
+def test_two_unpaired_rounds_are_enough_for_an_interval(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, rounds=2,
+                     paired=False)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, rounds=2,
+                    paired=False)
+    train = _gate(base, new).query("kind == 'training'")
+    assert (train["method"] == regress.UNPAIRED).all() and train["low"].notna().all()
+    assert not train["note"].str.contains("medians only").any()
+
+
+def test_every_verdict_has_its_mark_in_the_report() -> None:
+    marks = {regress.REGRESSION: "❌ regression", regress.DISAGREES: "❌ disagrees with numpy",
+             regress.IMPROVEMENT: "✅ improvement", regress.NOT_SIGNIFICANT: "~ not significant",
+             regress.OK: "ok", regress.REFERENCE: "reference",
+             regress.UNCONFIRMED: "~ not reproduced",
+             regress.MISSING_NEW: "⚠ missing in new run", regress.MISSING_BASE: "new benchmark"}
+    gate = pd.DataFrame([{"workload": "crops", "backend": "numpy", "kind": "training",
+                          "base_norm": math.nan, "new_norm": math.nan, "ratio": math.nan,
+                          "low": math.nan, "high": math.nan, "raw_ratio": math.nan,
+                          "verdict": v, "note": ""} for v in marks])
+    assert list(regress.report_table(gate)["verdict"]) == list(marks.values())
+
+
+def test_a_roofline_missing_from_one_run_falls_back_on_raw_times(tmp_path: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, paired=False)
+    new = load_run(write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                             paired=False))
+    for frames in ((load_run(base), new[new["kind"] != "roofline"]),
+                   (load_run(base).query("kind != 'roofline'"), new)):
+        gate = regress.compare_runs(*frames, 0.15)
+        train = gate[gate["kind"] == "training"]
+        assert (train["method"] == regress.RAW).all()
+        assert (train["note"] == "no roofline: raw times").all()
+
+
+def test_notes_join_in_order(tmp_path: Path, baseline: Path) -> None:
+    base = write_run(tmp_path / "base.json", workloads=WORKLOADS, seed=1, paired=False,
+                     save_data=False)
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2, disagree=("jax",))
+    gate = _gate(base, new).set_index(["workload", "backend"])
+    assert gate.loc[("crops", "jax"), "note"] == (
+        "disagrees with numpy (weights off by up to 0.03): a wrong result fails whatever its "
+        "speed; unpaired roofline (no per-round reference in the baseline); no per-round "
+        "data: medians only, no significance test")
+    assert gate.loc[("crops", "numpy"), "note"] == (
+        "unpaired roofline (no per-round reference in the baseline); no per-round data: "
+        "medians only, no significance test")
+
+
+def test_runs_of_one_benchmark_without_a_date(tmp_path: Path) -> None:
+    paths = []
+    for name, seed, info in (("base", 1, None), ("new", 2, machine_info(cpu="Other CPU"))):
+        doc = make_run(workloads=("crops",), backends=("numpy",), seed=seed, info=info)
+        doc["benchmarks"] = doc["benchmarks"][1:]  # the numpy benchmark alone
+        del doc["datetime"]
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc), encoding="utf-8")
+    base, new = (load_run(p) for p in paths)
+    machines = regress.other_machine(base, new)
+    assert machines is not None and "Test CPU 9000" in machines and "Other CPU" in machines
+    assert regress.other_machine(base, base) is None
+    text, code = regress.build_report(base, new, 0.15, "table")
+    fp = base["fingerprint"].iloc[0]
+    assert f"baseline: `{paths[0]}` on Test CPU 9000, 2 cores (fingerprint {fp}), commit " in text
+    line, _ = regress.summary(regress.compare_runs(base, new, 0.15), 0.15)
+    assert line == "PASS: 0 regressions, 0 improved, 1 unchanged (threshold +15%)"
+
+
+def test_summary_without_unchanged_benchmarks_says_zero() -> None:
+    gate = pd.DataFrame({"verdict": [regress.REGRESSION, regress.REGRESSION]})
+    assert regress.summary(gate, 0.15) == (
+        "FAIL: 2 regressions, 0 improved, 0 unchanged (threshold +15%)", 1)
+
+
+def test_one_benchmark_runs_with_nothing_in_common_word_for_word(tmp_path: Path) -> None:
+    frames, paths = [], []
+    for name, backend in (("base", "numpy"), ("new", "jax")):
+        doc = make_run(workloads=("crops",), backends=(backend,))
+        doc["benchmarks"] = doc["benchmarks"][1:]
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc), encoding="utf-8")
+        frames.append(load_run(paths[-1]))
+    with pytest.raises(InputError) as info:
+        regress.build_report(*frames, 0.15)
+    assert str(info.value) == (f"{paths[1]} and the baseline {paths[0]} have no training "
+                               "benchmark in common; is it the right baseline?")
+    text, _ = regress.build_report(frames[0], frames[0], 0.15, "table",
+                                   confirmation=frames[0])
+    assert f"Confirmation run: `{paths[0]}`; a regression counts only" in text
+
+
+def test_the_gates_columns(tmp_path: Path, baseline: Path) -> None:
+    new = write_run(tmp_path / "new.json", workloads=("crops",), seed=2)  # small: missing
+    gate = _gate(baseline, new)
+    assert list(gate.columns) == ["name", "workload", "backend", "kind", "base_norm",
+                                  "new_norm", "ratio", "low", "high", "raw_ratio", "method",
+                                  "verdict", "note"]
+
+
+def test_check_help_word_for_word(capsys) -> None:
+    code, out, _ = run_cli(capsys, "check", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for fragment in [
+        "RUN.json the new run (pytest-benchmark JSON)",
+        "--baseline BASE.json the committed baseline run to compare with",
+        "--threshold PCT the slowdown that fails the gate: '15%' or '0.15' (default: 15%)",
+        "--report PATH also write the markdown report to PATH (atomically)",
+        "--confirm RUN2.json a second new run: a regression fails the gate only if it shows "
+        "in both runs (what CI does after a first failure)",
+        "--strict-machine refuse a baseline recorded on another machine (exit 2) instead of "
+        "warning",
+        "--format {md,table} what to print (default: md); --report is always markdown",
+    ]:
+        assert fragment in text, fragment
+
+
+def test_strict_machine_error_word_for_word(tmp_path: Path, baseline: Path, capsys) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                    info=machine_info(cpu="Another CPU", cores=8))
+    machines = regress.other_machine(load_run(baseline), load_run(new))
+    code, _, err = run_cli(capsys, "check", "--baseline", str(baseline), str(new),
+                           "--strict-machine", "--format", "md")
+    assert code == 2
+    assert err == f"gdbench check: error: {machines}; --strict-machine forbids comparing them\n"
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(baseline), str(baseline),
+                           "--format", "md")
+    assert code == 0 and out.startswith("### gdbench check: ✅ PASS")
