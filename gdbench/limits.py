@@ -5,13 +5,16 @@ and Y, and read and write W and b, at least once. So no backend can take less th
 
     bound = max(FLOPs / GEMM rate, bytes / bandwidth)
 
-with both rates measured in the same run by the workload's roofline benchmark: the GEMM
-rate is its two NumPy GEMMs of one step's shapes (the data already in cache, so no
-backend's GEMMs can be faster), and the bandwidth is a multi-threaded streaming copy of
-a buffer as large as the workload's dataset (X and Y), which sits where the dataset
-sits: in cache for crops to medium, in DRAM for large and xl, whose datasets (64 MiB,
-1 GiB) are larger than a last-level cache. A streaming copy reads contiguous memory; a
-step gathers random rows, which can only be slower, so the bound stays a lower bound.
+with both rates measured in the same run by the roofline benchmarks. The GEMM rate is
+the best GFLOP/s of the run's roofline loops (two NumPy GEMMs of one step's shapes, the
+data already in cache): at small shapes NumPy's per-call cost hides the machine's rate,
+which a fused loop does not pay, so the best rate seen at any shape is the one no step
+can beat. The bandwidth is the faster of a one-thread and an all-CPU streaming copy of a
+buffer as large as the workload's dataset (X and Y; at least 1 MiB), which sits where
+the dataset sits: in cache for crops to medium, in DRAM for large and xl, whose
+datasets (64 MiB, 1 GiB) are larger than a last-level cache. A streaming copy reads
+contiguous memory; a step gathers random rows, which can only be slower, so the bound
+stays a lower bound.
 "% of limit" is bound / measured step time.
 
 Fixed cost against throughput. Over the workloads of a run, a backend's step time is

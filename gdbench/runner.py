@@ -226,7 +226,9 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     try:
         for i, ((label, selection), partial) in enumerate(zip(procs, partials, strict=True)):
             print(f"-- {label} (process {i + 1} of {len(procs)})", flush=True)
+            began = time.perf_counter()
             code = code or _run_process(pytest_command(args, partial, selection), env)
+            print(f"   {label}: {time.perf_counter() - began:.0f} s", flush=True)
             part = _read_part(partial) if partial.exists() else None
             if part is not None:
                 parts.append(part)
