@@ -133,7 +133,7 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
                                 agrees=agrees)
     _record_timing(benchmark, request, problem.flops, ref_times)
     benchmark.extra_info["prepare_s"] = prepared.prepare_s
-    if not benchmark.disabled:  # one more, instrumented run: after timing, never in it
+    if settings.memory and not benchmark.disabled:  # after timing, never in it
         benchmark.extra_info.update(memory.measure(prepared, len(problem.plan)).record())
     assert agrees, (
         f"{backend_name} on {workload_name} disagrees with numpy: max |diff| = {max_diff:.3g}"

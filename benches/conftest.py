@@ -45,6 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--roofline", choices=["with", "without", "only"], default="with",
                 help="whether to time each workload's roofline loop: with the training "
                      "benchmarks (default), without them, or only them")
+    g.addoption("--memory", choices=["auto", "on", "off"], default="auto",
+                help="after timing, instrument one more run of each backend for its peak "
+                     "memory and allocations per step (gdbench.memory): auto measures it "
+                     "except with --quick, whose CI runs gate speed only (the profilers "
+                     "start in seconds)")
     g.addoption("--isolated", action="store_true",
                 help="this process times one backend (gdbench run starts one per backend): "
                      "record machine_info without importing the other backends' libraries")
@@ -133,6 +138,7 @@ class Settings:
     min_rounds: int
     round_floor_s: float
     dtype: str
+    memory: bool = False  # instrument one more run for memory, after timing
 
     def plan(self, run: Callable[[], None], reference: Callable[[], None] | None) -> RoundPlan:
         return timing.plan_rounds(run, reference, max_time_s=self.max_time_s,
@@ -154,6 +160,7 @@ def settings(request: pytest.FixtureRequest) -> Settings:
         min_rounds=int(config.getoption("benchmark_min_rounds")),
         round_floor_s=max(timing.ROUND_FLOOR_S, float(config.getoption("benchmark_min_time"))),
         dtype=config.getoption("dtype"),
+        memory={"on": True, "off": False}.get(config.getoption("memory"), not quick),
     )
 
 

@@ -140,7 +140,7 @@ class FakeBenchmark:
 
 
 def _settings(plan: RoundPlan) -> Any:
-    return SimpleNamespace(plan=lambda run, reference: plan)
+    return SimpleNamespace(plan=lambda run, reference: plan, memory=False)
 
 
 def test_time_pairs_each_round_with_the_reference_just_before_it() -> None:
