@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "directory)")
     parser.add_argument("--format", choices=["table", "md", "csv", "html"], default="table",
                         help="format of the printed table (default: table)")
+    parser.add_argument("--suite-path", action="store_true",
+                        help="print the folder of the benchmark suite and exit (to run it "
+                             "with pytest directly from an install)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="after --, extra arguments for pytest / pytest-benchmark")
 
@@ -188,6 +191,9 @@ def _run_process(cmd: list[str], env: dict[str, str]) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "suite_path", False):
+        print(BENCHES)
+        return 0
     return run_suite(args)[0]
 
 

@@ -192,3 +192,9 @@ def test_audit_of_a_saved_run_records_its_verdicts_in_the_run(
     assert code == (0 if audit["passed"] else 1)
     assert "gdbench audit:" in printed.getvalue() and "numpy" in printed.getvalue()
     assert saved["benchmarks"] == json.loads(tiny_run[0].read_text())["benchmarks"]
+
+
+def test_suite_path_names_the_installed_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--suite-path"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert (path / "bench_training.py").is_file() and (path / "conftest.py").is_file()
