@@ -70,10 +70,11 @@ MUTATE := \
 ONLY ?=
 MUTATE_OUT := build/mutate
 # -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a
-# failure, so the runner turns every failure (a collection error is 2) into 1. A run that
-# takes 3x the clean run's time plus 30 s counts as a timeout (an infinite loop).
-MUTMUT_RUN := run --CI --simple-output --test-time-multiplier 3 --test-time-base 30
-MUTATE_PYTEST := -m pytest -x -q -p no:cacheprovider --benchmark-disable
+# failure, so pytest runs in one process that turns every failure (a collection error is
+# 2) into 1; one process, so that mutmut's timeout (10x the clean run) can kill it.
+MUTMUT_RUN := run --CI --simple-output
+MUTATE_PYTEST := -c 'import sys, pytest; sys.exit(min(1, pytest.main(sys.argv[1:])))' \
+	-x -q -p no:cacheprovider --benchmark-disable
 mutate: $(STAMP)
 	@set -u; tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/gdbench-mutate.XXXXXX") || exit 1; \
 	trap 'rm -rf "$$tmp"' 0; trap 'exit 130' INT TERM HUP; \
@@ -88,7 +89,7 @@ mutate: $(STAMP)
 		echo "mutate $$src (tests: $$tests)"; \
 		( cd "$$tmp" && rm -f .mutmut-cache \
 		  && PYTHONPATH="$$tmp" $(CURDIR)/$(BIN)/mutmut $(MUTMUT_RUN) --paths-to-mutate "$$src" \
-			--runner "sh -c '$(CURDIR)/$(BIN)/python $(MUTATE_PYTEST) $$tests || exit 1'" \
+			--runner "$(CURDIR)/$(BIN)/python $(MUTATE_PYTEST) $$tests" \
 			> .mutmut.log 2>&1 \
 		  || { cat .mutmut.log; exit 1; }; \
 		  tr '\r' '\n' < .mutmut.log | grep -a KILLED | tail -n 1; \

@@ -454,3 +454,65 @@ def test_names_kinds_and_backends_fall_back_in_order(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text(json.dumps(doc))
     row = load_run(tmp_path / "r.json").iloc[1]
     assert row["backend"] == "plain_bench" and row["workload"] == "crops"  # group
+
+
+def test_run_level_columns_by_value(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    doc["datetime"] = "2026-01-02T03:04:05"  # a naive time, as older pytest-benchmark wrote
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    frame = load_run(path)
+    assert frame["machine_known"].tolist() == [True, True]
+    assert frame["sync"].tolist() == ["none", "none"]
+    assert str(frame["datetime"].dt.tz) == "UTC"
+    assert frame["datetime"].iloc[0] == pd.Timestamp("2026-01-02 03:04:05", tz="UTC")
+
+
+def test_a_read_error_word_for_word(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.json"
+    path.write_text("{}")
+
+    def denied(self: Path, encoding: str | None = None) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(InputError) as info:
+        read_run(path)
+    assert str(info.value) == f"{path}: cannot read it (Permission denied)"
+
+
+def test_every_field_comes_from_its_place_in_the_json(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
+    bench = doc["benchmarks"][1]
+    stats, extra = bench["stats"], bench["extra_info"]
+    stats["iterations"] = 3
+    extra.update(compile_s=0.125, final_loss=0.5, device="cuda", sync="torch.cuda.synchronize",
+                 n=11, d=12, k=13, batch_size=14, epochs=15, ref_s=0.0)
+    extra["kind"] = "training"
+    extra["backend"] = "from-extra"
+    bench["params"]["backend"] = "from-params"
+    bench["name"] = "plain"  # the kind comes from extra_info, not from the name
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    row = load_run(path).iloc[1]
+    assert (row["median_s"], row["iqr_s"], row["mean_s"], row["stddev_s"], row["min_s"]) == (
+        stats["median"], stats["iqr"], stats["mean"], stats["stddev"], stats["min"])
+    assert (row["rounds"], row["iterations"]) == (5, 3)
+    assert (row["compile_s"], row["final_loss"], row["device"], row["sync"]) == (
+        0.125, 0.5, "cuda", "torch.cuda.synchronize")
+    assert (row["n"], row["d"], row["k"], row["batch_size"], row["epochs"]) == (
+        11, 12, 13, 14, 15)
+    assert row["kind"] == "training" and row["backend"] == "from-extra"
+    assert math.isnan(row["ref_s"])  # not positive
+    doc["benchmarks"][0]["extra_info"]["kind"] = "roofline"
+    doc["benchmarks"][0]["name"] = "plain_reference"
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[0]["kind"] == "roofline"
+
+
+def test_load_runs_numbers_the_rows_afresh(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a.json", workloads=("crops",), backends=("numpy",))
+    b = write_run(tmp_path / "b.json", workloads=("crops",), backends=("numpy",))
+    frame = load_runs([a, b])
+    assert list(frame.index) == [0, 1, 2, 3]
+    assert list(frame["run"]) == ["a", "a", "b", "b"]
