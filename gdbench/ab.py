@@ -28,8 +28,9 @@ the baseline and head as the new run, and prints the same report with the same e
 codes: 0 pass, 1 regression, 2 bad input.
 
 --confirm: when the gate finds a regression, the backends that regressed are timed
-again in a fresh turn of both sides (new processes), and only a benchmark that regresses
-in both turns fails the gate. The rounds of one process share its fate (a neighbour
+again in a fresh turn of both sides (new processes, continuing the alternation, so with
+one block the side that went second goes first), and only a benchmark that regresses in
+both turns fails the gate. The rounds of one process share its fate (a neighbour
 that stays for the whole process, the process's memory layout), which the bootstrap over
 rounds cannot see; a fresh turn does not inherit it, while a real regression shows
 again. It costs two processes per regressed backend, and only after a regression.
@@ -319,17 +320,23 @@ def turn(block: int, position: int) -> tuple[str, str]:
 
 
 def schedule(sides: dict[str, Side], procs: dict[str, list[tuple[str, list[str]]]],
-             blocks: int, parts: Path) -> list[Block]:
-    """Every benchmark process in run order.
+             blocks: int, parts: Path, first: int = 0,
+             only: set[str] | None = None) -> list[Block]:
+    """Every benchmark process in run order, for blocks ``first`` to ``first + blocks - 1``.
 
     Block by block; in a block, process by process (numpy, then each other backend); for
     each process the two sides back to back, in the order of :func:`turn`. A process that
-    only one side has (a backend new in head) runs on that side alone.
+    only one side has (a backend new in head) runs on that side alone. ``only`` keeps
+    some processes and leaves each its place in the alternation: a confirmation turn that
+    continues the blocks (``first`` = the blocks already run) puts first the side that
+    went second before, when the blocks run were odd in number.
     """
     labels = list(dict.fromkeys(label for role in ROLES for label, _ in procs[role]))
     plan = []
-    for index in range(blocks):
+    for index in range(first, first + blocks):
         for position, label in enumerate(labels):
+            if only is not None and label not in only:
+                continue
             for role in turn(index, position):
                 selection = dict(procs[role]).get(label)
                 if selection is not None:
@@ -537,14 +544,14 @@ def _out_dir(out: Path, commits: dict[str, str]) -> Path:
     return path
 
 
-def _measure(plan: Sequence[Block], suite: argparse.Namespace, blocks: int, started: float,
+def _measure(plan: Sequence[Block], suite: argparse.Namespace, started: float,
              unavailable: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Run the plan's processes in order; each side's merged run."""
     parts: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
     for i, block in enumerate(plan):
-        print(f"-- {block.label} on the {block.side.role} side, block {block.index + 1}/"
-              f"{blocks} (process {i + 1}/{len(plan)}, "
-              f"{time.monotonic() - started:.0f} s in)", flush=True)
+        print(f"-- {block.label} on the {block.side.role} side, block {block.index + 1} "
+              f"(process {i + 1}/{len(plan)}, {time.monotonic() - started:.0f} s in)",
+              flush=True)
         code = run_block(block, suite)
         part = _read_part(block)
         check_part(block, code, part)
@@ -614,7 +621,7 @@ def main(args: argparse.Namespace) -> int:
               f"block{'s' * (blocks != 1)} of {max_time:g} s per benchmark, "
               f"{len(plan)} processes in turns, threads {args.threads or 'unpinned'}",
               flush=True)
-        docs = _measure(plan, suite, blocks, started, unavailable)
+        docs = _measure(plan, suite, started, unavailable)
         paths = _save(docs, folder, "", sides, blocks, max_time)
         turns = [(load_run(paths["base"]), load_run(paths["head"]))]
         code = regress.build_report(*turns[0], threshold, "md")[1]
@@ -625,11 +632,10 @@ def main(args: argparse.Namespace) -> int:
             # layout) does not carry over to new processes; a real regression does.
             print(f"gdbench ab: regression in {_named(first, turns[0][1])}; confirming it "
                   "with another turn of both sides", flush=True)
-            again = {role: [(label, selection) for label, selection in procs[role]
-                            if label in set(first.values())] for role in ROLES}
-            plan = schedule(sides, again, blocks, parts / "confirm")
+            plan = schedule(sides, procs, blocks, parts / "confirm", first=blocks,
+                            only=set(first.values()))
             (parts / "confirm").mkdir()
-            docs = _measure(plan, suite, blocks, started, unavailable)
+            docs = _measure(plan, suite, started, unavailable)
             paths = _save(docs, folder, "confirm-", sides, blocks, max_time)
             turns.append((load_run(paths["base"]), load_run(paths["head"])))
             second = _regressed(*turns[1], threshold)

@@ -363,6 +363,17 @@ def test_a_backend_that_only_one_side_has_runs_on_that_side_alone(tmp_path: Path
     assert len({b.json_path for b in plan}) == len(plan)
 
 
+def test_a_confirmation_turn_keeps_each_backends_place_in_the_alternation(
+        tmp_path: Path) -> None:
+    sides = {role: ab.Side(role, role, role * 10, tmp_path / role) for role in ab.ROLES}
+    procs = {role: [(name, ["--backends", name]) for name in ("numpy", "torch-cpu", "jax")]
+             for role in ab.ROLES}
+    plan = ab.schedule(sides, procs, 1, tmp_path, first=1, only={"torch-cpu", "jax"})
+    assert [(b.index, b.side.role, b.label) for b in plan] == [
+        (1, "base", "torch-cpu"), (1, "head", "torch-cpu"),
+        (1, "head", "jax"), (1, "base", "jax")]
+
+
 def test_each_side_runs_gdbench_runs_command_on_its_own_suite(tmp_path: Path) -> None:
     side = ab.Side("head", "HEAD", "1" * 40, tmp_path / "head")
     args = ab._suite_args(argparse.Namespace(dtype="float32", quick=True, backends=None,
@@ -440,8 +451,10 @@ def test_confirm_times_the_regressed_backend_again_and_fails_when_it_shows_twice
     assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
                   "torch-cpu", "jax") == 1
     out = capsys.readouterr().out
-    # The first turn, then a confirmation turn of torch-cpu alone, both sides.
-    assert calls[6:] == [(0, "base", "torch-cpu"), (0, "head", "torch-cpu")]
+    # The first turn, then a confirmation turn of torch-cpu alone, both sides; the side
+    # that went second goes first.
+    assert calls[2:4] == [(0, "head", "torch-cpu"), (0, "base", "torch-cpu")]
+    assert calls[6:] == [(1, "base", "torch-cpu"), (1, "head", "torch-cpu")]
     assert out.rstrip().endswith("gdbench ab: ❌ FAIL: 1 regression in both turns "
                                  "(crops torch-cpu)")
     (folder,) = (tmp_path / "out").iterdir()
