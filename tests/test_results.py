@@ -516,3 +516,27 @@ def test_load_runs_numbers_the_rows_afresh(tmp_path: Path) -> None:
     frame = load_runs([a, b])
     assert list(frame.index) == [0, 1, 2, 3]
     assert list(frame["run"]) == ["a", "a", "b", "b"]
+
+
+def test_later_suites_fields_come_from_extra_info(tmp_path: Path) -> None:
+    doc = make_run(workloads=("small",), backends=("numpy",), rounds=5)
+    roof_extra, train_extra = (b["extra_info"] for b in doc["benchmarks"])
+    train_extra.update(prepare_s=0.75, memory_method="tracemalloc", memory_peak_bytes=4096.0,
+                       memory_allocations_per_step=2.0,
+                       memory_allocated_bytes_per_step=64.0)
+    roof_extra.update(bandwidth_gbs=12.5, target_loss=0.25, target_steps=96,
+                      target_plan_steps=256, loss_curve_steps=[0, 128, 256],
+                      loss_curve=[1.0, 0.5, 0.25])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    roof, train = (r for _, r in load_run(path).iterrows())
+    assert (train["prepare_s"], train["memory_method"], train["memory_peak_bytes"],
+            train["memory_allocations_per_step"],
+            train["memory_allocated_bytes_per_step"]) == (0.75, "tracemalloc", 4096.0, 2.0,
+                                                          64.0)
+    assert (roof["bandwidth_gbs"], roof["target_loss"], roof["target_steps"],
+            roof["target_plan_steps"]) == (12.5, 0.25, 96, 256)
+    assert roof["loss_curve_steps"] == [0, 128, 256] and roof["loss_curve"] == [1.0, 0.5, 0.25]
+    roof_extra["bandwidth_gbs"] = 0.0
+    path.write_text(json.dumps(doc))
+    assert math.isnan(load_run(path).iloc[0]["bandwidth_gbs"])
