@@ -56,8 +56,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     it is not float32); and for training rows: ``limit_us`` (the least time a step can
     take, :mod:`gdbench.limits`, from the roofline row's GEMM rate and copy bandwidth),
     ``limit_pct`` (limit_us over step_us, in %) and ``limit_kind`` (compute or memory),
-    ``target_steps`` (steps of the plan to the workload's shared target, NaN when never),
-    ``hot_s`` (target_steps × the step time) and ``cold_s`` (prepare_s + hot_s).
+    ``steps_to_target`` (steps of the plan to the workload's shared target, NaN when
+    never), ``hot_s`` (steps_to_target × the step time) and ``cold_s`` (prepare_s + hot_s).
     """
     out = frame.copy()
     out["dtype"] = out["dtype"].fillna("")
@@ -76,8 +76,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     out["limit_pct"] = 100 * out["limit_us"].to_numpy(dtype=float) / step_us
     out["limit_kind"] = np.where(training, kinds, "")
     target_steps = roof["target_steps"].reindex(idx).to_numpy(dtype=float)
-    out["target_steps"] = np.where(training, target_steps, np.nan)
-    out["hot_s"] = out["target_steps"] * step_us * 1e-6
+    out["steps_to_target"] = np.where(training, target_steps, np.nan)
+    out["hot_s"] = out["steps_to_target"] * step_us * 1e-6
     out["cold_s"] = pd.to_numeric(out["prepare_s"], errors="coerce") + out["hot_s"]
     return out
 
@@ -320,7 +320,7 @@ def render_run(frame_or_path: pd.DataFrame | str | os.PathLike[str], fmt: str = 
 
 _CSV = ["run", "machine", "fingerprint", "workload", "backend", "dtype", "kind", "device",
         "step_us", "speedup", "gflops", "efficiency_pct", "limit_us", "limit_pct",
-        "limit_kind", "compile_s", "prepare_s", "target_steps", "hot_s", "cold_s",
+        "limit_kind", "compile_s", "prepare_s", "steps_to_target", "hot_s", "cold_s",
         "memory_peak_bytes", "memory_allocations_per_step", "agrees",
         "max_abs_diff_vs_numpy", "final_loss", "median_s", "iqr_s", "rounds", "steps"]
 
