@@ -66,7 +66,10 @@ MUTATE := \
 	implementations/base.py:tests/test_cli.py,tests/test_gradients.py,tests/test_registry.py \
 	gdbench/stats.py:tests/test_stats.py,tests/test_regress.py \
 	gdbench/regress.py:tests/test_regress.py \
-	gdbench/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py
+	gdbench/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
+	gdbench/timing.py:tests/test_timing.py \
+	gdbench/limits.py:tests/test_limits.py \
+	gdbench/target.py:tests/test_target.py
 ONLY ?=
 MUTATE_OUT := build/mutate
 # -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a

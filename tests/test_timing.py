@@ -242,3 +242,30 @@ def test_the_suite_fails_a_backend_that_disagrees(agrees: bool) -> None:
     assert b.extra_info["agrees"] is agrees
     assert b.extra_info["max_abs_diff_vs_numpy"] == (0.0 if agrees else 0.5)
     assert b.extra_info["steps"] == 250 and b.extra_info["backend"] == "numpy"
+
+
+def test_a_long_reference_is_one_call_per_round() -> None:
+    clock = FakeClock()
+    plan = timing.plan_rounds(clock.work(0.001), clock.work(0.02), max_time_s=1.0,
+                              min_rounds=1, round_floor_s=0.005, clock=clock)
+    assert plan.ref_iterations == 1 and plan.iterations == 5
+
+
+def test_busy_after_reads_zero_for_a_quiet_process_and_a_frozen_clock() -> None:
+    wall, cpu = FakeClock(), FakeClock()
+    assert timing.busy_after(0.05, wall=wall, cpu=cpu,
+                             sleep=lambda s: setattr(wall, "now", wall.now + s)) == 0.0
+    assert timing.busy_after(0.05, wall=wall, cpu=cpu, sleep=lambda s: None) == 0.0
+
+
+def test_the_documented_round_settings_are_the_codes() -> None:
+    from pathlib import Path
+
+    assert (timing.ROUND_FLOOR_S, timing.QUICK_MAX_TIME_S, timing.DEFAULT_MAX_TIME_S,
+            timing.MAX_ROUNDS) == (0.005, 1.5, 2.0, 1000)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "A round lasts at least 5 ms" in readme
+    assert "with 1.5 s of rounds per benchmark" in readme and "large with 2 s" in readme
+    clock = FakeClock()  # the default floor is the documented one
+    assert timing.plan_rounds(clock.work(0.001), None, max_time_s=1.0, min_rounds=1,
+                              clock=clock).iterations == 5
