@@ -27,7 +27,8 @@ workload by its relative error, so the µs steps count as much as the ms ones, a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -63,23 +64,33 @@ def bound_kind(flops: float, nbytes: float, gemm_flops_per_s: float,
 
 # --- the bandwidth measurement ---------------------------------------------------------------
 
-def copy_bandwidth(nbytes: int, threads: int, repeats: int = 5) -> float:
-    """Bytes per second of a streaming copy of an ``nbytes`` buffer, split over
-    ``threads`` threads (NumPy releases the GIL in copies); best of ``repeats``.
+def parallel_copy(source: np.ndarray, dest: np.ndarray,
+                  pool: ThreadPoolExecutor, threads: int) -> Callable[[], None]:
+    """A function that copies ``source`` into ``dest`` in ``threads`` contiguous chunks
+    on ``pool`` (NumPy releases the GIL in copies)."""
+    bounds = np.linspace(0, source.size, threads + 1).astype(int)
+    chunks = [(source[a:b], dest[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def copy() -> None:
+        list(pool.map(lambda pair: np.copyto(pair[1], pair[0]), chunks))
+
+    return copy
+
+
+def copy_bandwidth(nbytes: int, threads: int, repeats: int = 5,
+                   clock: timing.Clock = time.perf_counter) -> float:
+    """Bytes per second of a streaming copy of an ``nbytes`` buffer (float32), split
+    over ``threads`` threads; the best of ``repeats`` copies.
 
     A copy reads and writes every byte, so it moves 2·nbytes per call.
     """
     n = max(1, nbytes // 4)
     source = np.ones(n, np.float32)
     dest = np.empty_like(source)
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    chunks = [(source[a:b], dest[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
     with ThreadPoolExecutor(threads) as pool:
-        def copy() -> None:
-            list(pool.map(lambda pair: np.copyto(pair[1], pair[0]), chunks))
-
-        best = min(timing.timed(copy) for _ in range(repeats))
-    return 2.0 * n * 4 / best
+        copy = parallel_copy(source, dest, pool, threads)
+        best = min(timing.timed(copy, clock) for _ in range(repeats))
+    return 2.0 * source.nbytes / best
 
 
 # --- fixed cost against throughput -------------------------------------------------------------

@@ -24,11 +24,26 @@ def test_the_bound_is_the_slower_of_the_two_ceilings() -> None:
     # 50 GB/s: memory takes 4 ms, compute still 10 ms -> compute binds.
     assert limits.bound_s(flops, nbytes, 100e9, 50e9) == pytest.approx(0.010)
     assert limits.bound_kind(flops, nbytes, 100e9, 50e9) == "compute"
+    assert limits.bound_kind(1e9, 1e8, 100e9, 10e9) == "compute"  # a tie is compute-bound
 
 
 def test_copy_bandwidth_is_bytes_moved_over_seconds() -> None:
     rate = limits.copy_bandwidth(1 << 20, threads=1, repeats=2)
     assert 1e8 < rate < 1e13  # a real machine moves MB/s to TB/s, never 0 or inf
+    ticks = iter(range(100))  # every reading of this clock is one second later
+    rate = limits.copy_bandwidth(4000, threads=2, repeats=3, clock=lambda: float(next(ticks)))
+    assert rate == 2 * 4000 / 1.0  # read and written once, in one "second"
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_parallel_copy_copies_every_element(threads: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = np.arange(1001, dtype=np.float32)
+    dest = np.zeros_like(source)
+    with ThreadPoolExecutor(threads) as pool:
+        limits.parallel_copy(source, dest, pool, threads)()
+    np.testing.assert_array_equal(dest, source)
 
 
 def test_the_fit_recovers_alpha_and_beta_from_exact_points() -> None:
@@ -69,6 +84,8 @@ def test_the_interval_from_the_rounds_covers_the_truth() -> None:
     assert fit.alpha_low <= alpha <= fit.alpha_high
     assert fit.beta_low <= beta <= fit.beta_high
     assert fit.alpha_low < fit.alpha_s < fit.alpha_high
+    # 5% noise on 40 rounds: the interval is tight around the fit, on both sides.
+    assert 0.8 * fit.beta < fit.beta_low < fit.beta < fit.beta_high < 1.25 * fit.beta
     # One round per workload: the fit, without an interval.
     single = limits.fit_with_interval(flops, [[r[0]] for r in rounds])
     assert math.isnan(single.alpha_low) and math.isnan(single.beta_high)

@@ -66,3 +66,12 @@ def test_hot_and_cold_time_to_target() -> None:
 ])
 def test_break_even(args: tuple[float, float, float, float], expected: float) -> None:
     assert target.break_even_steps(*args) == pytest.approx(expected)
+
+
+def test_the_record_saved_in_a_run_names_its_rule() -> None:
+    t = target.Target(0.0101, 0.01, 128, 256, 4)
+    assert t.record() == {"target_loss": 0.0101, "target_optimum_loss": 0.01,
+                          "target_steps": 128, "target_plan_steps": 256,
+                          "target_checked_every": 4, "target_rule": target.RULE}
+    assert "1.01 x the least-squares MSE" in target.RULE and "every steps_per_epoch // 8" in \
+        target.RULE
