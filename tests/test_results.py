@@ -284,7 +284,7 @@ def test_unreadable_files_are_one_line_input_errors(
 # --- write_atomic ---------------------------------------------------------------------------
 
 def test_write_atomic_writes_utf8_text_readable_by_all(tmp_path: Path) -> None:
-    target = tmp_path / "report.md"
+    target = tmp_path / "new" / "folders" / "report.md"  # created on demand
     write_atomic(target, "µs ✅\n")
     assert target.read_bytes() == "µs ✅\n".encode()
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
@@ -491,13 +491,16 @@ def test_every_field_comes_from_its_place_in_the_json(tmp_path: Path) -> None:
     extra["kind"] = "training"
     extra["backend"] = "from-extra"
     bench["params"]["backend"] = "from-params"
+    extra["workload"] = "w-extra"
+    bench["params"]["workload"] = "w-params"
+    stats["rounds"] = 7  # pytest-benchmark's count wins over the saved data's length
     bench["name"] = "plain"  # the kind comes from extra_info, not from the name
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
     row = load_run(path).iloc[1]
     assert (row["median_s"], row["iqr_s"], row["mean_s"], row["stddev_s"], row["min_s"]) == (
         stats["median"], stats["iqr"], stats["mean"], stats["stddev"], stats["min"])
-    assert (row["rounds"], row["iterations"]) == (5, 3)
+    assert (row["rounds"], row["iterations"], row["workload"]) == (7, 3, "w-extra")
     assert (row["compile_s"], row["final_loss"], row["device"], row["sync"]) == (
         0.125, 0.5, "cuda", "torch.cuda.synchronize")
     assert (row["n"], row["d"], row["k"], row["batch_size"], row["epochs"]) == (
