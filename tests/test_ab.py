@@ -451,10 +451,11 @@ def test_confirm_times_the_regressed_backend_again_and_fails_when_it_shows_twice
     assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
                   "torch-cpu", "jax") == 1
     out = capsys.readouterr().out
-    # The first turn, then a confirmation turn of torch-cpu alone, both sides; the side
-    # that went second goes first.
+    # The first turn, then a confirmation turn of torch-cpu alone: two blocks of both
+    # sides, the side that went second going first.
     assert calls[2:4] == [(0, "head", "torch-cpu"), (0, "base", "torch-cpu")]
-    assert calls[6:] == [(1, "base", "torch-cpu"), (1, "head", "torch-cpu")]
+    assert calls[6:] == [(1, "base", "torch-cpu"), (1, "head", "torch-cpu"),
+                         (2, "head", "torch-cpu"), (2, "base", "torch-cpu")]
     assert out.rstrip().endswith("gdbench ab: ❌ FAIL: 1 regression in both turns "
                                  "(crops torch-cpu)")
     (folder,) = (tmp_path / "out").iterdir()
@@ -479,7 +480,7 @@ def test_confirm_passes_a_regression_that_does_not_show_again(
     assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
                   "torch-cpu") == 0
     out = capsys.readouterr().out
-    assert len(calls) == 6
+    assert len(calls) == 4 + 4
     assert "FAIL: 1 regression" in out  # the first turn's report
     assert out.rstrip().endswith("gdbench ab: ✅ PASS: the first turn's regression "
                                  "(crops torch-cpu) did not show again")
