@@ -356,7 +356,9 @@ def benchmark_svg(history: History, name: str, salt: str) -> str:
     lo, hi = float(days.min()), float(days.max())
     pad = (hi - lo) * 0.08 if hi > lo else 1 / 24
     ax.set_xlim(lo - pad, hi + pad)
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+    # minticks 2: with 3 the locator finds no interval for some spans (runs 2-3 minutes
+    # apart) and warns; with 2 every span from seconds to years has one.
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=7)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.set_ylabel("×ref (time ÷ reference)", fontsize=8)
@@ -452,7 +454,9 @@ def _table(frame: pd.DataFrame, row_class: Sequence[str] = ()) -> str:
         attr = f' class="{cls}"' if cls else ""
         cells = "".join(f"<td>{html.escape('' if pd.isna(v) else str(v))}</td>" for v in row)
         body.append(f"<tr{attr}>{cells}</tr>")
-    return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    # In a scrolling box: a wide table scrolls inside its card instead of widening the page.
+    return (f'<div class="table"><table><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def points_table(pts: pd.DataFrame) -> pd.DataFrame:
@@ -509,6 +513,8 @@ th, td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: left;
          white-space: nowrap; }
 th { background: #f4f4f4; }
 tr.flagged td { background: #fde8e8; }
+tr.improved td { background: #e8f6e8; }
+div.table { overflow-x: auto; max-width: 100%; }
 .legend svg { max-width: 900px; }
 """
 
@@ -556,8 +562,9 @@ def render_page(history: History) -> str:
     parts.extend(f'<p class="{"warn" if n.startswith("⚠") else "note"}">{html.escape(n)}</p>'
                  for n in latest.notes)
     if gate is not None:
-        parts.append(_table(latest.table, ["flagged" if v in FLAGS else ""
-                                           for v in gate["verdict"]]))
+        parts.append(_table(latest.table, [
+            "flagged" if v in FLAGS else "improved" if v == regress.IMPROVEMENT else ""
+            for v in gate["verdict"]]))
     parts.append("</section>")
 
     parts.append('<section id="benchmarks"><h2>Benchmarks</h2>')
@@ -586,15 +593,16 @@ def render_page(history: History) -> str:
     table = pd.DataFrame({
         "#": range(1, len(runs) + 1),
         "date (UTC)": [_when(t).removesuffix(" UTC") for t in runs["datetime"]],
-        "run": runs["run"],
         "commit": [short_commit(r) for _, r in runs.iterrows()],
         "branch": runs["branch"].fillna(""),
         "machine": runs["machine"],
         "fingerprint": runs["fingerprint"],
         "metric": runs["basis"],
-        "judged against": runs["against"].replace("", "nothing (first on its machine)"),
+        # The gate's line before the long names, which may scroll.
         "gate": [regress.summary(history.gates[r], history.threshold)[0]
                  if r in history.gates else "" for r in runs["run"]],
+        "judged against": runs["against"].replace("", "nothing (first on its machine)"),
+        "run": runs["run"],
         "file": runs["path"],
     })
     parts.append(_table(table, ["flagged" if g.startswith("FAIL") else ""

@@ -17,9 +17,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from _benchjson import bad_run_files, machine_info, make_run, run_cli
 
@@ -59,6 +61,20 @@ def test_runs_are_sorted_by_their_datetime_not_the_order_given(tmp_path: Path) -
     assert numpy["run"].tolist() == ["r1", "r2", "r3"]
     assert numpy["commit"].tolist() == ["01" * 20, "02" * 20, "03" * 20]
     assert set(h.points["branch"]) == {"main"}
+
+
+@pytest.mark.parametrize("step", ["40s", "70s", "10min", "50min", "3h", "20h", "4D", "40D",
+                                  "400D"])
+def test_the_date_axis_suits_runs_seconds_to_years_apart(tmp_path: Path, step: str) -> None:
+    paths = [_run(tmp_path / f"r{day}.json", day) for day in (1, 2, 3)]
+    h = history.build_history(paths)
+    start = pd.Timestamp("2026-01-01T12:00:00+00:00")
+    dates = {f"r{i + 1}": start + i * pd.Timedelta(step) for i in range(3)}
+    h.points["datetime"] = h.points["run"].map(dates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when it finds no tick interval
+        svg = history.benchmark_svg(h, "bench_training[crops-numpy]", "t")
+    assert svg.count("<title>") == 3
 
 
 def test_each_point_is_the_median_of_its_paired_rounds_with_a_bootstrap_interval(
