@@ -14,6 +14,15 @@ Metric: the change is median(new run's normalised times) / median(baseline's) (1
 25% slower), with a 95% percentile bootstrap interval resampling the rounds of both
 samples (seeded, so the verdict is reproducible).
 
+Settled rounds: a host neighbour can slow this machine for seconds to minutes, and not
+uniformly (the reference ~20%, a gather-heavy loop ~60%), which the paired ratio does not
+cancel. So only rounds whose own reference time lies within 10% of the reference's quiet
+level (the 10th percentile of that benchmark's reference times in both runs) are
+compared, in both runs alike (stats.settled_pair). A slower backend never moves its
+reference, so a real regression is kept whole. When either run has fewer than 5 settled
+rounds (the machine was slower for all of it: a uniform slowdown, or a baseline from a
+faster day), every round is compared, and the note says so.
+
 Fallbacks, when either run lacks the paired rounds (a run from before paired timing; the
 suite writes them with or without --benchmark-save-data): (a) the unpaired roofline
 normalisation, (median / roofline median in the new run) over the same in the baseline,
@@ -60,7 +69,14 @@ import pandas as pd
 from gdbench import formats
 from gdbench.data.errors import InputError
 from gdbench.results import backends_in, has_paired_rounds, load_run, workloads_in, write_atomic
-from gdbench.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
+from gdbench.stats import (
+    CONFIDENCE,
+    RESAMPLES,
+    SETTLED_TOLERANCE,
+    Estimate,
+    ratio_of_medians,
+    settled_pair,
+)
 
 DEFAULT_THRESHOLD = "15%"
 REGRESSION = "regression"
@@ -138,12 +154,18 @@ def _compare_training(base: pd.DataFrame, new: pd.DataFrame, b: pd.Series, n: pd
     """(method, new/baseline estimate, baseline and new normalised medians) of one
     training benchmark; appends what the reader must know to ``notes``."""
     if has_paired_rounds(b) and has_paired_rounds(n):
-        # The paired design: each round over the reference round timed just before it.
-        est = ratio_of_medians(n["norm_data"], b["norm_data"])
+        # The paired design: each round over the reference round timed just before it,
+        # from the rounds taken on a settled machine (stats.settled_pair).
+        new_norm, base_norm = n["norm_data"], b["norm_data"]
+        if isinstance(n["ref_data"], list) and isinstance(b["ref_data"], list):
+            kept = settled_pair(new_norm, n["ref_data"], base_norm, b["ref_data"])
+            new_norm, base_norm = kept.new, kept.base
+            if kept.note():
+                notes.append(kept.note())
+        est = ratio_of_medians(new_norm, base_norm)
         if not est.resampled:
             notes.append("one round: no significance test")
-        return (PAIRED, est, float(np.median(b["norm_data"])),
-                float(np.median(n["norm_data"])))
+        return (PAIRED, est, float(np.median(base_norm)), float(np.median(new_norm)))
     lacking = [role for role, r in (("baseline", b), ("new run", n)) if not has_paired_rounds(r)]
     broof, nroof = _roofline(base, b), _roofline(new, n)
     base_norm = new_norm = math.nan
@@ -344,7 +366,9 @@ def build_report(base: pd.DataFrame, new: pd.DataFrame, threshold: float, fmt: s
         _describe(new, "new run"),
         "Metric: each round's time ÷ its reference round (the workload's roofline loop, "
         "timed just before it, so the machine's drift cancels); ×ref is the median of those "
-        "ratios, change = new/baseline of it. "
+        "ratios, change = new/baseline of it, over the rounds taken while the machine was "
+        f"settled (reference within {SETTLED_TOLERANCE:.0%} of its quiet level, in both runs "
+        "alike; the note counts the rounds left out). "
         f"Fails when the change exceeds +{threshold:.0%} and the whole {CONFIDENCE:.0%} "
         f"bootstrap CI ({RESAMPLES:,} resamples of the rounds) is above +0%, and whatever the "
         "speed when the backend's weights disagree with numpy. Raw time change "

@@ -48,7 +48,7 @@ COLUMNS = [
     "backend", "kind", "median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "rounds",
     "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
-    "steps", "dtype", "sync", "data", "norm_data", "norm_median", "ref_s",
+    "steps", "dtype", "sync", "data", "norm_data", "ref_data", "norm_median", "ref_s",
     "prepare_s", "bandwidth_gbs", "target_loss", "target_steps", "target_plan_steps",
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
@@ -194,6 +194,10 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     gflops = flops / median / 1e9 if flops else extra.get("gflops")
     data = _rounds(stats.get("data"))
     norm_data = _rounds(extra.get("norm_data"))
+    # Each round's reference time, kept only when aligned with norm_data.
+    ref_data = _rounds(extra.get("ref_data"))
+    if ref_data is not None and (norm_data is None or len(ref_data) != len(norm_data)):
+        ref_data = None
     norm_median = _positive(extra.get("norm_median"))
     if norm_median is None and norm_data is not None:
         norm_median = float(statistics.median(norm_data))
@@ -228,6 +232,7 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "sync": extra.get("sync"),
         "data": data,
         "norm_data": norm_data,
+        "ref_data": ref_data,
         "norm_median": norm_median,
         "ref_s": _positive(extra.get("ref_s")),
         # Written by later suites; a run from before them has None here.

@@ -76,3 +76,73 @@ def ratio_of_medians(
     alpha = (1 - confidence) / 2
     low, high = np.exp(np.quantile(log_ratio, [alpha, 1 - alpha]))
     return Estimate(ratio, float(low), float(high))
+
+
+# --- settled rounds --------------------------------------------------------------------------
+#
+# A shared VM has moments (seconds to minutes) when a neighbour on the host slows this
+# machine, and not uniformly: the single-threaded reference runs ~20% slower, a gather-heavy
+# loop ~60%. The paired ratio cancels a uniform drift, not that. So the gate and the audit
+# compare rounds taken while the machine was settled: rounds whose reference time lies
+# within SETTLED_TOLERANCE of the reference's quiet level, the low end of every reference
+# time of that benchmark in both samples. Both samples are filtered alike, so a change in
+# the benchmark (which never moves its reference) is kept whole; and when one sample has
+# fewer than MIN_SETTLED settled rounds (the machine was slower for all of it, e.g. a
+# uniform slowdown), every round is compared, as before.
+
+SETTLED_TOLERANCE = 0.10
+QUIET_PERCENTILE = 10
+MIN_SETTLED = 5
+
+
+def quiet_level(*refs: ArrayLike) -> float:
+    """The reference's time on a settled machine: a low percentile of all reference times
+    given (pooled), robust to a few fast outliers."""
+    pooled = np.concatenate([np.asarray(r, dtype=float).ravel() for r in refs])
+    if pooled.size == 0:
+        raise ValueError("no reference times")
+    return float(np.percentile(pooled, QUIET_PERCENTILE))
+
+
+def settled_mask(refs: ArrayLike, level: float,
+                 tolerance: float = SETTLED_TOLERANCE) -> np.ndarray:
+    """Which rounds were taken on a settled machine: reference within tolerance of level."""
+    return np.asarray(refs, dtype=float) <= level * (1 + tolerance)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Two samples' settled rounds, or all their rounds when either has too few."""
+
+    new: list[float]
+    base: list[float]
+    new_dropped: int  # rounds left out of each sample (0 when all were kept)
+    base_dropped: int
+    fallback: bool  # True when too few rounds were settled, so all were kept
+
+    def note(self) -> str:
+        """What the reader must know ('' when every round was settled)."""
+        if self.fallback:
+            return "machine unsettled throughout: all rounds compared"
+        if not (self.new_dropped or self.base_dropped):
+            return ""
+        return (f"unsettled rounds left out: baseline {self.base_dropped} of "
+                f"{len(self.base) + self.base_dropped}, new {self.new_dropped} of "
+                f"{len(self.new) + self.new_dropped}")
+
+
+def settled_pair(new: ArrayLike, new_refs: ArrayLike, base: ArrayLike,
+                 base_refs: ArrayLike) -> Settled:
+    """The rounds of ``new`` and ``base`` taken on a settled machine, judged by their
+    aligned reference times against the pooled quiet level."""
+    n, nr, b, br = (np.asarray(x, dtype=float) for x in (new, new_refs, base, base_refs))
+    if n.shape != nr.shape or b.shape != br.shape:
+        raise ValueError("each sample needs one reference time per round")
+    if n.size < MIN_SETTLED or b.size < MIN_SETTLED:  # too few rounds to judge: keep all
+        return Settled(n.tolist(), b.tolist(), 0, 0, False)
+    level = quiet_level(nr, br)
+    keep_n, keep_b = settled_mask(nr, level), settled_mask(br, level)
+    if keep_n.sum() < MIN_SETTLED or keep_b.sum() < MIN_SETTLED:
+        return Settled(n.tolist(), b.tolist(), 0, 0, True)
+    return Settled(n[keep_n].tolist(), b[keep_b].tolist(), int((~keep_n).sum()),
+                   int((~keep_b).sum()), False)

@@ -199,3 +199,50 @@ def test_an_estimate_is_a_value() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         est.ratio = 2.0  # type: ignore[misc]
     assert not Estimate(1.2).resampled
+
+
+# --- settled rounds ----------------------------------------------------------------------
+
+
+def test_the_quiet_level_is_the_pooled_tenth_percentile() -> None:
+    a, b = [1.0] * 5 + [2.0] * 5, [3.0] * 10
+    assert stats.quiet_level(a, b) == pytest.approx(float(np.percentile(a + b, 10)))
+    assert stats.quiet_level(a, b) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        stats.quiet_level([], [])
+
+
+def test_a_round_is_settled_up_to_the_tolerance_and_not_beyond() -> None:
+    mask = stats.settled_mask([1.0, 1.1, 1.1001, 1.5], 1.0, 0.10)
+    assert mask.tolist() == [True, True, False, False]
+
+
+def test_settled_pair_keeps_the_settled_rounds_of_both_samples() -> None:
+    refs = [1.0] * 8 + [1.3] * 4
+    new = list(range(1, 13))
+    base = [10.0 + i for i in range(12)]
+    kept = stats.settled_pair(new, refs, base, [1.0] * 12)
+    assert kept.new == [float(x) for x in range(1, 9)]
+    assert kept.base == base
+    assert (kept.new_dropped, kept.base_dropped, kept.fallback) == (4, 0, False)
+    assert kept.note() == "unsettled rounds left out: baseline 0 of 12, new 4 of 12"
+    assert stats.settled_pair(new, [1.0] * 12, base, [1.0] * 12).note() == ""
+
+
+def test_too_few_settled_rounds_compare_every_round() -> None:
+    # Only 4 of the new sample's rounds are settled (fewer than MIN_SETTLED): all kept.
+    refs = [1.0] * 4 + [1.5] * 8
+    kept = stats.settled_pair(list(range(12)), refs, list(range(12)), [1.0] * 12)
+    assert stats.MIN_SETTLED == 5
+    assert kept.fallback and kept.new == [float(x) for x in range(12)]
+    assert kept.note() == "machine unsettled throughout: all rounds compared"
+    refs = [1.0] * 5 + [1.5] * 7
+    assert not stats.settled_pair(list(range(12)), refs, list(range(12)),
+                                  [1.0] * 12).fallback
+    with pytest.raises(ValueError):
+        stats.settled_pair([1.0, 2.0], [1.0], [1.0], [1.0])
+
+
+def test_samples_too_short_to_judge_are_kept_whole_without_a_note() -> None:
+    kept = stats.settled_pair([1.0, 2.0], [1.0, 5.0], [1.0] * 9, [1.0] * 9)
+    assert kept.new == [1.0, 2.0] and not kept.fallback and kept.note() == ""
