@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,14 @@ from gdbench.data.workloads import Problem, get_workload, make_problem
 from gdbench.implementations.base import Backend, prepare
 from gdbench.regress import DEFAULT_THRESHOLD, parse_threshold
 from gdbench.results import load_run, read_run, write_atomic
-from gdbench.stats import ratio_of_medians
+from gdbench.stats import (
+    SETTLED_TOLERANCE,
+    Settled,
+    quiet_level,
+    ratio_of_medians,
+    settled_mask,
+    settled_pair,
+)
 
 INTERFERENCE_LIMIT = 0.10  # |suite / alone - 1| above this fails the row
 SYNC_LIMIT = 0.10  # an extra wait that moves the time by more than this fails the row
@@ -59,6 +66,8 @@ DOUBLING_RANGE = (1.5, 2.5)  # doubled plan / plan outside this fails the row
 BUSY_LIMIT = 0.25  # cores busy after return above this is a warning
 STANDALONE_S = 1.5  # seconds of standalone rounds per benchmark
 CHECK_S = 0.5  # seconds of rounds for each of the sync and doubling checks
+SEGMENTS = 6  # the standalone rounds come in this many blocks, the reference between them
+ALONE_RETRIES = 2  # standalone timings again when the machine was unsettled for most of it
 
 
 # --- one backend, alone ----------------------------------------------------------------------
@@ -68,12 +77,23 @@ class Standalone:
     """One backend's ``run`` measured alone in a process (times in µs per step)."""
 
     step_us: float  # median over the plain rounds: the standalone figure
-    ref_s: float  # the drift reference's median seconds, timed just before and after them
+    ref_s: float  # the drift reference's median seconds, timed between blocks of them
     sync_change: float  # median over rounds of (run + one more wait) / run, minus 1
     doubled_ratio: float  # median over rounds of (plan with twice the epochs) / plan
     busy_cores: float  # cores busy in the 50 ms after run returned
     harness_share: float  # an empty round's time over a timed round's
     rounds: int
+    # Each plain round's µs/step, and the machine's state then: the slower of the
+    # reference blocks just before and just after its block (seconds per call).
+    round_us: tuple[float, ...] = ()
+    round_ref_s: tuple[float, ...] = ()
+
+    def pooled(self, other: Standalone) -> Standalone:
+        """This timing with ``other``'s plain rounds added (a retry of the same backend)."""
+        us = (*self.round_us, *other.round_us)
+        return replace(self, step_us=statistics.median(us), rounds=len(us), round_us=us,
+                       round_ref_s=(*self.round_ref_s, *other.round_ref_s),
+                       ref_s=statistics.median((self.ref_s, other.ref_s)))
 
 
 def _plan(run: Callable[[], None], seconds: float, clock: timing.Clock) -> timing.RoundPlan:
@@ -96,6 +116,33 @@ def interleaved(fns: Sequence[Callable[[], None]], seconds: float,
     return times
 
 
+def segmented(run: Callable[[], None], reference: Callable[[], None], plan: timing.RoundPlan,
+              ref_plan: timing.RoundPlan, segments: int = SEGMENTS,
+              clock: timing.Clock = time.perf_counter) -> tuple[list[float], list[float]]:
+    """``plan.rounds`` plain rounds of ``run`` (seconds per call) in ``segments`` blocks,
+    with a block of reference rounds before, between and after them; and each plain
+    round's machine state: the slower median of the two reference blocks around its block.
+
+    Nothing is interleaved inside a block, so its rounds are the loop alone; each block
+    starts with an untimed warm-up round, as the suite's rounds do. The reference blocks
+    tell which blocks ran while a host neighbour slowed the machine.
+    """
+    body = timing.repeat(run, plan.iterations)
+    per_block = max(1, math.ceil(plan.rounds / segments))
+    before = statistics.median(timing.time_rounds(reference, ref_plan, clock))
+    times: list[float] = []
+    states: list[float] = []
+    while len(times) < plan.rounds:
+        body()  # warm-up after the reference block
+        n = min(per_block, plan.rounds - len(times))
+        times += timing.per_run_times([timing.timed(body, clock) for _ in range(n)],
+                                      plan.iterations)
+        after = statistics.median(timing.time_rounds(reference, ref_plan, clock))
+        states += [max(before, after)] * n
+        before = after
+    return times, states
+
+
 def _median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.median(np.asarray(a) / np.asarray(b)))
 
@@ -105,21 +152,21 @@ def measure(backend: str | Backend, problem: Problem, doubled: Problem, *,
             clock: timing.Clock = time.perf_counter) -> Standalone:
     """Time ``backend`` on ``problem`` as the suite does, but with nothing else around.
 
-    The plain rounds are the standalone figure: nothing is interleaved with them. The
-    single-threaded drift reference is timed in a block just before and just after, so
-    that the figure can be set against the suite's by the machine's speed at each time.
-    The checks come afterwards, their variants taking turns round by round.
+    The plain rounds are the standalone figure: nothing is interleaved with them inside
+    their blocks (see :func:`segmented`). The single-threaded drift reference, timed
+    between the blocks, gives each round's machine state, so that the figure is set
+    against the suite's rounds taken in the same state. The checks come afterwards, their
+    variants taking turns round by round.
     """
     prepared = prepare(backend, problem)
     twice = prepare(prepared.backend, doubled)
     reference = timing.single_threaded(timing.roofline_loop(
         problem.dataset.X, problem.W0, problem.plan.batch_sizes())[0])
     steps = len(problem.plan)
-    ref_plan = _plan(reference, 0.25, clock)
-    ref_before = timing.time_rounds(reference, ref_plan, clock)
+    ref_plan = timing.RoundPlan(3, _plan(reference, 0.05, clock).iterations, 1)
     plan = _plan(prepared.run, seconds, clock)
-    per_run = statistics.median(timing.time_rounds(prepared.run, plan, clock))
-    ref_after = timing.time_rounds(reference, ref_plan, clock)
+    plain_rounds, states = segmented(prepared.run, reference, plan, ref_plan, SEGMENTS, clock)
+    per_run = statistics.median(plain_rounds)
     prepared.run()
     busy = timing.busy_after()
 
@@ -133,12 +180,14 @@ def measure(backend: str | Backend, problem: Problem, doubled: Problem, *,
         timing.timed(timing.repeat(_nothing, plan.iterations), clock) for _ in range(21))
     return Standalone(
         step_us=per_run / steps * 1e6,
-        ref_s=statistics.median(ref_before + ref_after),
+        ref_s=statistics.median(states),
         sync_change=_median_ratio(synced, plain) - 1,
         doubled_ratio=_median_ratio(doubled_times, plain),
         busy_cores=busy,
         harness_share=empty / (per_run * plan.iterations),
         rounds=plan.rounds,
+        round_us=tuple(t / steps * 1e6 for t in plain_rounds),
+        round_ref_s=tuple(states),
     )
 
 
@@ -163,6 +212,46 @@ class Row:
     suite_step_us: float
     suite_ref_s: float | None  # the suite's paired reference (median s), if it has one
     alone: Standalone
+    # The suite's rounds in µs/step and their paired reference times, when it saved them.
+    suite_round_us: tuple[float, ...] = ()
+    suite_round_ref_s: tuple[float, ...] = ()
+
+    def settled(self) -> Settled | None:
+        """The suite's and the standalone rounds taken on a settled machine (suite as
+        ``new``, alone as ``base``), or None when either lacks per-round references."""
+        if not (self.suite_round_us and self.alone.round_us) or \
+                len(self.suite_round_us) != len(self.suite_round_ref_s) or \
+                len(self.alone.round_us) != len(self.alone.round_ref_s):
+            return None
+        return settled_pair(self.suite_round_us, self.suite_round_ref_s, self.alone.round_us,
+                            self.alone.round_ref_s)
+
+    def alone_unsettled(self) -> bool:
+        """Whether most standalone rounds ran while the machine was slower than its quiet
+        level, as the suite's and the standalone references together tell (retry it)."""
+        if self.settled() is None:
+            return False
+        level = quiet_level(self.suite_round_ref_s, self.alone.round_ref_s)
+        return float(np.mean(~settled_mask(self.alone.round_ref_s, level))) > 0.5
+
+    @property
+    def compared_settled(self) -> bool:
+        """Whether the verdict compares settled rounds (else the drift-corrected medians)."""
+        kept = self.settled()
+        return kept is not None and not kept.fallback
+
+    @property
+    def suite_us(self) -> float:
+        """The suite's µs/step that the verdict uses: over its settled rounds when compared
+        that way, else its median."""
+        kept = self.settled()
+        return statistics.median(kept.new) if kept and not kept.fallback else self.suite_step_us
+
+    @property
+    def alone_us(self) -> float:
+        kept = self.settled()
+        return statistics.median(kept.base) if kept and not kept.fallback else \
+            self.alone.step_us
 
     @property
     def raw_ratio(self) -> float:
@@ -180,8 +269,21 @@ class Row:
     @property
     def interference(self) -> float:
         """suite / alone µs per step at the same machine speed: 1.0 when the suite
-        measures the loop alone."""
+        measures the loop alone. Over the rounds of both taken on a settled machine; when
+        there are too few (or no per-round references), the medians corrected by the
+        reference's drift, which a host neighbour's uneven slowdown can defeat."""
+        if self.compared_settled:
+            return self.suite_us / self.alone_us
         return self.raw_ratio * self.drift
+
+    def compared(self) -> str:
+        """How the interference figure was obtained, for the table."""
+        kept = self.settled()
+        if kept is None or kept.fallback:
+            why = "no per-round refs" if kept is None else "unsettled"
+            return f"medians, drift ×{self.drift:.3f} ({why})"
+        return (f"settled {len(kept.new)}/{len(kept.new) + kept.new_dropped} · "
+                f"{len(kept.base)}/{len(kept.base) + kept.base_dropped}")
 
     @property
     def sync_change(self) -> float:
@@ -214,8 +316,12 @@ class Row:
         return "ok, spins" if self.warnings() else "ok"
 
     def record(self) -> dict[str, Any]:
+        alone = {k: v for k, v in asdict(self.alone).items()
+                 if k not in ("round_us", "round_ref_s")}
         return {"workload": self.workload, "backend": self.backend,
-                "suite_step_us": self.suite_step_us, **asdict(self.alone),
+                "suite_step_us": self.suite_step_us, **alone,
+                "suite_settled_us": self.suite_us, "alone_settled_us": self.alone_us,
+                "compared": self.compared(),
                 "interference": self.interference, "sync_change": self.sync_change,
                 "verdict": self.verdict(), "failures": self.failures(),
                 "warnings": self.warnings()}
@@ -226,11 +332,10 @@ def table(rows: Sequence[Row]) -> pd.DataFrame:
     return pd.DataFrame({
         "workload": [r.workload for r in rows],
         "backend": [r.backend for r in rows],
-        "suite µs/step": [formats.us(r.suite_step_us) for r in rows],
-        "alone µs/step": [formats.us(r.alone.step_us) for r in rows],
-        "suite/alone": [f"{r.raw_ratio:.3f}" for r in rows],
-        "machine drift": [f"×{r.drift:.3f}" for r in rows],
-        "same speed": [f"{r.interference:.3f}" for r in rows],
+        "suite µs/step": [formats.us(r.suite_us) for r in rows],
+        "alone µs/step": [formats.us(r.alone_us) for r in rows],
+        "suite/alone": [f"{r.interference:.3f}" for r in rows],
+        "compared": [r.compared() for r in rows],
         "+wait": [formats.signed_percent(1 + r.sync_change) for r in rows],
         "x2 plan": [f"×{r.alone.doubled_ratio:.2f}" for r in rows],
         "busy after": [f"{r.alone.busy_cores:.2f}" for r in rows],
@@ -343,11 +448,20 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for i, (_, r) in enumerate(training.iterrows(), start=1):
         print(f"[{i:>3}/{len(training)}] alone: {r['backend']} on {r['workload']}", flush=True)
-        alone = standalone(str(r["backend"]), str(r["workload"]), str(r["dtype"] or "float32"),
-                           threads, args.seconds)
+        def alone_now(r: pd.Series = r) -> Standalone:
+            return standalone(str(r["backend"]), str(r["workload"]),
+                              str(r["dtype"] or "float32"), threads, args.seconds)
+
         ref_s = None if pd.isna(r["ref_s"]) else float(r["ref_s"])
-        rows.append(Row(str(r["workload"]), str(r["backend"]), float(r["step_us"]), ref_s,
-                        alone))
+        rounds_us, refs = _suite_rounds(r)
+        row = Row(str(r["workload"]), str(r["backend"]), float(r["step_us"]), ref_s,
+                  alone_now(), rounds_us, refs)
+        for _ in range(ALONE_RETRIES):
+            if not row.alone_unsettled():
+                break
+            print("      the machine was unsettled while timing alone: again", flush=True)
+            row = replace(row, alone=row.alone.pooled(alone_now()))
+        rows.append(row)
     first = get_workload(str(training["workload"].iloc[0])).build(
         str(training["dtype"].iloc[0] or "float32"))
     reference = timing.single_threaded(timing.roofline_loop(
@@ -364,12 +478,24 @@ def main(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _suite_rounds(r: pd.Series) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A run's benchmark row as (its rounds in µs/step, their reference seconds), or two
+    empty tuples when the run saved no aligned per-round references."""
+    data, refs, steps = r["data"], r["ref_data"], r["steps"]
+    if not (isinstance(data, list) and isinstance(refs, list) and len(data) == len(refs)
+            and data and steps and not pd.isna(steps)):
+        return (), ()
+    return tuple(float(x) / float(steps) * 1e6 for x in data), tuple(float(x) for x in refs)
+
+
 def render(rows: Sequence[Row], checks: dict[str, Any], path: Path, fmt: str = "table") -> str:
     notes = [f"run: {path} (the verdicts are saved in it, under machine_info.gdbench.audit)",
-             "suite/alone is µs/step in the suite over µs/step alone in a fresh process; "
-             "machine drift is how much slower the machine ran then (the single-threaded "
-             "reference, timed beside both); same speed is suite/alone corrected by it.",
-             f"FAIL when same speed is off by more than {INTERFERENCE_LIMIT:.0%}, when one "
+             "suite/alone is µs/step in the suite over µs/step alone in a fresh process, "
+             "over the rounds of both taken while the machine was settled (their "
+             f"single-threaded reference within {SETTLED_TOLERANCE:.0%} of its quiet level; "
+             "compared counts them, suite · alone); when too few were, the medians corrected "
+             "by the reference's drift.",
+             f"FAIL when suite/alone is off by more than {INTERFERENCE_LIMIT:.0%}, when one "
              f"more wait adds more than {SYNC_LIMIT:.0%}, or when twice the plan takes less "
              f"than ×{DOUBLING_RANGE[0]} or more than ×{DOUBLING_RANGE[1]} the time; "
              f"'spins' warns of more than {BUSY_LIMIT} cores busy after run returns."]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gdbench import audit
+from gdbench import audit, timing
 from gdbench.data.workloads import WORKLOADS, Problem
 from gdbench.implementations.base import TrainResult, make_result
 
@@ -186,6 +186,86 @@ def test_interleaved_checks_take_turns_round_by_round() -> None:
     assert len(a) == len(b) >= 5
     timed_calls = order[-2 * len(a):]
     assert timed_calls == ["a", "b"] * len(a)  # A B, A B, ...
+
+
+def test_standalone_rounds_come_in_blocks_between_reference_blocks() -> None:
+    # A fake clock: each run call takes 1 ms; the reference takes 0.1 ms, except in the
+    # third reference block, where a neighbour slows it to 0.2 ms.
+    order: list[str] = []
+    now = [0.0]
+    ref_blocks = [0]
+
+    def run() -> None:
+        order.append("run")
+        now[0] += 1e-3
+
+    def reference() -> None:
+        order.append("ref")
+        now[0] += 2e-4 if ref_blocks[0] == 3 else 1e-4
+
+    def counted_reference() -> None:
+        if not order or order[-1] != "ref":
+            ref_blocks[0] += 1
+        reference()
+
+    plan = timing.RoundPlan(rounds=7, iterations=2, ref_iterations=1)
+    ref_plan = timing.RoundPlan(rounds=3, iterations=1, ref_iterations=1)
+    times, states = audit.segmented(run, counted_reference, plan, ref_plan, segments=3,
+                                    clock=lambda: now[0])
+    assert times == pytest.approx([1e-3] * 7)  # per call: each round ran 2 calls
+    # ceil(7 / 3) = 3 rounds a block: 3, 3, 1; a warm-up round before each, and a block of
+    # 1 warm-up + 3 reference rounds before, between and after.
+    ref = ["ref"] * 4
+    assert order == [*ref, *["run"] * 8, *ref, *["run"] * 8, *ref, *["run"] * 4, *ref]
+    # Block 2 lies between reference blocks 2 and 3, block 3 between 3 and 4: each round
+    # gets the slower of its two neighbours.
+    assert states == pytest.approx([1e-4] * 3 + [2e-4] * 3 + [2e-4])
+
+
+SETTLED_ALONE = replace(audit.Standalone(step_us=130.0, ref_s=1.0, sync_change=0.0,
+                                         doubled_ratio=2.0, busy_cores=0.0,
+                                         harness_share=1e-4, rounds=20),
+                        round_us=(100.0,) * 10 + (160.0,) * 10,
+                        round_ref_s=(1.0,) * 10 + (1.25,) * 10)
+
+
+def test_the_verdict_compares_the_rounds_taken_on_a_settled_machine() -> None:
+    # Half of the standalone rounds and a third of the suite's ran while a neighbour
+    # slowed the reference by 25% and the loop by 60%: the medians differ by 20%, the
+    # settled rounds not at all.
+    suite_us = (100.0,) * 20 + (160.0,) * 10
+    suite_refs = (1.0,) * 20 + (1.25,) * 10
+    row = audit.Row("medium", "numpy", 100.0 * 1.0, 1.0, SETTLED_ALONE, suite_us, suite_refs)
+    assert row.compared_settled and row.interference == pytest.approx(1.0)
+    assert (row.suite_us, row.alone_us) == (100.0, 100.0)
+    assert row.compared() == "settled 20/30 · 10/20"
+    assert row.failures() == []
+    # A suite 20% slower in its settled rounds fails, whatever the unsettled ones say.
+    slow = audit.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE,
+                     (120.0,) * 20 + (160.0,) * 10, suite_refs)
+    assert slow.interference == pytest.approx(1.2)
+    assert slow.failures()[0] == "interference: suite +20.0% vs alone"
+    # No per-round references in the run: the drift-corrected medians, as before.
+    plain = audit.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE)
+    assert not plain.compared_settled and plain.interference == pytest.approx(1.0)
+    assert plain.compared() == "medians, drift ×1.000 (no per-round refs)"
+
+
+def test_a_standalone_timing_mostly_unsettled_is_retried_and_pooled() -> None:
+    unsettled = replace(SETTLED_ALONE, round_us=(100.0,) * 4 + (160.0,) * 16,
+                        round_ref_s=(1.0,) * 4 + (1.25,) * 16)
+    suite = ((100.0,) * 20, (1.0,) * 20)
+    row = audit.Row("medium", "numpy", 100.0, 1.0, unsettled, *suite)
+    assert row.alone_unsettled()
+    assert not audit.Row("medium", "numpy", 100.0, 1.0, SETTLED_ALONE, *suite).alone_unsettled()
+    calm = replace(SETTLED_ALONE, round_us=(100.0,) * 20, round_ref_s=(1.0,) * 20, ref_s=0.9)
+    pooled = unsettled.pooled(calm)
+    assert pooled.round_us == unsettled.round_us + calm.round_us
+    assert pooled.round_ref_s == unsettled.round_ref_s + calm.round_ref_s
+    assert pooled.rounds == 40 and pooled.step_us == pytest.approx(100.0)
+    assert pooled.ref_s == pytest.approx(0.95)
+    again = replace(row, alone=pooled)
+    assert not again.alone_unsettled() and again.interference == pytest.approx(1.0)
 
 
 def test_the_doubled_problem_has_twice_the_steps_and_the_same_first_epochs() -> None:

@@ -189,6 +189,14 @@ def test_audit_of_a_saved_run_records_its_verdicts_in_the_run(
     suite = {b["name"]: b for b in saved["benchmarks"]}["bench_training[crops-numpy]"]
     assert row["suite_step_us"] == pytest.approx(suite["extra_info"]["step_us"])
     assert row["step_us"] > 0 and row["verdict"] in ("ok", "ok, spins", "FAIL")
+    # The run saved per-round references, so the rounds of both are compared (the per-round
+    # lists themselves stay out of the saved record).
+    # (On a machine unsettled throughout, the drift-corrected medians, saying so.)
+    assert row["compared"].startswith(("settled ", "medians, drift ×"))
+    assert "no per-round refs" not in row["compared"] and "round_us" not in row
+    if row["compared"].startswith("settled "):
+        assert row["interference"] == pytest.approx(
+            row["suite_settled_us"] / row["alone_settled_us"])
     assert code == (0 if audit["passed"] else 1)
     assert "gdbench audit:" in printed.getvalue() and "numpy" in printed.getvalue()
     assert saved["benchmarks"] == json.loads(tiny_run[0].read_text())["benchmarks"]
