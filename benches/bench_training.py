@@ -8,10 +8,11 @@ benchmark whose backend disagrees fails.
 
 Paired reference rounds: on shared machines the speed drifts in episodes lasting seconds
 (up to ~1.8x slower on the 2-core CI VMs), so each round of a training benchmark is
-preceded, untimed by pytest-benchmark, by one round of the workload's roofline loop run
-on a single thread, and both times are kept. Their per-round ratio (``norm_data``)
-cancels the drift that a reference measured seconds earlier cannot; the regression gate
-compares it. The reference is single-threaded so that it cannot perturb the backend
+preceded, untimed by pytest-benchmark, by one round of the workload's reference loop
+(:func:`gdbench.timing.reference_loop`: per step, gather the step's rows and run the
+roofline's GEMM pair) on a single thread, and both times are kept. Their per-round ratio
+(``norm_data``) cancels the drift that a reference measured seconds earlier cannot; the
+regression gate compares it. The reference is single-threaded so that it cannot perturb the backend
 under test: no pool of its own is left spinning when the timed round starts.
 
 Fidelity: ``gdbench run`` starts one pytest process per backend, so no other library's
@@ -125,7 +126,8 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
         **_shape_info(problem),
     )
     # The drift reference runs on one thread, so that it leaves no pool spinning.
-    reference = timing.single_threaded(roofline_loop(problem)[0], blas)
+    reference = timing.single_threaded(timing.reference_loop(
+        problem.dataset.X, problem.W0, problem.plan.batches()), blas)
     ref_times = _time(benchmark, settings, prepared.run, reference)
     result = prepared.result()
     max_diff, agrees = problems.agreement(workload_name, result)

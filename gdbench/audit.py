@@ -160,8 +160,8 @@ def measure(backend: str | Backend, problem: Problem, doubled: Problem, *,
     """
     prepared = prepare(backend, problem)
     twice = prepare(prepared.backend, doubled)
-    reference = timing.single_threaded(timing.roofline_loop(
-        problem.dataset.X, problem.W0, problem.plan.batch_sizes())[0])
+    reference = timing.single_threaded(timing.reference_loop(
+        problem.dataset.X, problem.W0, problem.plan.batches()))
     steps = len(problem.plan)
     ref_plan = timing.RoundPlan(3, _plan(reference, 0.05, clock).iterations, 1)
     plan = _plan(prepared.run, seconds, clock)
@@ -464,8 +464,8 @@ def main(args: argparse.Namespace) -> int:
         rows.append(row)
     first = get_workload(str(training["workload"].iloc[0])).build(
         str(training["dtype"].iloc[0] or "float32"))
-    reference = timing.single_threaded(timing.roofline_loop(
-        first.dataset.X, first.W0, first.plan.batch_sizes())[0])
+    reference = timing.single_threaded(timing.reference_loop(
+        first.dataset.X, first.W0, first.plan.batches()))
     machine_checks = {"timer": timer_info(), "noise": noise(reference, threshold)}
     failed = [r for r in rows if r.failures()]
     audit = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "passed": not failed,

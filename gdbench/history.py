@@ -533,7 +533,7 @@ def render_page(history: History) -> str:
             f"{'s' * (len(names) != 1)}; {n_flagged} "
             f"point{'s' * (n_flagged != 1)} flagged. Each point is the gate's metric for "
             f"one run: ×ref, the median of the benchmark's rounds each over its paired "
-            f"reference round (the workload's roofline loop, timed just before it, so the "
+            f"reference round (the workload's reference loop, timed just before it, so the "
             f"machine's drift cancels), with the {CONFIDENCE:.0%} bootstrap interval of "
             f"that median. Each run is judged as gdbench check would, against {judged} "
             f"(threshold +{history.threshold:.0%}). Hover a point for its commit and "

@@ -5,10 +5,10 @@ Why paired: the machine's speed drifts in episodes lasting seconds (on a 2-vCPU 
 earlier does not cancel it: a benchmark's median over the roofline benchmark's median,
 timed a few benchmarks before, still moves 20-80% from run to run. A reference measured
 in the adjacent moment does cancel it. So the suite times each round of a training
-benchmark right after a reference round: the workload's roofline loop (a plain NumPy
-matmul pair of one step's shapes, once per step), which no change to a backend can move,
-so a slowdown of NumPy itself is caught too. Each round's time over its own reference's
-is its normalised time (``norm_data`` in the run's extra_info).
+benchmark right after a reference round: the workload's reference loop (per step, a
+plain NumPy gather of the step's rows and the matmul pair of its shapes; see
+timing.reference_loop), which no change to a backend can move. Each round's time over
+its own reference's is its normalised time (``norm_data`` in the run's extra_info).
 
 Metric: the change is median(new run's normalised times) / median(baseline's) (1.25 =
 25% slower), with a 95% percentile bootstrap interval resampling the rounds of both
@@ -364,7 +364,7 @@ def build_report(base: pd.DataFrame, new: pd.DataFrame, threshold: float, fmt: s
     notes = [
         _describe(base, "baseline"),
         _describe(new, "new run"),
-        "Metric: each round's time ÷ its reference round (the workload's roofline loop, "
+        "Metric: each round's time ÷ its reference round (the workload's reference loop, "
         "timed just before it, so the machine's drift cancels); ×ref is the median of those "
         "ratios, change = new/baseline of it, over the rounds taken while the machine was "
         f"settled (reference within {SETTLED_TOLERANCE:.0%} of its quiet level, in both runs "

@@ -9,7 +9,7 @@ Importable from a notebook::
 Times: ``median_s``, ``iqr_s`` and the per-round ``data`` are seconds per round, and one
 round is one whole training run (``steps`` steps); ``step_us`` is µs per step; ``gflops``
 is GFLOP/s; ``compile_s`` is seconds. Training benchmarks pair each round with a
-reference round (the workload's roofline loop) timed just before it: ``norm_data`` is
+reference round (the workload's reference loop) timed just before it: ``norm_data`` is
 each round's time over its reference's (unitless, aligned with ``data``), ``norm_median``
 its median, ``ref_s`` the reference's median seconds; None / NaN for roofline rows and
 for runs saved before paired timing. ``commit`` and ``dirty`` come from pytest-benchmark's

@@ -792,7 +792,7 @@ def test_the_reports_notes_word_for_word(tmp_path: Path) -> None:
         "UTC), commit `000000000000` (clean)",
         f"new run: `{new}` on Test CPU 9000, 2 cores (fingerprint {fp}, 2026-01-02 03:04 UTC), "
         "commit `000000000000` (clean)",
-        "Metric: each round's time ÷ its reference round (the workload's roofline loop, timed "
+        "Metric: each round's time ÷ its reference round (the workload's reference loop, timed "
         "just before it, so the machine's drift cancels); ×ref is the median of those ratios, "
         "change = new/baseline of it, over the rounds taken while the machine was settled "
         "(reference within 10% of its quiet level, in both runs alike; the note counts the "

@@ -95,6 +95,38 @@ def test_roofline_loop_is_the_two_gemms_of_each_step() -> None:
     run()  # runs without error on the mixed batch sizes
 
 
+def test_the_reference_loop_gathers_each_steps_rows_then_runs_the_gemm_pair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 4)).astype(np.float32)
+    W = rng.standard_normal((3, 4)).astype(np.float32)
+    batches = [np.array([7, 1, 3, 0]), np.array([2, 9, 5, 4]), np.array([8, 6])]
+    gathered: list[list[int]] = []
+    products: list[tuple[np.ndarray, np.ndarray]] = []
+    real_take, real_matmul = np.take, np.matmul
+
+    def take(a: np.ndarray, idx: np.ndarray, **kw: object) -> np.ndarray:
+        gathered.append(list(idx))
+        return real_take(a, idx, **kw)
+
+    def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        real_matmul(a, b, out=out)
+        products.append((a.copy(), out.copy()))
+        return out
+
+    monkeypatch.setattr(np, "take", take)
+    monkeypatch.setattr(np, "matmul", matmul)
+    run = timing.reference_loop(X, W, batches)
+    run()
+    assert gathered == [list(b) for b in batches]  # each step's own rows, in plan order
+    assert len(products) == 2 * len(batches)
+    for step, idx in enumerate(batches):
+        (xb, p), (_, dw) = products[2 * step], products[2 * step + 1]
+        np.testing.assert_array_equal(xb, X[idx])
+        np.testing.assert_allclose(p, X[idx] @ W.T, rtol=1e-6)
+        np.testing.assert_allclose(dw, (X[idx] @ W.T).T @ X[idx], rtol=1e-5)
+
+
 def _numpy_blas_threads() -> int:
     return next(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
                 and "torch" not in i["filepath"])
