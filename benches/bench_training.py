@@ -59,7 +59,8 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     A run shorter than the round floor is repeated inside its round, so that short runs
     measure the loop and not the wake-up of idle threads; pytest-benchmark then records
     per-run times and the repeat count as ``iterations``, as its own calibration would.
-    The reference round just before each timed round is repeated the same way.
+    The reference round just before each timed round is repeated the same way; a short
+    run is then called once, untimed, to take back the cache (``plan.warm_up``).
     """
     if benchmark.disabled:
         benchmark.pedantic(run, rounds=1, iterations=1)
@@ -74,6 +75,8 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
 
     def time_reference() -> None:  # pytest-benchmark calls it before every round
         ref_times.append(timing.timed(timed_reference, clock) / plan.ref_iterations)
+        if plan.warm_up:  # refill the cache the reference took, untimed (see plan_rounds)
+            run()
 
     # pytest-benchmark refuses iterations > 1 with a setup function, so the round repeats
     # run itself; the per-round times are then divided as its iterations would be.
