@@ -583,7 +583,8 @@ def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],
     The gate leaves unsettled rounds out; a process that lost most of them to a host
     neighbour leaves its side short of rounds, or, when the slow moment lasted the whole
     process, makes the gate compare all rounds again. Another process, moments later,
-    replaces them. Processes in ``tried`` were run again already and are not repeated.
+    adds settled rounds in their place (the spoiled process's rounds stay, and the gate
+    leaves out its unsettled ones). Processes in ``tried`` were run again already.
     """
     pooled: dict[str, list[float]] = {}
     for _, part in done:
