@@ -105,10 +105,10 @@ def test_a_backend_that_returns_before_its_work_is_done_fails(
     assert "sync:" in " ".join(row.failures())  # one more wait found the work still running
     assert row.sync_change > 1  # the wait took longer than run itself: work was pending
     assert row.verdict() == "FAIL"
-    # Twice the steps cost run nothing more (its thread does them); how little more
-    # depends on thread start-up under load, so the ×2 limit itself is tested on
-    # constructed figures below.
-    assert row.alone.doubled_ratio < 2
+    # run returned before its steps' worth of work (10 ms of sleep): it only started a
+    # thread. (How twice the steps scale is left to the constructed figures below: the
+    # ratio of two thread start-ups is anything on a loaded machine; 6x was seen.)
+    assert row.alone.step_us < STEP_S * 1e6
 
 
 def test_a_backend_that_leaves_a_thread_spinning_is_flagged(
