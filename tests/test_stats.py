@@ -246,3 +246,18 @@ def test_too_few_settled_rounds_compare_every_round() -> None:
 def test_samples_too_short_to_judge_are_kept_whole_without_a_note() -> None:
     kept = stats.settled_pair([1.0, 2.0], [1.0, 5.0], [1.0] * 9, [1.0] * 9)
     assert kept.new == [1.0, 2.0] and not kept.fallback and kept.note() == ""
+
+
+def test_the_settled_bounds_hold_at_exactly_min_settled_rounds() -> None:
+    five, calm = [1.0] * 5, [1.0] * 12
+    one_slow = [1.0] * 4 + [1.5]
+    # Five rounds are enough to judge: one unsettled leaves four, too few, so all are kept.
+    assert stats.settled_pair(five, one_slow, list(range(12)), calm).fallback
+    assert stats.settled_pair(list(range(12)), calm, five, one_slow).fallback
+    # Exactly five settled rounds in either sample are enough.
+    five_of_twelve = [1.0] * 5 + [1.5] * 7
+    kept = stats.settled_pair(list(range(12)), calm, list(range(12)), five_of_twelve)
+    assert not kept.fallback and kept.base == [0.0, 1.0, 2.0, 3.0, 4.0]
+    # A fallback leaves nothing out, and says so in its counts too.
+    fell = stats.settled_pair(five, one_slow, list(range(12)), calm)
+    assert (fell.new_dropped, fell.base_dropped) == (0, 0) and len(fell.new) == 5
