@@ -80,23 +80,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gdbench import machine, regress, runner
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.options import positive_float, positive_int
 from gdbench.results import load_run, write_atomic
-from gdbench.stats import SETTLED_TOLERANCE, quiet_level, settled_mask
+from gdbench.stats import SETTLED_TOLERANCE, mostly_unsettled, quiet_level
 
 ROLES = ("base", "head")
 QUICK_BLOCKS = 1
 DEFAULT_BLOCKS = 2
 # The confirmation turn (--confirm) runs at least this many blocks per side.
 CONFIRM_BLOCKS = 2
-# A process with more than this share of a benchmark's rounds unsettled is run again,
-# in at most this many passes over the processes (see unsettled()).
-UNSETTLED_SHARE = 0.5
+# A process with more than stats.UNSETTLED_SHARE of a benchmark's rounds unsettled is run
+# again, in at most this many passes over the processes (see unsettled()).
 RESETTLE_PASSES = 2
 # Seconds of rounds per benchmark in one block; a side gets --blocks times as much.
 QUICK_MAX_TIME_S = 1.0
@@ -595,10 +592,12 @@ def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],
     for block, part in done:
         if tried and block in tried:
             continue
-        worst = max(((float(np.mean(~settled_mask(refs, levels[name]))), name)
-                     for name, refs in _references(part).items()), default=(0.0, ""))
-        if worst[0] > UNSETTLED_SHARE:
-            redo.append((block, f"{worst[0]:.0%} of {worst[1]}'s rounds had a reference over "
+        judged = {name: mostly_unsettled(refs, levels[name])
+                  for name, refs in _references(part).items()}
+        spoiled = [(share, name) for name, (mostly, share) in judged.items() if mostly]
+        if spoiled:
+            share, name = max(spoiled)
+            redo.append((block, f"{share:.0%} of {name}'s rounds had a reference over "
                                 f"{SETTLED_TOLERANCE:.0%} above its quiet level"))
     return redo
 

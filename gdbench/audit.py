@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,9 @@ from gdbench.results import load_run, read_run, write_atomic
 from gdbench.stats import (
     SETTLED_TOLERANCE,
     Settled,
+    mostly_unsettled,
     quiet_level,
     ratio_of_medians,
-    settled_mask,
     settled_pair,
 )
 
@@ -216,6 +217,7 @@ class Row:
     suite_round_us: tuple[float, ...] = ()
     suite_round_ref_s: tuple[float, ...] = ()
 
+    @cached_property
     def settled(self) -> Settled | None:
         """The suite's and the standalone rounds taken on a settled machine (suite as
         ``new``, alone as ``base``), or None when either lacks per-round references."""
@@ -229,29 +231,34 @@ class Row:
     def alone_unsettled(self) -> bool:
         """Whether most standalone rounds ran while the machine was slower than its quiet
         level, as the suite's and the standalone references together tell (retry it)."""
-        if self.settled() is None:
+        if self.settled is None:
             return False
         level = quiet_level(self.suite_round_ref_s, self.alone.round_ref_s)
-        return float(np.mean(~settled_mask(self.alone.round_ref_s, level))) > 0.5
+        return mostly_unsettled(self.alone.round_ref_s, level)[0]
+
+    @property
+    def _compared(self) -> Settled | None:
+        """The settled rounds when the verdict compares them; None when it compares the
+        drift-corrected medians (no per-round references, or too few settled rounds)."""
+        kept = self.settled
+        return kept if kept is not None and not kept.fallback else None
 
     @property
     def compared_settled(self) -> bool:
         """Whether the verdict compares settled rounds (else the drift-corrected medians)."""
-        kept = self.settled()
-        return kept is not None and not kept.fallback
+        return self._compared is not None
 
     @property
     def suite_us(self) -> float:
         """The suite's µs/step that the verdict uses: over its settled rounds when compared
         that way, else its median."""
-        kept = self.settled()
-        return statistics.median(kept.new) if kept and not kept.fallback else self.suite_step_us
+        kept = self._compared
+        return statistics.median(kept.new) if kept else self.suite_step_us
 
     @property
     def alone_us(self) -> float:
-        kept = self.settled()
-        return statistics.median(kept.base) if kept and not kept.fallback else \
-            self.alone.step_us
+        kept = self._compared
+        return statistics.median(kept.base) if kept else self.alone.step_us
 
     @property
     def raw_ratio(self) -> float:
@@ -278,7 +285,7 @@ class Row:
 
     def compared(self) -> str:
         """How the interference figure was obtained, for the table."""
-        kept = self.settled()
+        kept = self.settled
         if kept is None or kept.fallback:
             why = "no per-round refs" if kept is None else "unsettled"
             return f"medians, drift ×{self.drift:.3f} ({why})"

@@ -93,6 +93,9 @@ def ratio_of_medians(
 SETTLED_TOLERANCE = 0.10
 QUIET_PERCENTILE = 10
 MIN_SETTLED = 5
+# A sample with more than this share of its rounds unsettled is timed again, where the
+# caller can (gdbench ab's processes, the audit's standalone timings).
+UNSETTLED_SHARE = 0.5
 
 
 def quiet_level(*refs: ArrayLike) -> float:
@@ -108,6 +111,13 @@ def settled_mask(refs: ArrayLike, level: float,
                  tolerance: float = SETTLED_TOLERANCE) -> np.ndarray:
     """Which rounds were taken on a settled machine: reference within tolerance of level."""
     return np.asarray(refs, dtype=float) <= level * (1 + tolerance)
+
+
+def mostly_unsettled(refs: ArrayLike, level: float) -> tuple[bool, float]:
+    """Whether more than UNSETTLED_SHARE of the rounds with these reference times were
+    unsettled against ``level``, and that share."""
+    share = float(np.mean(~settled_mask(refs, level)))
+    return share > UNSETTLED_SHARE, share
 
 
 @dataclass(frozen=True)

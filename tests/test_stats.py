@@ -261,3 +261,10 @@ def test_the_settled_bounds_hold_at_exactly_min_settled_rounds() -> None:
     # A fallback leaves nothing out, and says so in its counts too.
     fell = stats.settled_pair(five, one_slow, list(range(12)), calm)
     assert (fell.new_dropped, fell.base_dropped) == (0, 0) and len(fell.new) == 5
+
+
+def test_mostly_unsettled_means_more_than_half_of_the_rounds() -> None:
+    assert stats.UNSETTLED_SHARE == 0.5
+    assert stats.mostly_unsettled([1.0, 1.0, 1.5, 1.5], 1.0) == (False, 0.5)
+    assert stats.mostly_unsettled([1.0, 1.5, 1.5, 1.5], 1.0) == (True, 0.75)
+    assert stats.mostly_unsettled([1.1, 1.1], 1.0) == (False, 0.0)  # within tolerance
