@@ -16,7 +16,12 @@ busy after    cores the process keeps busy in the 50 ms after ``run`` returns. T
               is a warning, not a failure: the suite times each backend in its own
               process, so a spinning pool slows nothing it measures, but it would slow
               whatever a user's program runs next to it.
-harness       the share of a timed round that is timer and loop rather than ``run``.
+pairing       the harness's own cost, immune to the machine's speed episodes: rounds timed
+              as the suite times them (after a reference round) over rounds timed back
+              to back, blocks of each taking turns in one process; flagged beyond 10%.
+              When suite/alone fails and pairing does not, the machine's speed changed
+              between the suite and the standalone timing, and the verdict says so.
+floor         the share of a timed round that is timer and loop rather than ``run``.
 
 And once per audit: the timer's resolution, and the machine's noise: an A/A comparison
 of two blocks of the single-threaded drift reference, with a warning when the spread is
@@ -69,6 +74,8 @@ STANDALONE_S = 1.5  # seconds of standalone rounds per benchmark
 CHECK_S = 0.5  # seconds of rounds for each of the sync and doubling checks
 SEGMENTS = 6  # the standalone rounds come in this many blocks, the reference between them
 ALONE_RETRIES = 2  # standalone timings again when the machine was unsettled for most of it
+HARNESS_LIMIT = 0.10  # the suite's pairing slowing the loop by more than this fails the row
+HARNESS_PAIRS = 6  # blocks of each kind in the in-process harness A/B, taking turns
 
 
 # --- one backend, alone ----------------------------------------------------------------------
@@ -84,6 +91,10 @@ class Standalone:
     busy_cores: float  # cores busy in the 50 ms after run returned
     harness_share: float  # an empty round's time over a timed round's
     rounds: int
+    # Rounds timed as the suite times them (after a reference round, and the warm-up call
+    # when the plan has one) over rounds timed back to back, in one process, blocks of
+    # each taking turns: what the suite's pairing itself costs the loop (1.0: nothing).
+    harness_ratio: float = 1.0
     # Each plain round's µs/step, and the machine's state then: the slower of the
     # reference blocks just before and just after its block (seconds per call).
     round_us: tuple[float, ...] = ()
@@ -94,7 +105,9 @@ class Standalone:
         us = (*self.round_us, *other.round_us)
         return replace(self, step_us=statistics.median(us), rounds=len(us), round_us=us,
                        round_ref_s=(*self.round_ref_s, *other.round_ref_s),
-                       ref_s=statistics.median((self.ref_s, other.ref_s)))
+                       ref_s=statistics.median((self.ref_s, other.ref_s)),
+                       harness_ratio=statistics.median((self.harness_ratio,
+                                                        other.harness_ratio)))
 
 
 def _plan(run: Callable[[], None], seconds: float, clock: timing.Clock) -> timing.RoundPlan:
@@ -144,6 +157,47 @@ def segmented(run: Callable[[], None], reference: Callable[[], None], plan: timi
     return times, states
 
 
+def harness_effect(run: Callable[[], None], reference: Callable[[], None],
+                   plan: timing.RoundPlan, pairs: int = HARNESS_PAIRS,
+                   clock: timing.Clock = time.perf_counter) -> float:
+    """What the suite's pairing costs ``run``: the median, over ``pairs`` pairs of adjacent
+    blocks, of (rounds timed as the suite times them) / (rounds timed back to back).
+
+    A suite round comes after a reference round of ``plan.ref_iterations`` calls (and one
+    untimed call when ``plan.warm_up``), as in benches/; an alone round right after the
+    previous one. The blocks take turns (alone first in even pairs, suite first in odd
+    ones) and each lasts a fraction of a second, so a host episode of seconds slows both
+    halves of a pair alike; only the pairing itself moves the ratio. A reference that left
+    a thread pool spinning read x3.4 here for torch at ``large``.
+    """
+    body = timing.repeat(run, plan.iterations)
+    timed_reference = timing.repeat(reference, plan.ref_iterations)
+    per_block = max(1, plan.rounds // (2 * pairs))
+
+    def alone() -> float:
+        body()  # warm-up, as after a suite block
+        return statistics.median(timing.timed(body, clock) for _ in range(per_block))
+
+    def paired() -> float:
+        times = []
+        for _ in range(per_block):
+            timed_reference()
+            if plan.warm_up:
+                run()
+            times.append(timing.timed(body, clock))
+        return statistics.median(times)
+
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            suite = paired()
+            ratios.append(suite / alone())
+        else:
+            base = alone()
+            ratios.append(paired() / base)
+    return statistics.median(ratios)
+
+
 def _median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.median(np.asarray(a) / np.asarray(b)))
 
@@ -177,6 +231,9 @@ def measure(backend: str | Backend, problem: Problem, doubled: Problem, *,
 
     plain, synced, doubled_times = interleaved(
         [prepared.run, run_and_wait, twice.run], check_seconds, clock)
+    suite_plan = timing.plan_rounds(prepared.run, reference, max_time_s=2 * check_seconds,
+                                    min_rounds=2 * HARNESS_PAIRS, clock=clock)
+    harness = harness_effect(prepared.run, reference, suite_plan, HARNESS_PAIRS, clock)
     empty = statistics.median(
         timing.timed(timing.repeat(_nothing, plan.iterations), clock) for _ in range(21))
     return Standalone(
@@ -187,6 +244,7 @@ def measure(backend: str | Backend, problem: Problem, doubled: Problem, *,
         busy_cores=busy,
         harness_share=empty / (per_run * plan.iterations),
         rounds=plan.rounds,
+        harness_ratio=harness,
         round_us=tuple(t / steps * 1e6 for t in plain_rounds),
         round_ref_s=tuple(states),
     )
@@ -300,9 +358,17 @@ class Row:
     def failures(self) -> list[str]:
         """Why the row fails; empty when it passes."""
         out = []
+        pairing = self.alone.harness_ratio
+        pairing_ok = abs(pairing - 1) <= HARNESS_LIMIT
         if abs(self.interference - 1) > INTERFERENCE_LIMIT:
+            why = (f"; the suite's pairing moves the loop {formats.signed_percent(pairing)} "
+                   "in one process, so the machine's speed changed between the two timings "
+                   "(re-run the suite)") if pairing_ok else ""
             out.append(f"interference: suite {formats.signed_percent(self.interference)} "
-                       "vs alone")
+                       f"vs alone{why}")
+        if not pairing_ok:
+            out.append(f"pairing: a round after the suite's reference round takes "
+                       f"{formats.signed_percent(pairing)} vs back to back, in one process")
         if self.sync_change > SYNC_LIMIT:
             out.append(f"sync: an extra wait adds {self.sync_change:.0%}, so run returns "
                        "before its work is done")
@@ -346,7 +412,8 @@ def table(rows: Sequence[Row]) -> pd.DataFrame:
         "+wait": [formats.signed_percent(1 + r.sync_change) for r in rows],
         "x2 plan": [f"×{r.alone.doubled_ratio:.2f}" for r in rows],
         "busy after": [f"{r.alone.busy_cores:.2f}" for r in rows],
-        "harness": [f"{r.alone.harness_share:.2%}" for r in rows],
+        "pairing": [formats.signed_percent(r.alone.harness_ratio) for r in rows],
+        "floor": [f"{r.alone.harness_share:.2%}" for r in rows],
         "verdict": [r.verdict() for r in rows],
     })
 
@@ -476,8 +543,9 @@ def main(args: argparse.Namespace) -> int:
     machine_checks = {"timer": timer_info(), "noise": noise(reference, threshold)}
     failed = [r for r in rows if r.failures()]
     audit = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "passed": not failed,
-             "limits": {"interference": INTERFERENCE_LIMIT, "sync": SYNC_LIMIT,
-                        "doubling": list(DOUBLING_RANGE), "busy_cores": BUSY_LIMIT},
+             "limits": {"interference": INTERFERENCE_LIMIT, "pairing": HARNESS_LIMIT,
+                        "sync": SYNC_LIMIT, "doubling": list(DOUBLING_RANGE),
+                        "busy_cores": BUSY_LIMIT},
              "rows": [r.record() for r in rows], **machine_checks}
     doc.setdefault("machine_info", {}).setdefault("gdbench", {})["audit"] = audit
     write_atomic(path, json.dumps(doc, indent=4))
@@ -502,7 +570,12 @@ def render(rows: Sequence[Row], checks: dict[str, Any], path: Path, fmt: str = "
              f"single-threaded reference within {SETTLED_TOLERANCE:.0%} of its quiet level; "
              "compared counts them, suite · alone); when too few were, the medians corrected "
              "by the reference's drift.",
-             f"FAIL when suite/alone is off by more than {INTERFERENCE_LIMIT:.0%}, when one "
+             "pairing is a round timed as the suite times it (after a reference round) over "
+             "one timed back to back, blocks of each taking turns in one process: what the "
+             "harness itself costs the loop, whatever the machine does; floor is the share "
+             "of a round that is timer and loop rather than run.",
+             f"FAIL when suite/alone or pairing is off by more than {INTERFERENCE_LIMIT:.0%}, "
+             "when one "
              f"more wait adds more than {SYNC_LIMIT:.0%}, or when twice the plan takes less "
              f"than ×{DOUBLING_RANGE[0]} or more than ×{DOUBLING_RANGE[1]} the time; "
              f"'spins' warns of more than {BUSY_LIMIT} cores busy after run returns."]

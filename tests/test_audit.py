@@ -244,7 +244,7 @@ def test_the_verdict_compares_the_rounds_taken_on_a_settled_machine() -> None:
     slow = audit.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE,
                      (120.0,) * 20 + (160.0,) * 10, suite_refs)
     assert slow.interference == pytest.approx(1.2)
-    assert slow.failures()[0] == "interference: suite +20.0% vs alone"
+    assert slow.failures()[0].startswith("interference: suite +20.0% vs alone;")
     # No per-round references in the run: the drift-corrected medians, as before.
     plain = audit.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE)
     assert not plain.compared_settled and plain.interference == pytest.approx(1.0)
@@ -274,3 +274,103 @@ def test_the_doubled_problem_has_twice_the_steps_and_the_same_first_epochs() -> 
     assert len(doubled.plan) == 2 * len(problem.plan)
     assert [list(i) for i in list(doubled.plan)[:len(problem.plan)]] == [
         list(i) for i in problem.plan]
+
+
+# --- the pairing check: what the suite's reference round costs the loop ----------------------
+
+def _fake_pairing(slowdown: float) -> tuple[float, list[str]]:
+    """harness_effect on a fake clock: run takes 1 ms, ``slowdown`` times that when it comes
+    right after a reference call (a reference that leaves the machine busy)."""
+    order: list[str] = []
+    now = [0.0]
+
+    def run() -> None:
+        now[0] += 1e-3 * (slowdown if order and order[-1] == "ref" else 1.0)
+        order.append("run")
+
+    def reference() -> None:
+        now[0] += 5e-4
+        order.append("ref")
+
+    plan = timing.RoundPlan(rounds=24, iterations=1, ref_iterations=2)
+    ratio = audit.harness_effect(run, reference, plan, pairs=4, clock=lambda: now[0])
+    return ratio, order
+
+
+def test_pairing_reads_what_the_reference_round_costs_the_loop() -> None:
+    assert _fake_pairing(1.0)[0] == pytest.approx(1.0)
+    ratio, order = _fake_pairing(1.5)
+    assert ratio == pytest.approx(1.5)
+    # 24 rounds in 4 pairs: 3 rounds a block. An alone block is a warm-up and 3 rounds back
+    # to back; a suite block is 3 x (2 reference calls, 1 timed round). Alone goes first in
+    # even pairs, the suite first in odd ones.
+    alone = ["run"] * 4
+    suite = ["ref", "ref", "run"] * 3
+    assert order == [*alone, *suite, *suite, *alone] * 2
+
+
+def test_pairing_warms_up_after_the_reference_when_the_plan_does() -> None:
+    calls: list[str] = []
+    now = [0.0]
+
+    def run() -> None:
+        now[0] += 1e-3
+        calls.append("run")
+
+    def reference() -> None:
+        calls.append("ref")
+
+    plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1, warm_up=True)
+    audit.harness_effect(run, reference, plan, pairs=1, clock=lambda: now[0])
+    assert calls == ["run", "run", "ref", "run", "run"]  # warm-up, alone; ref, warm-up, timed
+
+
+def test_a_reference_that_leaves_a_thread_spinning_is_caught_by_the_pairing() -> None:
+    # The shape of the harness's old fault: the reference round returned with a pool still
+    # spinning, and the loop timed next ran on what was left of the machine. Here the
+    # spinner holds the GIL that the loop (pure Python, about 14 ms) needs for 50 ms: the
+    # loop takes about 2x, an effect that no scheduling noise reaches.
+    spinners: list[threading.Thread] = []
+
+    def reference() -> None:
+        spinner = threading.Thread(target=_spin, args=(0.05,), daemon=True)
+        spinner.start()
+        spinners.append(spinner)
+
+    def run() -> None:  # a fixed amount of work that needs the GIL
+        total = 0
+        for i in range(400_000):
+            total += i
+
+    plan = timing.RoundPlan(rounds=8, iterations=1, ref_iterations=1)
+    ratio = audit.harness_effect(run, reference, plan, pairs=2)
+    for spinner in spinners:
+        spinner.join()
+    assert ratio > 1 + audit.HARNESS_LIMIT
+
+
+def test_a_pairing_beyond_ten_percent_fails_the_row() -> None:
+    row = audit.Row("large", "torch-cpu", 100.0, 1.0, replace(ALONE, harness_ratio=1.15))
+    assert [f.split(":")[0] for f in row.failures()] == ["pairing"]
+    assert row.failures()[0].startswith("pairing: a round after the suite's reference round "
+                                        "takes +15.0%")
+    assert audit.Row("large", "x", 100.0, 1.0,
+                     replace(ALONE, harness_ratio=0.85)).verdict() == "FAIL"
+    assert audit.Row("large", "x", 100.0, 1.0,
+                     replace(ALONE, harness_ratio=1.09)).failures() == []
+
+
+def test_interference_with_a_clean_pairing_says_the_machine_changed_speed() -> None:
+    clean = audit.Row("large", "jax-scan", 190.0, 1.0, replace(ALONE, harness_ratio=1.02))
+    (only,) = clean.failures()
+    assert only.startswith("interference: suite +90.0% vs alone; the suite's pairing moves "
+                           "the loop +2.0% in one process, so the machine's speed changed")
+    both = audit.Row("large", "jax-scan", 190.0, 1.0, replace(ALONE, harness_ratio=1.5))
+    assert both.failures()[0] == "interference: suite +90.0% vs alone"
+    assert both.failures()[1].startswith("pairing:")
+
+
+def test_a_pooled_standalone_keeps_the_median_pairing() -> None:
+    a = replace(ALONE, harness_ratio=1.0, round_us=(1.0,), round_ref_s=(1.0,))
+    b = replace(ALONE, harness_ratio=1.2, round_us=(1.0,), round_ref_s=(1.0,))
+    assert a.pooled(b).harness_ratio == pytest.approx(1.1)
