@@ -75,7 +75,11 @@ CHECK_S = 0.5  # seconds of rounds for each of the sync and doubling checks
 SEGMENTS = 6  # the standalone rounds come in this many blocks, the reference between them
 ALONE_RETRIES = 2  # standalone timings again when the machine was unsettled for most of it
 HARNESS_LIMIT = 0.10  # the suite's pairing slowing the loop by more than this fails the row
-HARNESS_PAIRS = 6  # blocks of each kind in the in-process harness A/B, taking turns
+HARNESS_PAIRS = 8  # blocks of each kind in the in-process harness A/B, taking turns
+HARNESS_BLOCK = 2  # rounds in each of those blocks, at least
+# Turns of the interleaved sync and doubling checks, at least: with 5, a CPU backend whose
+# wait does nothing read +12% for one more wait on a noisy minute (torch-cpu, large).
+CHECK_MIN_ROUNDS = 11
 
 
 # --- one backend, alone ----------------------------------------------------------------------
@@ -110,15 +114,16 @@ class Standalone:
                                                         other.harness_ratio)))
 
 
-def _plan(run: Callable[[], None], seconds: float, clock: timing.Clock) -> timing.RoundPlan:
-    return timing.plan_rounds(run, None, max_time_s=seconds, min_rounds=5, clock=clock)
+def _plan(run: Callable[[], None], seconds: float, clock: timing.Clock,
+          min_rounds: int = 5) -> timing.RoundPlan:
+    return timing.plan_rounds(run, None, max_time_s=seconds, min_rounds=min_rounds, clock=clock)
 
 
 def interleaved(fns: Sequence[Callable[[], None]], seconds: float,
                 clock: timing.Clock = time.perf_counter) -> list[list[float]]:
     """Seconds per call of each function, round by round, the functions taking turns
     (A B C, A B C, ...) so that a drift of the machine's speed hits them alike."""
-    plans = [_plan(fn, seconds / len(fns), clock) for fn in fns]
+    plans = [_plan(fn, seconds / len(fns), clock, CHECK_MIN_ROUNDS) for fn in fns]
     rounds = min(p.rounds for p in plans)
     bodies = [timing.repeat(fn, p.iterations) for fn, p in zip(fns, plans, strict=True)]
     times: list[list[float]] = [[] for _ in fns]
@@ -172,7 +177,7 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
     """
     body = timing.repeat(run, plan.iterations)
     timed_reference = timing.repeat(reference, plan.ref_iterations)
-    per_block = max(1, plan.rounds // (2 * pairs))
+    per_block = max(HARNESS_BLOCK, plan.rounds // (2 * pairs))
 
     def alone() -> float:
         body()  # warm-up, as after a suite block
