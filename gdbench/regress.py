@@ -68,7 +68,14 @@ import pandas as pd
 
 from gdbench import formats
 from gdbench.data.errors import InputError
-from gdbench.results import backends_in, has_paired_rounds, load_run, workloads_in, write_atomic
+from gdbench.results import (
+    backends_in,
+    has_paired_rounds,
+    load_run,
+    read_run,
+    workloads_in,
+    write_atomic,
+)
 from gdbench.stats import (
     CONFIDENCE,
     RESAMPLES,
@@ -324,6 +331,24 @@ def other_machine(base: pd.DataFrame, new: pd.DataFrame) -> str | None:
             f"{b['fingerprint']}) vs {n['machine']} (fingerprint {n['fingerprint']})")
 
 
+def collector(path: Any) -> str:
+    """'off' when every benchmark of the run was timed with the garbage collector off
+    (pytest-benchmark's --benchmark-disable-gc), 'on' when none was, else 'mixed'."""
+    off = {bool((b.get("options") or {}).get("disable_gc")) for b in read_run(path)["benchmarks"]}
+    return "mixed" if len(off) > 1 else "off" if off == {True} else "on"
+
+
+def other_collector(base_path: Any, new_path: Any) -> str | None:
+    """Why the two runs' figures differ by how they were timed, when the garbage
+    collector was on in one and off in the other (else None)."""
+    base, new = collector(base_path), collector(new_path)
+    if base == new:
+        return None
+    return (f"the baseline was timed with the garbage collector {base} and this run with it "
+            f"{new}: loops that make Python garbage every step (torch-"
+            "tutorial) move by that alone; record the baseline again")
+
+
 def confirm(gate: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Keep a regression only where the confirmation run's gate shows it too.
 
@@ -431,10 +456,15 @@ def main(args: argparse.Namespace) -> int:
     machines = other_machine(base, new)
     if machines and args.strict_machine:
         raise InputError(f"{machines}; --strict-machine forbids comparing them")
-    warning = None
+    warnings = []
     if machines:
-        warning = f"{machines}; the reference normalisation cancels most, not all, of that"
-        print(f"gdbench check: warning: {warning}", file=sys.stderr)
+        warnings.append(f"{machines}; the reference normalisation cancels most, not all, "
+                        "of that")
+    if gc := other_collector(args.baseline, args.run):
+        warnings.append(gc)
+    for line in warnings:
+        print(f"gdbench check: warning: {line}", file=sys.stderr)
+    warning = "; ".join(warnings) or None
     text, code = build_report(base, new, threshold, args.format, warning, confirmation)
     if args.report:
         report = text if args.format == "md" else build_report(

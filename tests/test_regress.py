@@ -849,6 +849,35 @@ def test_the_other_machine_warning_word_for_word(tmp_path: Path, baseline: Path,
     assert out.startswith(f"> **⚠ {warning}**\n")
 
 
+def _collector_off(path: Path, benchmarks: slice = slice(None)) -> Path:
+    doc = json.loads(path.read_text())
+    for bench in doc["benchmarks"][benchmarks]:
+        bench["options"]["disable_gc"] = True
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_baseline_timed_with_the_collector_off_is_named(tmp_path: Path, baseline: Path,
+                                                          capsys) -> None:
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
+    assert regress.collector(new) == "on"
+    _, _, err = run_cli(capsys, "check", "--baseline", str(baseline), str(new))
+    assert err == ""  # both on: nothing to say
+    old = _collector_off(write_run(tmp_path / "old.json", workloads=WORKLOADS, seed=1))
+    assert regress.collector(old) == "off"
+    code, out, err = run_cli(capsys, "check", "--baseline", str(old), str(new))
+    assert code == 0
+    assert err == ("gdbench check: warning: the baseline was timed with the garbage collector "
+                   "off and this run with it on: loops that make Python garbage every step "
+                   "(torch-tutorial) move by that alone; record the baseline again\n")
+    assert "garbage collector off" in out  # in the report too
+    mixed = _collector_off(write_run(tmp_path / "mixed.json", workloads=WORKLOADS, seed=1),
+                           slice(0, 1))
+    assert regress.collector(mixed) == "mixed"
+    assert regress.other_collector(mixed, new) is not None
+    assert regress.other_collector(old, old) is None
+
+
 def test_check_needs_a_baseline(tmp_path: Path, capsys) -> None:
     new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
     code, out, err = run_cli(capsys, "check", str(new))
