@@ -54,7 +54,7 @@ import pandas as pd
 from gdbench import formats, machine, timing
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, get_workload, make_problem
-from gdbench.implementations.base import Backend, prepare
+from gdbench.implementations.base import Backend, Prepared, prepare
 from gdbench.regress import DEFAULT_THRESHOLD, parse_threshold
 from gdbench.results import load_run, read_run, write_atomic
 from gdbench.stats import (
@@ -216,10 +216,17 @@ def measure(backend: str | Backend, problem: Problem, doubled: Problem, *,
     their blocks (see :func:`segmented`). The single-threaded drift reference, timed
     between the blocks, gives each round's machine state, so that the figure is set
     against the suite's rounds taken in the same state. The checks come afterwards, their
-    variants taking turns round by round.
+    variants taking turns round by round. The garbage collector is off throughout, as in
+    the suite's rounds.
     """
     prepared = prepare(backend, problem)
     twice = prepare(prepared.backend, doubled)
+    with timing.collector_off():  # as the suite times its rounds
+        return _measure(prepared, twice, problem, seconds, check_seconds, clock)
+
+
+def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: float,
+             check_seconds: float, clock: timing.Clock) -> Standalone:
     reference = timing.single_threaded(timing.reference_loop(
         problem.dataset.X, problem.W0, problem.plan.batches()))
     steps = len(problem.plan)

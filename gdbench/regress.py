@@ -346,7 +346,7 @@ def other_collector(base_path: Any, new_path: Any) -> str | None:
         return None
     return (f"the baseline was timed with the garbage collector {base} and this run with it "
             f"{new}: loops that make Python garbage every step (torch-"
-            "tutorial) move by that alone; record the baseline again")
+            "tutorial) move by that alone; gdbench run times with it off")
 
 
 def confirm(gate: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:

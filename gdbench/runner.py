@@ -91,6 +91,7 @@ def pytest_command(args: argparse.Namespace, json_path: Path,
                    selection: Sequence[str] = ()) -> list[str]:
     """The pytest command line of one benchmark process; ``selection`` narrows it (for
     example to one backend) after the user's own options."""
+    # The garbage collector is off while rounds are timed (timing.collector_off says why).
     cmd = [sys.executable, "-m", "pytest", str(BENCHES), "-q", "-p", "no:cacheprovider",
            f"--rootdir={BENCHES}", *SUITE_INI,
            "--progress", "--benchmark-save-data", "--benchmark-disable-gc",

@@ -8,6 +8,7 @@ backend is asserted here; the audit is a command, not a timed test.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import replace
@@ -120,6 +121,33 @@ def test_a_backend_that_leaves_a_thread_spinning_is_flagged(
     # Its spinning thread holds the GIL, so it can also disturb its own checks: the
     # verdict is at least the warning, and may be a failure too.
     assert row.verdict() in ("ok, spins", "FAIL")
+
+
+class RecordsTheCollector(Sleeper):
+    name = "records-the-collector"
+
+    def run(self, state: dict[str, Any]) -> None:
+        state.setdefault("gc", []).append(gc.isenabled())
+        self.work(state)
+
+
+def test_the_standalone_rounds_are_timed_with_the_collector_off_as_the_suites(
+    crops: tuple[Problem, Problem]
+) -> None:
+    backend = RecordsTheCollector()
+    seen: list[bool] = []
+    original = backend.prepare
+
+    def prepare(problem: Problem) -> dict[str, Any]:
+        state = original(problem)
+        state["gc"] = seen
+        return state
+
+    backend.prepare = prepare  # type: ignore[method-assign]
+    assert gc.isenabled()
+    audit.measure(backend, *crops, seconds=0.05, check_seconds=0.05)
+    assert seen and not any(seen)  # every timed call ran with the collector off
+    assert gc.isenabled()  # and it is on again afterwards
 
 
 # --- the verdicts on constructed figures ----------------------------------------------------

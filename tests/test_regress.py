@@ -869,7 +869,7 @@ def test_a_baseline_timed_with_the_collector_off_is_named(tmp_path: Path, baseli
     assert code == 0
     assert err == ("gdbench check: warning: the baseline was timed with the garbage collector "
                    "off and this run with it on: loops that make Python garbage every step "
-                   "(torch-tutorial) move by that alone; record the baseline again\n")
+                   "(torch-tutorial) move by that alone; gdbench run times with it off\n")
     assert "garbage collector off" in out  # in the report too
     mixed = _collector_off(write_run(tmp_path / "mixed.json", workloads=WORKLOADS, seed=1),
                            slice(0, 1))

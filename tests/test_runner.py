@@ -62,6 +62,7 @@ def test_pytest_command_passes_the_selection_through(tmp_path: Path) -> None:
     assert cmd[cmd.index("--backends") + 1: cmd.index("--backends") + 3] == ["numpy", "jax"]
     assert "--quick" in cmd and "--threads=1" in cmd and "--benchmark-save-data" in cmd
     assert cmd[-1] == "--benchmark-max-time=0.1"
+    assert "--benchmark-disable-gc" in cmd  # as the audit's standalone timings
 
 
 def test_each_runnable_backend_gets_its_own_process() -> None:
