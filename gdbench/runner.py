@@ -13,12 +13,15 @@ process, e.g. ``gdbench run --quick -- --benchmark-max-time=2``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +187,33 @@ def _run_process(cmd: list[str], env: dict[str, str]) -> int:
             lines.append(line)
             if line.startswith("["):
                 print(line, end="", flush=True)
-    finally:
-        code = proc.wait()
+    except BaseException:  # interrupted: the benchmark process goes too
+        proc.kill()
+        proc.wait()
+        raise
+    code = proc.wait()
     if code:
         print("".join(lines[-200:]), end="", file=sys.stderr)
     return code
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Inside the block, SIGTERM (a cancelled CI job, ``kill``) raises SystemExit(143) as
+    Ctrl-C raises KeyboardInterrupt, so that the cleanup runs: the benchmark process is
+    stopped and no partial file is left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -230,25 +255,26 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     code = 0
     partials = [out / f".partial-{os.getpid()}-{int(started)}-{i}.json.tmp"
                 for i in range(len(procs))]
-    try:
-        for i, ((label, selection), partial) in enumerate(zip(procs, partials, strict=True)):
-            print(f"-- {label} (process {i + 1} of {len(procs)})", flush=True)
-            began = time.perf_counter()
-            code = code or _run_process(pytest_command(args, partial, selection), env)
-            print(f"   {label}: {time.perf_counter() - began:.0f} s", flush=True)
-            part = _read_part(partial) if partial.exists() else None
-            if part is not None:
-                parts.append(part)
-        if not parts or not any(_trained(p) for p in parts):
-            print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
-                  file=sys.stderr)
-            return code or 1, None
-        doc = merge(parts, unavailable)
-        final = unused_path(out, run_name(profile, doc["machine_info"], started))
-        write_atomic(final, json.dumps(doc, indent=4))  # a reader never sees half a run
-    finally:
-        for partial in partials:  # interrupted or rejected: leave nothing half-made
-            partial.unlink(missing_ok=True)
+    with terminate_as_exit():  # stopped by SIGTERM, it cleans up as on Ctrl-C
+        try:
+            for i, ((label, selection), partial) in enumerate(zip(procs, partials, strict=True)):
+                print(f"-- {label} (process {i + 1} of {len(procs)})", flush=True)
+                began = time.perf_counter()
+                code = code or _run_process(pytest_command(args, partial, selection), env)
+                print(f"   {label}: {time.perf_counter() - began:.0f} s", flush=True)
+                part = _read_part(partial) if partial.exists() else None
+                if part is not None:
+                    parts.append(part)
+            if not parts or not any(_trained(p) for p in parts):
+                print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
+                      file=sys.stderr)
+                return code or 1, None
+            doc = merge(parts, unavailable)
+            final = unused_path(out, run_name(profile, doc["machine_info"], started))
+            write_atomic(final, json.dumps(doc, indent=4))  # a reader never sees half a run
+        finally:
+            for partial in partials:  # interrupted or rejected: leave nothing half-made
+                partial.unlink(missing_ok=True)
     from gdbench import tables
 
     print()

@@ -6,10 +6,15 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -207,3 +212,52 @@ def test_suite_path_names_the_installed_suite(capsys: pytest.CaptureFixture[str]
     assert main(["run", "--suite-path"]) == 0
     path = Path(capsys.readouterr().out.strip())
     assert (path / "bench_training.py").is_file() and (path / "conftest.py").is_file()
+
+
+def test_a_run_stopped_by_sigterm_stops_its_benchmark_process_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two stand-in benchmark processes: the first saves its part and exits; the second
+    # says it started (its pid) and would run for a minute. SIGTERM comes while it runs.
+    started = tmp_path / "second.pid"
+    first = ("import json, sys; json.dump({'benchmarks': []}, open(sys.argv[1], 'w'))")
+    second = ("import os, sys, time; open(sys.argv[2], 'w').write(str(os.getpid())); "
+              "time.sleep(60)")
+
+    def command(args: argparse.Namespace, json_path: Path, selection: Any = ()) -> list[str]:
+        script = first if selection == ["first"] else second
+        return [sys.executable, "-c", script, str(json_path), str(started)]
+
+    monkeypatch.setattr(runner, "processes", lambda backends, status: [
+        ("first", ["first"]), ("second", ["second"])])
+    monkeypatch.setattr(runner, "pytest_command", command)
+
+    def terminate_when_the_second_runs() -> None:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    out = tmp_path / "runs"
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args(["--backends", "numpy", "--workloads", "crops", "--out", str(out)])
+    def unhandled(signum: int, frame: Any) -> None:  # were the runner not to catch it
+        raise RuntimeError("SIGTERM reached the test: gdbench run did not handle it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    killer = threading.Thread(target=terminate_when_the_second_runs)
+    killer.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            runner.run_suite(args)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # the handler is put back
+    finally:
+        killer.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert time.monotonic() - began < 30  # it did not wait out the second process
+    assert list(out.iterdir()) == []  # the first process's part is gone too
+    with pytest.raises(ProcessLookupError):  # the second process was stopped (and reaped)
+        os.kill(int(started.read_text()), 0)
