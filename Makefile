@@ -67,7 +67,8 @@ MUTATE := \
 	gdbench/stats.py:tests/test_stats.py,tests/test_regress.py \
 	gdbench/regress.py:tests/test_regress.py \
 	gdbench/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
-	gdbench/timing.py:tests/test_timing.py \
+	gdbench/timing.py:tests/test_timing.py,tests/test_audit.py \
+	gdbench/audit.py:tests/test_audit.py \
 	gdbench/limits.py:tests/test_limits.py \
 	gdbench/target.py:tests/test_target.py
 ONLY ?=

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from _benchjson import make_run
 
 from gdbench import runner
 from gdbench.cli import main
@@ -261,3 +262,113 @@ def test_a_run_stopped_by_sigterm_stops_its_benchmark_process_and_leaves_nothing
     assert list(out.iterdir()) == []  # the first process's part is gone too
     with pytest.raises(ProcessLookupError):  # the second process was stopped (and reaped)
         os.kill(int(started.read_text()), 0)
+
+
+# --- timing again what the machine's unsettled moments spoiled ----------------------------------
+
+def _medium_part(backend: str, slowness: float, *, rooflines: bool = False) -> dict[str, Any]:
+    """One backend's process on medium, every round (and its reference) ``slowness`` times
+    slower than on a settled machine."""
+    doc = make_run(workloads=("medium",), backends=(backend,), drift=[slowness], sigma=0.01)
+    doc["benchmarks"] = [b for b in doc["benchmarks"]
+                         if rooflines or b["extra_info"]["kind"] == "training"]
+    return doc
+
+
+def test_a_benchmark_spoiled_throughout_stands_out_against_the_workloads_pooled_level() -> None:
+    calm, spoiled = _medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-cpu", 1.5)
+    # torch-cpu's own references are flat (all 1.5x): only the workload's level, pooled
+    # over both backends, shows that the machine was slower for all of it.
+    levels = runner.quiet_levels([calm, spoiled])
+    ref = calm["benchmarks"][1]["extra_info"]["ref_data"]
+    assert levels == {"medium": pytest.approx(sorted(ref)[1], rel=0.02)}
+    found = runner.spoiled([calm, spoiled])
+    assert list(found) == ["torch-cpu"] and found["torch-cpu"] == {"medium": 1.0}
+    assert runner.spoiled([calm, spoiled], tried={("torch-cpu", "medium")}) == {}
+    assert runner.spoiled([calm, _medium_part("torch-cpu", 1.05)]) == {}  # within 10%: settled
+
+
+def test_the_better_settled_timing_of_a_benchmark_is_kept() -> None:
+    parts = [_medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-cpu", 1.5)]
+    first = parts[1]["benchmarks"][0]
+    worse = _medium_part("torch-cpu", 1.6)
+    assert runner.keep_settled(parts, worse) == [{
+        "benchmark": first["fullname"], "unsettled_first": 1.0, "unsettled_again": 1.0,
+        "kept": "first"}]
+    assert parts[1]["benchmarks"][0] is first
+    better = _medium_part("torch-cpu", 1.0)
+    assert runner.keep_settled(parts, better) == [{
+        "benchmark": first["fullname"], "unsettled_first": 1.0, "unsettled_again": 0.0,
+        "kept": "again"}]
+    assert parts[1]["benchmarks"][0] is better["benchmarks"][0]
+
+
+def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Stand-in processes that write constructed parts: torch-cpu's first process ran while
+    # the machine was 1.5x slower; its second, asked for medium alone, on a settled one.
+    parts = {"numpy": _medium_part("numpy", 1.0, rooflines=True),
+             "torch-cpu": _medium_part("torch-cpu", 1.5),
+             "torch-cpu again": _medium_part("torch-cpu", 1.0)}
+    commands: list[list[str]] = []
+
+    def command(args: argparse.Namespace, json_path: Path, selection: Any = ()) -> list[str]:
+        selection = list(selection)
+        commands.append(selection)
+        backend = selection[selection.index("--backends") + 1]
+        key = f"{backend} again" if len(commands) > 2 else backend
+        source = tmp_path / f"{key}.json"
+        source.write_text(json.dumps(parts[key]))
+        return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
+                str(source), str(json_path)]
+
+    monkeypatch.setattr(runner, "pytest_command", command)
+    monkeypatch.setattr(runner, "RESETTLE_BUDGET", 100.0)  # stand-ins take no time to time
+    monkeypatch.setattr(runner, "processes", lambda backends, status: [
+        ("numpy", ["--isolated", "--backends", "numpy"]),
+        ("torch-cpu", ["--isolated", "--backends", "torch-cpu"])])
+    out = tmp_path / "runs"
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    code, saved = runner.run_suite(parser.parse_args(["--backends", "numpy", "--out", str(out)]))
+    printed = capsys.readouterr().out
+    assert code == 0 and saved is not None
+    assert len(commands) == 3  # torch-cpu once more, and nothing else
+    assert commands[2] == ["--isolated", "--backends", "torch-cpu", "--roofline", "without",
+                           "--workloads", "medium"]
+    assert ("-- torch-cpu (again: 100% of its rounds on medium had a reference over 10% "
+            "above the quiet level)") in printed
+    doc = json.loads(saved.read_text())
+    kept = {b["name"]: b for b in doc["benchmarks"]}
+    again = parts["torch-cpu again"]["benchmarks"][0]
+    assert kept["bench_training[medium-torch-cpu]"]["stats"] == again["stats"]
+    assert len(doc["benchmarks"]) == 3  # numpy, its roofline, torch-cpu: no duplicate
+    assert doc["machine_info"]["gdbench"]["resettled"] == [{
+        "benchmark": again["fullname"], "unsettled_first": 1.0, "unsettled_again": 0.0,
+        "kept": "again"}]
+    assert [p.name for p in out.iterdir()] == [saved.name]  # no partial file left
+
+
+def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = [_medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-cpu", 1.5)]
+    calls: list[str] = []
+
+    def run_one(label: str, selection: list[str], what: str) -> dict[str, Any] | None:
+        calls.append(label)
+        return None
+
+    # torch-cpu's process took 30 s for its one workload; 25% of a 100 s first pass is 25 s.
+    assert runner._resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 30.0}, 100.0) == []
+    assert calls == []
+    printed = capsys.readouterr().out
+    assert printed.count("no time left") == 1  # said once, not once a pass
+    assert "torch-cpu: 100% of its rounds on medium had a reference over 10% above the quiet " \
+           "level; no time left to time it again (25 s left of the 25% of the first pass " \
+           "allowed)" in printed
+    # With time for it, it runs again while it stays spoiled, at most RESETTLE_PASSES times
+    # (here the re-runs fail, so it stays spoiled).
+    runner._resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 5.0}, 100.0)
+    assert calls == ["torch-cpu"] * runner.RESETTLE_PASSES
