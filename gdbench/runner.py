@@ -4,7 +4,7 @@ Each backend is timed in a pytest process of its own (the numpy process also tim
 rooflines), so that no other library's threads share the machine with it; thread
 settings (--threads) are in the environment before any library is imported. A training
 benchmark that a host neighbour spoiled for most of its rounds (its paired reference
-more than 10% over the workload's quiet level) is timed again in a fresh process of its
+more than 25% over the workload's quiet level) is timed again in a fresh process of its
 backend, and the better-settled timing is kept (machine_info.gdbench.resettled says
 which). The processes' runs are merged into one pytest-benchmark JSON (with every round's time)
 under results/runs/ in the current directory (or --out), named by time, machine and
@@ -30,13 +30,15 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import gdbench.benches
 from gdbench import implementations, machine
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.options import positive_int
 from gdbench.results import write_atomic
-from gdbench.stats import SETTLED_TOLERANCE, mostly_unsettled, quiet_level
+from gdbench.stats import UNSETTLED_SHARE, quiet_level, settled_mask
 
 # The suite ships inside the package as gdbench.benches (benches/ in a checkout, mapped by
 # pyproject's package-dir), so an installed gdbench runs the same suite as a clone.
@@ -49,9 +51,15 @@ RUNS = Path("results") / "runs"
 SUITE_INI = ["-o", "python_files=bench_*.py", "-o", "python_functions=bench_*",
              "-o", "addopts=", "-o", "testpaths="]
 # A benchmark most of whose rounds a host neighbour spoiled (its reference more than
-# SETTLED_TOLERANCE over the workload's quiet level) is timed again in a fresh process of
-# its backend, at most this many times, and the timing with the fewer spoiled rounds is
-# kept; the re-runs together may add at most RESETTLE_BUDGET of the first pass's time.
+# RESETTLE_TOLERANCE over the workload's quiet level, pooled over every backend's process)
+# is timed again in a fresh process of its backend, at most RESETTLE_PASSES times, and
+# the timing with the fewer spoiled rounds is kept; the re-runs together may add at most
+# RESETTLE_BUDGET of the first pass's time. The tolerance is wider than the gate's
+# (SETTLED_TOLERANCE), which compares a benchmark with itself: on a quiet machine the
+# reference at `medium` (an 8 MB gather, cache-bound) reads up to 21% slower in one
+# backend's process than the quiet level of all of them (jax's median 4.18 ms against
+# 3.44), while the rounds a neighbour spoiled read 28-100% over it.
+RESETTLE_TOLERANCE = 0.25
 RESETTLE_PASSES = 2
 RESETTLE_BUDGET = 0.25
 
@@ -197,9 +205,11 @@ def quiet_levels(parts: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def unsettled_share(bench: dict[str, Any], levels: dict[str, float]) -> float:
-    """The share of a training benchmark's rounds whose reference was unsettled."""
+    """The share of a training benchmark's rounds whose reference was more than
+    RESETTLE_TOLERANCE over its workload's quiet level."""
     info = bench["extra_info"]
-    return mostly_unsettled(info["ref_data"], levels[str(info["workload"])])[1]
+    level = levels[str(info["workload"])]
+    return float(np.mean(~settled_mask(info["ref_data"], level, RESETTLE_TOLERANCE)))
 
 
 def spoiled(parts: Sequence[dict[str, Any]],
@@ -211,8 +221,8 @@ def spoiled(parts: Sequence[dict[str, Any]],
     for bench in _training(parts):
         info = bench["extra_info"]
         key = (str(info["backend"]), str(info["workload"]))
-        mostly, share = mostly_unsettled(info["ref_data"], levels[key[1]])
-        if mostly and key not in tried:
+        share = unsettled_share(bench, levels)
+        if share > UNSETTLED_SHARE and key not in tried:
             out.setdefault(key[0], {})[key[1]] = share
     return out
 
@@ -261,7 +271,7 @@ def _resettle(parts: list[dict[str, Any]],
         for backend, shares in todo.items():
             worst = max(shares, key=shares.__getitem__)
             why = (f"{shares[worst]:.0%} of its rounds on {worst} had a reference over "
-                   f"{SETTLED_TOLERANCE:.0%} above the quiet level")
+                   f"{RESETTLE_TOLERANCE:.0%} above the quiet level")
             if per_workload.get(backend, math.inf) * len(shares) > budget:
                 skipped.update((backend, w) for w in shares)
                 print(f"-- {backend}: {why}; no time left to time it again ({budget:.0f} s "

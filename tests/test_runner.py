@@ -285,7 +285,10 @@ def test_a_benchmark_spoiled_throughout_stands_out_against_the_workloads_pooled_
     found = runner.spoiled([calm, spoiled])
     assert list(found) == ["torch-cpu"] and found["torch-cpu"] == {"medium": 1.0}
     assert runner.spoiled([calm, spoiled], tried={("torch-cpu", "medium")}) == {}
-    assert runner.spoiled([calm, _medium_part("torch-cpu", 1.05)]) == {}  # within 10%: settled
+    # A process whose reference reads 20% over the others' is not spoiled: on a quiet
+    # machine the reference at medium differs that much from one backend's process to
+    # the next (RESETTLE_TOLERANCE).
+    assert runner.spoiled([calm, _medium_part("torch-cpu", 1.2)]) == {}
 
 
 def test_the_better_settled_timing_of_a_benchmark_is_kept() -> None:
@@ -337,7 +340,7 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
     assert len(commands) == 3  # torch-cpu once more, and nothing else
     assert commands[2] == ["--isolated", "--backends", "torch-cpu", "--roofline", "without",
                            "--workloads", "medium"]
-    assert ("-- torch-cpu (again: 100% of its rounds on medium had a reference over 10% "
+    assert ("-- torch-cpu (again: 100% of its rounds on medium had a reference over 25% "
             "above the quiet level)") in printed
     doc = json.loads(saved.read_text())
     kept = {b["name"]: b for b in doc["benchmarks"]}
@@ -365,7 +368,7 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
     assert calls == []
     printed = capsys.readouterr().out
     assert printed.count("no time left") == 1  # said once, not once a pass
-    assert "torch-cpu: 100% of its rounds on medium had a reference over 10% above the quiet " \
+    assert "torch-cpu: 100% of its rounds on medium had a reference over 25% above the quiet " \
            "level; no time left to time it again (25 s left of the 25% of the first pass " \
            "allowed)" in printed
     # With time for it, it runs again while it stays spoiled, at most RESETTLE_PASSES times

@@ -1,0 +1,69 @@
+"""Does this machine keep one speed? A backend's loop, timed block by block in one process.
+
+    python scripts/episodes.py [BACKEND] [WORKLOAD] [--seconds S] [--block S]
+
+Times BACKEND's ``run`` on WORKLOAD (default: jax-scan on large) in blocks of --block
+seconds (median µs/step of each block) for --seconds in all, and before each block the
+single-threaded drift reference once on each CPU in turn (the thread pinned there for
+it). One line per block. Nothing else changes between the blocks, so a loop that moves
+while both references stay put moved because of what the host did to the loop's threads,
+not to either CPU: on the 2-core VM of the README, jax-scan at ``large`` with both cores
+alternated between about 220 and 380-460 µs/step in episodes of seconds, the references
+flat at 24-26 ms. A tool for reading the audit, not a source of figures: run it with
+nothing else running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backend", nargs="?", default="jax-scan")
+    parser.add_argument("workload", nargs="?", default="large")
+    parser.add_argument("--seconds", type=float, default=20.0, help="in all (default 20)")
+    parser.add_argument("--block", type=float, default=0.3, help="one block (default 0.3)")
+    args = parser.parse_args()
+
+    from gdbench import timing
+    from gdbench.data.workloads import get_workload
+    from gdbench.implementations.base import prepare
+
+    problem = get_workload(args.workload).build("float32")
+    prepared = prepare(args.backend, problem)
+    reference = timing.single_threaded(timing.reference_loop(
+        problem.dataset.X, problem.W0, problem.plan.batches()))
+    cpus = sorted(os.sched_getaffinity(0))
+    steps = len(problem.plan)
+
+    def on(cpu: int) -> float:
+        """The reference's milliseconds, this thread pinned to ``cpu`` for it."""
+        os.sched_setaffinity(0, {cpu})
+        try:
+            return statistics.median(timing.timed(reference) for _ in range(3)) * 1e3
+        finally:
+            os.sched_setaffinity(0, cpus)
+
+    print(f"{args.backend} on {args.workload}: µs/step per {args.block} s block; the "
+          f"reference (ms) on CPU {', '.join(map(str, cpus))} before it")
+    for _ in range(3):
+        prepared.run()
+    end = time.monotonic() + args.seconds
+    with timing.collector_off():
+        while time.monotonic() < end:
+            refs = [on(cpu) for cpu in cpus]
+            prepared.run()  # the cache back from the reference
+            times = []
+            began = time.perf_counter()
+            while time.perf_counter() - began < args.block:
+                times.append(timing.timed(prepared.run))
+            print(f"{statistics.median(times) / steps * 1e6:9.1f}   "
+                  + "  ".join(f"{r:7.2f}" for r in refs), flush=True)
+
+
+if __name__ == "__main__":
+    main()
