@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from _benchjson import make_run
 
-from gdbench import runner
+from gdbench import runner, stats
 from gdbench.cli import main
 
 EXTRA_INFO_KEYS = {
@@ -275,35 +275,47 @@ def _medium_part(backend: str, slowness: float, *, rooflines: bool = False) -> d
     return doc
 
 
+def _calm() -> list[dict[str, Any]]:
+    """Three backends' processes on medium, all on a settled machine."""
+    return [_medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-manual", 1.0),
+            _medium_part("jax", 1.0)]
+
+
 def test_a_benchmark_spoiled_throughout_stands_out_against_the_workloads_pooled_level() -> None:
-    calm, spoiled = _medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-cpu", 1.5)
-    # torch-cpu's own references are flat (all 1.5x): only the workload's level, pooled
-    # over both backends, shows that the machine was slower for all of it.
-    levels = runner.quiet_levels([calm, spoiled])
-    ref = calm["benchmarks"][1]["extra_info"]["ref_data"]
-    assert levels == {"medium": pytest.approx(sorted(ref)[1], rel=0.02)}
-    found = runner.spoiled([calm, spoiled])
+    calm = [_medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-manual", 1.0)]
+    spoiled = _medium_part("torch-cpu", 1.5)
+    # torch-cpu's own references are flat (all 1.5x): only the workload's level, taken
+    # over every backend's process, shows that the machine was slower for all of it.
+    levels = runner.quiet_levels([*calm, spoiled])
+    own = [stats.quiet_level(p["benchmarks"][-1]["extra_info"]["ref_data"])
+           for p in [*calm, spoiled]]
+    assert levels == {"medium": pytest.approx(sorted(own)[1])}  # the median of the three
+    found = runner.spoiled([*calm, spoiled])
     assert list(found) == ["torch-cpu"] and found["torch-cpu"] == {"medium": 1.0}
-    assert runner.spoiled([calm, spoiled], tried={("torch-cpu", "medium")}) == {}
+    assert runner.spoiled([*calm, spoiled], tried={("torch-cpu", "medium")}) == {}
+    # One process that reads the reference faster throughout (numpy's, at medium) does
+    # not make the others look spoiled.
+    fast = _medium_part("numpy", 0.7, rooflines=True)
+    assert runner.spoiled([fast, calm[1], _medium_part("torch-cpu", 1.0)]) == {}
     # A process whose reference reads 20% over the others' is not spoiled: on a quiet
     # machine the reference at medium differs that much from one backend's process to
     # the next (RESETTLE_TOLERANCE).
-    assert runner.spoiled([calm, _medium_part("torch-cpu", 1.2)]) == {}
+    assert runner.spoiled([*calm, _medium_part("torch-cpu", 1.2)]) == {}
 
 
 def test_the_better_settled_timing_of_a_benchmark_is_kept() -> None:
-    parts = [_medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-cpu", 1.5)]
-    first = parts[1]["benchmarks"][0]
+    parts = [*_calm(), _medium_part("torch-cpu", 1.5)]
+    first = parts[-1]["benchmarks"][0]
     worse = _medium_part("torch-cpu", 1.6)
     assert runner.keep_settled(parts, worse) == [{
         "benchmark": first["fullname"], "unsettled_first": 1.0, "unsettled_again": 1.0,
         "kept": "first"}]
-    assert parts[1]["benchmarks"][0] is first
+    assert parts[-1]["benchmarks"][0] is first
     better = _medium_part("torch-cpu", 1.0)
     assert runner.keep_settled(parts, better) == [{
         "benchmark": first["fullname"], "unsettled_first": 1.0, "unsettled_again": 0.0,
         "kept": "again"}]
-    assert parts[1]["benchmarks"][0] is better["benchmarks"][0]
+    assert parts[-1]["benchmarks"][0] is better["benchmarks"][0]
 
 
 def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
@@ -311,7 +323,8 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
 ) -> None:
     # Stand-in processes that write constructed parts: torch-cpu's first process ran while
     # the machine was 1.5x slower; its second, asked for medium alone, on a settled one.
-    parts = {"numpy": _medium_part("numpy", 1.0, rooflines=True),
+    calm = _calm()
+    parts = {"numpy": calm[0], "torch-manual": calm[1], "jax": calm[2],
              "torch-cpu": _medium_part("torch-cpu", 1.5),
              "torch-cpu again": _medium_part("torch-cpu", 1.0)}
     commands: list[list[str]] = []
@@ -320,7 +333,7 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
         selection = list(selection)
         commands.append(selection)
         backend = selection[selection.index("--backends") + 1]
-        key = f"{backend} again" if len(commands) > 2 else backend
+        key = f"{backend} again" if len(commands) > 4 else backend
         source = tmp_path / f"{key}.json"
         source.write_text(json.dumps(parts[key]))
         return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
@@ -329,16 +342,16 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
     monkeypatch.setattr(runner, "pytest_command", command)
     monkeypatch.setattr(runner, "RESETTLE_BUDGET", 100.0)  # stand-ins take no time to time
     monkeypatch.setattr(runner, "processes", lambda backends, status: [
-        ("numpy", ["--isolated", "--backends", "numpy"]),
-        ("torch-cpu", ["--isolated", "--backends", "torch-cpu"])])
+        (name, ["--isolated", "--backends", name])
+        for name in ("numpy", "torch-manual", "jax", "torch-cpu")])
     out = tmp_path / "runs"
     parser = argparse.ArgumentParser()
     runner.add_arguments(parser)
     code, saved = runner.run_suite(parser.parse_args(["--backends", "numpy", "--out", str(out)]))
     printed = capsys.readouterr().out
     assert code == 0 and saved is not None
-    assert len(commands) == 3  # torch-cpu once more, and nothing else
-    assert commands[2] == ["--isolated", "--backends", "torch-cpu", "--roofline", "without",
+    assert len(commands) == 5  # torch-cpu once more, and nothing else
+    assert commands[4] == ["--isolated", "--backends", "torch-cpu", "--roofline", "without",
                            "--workloads", "medium"]
     assert ("-- torch-cpu (again: 100% of its rounds on medium had a reference over 25% "
             "above the quiet level)") in printed
@@ -346,7 +359,7 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
     kept = {b["name"]: b for b in doc["benchmarks"]}
     again = parts["torch-cpu again"]["benchmarks"][0]
     assert kept["bench_training[medium-torch-cpu]"]["stats"] == again["stats"]
-    assert len(doc["benchmarks"]) == 3  # numpy, its roofline, torch-cpu: no duplicate
+    assert len(doc["benchmarks"]) == 5  # 4 backends and numpy's roofline: no duplicate
     assert doc["machine_info"]["gdbench"]["resettled"] == [{
         "benchmark": again["fullname"], "unsettled_first": 1.0, "unsettled_again": 0.0,
         "kept": "again"}]
@@ -356,7 +369,7 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
 def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parts = [_medium_part("numpy", 1.0, rooflines=True), _medium_part("torch-cpu", 1.5)]
+    parts = [*_calm(), _medium_part("torch-cpu", 1.5)]
     calls: list[str] = []
 
     def run_one(label: str, selection: list[str], what: str) -> dict[str, Any] | None:
