@@ -388,3 +388,9 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
     # (here the re-runs fail, so it stays spoiled).
     runner._resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 5.0}, 100.0)
     assert calls == ["torch-cpu"] * runner.RESETTLE_PASSES
+    # --quick's smaller share (10%): 10 s, too little for a 20 s re-run.
+    calls.clear()
+    runner._resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 20.0}, 100.0,
+                     runner.QUICK_RESETTLE_BUDGET)
+    assert calls == []
+    assert "(10 s left of the 10% of the first pass allowed)" in capsys.readouterr().out
