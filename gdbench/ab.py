@@ -562,13 +562,9 @@ def _out_dir(out: Path, commits: dict[str, str]) -> Path:
 
 def _references(part: dict[str, Any]) -> dict[str, list[float]]:
     """{benchmark name: its rounds' reference times} of a process's training benchmarks."""
-    out = {}
-    for bench in part.get("benchmarks", []):
-        info = bench.get("extra_info") or {}
-        refs = info.get("ref_data")
-        if info.get("kind") == "training" and isinstance(refs, list) and refs:
-            out[str(bench.get("fullname") or bench.get("name"))] = [float(x) for x in refs]
-    return out
+    return {str(bench.get("fullname") or bench.get("name")):
+            [float(x) for x in bench["extra_info"]["ref_data"]]
+            for bench in runner.paired_training([part])}
 
 
 def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],

@@ -194,12 +194,11 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
 
     ratios = []
     for i in range(pairs):
-        if i % 2:
-            suite = paired()
-            ratios.append(suite / alone())
+        if i % 2:  # the suite's block first
+            suite, base = paired(), alone()
         else:
-            base = alone()
-            ratios.append(paired() / base)
+            base, suite = alone(), paired()
+        ratios.append(suite / base)
     return statistics.median(ratios)
 
 

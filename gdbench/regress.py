@@ -68,14 +68,7 @@ import pandas as pd
 
 from gdbench import formats
 from gdbench.data.errors import InputError
-from gdbench.results import (
-    backends_in,
-    has_paired_rounds,
-    load_run,
-    read_run,
-    workloads_in,
-    write_atomic,
-)
+from gdbench.results import backends_in, has_paired_rounds, load_run, workloads_in, write_atomic
 from gdbench.stats import (
     CONFIDENCE,
     RESAMPLES,
@@ -331,21 +324,21 @@ def other_machine(base: pd.DataFrame, new: pd.DataFrame) -> str | None:
             f"{b['fingerprint']}) vs {n['machine']} (fingerprint {n['fingerprint']})")
 
 
-def collector(path: Any) -> str:
+def collector(frame: pd.DataFrame) -> str:
     """'off' when every benchmark of the run was timed with the garbage collector off
     (pytest-benchmark's --benchmark-disable-gc), 'on' when none was, else 'mixed'."""
-    off = {bool((b.get("options") or {}).get("disable_gc")) for b in read_run(path)["benchmarks"]}
-    return "mixed" if len(off) > 1 else "off" if off == {True} else "on"
+    off = frame["gc_off"].astype(bool)
+    return "off" if off.all() else "on" if not off.any() else "mixed"
 
 
-def other_collector(base_path: Any, new_path: Any) -> str | None:
+def other_collector(base: pd.DataFrame, new: pd.DataFrame) -> str | None:
     """Why the two runs' figures differ by how they were timed, when the garbage
     collector was on in one and off in the other (else None)."""
-    base, new = collector(base_path), collector(new_path)
-    if base == new:
+    base_gc, new_gc = collector(base), collector(new)
+    if base_gc == new_gc:
         return None
-    return (f"the baseline was timed with the garbage collector {base} and this run with it "
-            f"{new}: loops that make Python garbage every step (torch-"
+    return (f"the baseline was timed with the garbage collector {base_gc} and this run with "
+            f"it {new_gc}: loops that make Python garbage every step (torch-"
             "tutorial) move by that alone; gdbench run times with it off")
 
 
@@ -460,7 +453,7 @@ def main(args: argparse.Namespace) -> int:
     if machines:
         warnings.append(f"{machines}; the reference normalisation cancels most, not all, "
                         "of that")
-    if gc := other_collector(args.baseline, args.run):
+    if gc := other_collector(base, new):
         warnings.append(gc)
     for line in warnings:
         print(f"gdbench check: warning: {line}", file=sys.stderr)

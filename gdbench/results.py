@@ -48,7 +48,8 @@ COLUMNS = [
     "backend", "kind", "median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "rounds",
     "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
-    "steps", "dtype", "sync", "data", "norm_data", "ref_data", "norm_median", "ref_s",
+    "steps", "dtype", "sync", "gc_off", "data", "norm_data", "ref_data", "norm_median",
+    "ref_s",
     "prepare_s", "bandwidth_gbs", "target_loss", "target_steps", "target_plan_steps",
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
@@ -202,6 +203,7 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     if norm_median is None and norm_data is not None:
         norm_median = float(statistics.median(norm_data))
     agrees = extra.get("agrees")
+    options = bench.get("options")
     return {
         "name": name,
         "workload": extra.get("workload") or params.get("workload") or bench.get("group"),
@@ -230,6 +232,8 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "steps": steps,
         "dtype": extra.get("dtype"),
         "sync": extra.get("sync"),
+        # Timed with the garbage collector off (pytest-benchmark's --benchmark-disable-gc)?
+        "gc_off": bool(options.get("disable_gc")) if isinstance(options, dict) else False,
         "data": data,
         "norm_data": norm_data,
         "ref_data": ref_data,

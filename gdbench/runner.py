@@ -38,7 +38,7 @@ from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.options import positive_int
 from gdbench.results import write_atomic
-from gdbench.stats import UNSETTLED_SHARE, quiet_level, settled_mask
+from gdbench.stats import mostly_unsettled, quiet_level
 
 # The suite ships inside the package as gdbench.benches (benches/ in a checkout, mapped by
 # pyproject's package-dir), so an installed gdbench runs the same suite as a clone.
@@ -188,11 +188,13 @@ def merge(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[
 
 # --- timing again what the machine's unsettled moments spoiled --------------------------------
 
-def _training(parts: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def paired_training(parts: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The training benchmarks of these processes' runs that saved per-round references."""
     for part in parts:
         for bench in part.get("benchmarks", []):
             info = bench.get("extra_info") or {}
-            if info.get("kind") == "training" and info.get("ref_data"):
+            refs = info.get("ref_data")
+            if info.get("kind") == "training" and isinstance(refs, list) and refs:
                 yield bench
 
 
@@ -205,18 +207,18 @@ def quiet_levels(parts: Sequence[dict[str, Any]]) -> dict[str, float]:
     warms the very array the reference gathers from (at `medium`, 3.1 ms against 4.2-4.5
     in the six other processes of one run)."""
     levels: dict[str, list[float]] = {}
-    for bench in _training(parts):
+    for bench in paired_training(parts):
         info = bench["extra_info"]
         levels.setdefault(str(info["workload"]), []).append(quiet_level(info["ref_data"]))
     return {workload: float(np.median(each)) for workload, each in levels.items()}
 
 
-def unsettled_share(bench: dict[str, Any], levels: dict[str, float]) -> float:
-    """The share of a training benchmark's rounds whose reference was more than
-    RESETTLE_TOLERANCE over its workload's quiet level."""
+def unsettled(bench: dict[str, Any], levels: dict[str, float]) -> tuple[bool, float]:
+    """Whether most of a training benchmark's rounds had a reference more than
+    RESETTLE_TOLERANCE over its workload's quiet level, and their share."""
     info = bench["extra_info"]
-    level = levels[str(info["workload"])]
-    return float(np.mean(~settled_mask(info["ref_data"], level, RESETTLE_TOLERANCE)))
+    return mostly_unsettled(info["ref_data"], levels[str(info["workload"])],
+                            RESETTLE_TOLERANCE)
 
 
 def spoiled(parts: Sequence[dict[str, Any]],
@@ -225,34 +227,37 @@ def spoiled(parts: Sequence[dict[str, Any]],
     of their rounds unsettled, leaving out the (backend, workload) pairs in ``tried``."""
     levels = quiet_levels(parts)
     out: dict[str, dict[str, float]] = {}
-    for bench in _training(parts):
+    for bench in paired_training(parts):
         info = bench["extra_info"]
         key = (str(info["backend"]), str(info["workload"]))
-        share = unsettled_share(bench, levels)
-        if share > UNSETTLED_SHARE and key not in tried:
+        mostly, share = unsettled(bench, levels)
+        if mostly and key not in tried:
             out.setdefault(key[0], {})[key[1]] = share
     return out
 
 
+def _name(bench: dict[str, Any]) -> str:
+    return str(bench.get("fullname") or bench.get("name"))
+
+
 def keep_settled(parts: list[dict[str, Any]], again: dict[str, Any]) -> list[dict[str, Any]]:
     """Put each training benchmark of ``again`` (a re-run) in place of the same benchmark in
-    ``parts`` when fewer of its rounds were unsettled, judged against quiet levels pooled
-    over both; return what was decided, one record per benchmark."""
+    ``parts`` when fewer of its rounds were unsettled, judged against the quiet levels of
+    all of them (:func:`quiet_levels`); return what was decided, one record per benchmark."""
     levels = quiet_levels([*parts, again])
+    where = {_name(bench): (part["benchmarks"], i)
+             for part in parts for i, bench in enumerate(part.get("benchmarks", []))}
     decided = []
-    for new in _training([again]):
-        name = new.get("fullname") or new.get("name")
-        for part in parts:
-            benches = part.get("benchmarks", [])
-            for i, old in enumerate(benches):
-                if (old.get("fullname") or old.get("name")) != name:
-                    continue
-                before, after = unsettled_share(old, levels), unsettled_share(new, levels)
-                if after < before:
-                    benches[i] = new
-                decided.append({"benchmark": name, "unsettled_first": round(before, 3),
-                                "unsettled_again": round(after, 3),
-                                "kept": "again" if after < before else "first"})
+    for new in paired_training([again]):
+        if _name(new) not in where:
+            continue
+        benches, i = where[_name(new)]
+        before, after = unsettled(benches[i], levels)[1], unsettled(new, levels)[1]
+        if after < before:
+            benches[i] = new
+        decided.append({"benchmark": _name(new), "unsettled_first": round(before, 3),
+                        "unsettled_again": round(after, 3),
+                        "kept": "again" if after < before else "first"})
     return decided
 
 
@@ -266,8 +271,8 @@ def _resettle(parts: list[dict[str, Any]],
     RESETTLE_PASSES passes and ``budget_share`` of the first pass's time: a re-run that
     would not fit (its backend's first process's seconds per workload, times the
     workloads to time again) is skipped, and says so."""
-    per_workload = {backend: seconds[backend] / n for backend, n in
-                    Counter(str(b["extra_info"]["backend"]) for b in _training(parts)).items()
+    timed = Counter(str(b["extra_info"]["backend"]) for b in paired_training(parts))
+    per_workload = {backend: seconds[backend] / n for backend, n in timed.items()
                     if backend in seconds}
     decided: list[dict[str, Any]] = []
     skipped: set[tuple[str, str]] = set()  # no time for them: said once

@@ -113,10 +113,11 @@ def settled_mask(refs: ArrayLike, level: float,
     return np.asarray(refs, dtype=float) <= level * (1 + tolerance)
 
 
-def mostly_unsettled(refs: ArrayLike, level: float) -> tuple[bool, float]:
+def mostly_unsettled(refs: ArrayLike, level: float,
+                     tolerance: float = SETTLED_TOLERANCE) -> tuple[bool, float]:
     """Whether more than UNSETTLED_SHARE of the rounds with these reference times were
-    unsettled against ``level``, and that share."""
-    share = float(np.mean(~settled_mask(refs, level)))
+    unsettled against ``level`` (more than ``tolerance`` over it), and that share."""
+    share = float(np.mean(~settled_mask(refs, level, tolerance)))
     return share > UNSETTLED_SHARE, share
 
 

@@ -860,11 +860,11 @@ def _collector_off(path: Path, benchmarks: slice = slice(None)) -> Path:
 def test_a_baseline_timed_with_the_collector_off_is_named(tmp_path: Path, baseline: Path,
                                                           capsys) -> None:
     new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
-    assert regress.collector(new) == "on"
+    assert regress.collector(load_run(new)) == "on"
     _, _, err = run_cli(capsys, "check", "--baseline", str(baseline), str(new))
     assert err == ""  # both on: nothing to say
     old = _collector_off(write_run(tmp_path / "old.json", workloads=WORKLOADS, seed=1))
-    assert regress.collector(old) == "off"
+    assert regress.collector(load_run(old)) == "off"
     code, out, err = run_cli(capsys, "check", "--baseline", str(old), str(new))
     assert code == 0
     assert err == ("gdbench check: warning: the baseline was timed with the garbage collector "
@@ -873,9 +873,9 @@ def test_a_baseline_timed_with_the_collector_off_is_named(tmp_path: Path, baseli
     assert "garbage collector off" in out  # in the report too
     mixed = _collector_off(write_run(tmp_path / "mixed.json", workloads=WORKLOADS, seed=1),
                            slice(0, 1))
-    assert regress.collector(mixed) == "mixed"
-    assert regress.other_collector(mixed, new) is not None
-    assert regress.other_collector(old, old) is None
+    assert regress.collector(load_run(mixed)) == "mixed"
+    assert regress.other_collector(load_run(mixed), load_run(new)) is not None
+    assert regress.other_collector(load_run(old), load_run(old)) is None
 
 
 def test_check_needs_a_baseline(tmp_path: Path, capsys) -> None:
