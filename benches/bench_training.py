@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,31 +51,45 @@ def roofline_loop(problem: Problem) -> tuple[Callable[[], None], float]:
     return timing.roofline_loop(problem.dataset.X, problem.W0, problem.plan.batch_sizes())
 
 
+@dataclass
+class Paired:
+    """What each timed round was paired with, aligned with the benchmark's rounds."""
+
+    ref: list[float] = field(default_factory=list)  # the drift reference's seconds per call
+    wake: list[float] = field(default_factory=list)  # the wake probe's seconds per trip
+
+
 def _time(benchmark: Any, settings: Any, run: Callable[[], None],
           reference: Callable[[], None] | None = None,
-          clock: timing.Clock = time.perf_counter) -> list[float]:
-    """Time ``run`` and return the paired reference times, aligned with the benchmark's
-    rounds ([] without a reference). With --benchmark-disable, ``run`` is called once.
+          clock: timing.Clock = time.perf_counter,
+          probe: Callable[[], float] | None = None) -> Paired:
+    """Time ``run`` and return what its rounds were paired with (empty without a
+    reference). With --benchmark-disable, ``run`` is called once.
 
     A run shorter than the round floor is repeated inside its round, so that short runs
     measure the loop and not the wake-up of idle threads; pytest-benchmark then records
     per-run times and the repeat count as ``iterations``, as its own calibration would.
-    The reference round just before each timed round is repeated the same way; a short
-    run is then called once, untimed, to take back the cache (``plan.warm_up``).
+    Before each timed round, the wake probe (when given; see
+    :func:`gdbench.timing.wake_probe`) reads the machine's wake-up latency, then the
+    reference round runs, repeated the same way; a short run is then called once, untimed,
+    to take back the cache (``plan.warm_up``).
     """
+    paired = Paired()
     if benchmark.disabled:
         benchmark.pedantic(run, rounds=1, iterations=1)
-        return []
-    plan = settings.plan(run, reference)
+        return paired
     if reference is None:
+        plan = settings.plan(run, None)
         benchmark.pedantic(run, rounds=plan.rounds, iterations=plan.iterations,
                            warmup_rounds=1)
-        return []
-    ref_times: list[float] = []
+        return paired
+    plan = settings.plan(run, reference, probe)
     timed_reference = timing.repeat(reference, plan.ref_iterations)
 
     def time_reference() -> None:  # pytest-benchmark calls it before every round
-        ref_times.append(timing.timed(timed_reference, clock) / plan.ref_iterations)
+        if probe is not None:
+            paired.wake.append(probe())
+        paired.ref.append(timing.timed(timed_reference, clock) / plan.ref_iterations)
         if plan.warm_up:  # refill the cache the reference took, untimed (see plan_rounds)
             run()
 
@@ -86,12 +101,14 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
         metadata = benchmark.stats
         metadata.stats.data[:] = timing.per_run_times(metadata.stats.data, plan.iterations)
         metadata.iterations = plan.iterations
-    return ref_times[-plan.rounds:]  # drop the warm-up round's
+    # drop the warm-up round's
+    return Paired(paired.ref[-plan.rounds:], paired.wake[-plan.rounds:])
 
 
 def _record_timing(benchmark: Any, request: pytest.FixtureRequest, flops: float,
-                   ref_times: list[float]) -> None:
-    """Add step_us, GFLOP/s (from the median round) and the paired ratios to extra_info."""
+                   paired: Paired) -> None:
+    """Add step_us, GFLOP/s (from the median round), the paired ratios and each round's
+    wake probe reading to extra_info."""
     info = benchmark.extra_info
     if benchmark.disabled or benchmark.stats is None:
         request.node.user_properties.append(("progress", "ran once (timing disabled)"))
@@ -102,13 +119,15 @@ def _record_timing(benchmark: Any, request: pytest.FixtureRequest, flops: float,
     info["gflops"] = flops / median / 1e9
     line = (f"{info['step_us']:.3f} us/step, {info['gflops']:.3g} GFLOP/s, "
             f"{stats.rounds} rounds; IQR/median {float(stats.iqr) / median:.1%}")
-    if ref_times:
-        ref = np.asarray(ref_times)
+    if paired.ref:
+        ref = np.asarray(paired.ref)
         norm = np.asarray(stats.data) / ref
         q1, norm_median, q3 = np.percentile(norm, [25, 50, 75])
         info.update(ref_data=ref.tolist(), norm_data=norm.tolist(),
                     norm_median=float(norm_median), ref_s=float(np.median(ref)))
         line += f" raw, {(q3 - q1) / norm_median:.1%} paired"
+    if paired.wake:
+        info["wake_data"] = list(paired.wake)
     request.node.user_properties.append(("progress", line))
 
 
@@ -131,12 +150,13 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     # The drift reference runs on one thread, so that it leaves no pool spinning.
     reference = timing.single_threaded(timing.reference_loop(
         problem.dataset.X, problem.W0, problem.plan.batches()), blas)
-    ref_times = _time(benchmark, settings, prepared.run, reference)
+    paired = _time(benchmark, settings, prepared.run, reference,
+                   probe=timing.wake_probe())
     result = prepared.result()
     max_diff, agrees = problems.agreement(workload_name, result)
     benchmark.extra_info.update(final_loss=result.final_loss, max_abs_diff_vs_numpy=max_diff,
                                 agrees=agrees)
-    _record_timing(benchmark, request, problem.flops, ref_times)
+    _record_timing(benchmark, request, problem.flops, paired)
     benchmark.extra_info["prepare_s"] = prepared.prepare_s
     if settings.memory and not benchmark.disabled:  # after timing, never in it
         benchmark.extra_info.update(memory.measure(prepared, len(problem.plan)).record())
@@ -182,4 +202,4 @@ def bench_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name
         **_shape_info(problem),
     )
     _time(benchmark, settings, run)
-    _record_timing(benchmark, request, flops, [])
+    _record_timing(benchmark, request, flops, Paired())

@@ -140,9 +140,11 @@ class Settings:
     dtype: str
     memory: bool = False  # instrument one more run for memory, after timing
 
-    def plan(self, run: Callable[[], None], reference: Callable[[], None] | None) -> RoundPlan:
+    def plan(self, run: Callable[[], None], reference: Callable[[], None] | None,
+             probe: Callable[[], object] | None = None) -> RoundPlan:
         return timing.plan_rounds(run, reference, max_time_s=self.max_time_s,
-                                  min_rounds=self.min_rounds, round_floor_s=self.round_floor_s)
+                                  min_rounds=self.min_rounds, round_floor_s=self.round_floor_s,
+                                  probe=probe)
 
 
 @pytest.fixture(scope="session")

@@ -366,8 +366,8 @@ def schedule(sides: dict[str, Side], procs: dict[str, list[tuple[str, list[str]]
 def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One benchmark entry from its entries in several blocks: rounds concatenated.
 
-    stats.data, extra_info.norm_data and ref_data are concatenated in block order (each
-    block's norm_data stays aligned with its data), and every statistic derived from
+    stats.data, extra_info.norm_data, ref_data and wake_data are concatenated in block
+    order (each block's stay aligned with its data), and every statistic derived from
     them (pytest-benchmark's stats, step_us, gflops, norm_median, ref_s) is recomputed.
     The result agrees only if every block agreed; max_abs_diff_vs_numpy is the largest.
     """
@@ -392,6 +392,13 @@ def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
         extra.update(norm_data=norm, norm_median=statistics.median(norm))
         if len(ref) == len(norm):
             extra.update(ref_data=ref, ref_s=statistics.median(ref))
+    # The wake probe's readings stay only where every block kept them aligned.
+    wake = [float(x) for i in infos for x in i.get("wake_data") or []]
+    if wake and len(wake) == len(extra.get("norm_data") or []) and \
+            all(isinstance(i.get("wake_data"), list) for i in infos):
+        extra["wake_data"] = wake
+    else:
+        extra.pop("wake_data", None)
     median = float(stats.median)
     if extra.get("steps"):
         extra["step_us"] = median / extra["steps"] * 1e6

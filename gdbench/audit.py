@@ -59,10 +59,12 @@ from gdbench.regress import DEFAULT_THRESHOLD, parse_threshold
 from gdbench.results import load_run, read_run, write_atomic
 from gdbench.stats import (
     SETTLED_TOLERANCE,
+    UNSETTLED_SHARE,
+    WAKE_TOLERANCE,
     Settled,
-    mostly_unsettled,
     quiet_level,
     ratio_of_medians,
+    settled_mask,
     settled_pair,
 )
 
@@ -103,12 +105,16 @@ class Standalone:
     # reference blocks just before and just after its block (seconds per call).
     round_us: tuple[float, ...] = ()
     round_ref_s: tuple[float, ...] = ()
+    # The wake probe's reading then (the slower of those just before and just after its
+    # block, seconds per round trip); empty on one CPU, where there is no probe.
+    round_wake_s: tuple[float, ...] = ()
 
     def pooled(self, other: Standalone) -> Standalone:
         """This timing with ``other``'s plain rounds added (a retry of the same backend)."""
         us = (*self.round_us, *other.round_us)
         return replace(self, step_us=statistics.median(us), rounds=len(us), round_us=us,
                        round_ref_s=(*self.round_ref_s, *other.round_ref_s),
+                       round_wake_s=(*self.round_wake_s, *other.round_wake_s),
                        ref_s=statistics.median((self.ref_s, other.ref_s)),
                        harness_ratio=statistics.median((self.harness_ratio,
                                                         other.harness_ratio)))
@@ -135,45 +141,65 @@ def interleaved(fns: Sequence[Callable[[], None]], seconds: float,
     return times
 
 
+@dataclass(frozen=True)
+class Segmented:
+    """Plain rounds (seconds per call) and the machine's state around each of them."""
+
+    times: list[float]
+    refs: list[float]  # the drift reference's seconds per call
+    wakes: list[float]  # the wake probe's seconds per round trip ([] without a probe)
+
+
 def segmented(run: Callable[[], None], reference: Callable[[], None], plan: timing.RoundPlan,
               ref_plan: timing.RoundPlan, segments: int = SEGMENTS,
-              clock: timing.Clock = time.perf_counter) -> tuple[list[float], list[float]]:
+              clock: timing.Clock = time.perf_counter,
+              probe: Callable[[], float] | None = None) -> Segmented:
     """``plan.rounds`` plain rounds of ``run`` (seconds per call) in ``segments`` blocks,
     with a block of reference rounds before, between and after them; and each plain
-    round's machine state: the slower median of the two reference blocks around its block.
+    round's machine state: the slower median of the two reference blocks around its block,
+    and the slower of the two wake probe readings taken just before those blocks (as the
+    suite reads its probe right after the previous timed round).
 
     Nothing is interleaved inside a block, so its rounds are the loop alone; each block
     starts with an untimed warm-up round, as the suite's rounds do. The reference blocks
-    tell which blocks ran while a host neighbour slowed the machine.
+    and the probe tell which blocks ran while the host slowed the machine.
     """
     body = timing.repeat(run, plan.iterations)
     per_block = max(1, math.ceil(plan.rounds / segments))
-    before = statistics.median(timing.time_rounds(reference, ref_plan, clock))
-    times: list[float] = []
-    states: list[float] = []
-    while len(times) < plan.rounds:
+
+    def state() -> tuple[float, float]:
+        wake = probe() if probe is not None else math.nan
+        return statistics.median(timing.time_rounds(reference, ref_plan, clock)), wake
+
+    before = state()
+    out = Segmented([], [], [])
+    while len(out.times) < plan.rounds:
         body()  # warm-up after the reference block
-        n = min(per_block, plan.rounds - len(times))
-        times += timing.per_run_times([timing.timed(body, clock) for _ in range(n)],
-                                      plan.iterations)
-        after = statistics.median(timing.time_rounds(reference, ref_plan, clock))
-        states += [max(before, after)] * n
+        n = min(per_block, plan.rounds - len(out.times))
+        out.times.extend(timing.per_run_times([timing.timed(body, clock) for _ in range(n)],
+                                              plan.iterations))
+        after = state()
+        out.refs.extend([max(before[0], after[0])] * n)
+        if probe is not None:
+            out.wakes.extend([max(before[1], after[1])] * n)
         before = after
-    return times, states
+    return out
 
 
 def harness_effect(run: Callable[[], None], reference: Callable[[], None],
                    plan: timing.RoundPlan, pairs: int = HARNESS_PAIRS,
-                   clock: timing.Clock = time.perf_counter) -> float:
+                   clock: timing.Clock = time.perf_counter,
+                   probe: Callable[[], float] | None = None) -> float:
     """What the suite's pairing costs ``run``: the median, over ``pairs`` pairs of adjacent
     blocks, of (rounds timed as the suite times them) / (rounds timed back to back).
 
-    A suite round comes after a reference round of ``plan.ref_iterations`` calls (and one
-    untimed call when ``plan.warm_up``), as in benches/; an alone round right after the
-    previous one. The blocks take turns (alone first in even pairs, suite first in odd
-    ones) and each lasts a fraction of a second, so a host episode of seconds slows both
-    halves of a pair alike; only the pairing itself moves the ratio. A reference that left
-    a thread pool spinning read x3.4 here for torch at ``large``.
+    A suite round comes after the wake probe (when given), a reference round of
+    ``plan.ref_iterations`` calls and one untimed call when ``plan.warm_up``, as in
+    benches/; an alone round right after the previous one. The blocks take turns (alone
+    first in even pairs, suite first in odd ones) and each lasts a fraction of a second,
+    so a host episode of seconds slows both halves of a pair alike; only the pairing
+    itself moves the ratio. A reference that left a thread pool spinning read x3.4 here
+    for torch at ``large``.
     """
     body = timing.repeat(run, plan.iterations)
     timed_reference = timing.repeat(reference, plan.ref_iterations)
@@ -186,6 +212,8 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
     def paired() -> float:
         times = []
         for _ in range(per_block):
+            if probe is not None:
+                probe()
             timed_reference()
             if plan.warm_up:
                 run()
@@ -228,11 +256,12 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
              check_seconds: float, clock: timing.Clock) -> Standalone:
     reference = timing.single_threaded(timing.reference_loop(
         problem.dataset.X, problem.W0, problem.plan.batches()))
+    probe = timing.wake_probe()
     steps = len(problem.plan)
     ref_plan = timing.RoundPlan(3, _plan(reference, 0.05, clock).iterations, 1)
     plan = _plan(prepared.run, seconds, clock)
-    plain_rounds, states = segmented(prepared.run, reference, plan, ref_plan, SEGMENTS, clock)
-    per_run = statistics.median(plain_rounds)
+    plain = segmented(prepared.run, reference, plan, ref_plan, SEGMENTS, clock, probe)
+    per_run = statistics.median(plain.times)
     prepared.run()
     busy = timing.busy_after()
 
@@ -240,24 +269,25 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
         prepared.run()
         prepared.wait()
 
-    plain, synced, doubled_times = interleaved(
+    unsynced, synced, doubled_times = interleaved(
         [prepared.run, run_and_wait, twice.run], check_seconds, clock)
     suite_plan = timing.plan_rounds(prepared.run, reference, max_time_s=2 * check_seconds,
-                                    min_rounds=2 * HARNESS_PAIRS, clock=clock)
-    harness = harness_effect(prepared.run, reference, suite_plan, HARNESS_PAIRS, clock)
+                                    min_rounds=2 * HARNESS_PAIRS, clock=clock, probe=probe)
+    harness = harness_effect(prepared.run, reference, suite_plan, HARNESS_PAIRS, clock, probe)
     empty = statistics.median(
         timing.timed(timing.repeat(_nothing, plan.iterations), clock) for _ in range(21))
     return Standalone(
         step_us=per_run / steps * 1e6,
-        ref_s=statistics.median(states),
-        sync_change=_median_ratio(synced, plain) - 1,
-        doubled_ratio=_median_ratio(doubled_times, plain),
+        ref_s=statistics.median(plain.refs),
+        sync_change=_median_ratio(synced, unsynced) - 1,
+        doubled_ratio=_median_ratio(doubled_times, unsynced),
         busy_cores=busy,
         harness_share=empty / (per_run * plan.iterations),
         rounds=plan.rounds,
         harness_ratio=harness,
-        round_us=tuple(t / steps * 1e6 for t in plain_rounds),
-        round_ref_s=tuple(states),
+        round_us=tuple(t / steps * 1e6 for t in plain.times),
+        round_ref_s=tuple(plain.refs),
+        round_wake_s=tuple(plain.wakes),
     )
 
 
@@ -285,25 +315,42 @@ class Row:
     # The suite's rounds in µs/step and their paired reference times, when it saved them.
     suite_round_us: tuple[float, ...] = ()
     suite_round_ref_s: tuple[float, ...] = ()
+    suite_round_wake_s: tuple[float, ...] = ()  # the suite's wake probe readings, if saved
+
+    @property
+    def _wakes(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(suite, alone) wake probe readings when both have them aligned, else None."""
+        suite, alone = self.suite_round_wake_s, self.alone.round_wake_s
+        if suite and alone and len(suite) == len(self.suite_round_us) and \
+                len(alone) == len(self.alone.round_us):
+            return suite, alone
+        return None
 
     @cached_property
     def settled(self) -> Settled | None:
         """The suite's and the standalone rounds taken on a settled machine (suite as
-        ``new``, alone as ``base``), or None when either lacks per-round references."""
+        ``new``, alone as ``base``), or None when either lacks per-round references. The
+        wake probe's readings judge too, where both timings have them."""
         if not (self.suite_round_us and self.alone.round_us) or \
                 len(self.suite_round_us) != len(self.suite_round_ref_s) or \
                 len(self.alone.round_us) != len(self.alone.round_ref_s):
             return None
+        wakes = self._wakes
         return settled_pair(self.suite_round_us, self.suite_round_ref_s, self.alone.round_us,
-                            self.alone.round_ref_s)
+                            self.alone.round_ref_s, *(wakes or (None, None)))
 
     def alone_unsettled(self) -> bool:
         """Whether most standalone rounds ran while the machine was slower than its quiet
-        level, as the suite's and the standalone references together tell (retry it)."""
+        level, as the suite's and the standalone references (and wake probes) together
+        tell (retry it)."""
         if self.settled is None:
             return False
         level = quiet_level(self.suite_round_ref_s, self.alone.round_ref_s)
-        return mostly_unsettled(self.alone.round_ref_s, level)[0]
+        slow = ~settled_mask(self.alone.round_ref_s, level)
+        wakes = self._wakes
+        if wakes is not None:
+            slow |= ~settled_mask(wakes[1], quiet_level(*wakes), WAKE_TOLERANCE)
+        return float(np.mean(slow)) > UNSETTLED_SHARE
 
     @property
     def _compared(self) -> Settled | None:
@@ -401,7 +448,7 @@ class Row:
 
     def record(self) -> dict[str, Any]:
         alone = {k: v for k, v in asdict(self.alone).items()
-                 if k not in ("round_us", "round_ref_s")}
+                 if k not in ("round_us", "round_ref_s", "round_wake_s")}
         return {"workload": self.workload, "backend": self.backend,
                 "suite_step_us": self.suite_step_us, **alone,
                 "suite_settled_us": self.suite_us, "alone_settled_us": self.alone_us,
@@ -538,9 +585,9 @@ def main(args: argparse.Namespace) -> int:
                               str(r["dtype"] or "float32"), threads, args.seconds)
 
         ref_s = None if pd.isna(r["ref_s"]) else float(r["ref_s"])
-        rounds_us, refs = _suite_rounds(r)
+        rounds_us, refs, wakes = _suite_rounds(r)
         row = Row(str(r["workload"]), str(r["backend"]), float(r["step_us"]), ref_s,
-                  alone_now(), rounds_us, refs)
+                  alone_now(), rounds_us, refs, wakes)
         for _ in range(ALONE_RETRIES):
             if not row.alone_unsettled():
                 break
@@ -564,14 +611,19 @@ def main(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _suite_rounds(r: pd.Series) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """A run's benchmark row as (its rounds in µs/step, their reference seconds), or two
-    empty tuples when the run saved no aligned per-round references."""
+def _suite_rounds(r: pd.Series) -> tuple[tuple[float, ...], tuple[float, ...],
+                                          tuple[float, ...]]:
+    """A run's benchmark row as (its rounds in µs/step, their reference seconds, their wake
+    probe seconds), empty tuples where the run saved nothing aligned with the rounds."""
     data, refs, steps = r["data"], r["ref_data"], r["steps"]
     if not (isinstance(data, list) and isinstance(refs, list) and len(data) == len(refs)
             and data and steps and not pd.isna(steps)):
-        return (), ()
-    return tuple(float(x) / float(steps) * 1e6 for x in data), tuple(float(x) for x in refs)
+        return (), (), ()
+    wakes = r.get("wake_data")
+    wake_s = tuple(float(x) for x in wakes) if isinstance(wakes, list) and \
+        len(wakes) == len(data) else ()
+    return (tuple(float(x) / float(steps) * 1e6 for x in data),
+            tuple(float(x) for x in refs), wake_s)
 
 
 def render(rows: Sequence[Row], checks: dict[str, Any], path: Path, fmt: str = "table") -> str:

@@ -155,10 +155,14 @@ def _compare_training(base: pd.DataFrame, new: pd.DataFrame, b: pd.Series, n: pd
     training benchmark; appends what the reader must know to ``notes``."""
     if has_paired_rounds(b) and has_paired_rounds(n):
         # The paired design: each round over the reference round timed just before it,
-        # from the rounds taken on a settled machine (stats.settled_pair).
+        # from the rounds taken on a settled machine (stats.settled_pair): judged by the
+        # reference, and by the wake probe where both runs read it (not with --threads 1).
         new_norm, base_norm = n["norm_data"], b["norm_data"]
         if isinstance(n["ref_data"], list) and isinstance(b["ref_data"], list):
-            kept = settled_pair(new_norm, n["ref_data"], base_norm, b["ref_data"])
+            wakes = (n.get("wake_data"), b.get("wake_data"))
+            both = all(isinstance(w, list) for w in wakes)  # the wake probe judges too
+            kept = settled_pair(new_norm, n["ref_data"], base_norm, b["ref_data"],
+                                *(wakes if both else (None, None)))
             new_norm, base_norm = kept.new, kept.base
             if kept.note():
                 notes.append(kept.note())

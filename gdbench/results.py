@@ -48,8 +48,8 @@ COLUMNS = [
     "backend", "kind", "median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "rounds",
     "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
-    "steps", "dtype", "sync", "gc_off", "data", "norm_data", "ref_data", "norm_median",
-    "ref_s",
+    "steps", "dtype", "sync", "gc_off", "data", "norm_data", "ref_data", "wake_data",
+    "norm_median", "ref_s",
     "prepare_s", "bandwidth_gbs", "target_loss", "target_steps", "target_plan_steps",
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
@@ -199,6 +199,10 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     ref_data = _rounds(extra.get("ref_data"))
     if ref_data is not None and (norm_data is None or len(ref_data) != len(norm_data)):
         ref_data = None
+    # Each round's wake probe reading (seconds per round trip), kept only when aligned.
+    wake_data = _rounds(extra.get("wake_data"))
+    if wake_data is not None and (norm_data is None or len(wake_data) != len(norm_data)):
+        wake_data = None
     norm_median = _positive(extra.get("norm_median"))
     if norm_median is None and norm_data is not None:
         norm_median = float(statistics.median(norm_data))
@@ -237,6 +241,7 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "data": data,
         "norm_data": norm_data,
         "ref_data": ref_data,
+        "wake_data": wake_data,
         "norm_median": norm_median,
         "ref_s": _positive(extra.get("ref_s")),
         # Written by later suites; a run from before them has None here.

@@ -93,6 +93,10 @@ def ratio_of_medians(
 SETTLED_TOLERANCE = 0.10
 QUIET_PERCENTILE = 10
 MIN_SETTLED = 5
+# The wake probe's readings (timing.wake_probe) are judged the same way, with a wider
+# tolerance: its round trips spread more than the reference's calls. Measured on the
+# 2-core VM, fast episodes read 47-53 µs against a quiet level near 47, slow ones 62-70.
+WAKE_TOLERANCE = 0.20
 # A sample with more than this share of its rounds unsettled is timed again, where the
 # caller can (gdbench ab's processes, the audit's standalone timings).
 UNSETTLED_SHARE = 0.5
@@ -143,9 +147,12 @@ class Settled:
 
 
 def settled_pair(new: ArrayLike, new_refs: ArrayLike, base: ArrayLike,
-                 base_refs: ArrayLike) -> Settled:
+                 base_refs: ArrayLike, new_wakes: ArrayLike | None = None,
+                 base_wakes: ArrayLike | None = None) -> Settled:
     """The rounds of ``new`` and ``base`` taken on a settled machine, judged by their
-    aligned reference times against the pooled quiet level."""
+    aligned reference times against the pooled quiet level; and, when both samples give
+    wake probe readings, by those too (against their own pooled quiet level, within
+    WAKE_TOLERANCE)."""
     n, nr, b, br = (np.asarray(x, dtype=float) for x in (new, new_refs, base, base_refs))
     if n.shape != nr.shape or b.shape != br.shape:
         raise ValueError("each sample needs one reference time per round")
@@ -153,6 +160,13 @@ def settled_pair(new: ArrayLike, new_refs: ArrayLike, base: ArrayLike,
         return Settled(n.tolist(), b.tolist(), 0, 0, False)
     level = quiet_level(nr, br)
     keep_n, keep_b = settled_mask(nr, level), settled_mask(br, level)
+    if new_wakes is not None and base_wakes is not None:
+        nw, bw = np.asarray(new_wakes, dtype=float), np.asarray(base_wakes, dtype=float)
+        if nw.shape != n.shape or bw.shape != b.shape:
+            raise ValueError("each sample needs one wake probe reading per round")
+        wake_level = quiet_level(nw, bw)
+        keep_n &= settled_mask(nw, wake_level, WAKE_TOLERANCE)
+        keep_b &= settled_mask(bw, wake_level, WAKE_TOLERANCE)
     if keep_n.sum() < MIN_SETTLED or keep_b.sum() < MIN_SETTLED:
         return Settled(n.tolist(), b.tolist(), 0, 0, True)
     return Settled(n[keep_n].tolist(), b[keep_b].tolist(), int((~keep_n).sum()),

@@ -20,8 +20,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import os
+import statistics
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,14 +66,14 @@ def collector_off() -> Iterator[None]:
             gc.enable()
 
 
-def timed(fn: Callable[[], None], clock: Clock = time.perf_counter) -> float:
+def timed(fn: Callable[[], object], clock: Clock = time.perf_counter) -> float:
     """Seconds of one call of ``fn``."""
     start = clock()
     fn()
     return clock() - start
 
 
-def fastest(fn: Callable[[], None], clock: Clock = time.perf_counter) -> float:
+def fastest(fn: Callable[[], object], clock: Clock = time.perf_counter) -> float:
     """The fastest of three timed calls, after one untimed call (caches, lazy set-up)."""
     fn()
     return max(1e-9, min(timed(fn, clock) for _ in range(3)))
@@ -78,9 +81,11 @@ def fastest(fn: Callable[[], None], clock: Clock = time.perf_counter) -> float:
 
 def plan_rounds(run: Callable[[], None], reference: Callable[[], None] | None, *,
                 max_time_s: float, min_rounds: int, round_floor_s: float = ROUND_FLOOR_S,
-                clock: Clock = time.perf_counter) -> RoundPlan:
-    """Rounds that fit ``max_time_s`` (reference rounds and warm-up calls included), at
-    least ``min_rounds`` and at most MAX_ROUNDS, each at least ``round_floor_s`` long.
+                clock: Clock = time.perf_counter,
+                probe: Callable[[], object] | None = None) -> RoundPlan:
+    """Rounds that fit ``max_time_s`` (reference rounds, wake probes and warm-up calls
+    included), at least ``min_rounds`` and at most MAX_ROUNDS, each at least
+    ``round_floor_s`` long.
 
     With a reference, a run shorter than WARM_UP_BELOW_S is warmed up after each
     reference round: measured on this VM, jax-scan at ``medium`` (a 3 ms run) read 23%
@@ -96,6 +101,8 @@ def plan_rounds(run: Callable[[], None], reference: Callable[[], None] | None, *
         ref_iterations = max(1, math.ceil(round_floor_s / ref_once))
         warm_up = once < WARM_UP_BELOW_S
         round_s += ref_once * ref_iterations + once * warm_up
+    if probe is not None:
+        round_s += fastest(probe, clock)
     rounds = max(min_rounds, min(MAX_ROUNDS, int(max_time_s / round_s)))
     return RoundPlan(rounds, iterations, ref_iterations, warm_up)
 
@@ -207,6 +214,67 @@ def single_threaded(fn: Callable[[], None], blas: Any | None = None) -> Callable
             fn()
 
     return run
+
+
+# --- the machine's wake-ups ------------------------------------------------------------------
+#
+# On the 2-core VM, loops that use both cores (jax-scan at ``large``: 230 or 430 µs/step)
+# switch between two speeds in episodes of seconds, while both CPUs stay 100% busy, steal
+# time stays 0, and a single-threaded GEMM pinned to either CPU, alone or both at once,
+# keeps its speed. What moves with the loop is how fast the host wakes a thread on the
+# other CPU: a ping-pong between two threads pinned apart read 47-53 µs per round trip in
+# the fast episodes and 62-70 in the slow ones (0.3 s blocks, one process). The drift
+# reference cannot see it, as it runs on one thread; this probe can, and the gate and the
+# audit leave out rounds taken while it read slow, as they do for the reference.
+
+WAKE_PINGS = 32  # round trips per probe; the median of them is the probe's reading
+
+
+def wake_probe(cpus: Sequence[int] | None = None, pings: int = WAKE_PINGS,
+               clock: Clock = time.perf_counter) -> Callable[[], float] | None:
+    """A probe of how fast the machine wakes a thread on another CPU: each call plays
+    ``pings`` round trips between the calling thread, pinned to the first of ``cpus``, and
+    a partner thread pinned to the second, and returns the median seconds per round trip.
+    None when the process may run on one CPU only (``--threads 1``): nothing to wake then.
+
+    The calling thread's CPU affinity is restored before the call returns.
+    """
+    allowed = sorted(os.sched_getaffinity(0)) if cpus is None else sorted(cpus)
+    if len(allowed) < 2:
+        return None
+    here, there = allowed[0], allowed[1]
+
+    def probe() -> float:
+        ping, pong, ready = threading.Event(), threading.Event(), threading.Event()
+
+        def partner() -> None:
+            os.sched_setaffinity(0, {there})
+            ready.set()
+            for _ in range(pings):
+                if not ping.wait(timeout=1.0):  # the caller stopped early
+                    return
+                ping.clear()
+                pong.set()
+
+        restore = os.sched_getaffinity(0)
+        thread = threading.Thread(target=partner, name="gdbench-wake-probe", daemon=True)
+        thread.start()
+        trips = []
+        try:
+            os.sched_setaffinity(0, {here})
+            ready.wait()
+            for _ in range(pings):
+                start = clock()
+                ping.set()
+                pong.wait()
+                pong.clear()
+                trips.append(clock() - start)
+        finally:
+            os.sched_setaffinity(0, restore)
+            thread.join()
+        return statistics.median(trips)
+
+    return probe
 
 
 # --- what a timed call leaves behind -------------------------------------------------------

@@ -501,6 +501,18 @@ def test_identical_sides_pass(repo: Path, tmp_path: Path, capsys: pytest.Capture
     assert "PASS: 0 regressions" in capsys.readouterr().out
 
 
+def test_merging_keeps_the_wake_probe_only_where_every_block_has_it(tmp_path: Path) -> None:
+    side = ab.Side("base", "HEAD", "2" * 40, tmp_path)
+    parts = [fake_part(ab.Block(i, side, "numpy", (), tmp_path / "x")) for i in range(3)]
+    for i, part in enumerate(parts):
+        part["benchmarks"][0]["extra_info"]["wake_data"] = [float(i + 1)] * 20
+    merged = ab.merge_side(parts, {})["benchmarks"][0]["extra_info"]
+    assert merged["wake_data"] == [1.0] * 20 + [2.0] * 20 + [3.0] * 20  # in block order
+    del parts[1]["benchmarks"][0]["extra_info"]["wake_data"]
+    merged = ab.merge_side(parts, {})["benchmarks"][0]["extra_info"]
+    assert "wake_data" not in merged  # the first block's alone would be misaligned
+
+
 def test_merge_refuses_a_block_without_saved_rounds(tmp_path: Path) -> None:
     side = ab.Side("base", "HEAD", "2" * 40, tmp_path)
     part = fake_part(ab.Block(0, side, "jax", (), tmp_path / "x"))

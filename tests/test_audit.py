@@ -238,16 +238,41 @@ def test_standalone_rounds_come_in_blocks_between_reference_blocks() -> None:
 
     plan = timing.RoundPlan(rounds=7, iterations=2, ref_iterations=1)
     ref_plan = timing.RoundPlan(rounds=3, iterations=1, ref_iterations=1)
-    times, states = audit.segmented(run, counted_reference, plan, ref_plan, segments=3,
-                                    clock=lambda: now[0])
-    assert times == pytest.approx([1e-3] * 7)  # per call: each round ran 2 calls
+    out = audit.segmented(run, counted_reference, plan, ref_plan, segments=3,
+                          clock=lambda: now[0])
+    assert out.times == pytest.approx([1e-3] * 7)  # per call: each round ran 2 calls
     # ceil(7 / 3) = 3 rounds a block: 3, 3, 1; a warm-up round before each, and a block of
     # 1 warm-up + 3 reference rounds before, between and after.
     ref = ["ref"] * 4
     assert order == [*ref, *["run"] * 8, *ref, *["run"] * 8, *ref, *["run"] * 4, *ref]
     # Block 2 lies between reference blocks 2 and 3, block 3 between 3 and 4: each round
     # gets the slower of its two neighbours.
-    assert states == pytest.approx([1e-4] * 3 + [2e-4] * 3 + [2e-4])
+    assert out.refs == pytest.approx([1e-4] * 3 + [2e-4] * 3 + [2e-4])
+    assert out.wakes == []  # no probe given
+
+
+def test_the_wake_probe_reads_before_each_reference_block_and_judges_its_neighbours() -> None:
+    order: list[str] = []
+    readings = iter([50e-6, 50e-6, 70e-6, 50e-6])  # the third probe reads slow
+
+    def probe() -> float:
+        order.append("probe")
+        return next(readings)
+
+    def run() -> None:
+        order.append("run")
+
+    def reference() -> None:
+        if order[-1] != "ref":
+            order.append("ref")
+
+    plan = timing.RoundPlan(rounds=6, iterations=1, ref_iterations=1)
+    ref_plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1)
+    out = audit.segmented(run, reference, plan, ref_plan, segments=3, clock=lambda: 0.0,
+                          probe=probe)
+    assert order == ["probe", "ref", *["run"] * 3] * 3 + ["probe", "ref"]
+    # Blocks 2 and 3 each touch the slow reading, before or after them.
+    assert out.wakes == pytest.approx([50e-6] * 2 + [70e-6] * 4)
 
 
 SETTLED_ALONE = replace(audit.Standalone(step_us=130.0, ref_s=1.0, sync_change=0.0,
@@ -277,6 +302,25 @@ def test_the_verdict_compares_the_rounds_taken_on_a_settled_machine() -> None:
     plain = audit.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE)
     assert not plain.compared_settled and plain.interference == pytest.approx(1.0)
     assert plain.compared() == "medians, drift ×1.000 (no per-round refs)"
+
+
+def test_slow_wake_ups_leave_rounds_out_of_the_verdict() -> None:
+    # Flat references, but the suite's last 10 rounds and the standalone's last 10 ran
+    # while the probe read 40% slower, and the loop with it.
+    alone = replace(SETTLED_ALONE, round_ref_s=(1.0,) * 20,
+                    round_wake_s=(50e-6,) * 10 + (70e-6,) * 10)
+    suite = ((100.0,) * 20 + (160.0,) * 10, (1.0,) * 30, (50e-6,) * 20 + (70e-6,) * 10)
+    row = audit.Row("large", "jax-scan", 120.0, 1.0, alone, *suite)
+    assert row.compared() == "settled 20/30 · 10/20"
+    assert row.interference == pytest.approx(1.0) and row.failures() == []
+    # Without the suite's readings, the probe cannot judge: the references alone do.
+    blind = audit.Row("large", "jax-scan", 120.0, 1.0, alone, *suite[:2])
+    assert blind.compared() == "settled 30/30 · 20/20"
+    # Most standalone rounds slow by the probe: timed again.
+    mostly = replace(alone, round_wake_s=(50e-6,) * 4 + (70e-6,) * 16)
+    assert audit.Row("large", "jax-scan", 120.0, 1.0, mostly, *suite).alone_unsettled()
+    assert not row.alone_unsettled()
+    assert alone.pooled(alone).round_wake_s == alone.round_wake_s * 2
 
 
 def test_a_standalone_timing_mostly_unsettled_is_retried_and_pooled() -> None:
@@ -335,6 +379,24 @@ def test_pairing_reads_what_the_reference_round_costs_the_loop() -> None:
     alone = ["run"] * 4
     suite = ["ref", "ref", "run"] * 3
     assert order == [*alone, *suite, *suite, *alone] * 2
+
+
+def test_pairing_probes_the_wake_ups_before_each_suite_round_as_the_suite_does() -> None:
+    calls: list[str] = []
+    now = [0.0]
+
+    def run() -> None:
+        now[0] += 1e-3
+        calls.append("run")
+
+    def probe() -> float:
+        calls.append("probe")
+        return 5e-5
+
+    plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1)
+    audit.harness_effect(run, lambda: calls.append("ref"), plan, pairs=1,
+                         clock=lambda: now[0], probe=probe)
+    assert calls == ["run"] * 3 + ["probe", "ref", "run"] * 2
 
 
 def test_pairing_warms_up_after_the_reference_when_the_plan_does() -> None:

@@ -300,6 +300,33 @@ def test_rounds_on_an_unsettled_machine_are_left_out_of_both_runs(tmp_path: Path
     assert row["ratio"] == pytest.approx(1.25, rel=0.05)
 
 
+def _wakes(doc: dict, slow: slice | None = None) -> None:
+    """Give every training benchmark wake probe readings: 50 µs, 70 µs in ``slow``."""
+    for bench in doc["benchmarks"]:
+        info = bench["extra_info"]
+        if "ref_data" in info:
+            wake = np.full(len(info["ref_data"]), 50e-6)
+            if slow is not None and info["backend"] == "numpy":
+                wake[slow] = 70e-6
+            info["wake_data"] = wake.tolist()
+
+
+def test_rounds_with_slow_wake_ups_are_left_out_when_both_runs_read_the_probe(
+        tmp_path: Path) -> None:
+    # The references stay flat while the loop runs 60% slower in 30 of 40 rounds, as a
+    # multi-threaded loop does when the host wakes threads slowly.
+    base, new = _calm(tmp_path, 1), _calm(tmp_path, 2)
+    _unsettle(new, "numpy", "medium", slice(0, 30), 1.0, 1.6)
+    blind = _gate_docs(tmp_path, base, new).set_index("backend").loc["numpy"]
+    assert blind["verdict"] == regress.REGRESSION  # the references cannot see it
+    _wakes(base)
+    _wakes(new, slice(0, 30))
+    row = _gate_docs(tmp_path, base, new).set_index("backend").loc["numpy"]
+    assert row["verdict"] == regress.OK, row
+    assert row["ratio"] == pytest.approx(1.0, abs=0.05)
+    assert "new 30 of 40" in row["note"]
+
+
 def test_a_run_slower_throughout_is_compared_whole(tmp_path: Path) -> None:
     # The whole new run on a 30% slower machine (every reference slower): too few settled
     # rounds, so every round is compared and the paired ratio cancels the slowdown.

@@ -263,6 +263,30 @@ def test_the_settled_bounds_hold_at_exactly_min_settled_rounds() -> None:
     assert (fell.new_dropped, fell.base_dropped) == (0, 0) and len(fell.new) == 5
 
 
+def test_slow_wake_ups_leave_rounds_out_like_a_slow_reference() -> None:
+    calm = [1.0] * 12
+    new, base = list(range(1, 13)), [10.0 + i for i in range(12)]
+    # The references are flat; the new sample's last 4 rounds woke threads 40% slower.
+    wakes = [50e-6] * 8 + [70e-6] * 4
+    kept = stats.settled_pair(new, calm, base, calm, wakes, [50e-6] * 12)
+    assert kept.new == [float(x) for x in range(1, 9)] and kept.base == base
+    assert (kept.new_dropped, kept.base_dropped, kept.fallback) == (4, 0, False)
+    # Up to WAKE_TOLERANCE over the pooled quiet level is settled, beyond it is not.
+    assert stats.WAKE_TOLERANCE == 0.20
+    edge = [50e-6] * 8 + [60e-6] * 4
+    assert stats.settled_pair(new, calm, base, calm, edge, [50e-6] * 12).new_dropped == 0
+    over = [50e-6] * 8 + [60.1e-6] * 4
+    assert stats.settled_pair(new, calm, base, calm, over, [50e-6] * 12).new_dropped == 4
+    # A round is left out when either signal reads slow: both masks apply.
+    refs = [1.3] + [1.0] * 11
+    both = stats.settled_pair(new, refs, base, calm, wakes, [50e-6] * 12)
+    assert both.new == [float(x) for x in range(2, 9)]
+    # Wake readings of only one sample are not compared: the reference alone judges.
+    assert stats.settled_pair(new, calm, base, calm, wakes, None).new_dropped == 0
+    with pytest.raises(ValueError):
+        stats.settled_pair(new, calm, base, calm, wakes[:5], [50e-6] * 12)
+
+
 def test_mostly_unsettled_means_more_than_half_of_the_rounds() -> None:
     assert stats.UNSETTLED_SHARE == 0.5
     assert stats.mostly_unsettled([1.0, 1.0, 1.5, 1.5], 1.0) == (False, 0.5)

@@ -186,7 +186,7 @@ class FakeBenchmark:
 
 
 def _settings(plan: RoundPlan) -> Any:
-    return SimpleNamespace(plan=lambda run, reference: plan, memory=False)
+    return SimpleNamespace(plan=lambda run, reference, probe=None: plan, memory=False)
 
 
 def test_time_pairs_each_round_with_the_reference_just_before_it() -> None:
@@ -201,8 +201,9 @@ def test_time_pairs_each_round_with_the_reference_just_before_it() -> None:
         clock.now += next(run_durations)
 
     b = FakeBenchmark(clock)
-    refs = bench._time(b, _settings(RoundPlan(3, 2, 1)), run, reference, clock)
-    assert refs == pytest.approx([0.010, 0.020, 0.030])  # warm-up dropped, in round order
+    paired = bench._time(b, _settings(RoundPlan(3, 2, 1)), run, reference, clock)
+    assert paired.ref == pytest.approx([0.010, 0.020, 0.030])  # warm-up dropped, in order
+    assert paired.wake == []  # no probe given
     # The round repeated run twice; the saved times are per run, and iterations says so.
     assert b.stats.stats.data == pytest.approx([0.001, 0.002, 0.003])
     assert b.stats.iterations == 2
@@ -223,9 +224,10 @@ def test_a_warmed_up_round_runs_once_untimed_between_its_reference_and_its_timin
         clock.now += next(run_durations)
 
     b = FakeBenchmark(clock)
-    refs = bench._time(b, _settings(RoundPlan(2, 2, 1, warm_up=True)), run, reference, clock)
+    paired = bench._time(b, _settings(RoundPlan(2, 2, 1, warm_up=True)), run, reference,
+                         clock)
     assert calls == ["ref", "run", "run", "run"] * 3  # ref, warm-up, then the timed pair
-    assert refs == pytest.approx([0.010, 0.010])
+    assert paired.ref == pytest.approx([0.010, 0.010])
     # The timed rounds are the two runs after each warm-up call: (2 + 3) ms / 2 each.
     assert b.stats.stats.data == pytest.approx([0.0025, 0.0025])
 
@@ -233,15 +235,43 @@ def test_a_warmed_up_round_runs_once_untimed_between_its_reference_and_its_timin
 def test_reference_rounds_are_repeated_and_divided_too() -> None:
     clock = FakeClock()
     b = FakeBenchmark(clock)
-    refs = bench._time(b, _settings(RoundPlan(2, 1, 4)), clock.work(0.01), clock.work(0.003),
-                       clock)
-    assert refs == pytest.approx([0.003, 0.003])
+    paired = bench._time(b, _settings(RoundPlan(2, 1, 4)), clock.work(0.01),
+                         clock.work(0.003), clock)
+    assert paired.ref == pytest.approx([0.003, 0.003])
+
+
+def test_the_wake_probe_reads_before_each_reference_round_and_is_kept_aligned() -> None:
+    clock = FakeClock()
+    calls: list[str] = []
+    readings = iter([9.0, 1e-5, 2e-5, 3e-5])  # the warm-up round's first
+
+    def probe() -> float:
+        calls.append("probe")
+        clock.now += 0.002
+        return next(readings)
+
+    def reference() -> None:
+        calls.append("ref")
+        clock.now += 0.010
+
+    def run() -> None:
+        calls.append("run")
+        clock.now += 0.001
+
+    b = FakeBenchmark(clock)
+    paired = bench._time(b, _settings(RoundPlan(3, 1, 1)), run, reference, clock, probe)
+    assert calls == ["probe", "ref", "run"] * 4
+    assert paired.wake == pytest.approx([1e-5, 2e-5, 3e-5])
+    assert paired.ref == pytest.approx([0.010] * 3)
+    # Neither the probe nor the reference is in the timed rounds.
+    assert b.stats.stats.data == pytest.approx([0.001] * 3)
 
 
 def test_without_a_reference_pytest_benchmark_repeats_the_rounds_itself() -> None:
     clock = FakeClock()
     b = FakeBenchmark(clock)
-    assert bench._time(b, _settings(RoundPlan(4, 3, 1)), clock.work(0.002), None, clock) == []
+    assert bench._time(b, _settings(RoundPlan(4, 3, 1)), clock.work(0.002), None,
+                       clock) == bench.Paired()
     assert b.calls == [{"rounds": 4, "iterations": 3, "warmup_rounds": 1, "setup": False}]
 
 
@@ -249,7 +279,7 @@ def test_disabled_benchmarks_run_once() -> None:
     clock = FakeClock()
     b = FakeBenchmark(clock, disabled=True)
     assert bench._time(b, _settings(RoundPlan(9, 9, 9)), clock.work(1.0), clock.work(1.0),
-                       clock) == []
+                       clock) == bench.Paired()
     assert b.calls == [{"rounds": 1, "iterations": 1, "warmup_rounds": 0, "setup": False}]
 
 
@@ -260,14 +290,26 @@ def test_record_timing_gives_step_time_gflops_and_the_paired_ratios() -> None:
                                                     iqr=0.001), iterations=1)
     b.extra_info["steps"] = 250
     request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
-    bench._record_timing(b, request, flops=3e6, ref_times=[0.001, 0.001, 0.002])
+    bench._record_timing(b, request, flops=3e6,
+                         paired=bench.Paired([0.001, 0.001, 0.002], [5e-5, 6e-5, 7e-5]))
     info = b.extra_info
     assert info["step_us"] == pytest.approx(0.003 / 250 * 1e6)  # 12 µs per step
     assert info["gflops"] == pytest.approx(3e6 / 0.003 / 1e9)
     assert info["norm_data"] == pytest.approx([2.0, 4.0, 1.5])  # round / its reference
     assert info["norm_median"] == pytest.approx(2.0)
     assert info["ref_s"] == pytest.approx(0.001)
+    assert info["wake_data"] == pytest.approx([5e-5, 6e-5, 7e-5])
     assert "12.000 us/step" in request.node.user_properties[0][1]
+
+
+def test_record_timing_saves_no_wake_data_without_a_probe() -> None:
+    b = FakeBenchmark(FakeClock())
+    b.stats = SimpleNamespace(stats=SimpleNamespace(data=[0.002], rounds=1, median=0.002,
+                                                    iqr=0.0), iterations=1)
+    b.extra_info["steps"] = 10
+    request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
+    bench._record_timing(b, request, flops=1e6, paired=bench.Paired([0.001], []))
+    assert "wake_data" not in b.extra_info and b.extra_info["ref_data"] == [0.001]
 
 
 def test_the_roofline_loop_of_a_problem_counts_only_its_gemms() -> None:
@@ -336,3 +378,34 @@ def test_the_documented_round_settings_are_the_codes() -> None:
     clock = FakeClock()  # the default floor is the documented one
     assert timing.plan_rounds(clock.work(0.001), None, max_time_s=1.0, min_rounds=1,
                               clock=clock).iterations == 5
+
+
+# --- the wake probe ------------------------------------------------------------------------
+
+def test_the_wake_probe_needs_two_cpus() -> None:
+    assert timing.wake_probe([0]) is None
+    assert timing.wake_probe([]) is None
+
+
+def test_the_wake_probe_is_the_median_round_trip_and_restores_the_affinity() -> None:
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("the wake probe needs two CPUs; this machine lets the tests use one")
+    readings = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # round trips of 1, 3 and 2 s
+    probe = timing.wake_probe(cpus[:2], pings=3, clock=lambda: next(readings))
+    assert probe is not None
+    assert probe() == 2.0
+    assert sorted(os.sched_getaffinity(0)) == cpus  # the caller's CPUs back
+
+
+def test_plan_rounds_counts_the_wake_probe_in_each_round() -> None:
+    clock = FakeClock()
+    # A 20 ms run is warmed up after its 10 ms reference: 50 ms a round; with a 50 ms probe,
+    # 100 ms.
+    without = timing.plan_rounds(clock.work(0.02), clock.work(0.01), max_time_s=1.0,
+                                 min_rounds=1, clock=clock)
+    with_probe = timing.plan_rounds(clock.work(0.02), clock.work(0.01), max_time_s=1.0,
+                                    min_rounds=1, clock=clock, probe=clock.work(0.05))
+    assert (without.rounds, with_probe.rounds) == (20, 10)
