@@ -104,6 +104,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     isolated = bool(config.getoption("isolated"))
     machine_info["gdbench"] = machine.describe(load_libraries=not isolated)
     machine_info["gdbench"]["isolation"] = "process per backend" if isolated else "none"
+    # Seconds of rounds per benchmark, so that a benchmark can be timed again alike.
+    machine_info["gdbench"]["max_time_s"] = _max_time(config)
     # pytest-benchmark keeps no record of skipped tests; keep why each backend could not run.
     backends, _ = _selected(config)
     machine_info["gdbench"]["unavailable"] = {
@@ -147,18 +149,21 @@ class Settings:
                                   probe=probe)
 
 
+def _max_time(config: pytest.Config) -> float:
+    """Seconds of rounds per benchmark. Unless --benchmark-max-time is given, long enough
+    to span several of a shared machine's speed episodes (which last seconds): 1.5 s
+    (quick) or 2 s. With 0.3 s, the same benchmark moved 20-40% from run to run here."""
+    if any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
+        return float(config.getoption("benchmark_max_time"))
+    return timing.QUICK_MAX_TIME_S if config.getoption("quick") else timing.DEFAULT_MAX_TIME_S
+
+
 @pytest.fixture(scope="session")
 def settings(request: pytest.FixtureRequest) -> Settings:
     config = request.config
     quick = config.getoption("quick")
-    # Unless --benchmark-max-time is given, a benchmark's rounds last long enough to span
-    # several of a shared machine's speed episodes (which last seconds): 1.5 s (quick) or
-    # 2 s each. With 0.3 s, the same benchmark moved 20-40% from run to run here.
-    max_time = timing.QUICK_MAX_TIME_S if quick else timing.DEFAULT_MAX_TIME_S
-    if any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
-        max_time = float(config.getoption("benchmark_max_time"))
     return Settings(
-        max_time_s=max_time,
+        max_time_s=_max_time(config),
         min_rounds=int(config.getoption("benchmark_min_rounds")),
         round_floor_s=max(timing.ROUND_FLOOR_S, float(config.getoption("benchmark_min_time"))),
         dtype=config.getoption("dtype"),

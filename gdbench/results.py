@@ -259,6 +259,11 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     }
 
 
+def benchmark_row(bench: dict[str, Any], source: str = "<benchmark>") -> pd.Series:
+    """One benchmark entry of a run as a row of :func:`load_run`'s columns that it has."""
+    return pd.Series(_row(Path(source), 0, bench))
+
+
 def has_paired_rounds(row: pd.Series | None) -> bool:
     """Whether a benchmark row carries per-round reference ratios (``norm_data``)."""
     return row is not None and isinstance(row["norm_data"], list) and len(row["norm_data"]) > 0

@@ -94,9 +94,11 @@ SETTLED_TOLERANCE = 0.10
 QUIET_PERCENTILE = 10
 MIN_SETTLED = 5
 # The wake probe's readings (timing.wake_probe) are judged the same way, with a wider
-# tolerance: its round trips spread more than the reference's calls. Measured on the
-# 2-core VM, fast episodes read 47-53 µs against a quiet level near 47, slow ones 62-70.
-WAKE_TOLERANCE = 0.20
+# tolerance: a reading moves with the backend's own threads as much as with the host. On
+# the 2-core VM, torch-cpu at `large` read 24 µs while its worker spun (420-470 µs/step)
+# and 47-48 while it slept (690-740); jax-scan's read 47-53 in its fast episodes and 62-70
+# in its slow ones, over a quiet level as low as 40.
+WAKE_TOLERANCE = 0.30
 # A sample with more than this share of its rounds unsettled is timed again, where the
 # caller can (gdbench ab's processes, the audit's standalone timings).
 UNSETTLED_SHARE = 0.5

@@ -409,3 +409,18 @@ def test_plan_rounds_counts_the_wake_probe_in_each_round() -> None:
     with_probe = timing.plan_rounds(clock.work(0.02), clock.work(0.01), max_time_s=1.0,
                                     min_rounds=1, clock=clock, probe=clock.work(0.05))
     assert (without.rounds, with_probe.rounds) == (20, 10)
+
+
+@pytest.mark.parametrize(("args", "quick", "option", "expected"), [
+    ([], False, 1.0, timing.DEFAULT_MAX_TIME_S),
+    ([], True, 1.0, timing.QUICK_MAX_TIME_S),
+    (["--benchmark-max-time=0.7"], True, 0.7, 0.7),  # the user's flag wins
+])
+def test_the_suite_records_the_seconds_of_rounds_it_gives_each_benchmark(
+        args: list[str], quick: bool, option: float, expected: float) -> None:
+    import gdbench.benches.conftest as suite
+
+    options = {"quick": quick, "benchmark_max_time": option}
+    config = SimpleNamespace(invocation_params=SimpleNamespace(args=args),
+                             getoption=options.__getitem__)
+    assert suite._max_time(config) == expected  # type: ignore[arg-type]
