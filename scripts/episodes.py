@@ -4,13 +4,16 @@
 
 Times BACKEND's ``run`` on WORKLOAD (default: jax-scan on large) in blocks of --block
 seconds (median µs/step of each block) for --seconds in all, and before each block the
-single-threaded drift reference once on each CPU in turn (the thread pinned there for
-it). One line per block. Nothing else changes between the blocks, so a loop that moves
-while both references stay put moved because of what the host did to the loop's threads,
-not to either CPU: on the 2-core VM of the README, jax-scan at ``large`` with both cores
-alternated between about 220 and 380-460 µs/step in episodes of seconds, the references
-flat at 24-26 ms. A tool for reading the audit, not a source of figures: run it with
-nothing else running.
+wake probe (µs per round trip between two threads pinned to two CPUs, see
+``gdbench.timing.wake_probe``) and the single-threaded drift reference once on each CPU
+in turn (the thread pinned there for it). One line per block. Nothing else changes
+between the blocks, so a loop that moves while both references stay put moved because
+of what the host did to the loop's threads, not to either CPU: on the 2-core VM of the
+README, jax-scan at ``large`` with both cores alternated between about 220 and 380-460
+µs/step in episodes of seconds, the references flat at 24-26 ms, the wake probe at
+47-53 µs in the fast episodes and 62-70 in the slow ones; torch-cpu at ``large``,
+420-470 or 690-740 µs/step, the probe at 24 or 47. A tool for reading the audit, not a
+source of figures: run it with nothing else running.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main() -> None:
     reference = timing.single_threaded(timing.reference_loop(
         problem.dataset.X, problem.W0, problem.plan.batches()))
     cpus = sorted(os.sched_getaffinity(0))
+    probe = timing.wake_probe(cpus)
     steps = len(problem.plan)
 
     def on(cpu: int) -> float:
@@ -48,20 +52,21 @@ def main() -> None:
         finally:
             os.sched_setaffinity(0, cpus)
 
-    print(f"{args.backend} on {args.workload}: µs/step per {args.block} s block; the "
-          f"reference (ms) on CPU {', '.join(map(str, cpus))} before it")
+    print(f"{args.backend} on {args.workload}: µs/step per {args.block} s block; the wake "
+          f"probe (µs) and the reference (ms) on CPU {', '.join(map(str, cpus))} before it")
     for _ in range(3):
         prepared.run()
     end = time.monotonic() + args.seconds
     with timing.collector_off():
         while time.monotonic() < end:
+            wake = probe() * 1e6 if probe is not None else float("nan")
             refs = [on(cpu) for cpu in cpus]
             prepared.run()  # the cache back from the reference
             times = []
             began = time.perf_counter()
             while time.perf_counter() - began < args.block:
                 times.append(timing.timed(prepared.run))
-            print(f"{statistics.median(times) / steps * 1e6:9.1f}   "
+            print(f"{statistics.median(times) / steps * 1e6:9.1f}   {wake:6.1f}   "
                   + "  ".join(f"{r:7.2f}" for r in refs), flush=True)
 
 
