@@ -285,6 +285,18 @@ def test_slow_wake_ups_leave_rounds_out_like_a_slow_reference() -> None:
     assert stats.settled_pair(new, calm, base, calm, wakes, None).new_dropped == 0
     with pytest.raises(ValueError):
         stats.settled_pair(new, calm, base, calm, wakes[:5], [50e-6] * 12)
+    with pytest.raises(ValueError):  # the baseline's readings misaligned alone
+        stats.settled_pair(new, calm, base, calm, [50e-6] * 12, wakes[:5])
+
+
+def test_the_baseline_loses_rounds_to_either_signal_alike() -> None:
+    new, calm = list(range(1, 13)), [1.0] * 12
+    base = [10.0 + i for i in range(12)]
+    refs = [1.3] + [1.0] * 11  # its first round's reference slow
+    wakes = [50e-6] * 11 + [70e-6]  # its last round's wake-up slow
+    kept = stats.settled_pair(new, calm, base, refs, [50e-6] * 12, wakes)
+    assert kept.base == base[1:11] and kept.base_dropped == 2
+    assert kept.new == [float(x) for x in new] and kept.new_dropped == 0
 
 
 def test_mostly_unsettled_means_more_than_half_of_the_rounds() -> None:

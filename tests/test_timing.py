@@ -6,6 +6,7 @@ number of seconds, so every figure the core computes has an exact expected value
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -398,6 +399,41 @@ def test_the_wake_probe_is_the_median_round_trip_and_restores_the_affinity() -> 
     assert probe is not None
     assert probe() == 2.0
     assert sorted(os.sched_getaffinity(0)) == cpus  # the caller's CPUs back
+
+
+def test_the_wake_probe_pins_the_caller_and_its_partner_to_two_cpus(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    pins: list[tuple[str, int, frozenset[int]]] = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: pins.append(
+        (threading.current_thread().name, pid, frozenset(cpus))))
+    probe = timing.wake_probe(pings=5)
+    assert probe is not None and probe() > 0
+    main = threading.current_thread().name
+    # The caller on the first CPU, its partner on the second, the caller's set restored;
+    # pid 0: each call pins the calling thread only.
+    assert sorted(pins) == sorted([(main, 0, frozenset({0})),
+                                   ("gdbench-wake-probe", 0, frozenset({1})),
+                                   (main, 0, frozenset({0, 1, 2}))])
+    assert pins[-1] == (main, 0, frozenset({0, 1, 2}))
+
+
+def test_the_wake_probes_partner_waits_for_every_ping() -> None:
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("the wake probe needs two CPUs; this machine lets the tests use one")
+    probe = timing.wake_probe(cpus[:2], pings=50)
+    assert probe is not None
+    done: list[float] = []
+    worker = threading.Thread(target=lambda: done.append(probe()), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert done and done[0] > 0  # 50 round trips answered, none hung
 
 
 def test_plan_rounds_counts_the_wake_probe_in_each_round() -> None:
