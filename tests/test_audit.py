@@ -239,13 +239,12 @@ def test_standalone_rounds_come_in_blocks_between_reference_blocks() -> None:
         reference()
 
     plan = timing.RoundPlan(rounds=7, iterations=2, ref_iterations=1)
-    ref_plan = timing.RoundPlan(rounds=3, iterations=1, ref_iterations=1)
-    out = audit.segmented(run, counted_reference, plan, ref_plan, segments=3,
-                          clock=lambda: now[0])
+    out = audit.segmented(run, counted_reference, plan, 3, segments=3, clock=lambda: now[0])
     assert out.times == pytest.approx([1e-3] * 7)  # per call: each round ran 2 calls
-    # ceil(7 / 3) = 3 rounds a block: 3, 3, 1; a warm-up round before each, and a block of
-    # 1 warm-up + 3 reference rounds before, between and after.
-    ref = ["ref"] * 4
+    # ceil(7 / 3) = 3 rounds a block: 3, 3, 1; a warm-up round before each, and one
+    # reference round of 3 calls (as the suite's, no warm-up of its own: it follows the
+    # loop's work) before, between and after. Its seconds are per call.
+    ref = ["ref"] * 3
     assert order == [*ref, *["run"] * 8, *ref, *["run"] * 8, *ref, *["run"] * 4, *ref]
     # Block 2 lies between reference blocks 2 and 3, block 3 between 3 and 4: each round
     # gets the slower of its two neighbours.
@@ -269,8 +268,7 @@ def test_the_wake_probe_reads_before_each_reference_block_and_judges_its_neighbo
             order.append("ref")
 
     plan = timing.RoundPlan(rounds=6, iterations=1, ref_iterations=1)
-    ref_plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1)
-    out = audit.segmented(run, reference, plan, ref_plan, segments=3, clock=lambda: 0.0,
+    out = audit.segmented(run, reference, plan, 2, segments=3, clock=lambda: 0.0,
                           probe=probe)
     assert order == ["probe", "ref", *["run"] * 3] * 3 + ["probe", "ref"]
     # Blocks 2 and 3 each touch the slow reading, before or after them.
