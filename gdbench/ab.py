@@ -67,7 +67,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -80,7 +79,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gdbench import machine, regress, runner
+from gdbench import regress, runner
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.options import positive_float, positive_int
@@ -246,10 +245,7 @@ def _last_line(text: str) -> str:
 def side_env(side: Side, threads: int | None) -> dict[str, str]:
     """The environment of a side's processes: its own code first on the path, and the
     same thread settings for both sides."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(side.tree))
-    if threads:
-        env.update(machine.thread_env(threads))
-    return env
+    return runner.process_env(threads, PYTHONPATH=str(side.tree))
 
 
 def probe(sides: Sequence[Side], wanted: Sequence[str],

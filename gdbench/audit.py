@@ -65,8 +65,8 @@ from gdbench.stats import (
     Settled,
     quiet_level,
     ratio_of_medians,
-    settled_mask,
     settled_pair,
+    settled_rounds,
 )
 
 INTERFERENCE_LIMIT = 0.10  # |suite / alone - 1| above this fails the row
@@ -367,10 +367,7 @@ class Row:
             if all(wakes) else None
 
         def share(refs: Sequence[float], wake: Sequence[float] | None) -> float:
-            slow = ~settled_mask(refs, level)
-            if wake_level is not None and wake is not None:
-                slow |= ~settled_mask(wake, wake_level, WAKE_TOLERANCE)
-            return float(np.mean(slow))
+            return float(np.mean(~settled_rounds(refs, level, wake, wake_level)))
 
         own = wakes[0]
         return (share(self.suite_round_ref_s, own[0] if own else None),
@@ -705,13 +702,10 @@ def retime(backend: str, workload: str, dtype: str, threads: int | None,
 
     args = argparse.Namespace(dtype=dtype, quick=False, backends=None, workloads=None,
                               threads=threads, pytest_args=[])
-    selection = ["--isolated", "--backends", backend, "--roofline", "without",
-                 "--workloads", workload, "--memory", "off"]
+    selection = [*runner.retime_selection(backend, [workload]), "--memory", "off"]
     if max_time_s:
         selection.append(f"--benchmark-max-time={max_time_s}")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if threads:
-        env.update(machine.thread_env(threads))
+    env = runner.process_env(threads)
     with tempfile.TemporaryDirectory(prefix="gdbench-audit-") as tmp:
         part = Path(tmp) / "again.json"
         if runner._run_process(runner.pytest_command(args, part, selection), env):

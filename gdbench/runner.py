@@ -156,6 +156,22 @@ def processes(backends: Sequence[str], status: dict[str, str | None]) -> list[
     return procs
 
 
+def retime_selection(backend: str, workloads: Sequence[str]) -> list[str]:
+    """The pytest options that time ``backend``'s training benchmarks on ``workloads``
+    again, in a process of their own (no rooflines)."""
+    return ["--isolated", "--backends", backend, "--roofline", "without",
+            "--workloads", *workloads]
+
+
+def process_env(threads: int | None, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark process: this one's, unbuffered, with ``extra`` and
+    the thread settings of ``--threads`` (before any library is imported)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+    if threads:
+        env.update(machine.thread_env(threads))
+    return env
+
+
 def merge(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[str, Any]:
     """One pytest-benchmark run from the runs of several processes on one machine.
 
@@ -292,8 +308,7 @@ def _resettle(parts: list[dict[str, Any]],
                       flush=True)
                 continue
             began = time.perf_counter()
-            again = run_one(backend, ["--isolated", "--backends", backend, "--roofline",
-                                      "without", "--workloads", *shares],
+            again = run_one(backend, retime_selection(backend, list(shares)),
                             f"again: {why}")
             budget -= time.perf_counter() - began
             if again is not None:
@@ -385,9 +400,7 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     print(f"gdbench run: {profile} profile on {machine.label({'gdbench': machine.describe()})}",
           flush=True)
     unavailable = {name: why for name in backends if (why := status[name])}
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if args.threads:
-        env.update(machine.thread_env(args.threads))
+    env = process_env(args.threads)
     procs = processes(backends, status)
     parts: list[dict[str, Any]] = []
     code = 0

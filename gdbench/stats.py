@@ -119,6 +119,17 @@ def settled_mask(refs: ArrayLike, level: float,
     return np.asarray(refs, dtype=float) <= level * (1 + tolerance)
 
 
+def settled_rounds(refs: ArrayLike, level: float, wakes: ArrayLike | None = None,
+                   wake_level: float | None = None) -> np.ndarray:
+    """Which rounds were taken on a settled machine: reference within SETTLED_TOLERANCE of
+    ``level`` and, when ``wakes`` and ``wake_level`` are given, wake probe reading within
+    WAKE_TOLERANCE of ``wake_level``."""
+    keep = settled_mask(refs, level)
+    if wakes is not None and wake_level is not None:
+        keep &= settled_mask(wakes, wake_level, WAKE_TOLERANCE)
+    return keep
+
+
 def mostly_unsettled(refs: ArrayLike, level: float,
                      tolerance: float = SETTLED_TOLERANCE) -> tuple[bool, float]:
     """Whether more than UNSETTLED_SHARE of the rounds with these reference times were
@@ -161,14 +172,14 @@ def settled_pair(new: ArrayLike, new_refs: ArrayLike, base: ArrayLike,
     if n.size < MIN_SETTLED or b.size < MIN_SETTLED:  # too few rounds to judge: keep all
         return Settled(n.tolist(), b.tolist(), 0, 0, False)
     level = quiet_level(nr, br)
-    keep_n, keep_b = settled_mask(nr, level), settled_mask(br, level)
+    nw = bw = wake_level = None
     if new_wakes is not None and base_wakes is not None:
         nw, bw = np.asarray(new_wakes, dtype=float), np.asarray(base_wakes, dtype=float)
         if nw.shape != n.shape or bw.shape != b.shape:
             raise ValueError("each sample needs one wake probe reading per round")
         wake_level = quiet_level(nw, bw)
-        keep_n &= settled_mask(nw, wake_level, WAKE_TOLERANCE)
-        keep_b &= settled_mask(bw, wake_level, WAKE_TOLERANCE)
+    keep_n = settled_rounds(nr, level, nw, wake_level)
+    keep_b = settled_rounds(br, level, bw, wake_level)
     if keep_n.sum() < MIN_SETTLED or keep_b.sum() < MIN_SETTLED:
         return Settled(n.tolist(), b.tolist(), 0, 0, True)
     return Settled(n[keep_n].tolist(), b[keep_b].tolist(), int((~keep_n).sum()),

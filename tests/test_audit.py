@@ -449,7 +449,8 @@ def test_pairing_reads_what_the_reference_round_costs_the_loop() -> None:
     assert order == [*alone, *suite, *suite, *alone] * 2
 
 
-def test_pairing_probes_the_wake_ups_before_each_suite_round_as_the_suite_does() -> None:
+def _pairing_calls(plan: timing.RoundPlan, probed: bool) -> list[str]:
+    """The calls harness_effect makes over one pair of blocks, run taking 1 ms."""
     calls: list[str] = []
     now = [0.0]
 
@@ -461,28 +462,21 @@ def test_pairing_probes_the_wake_ups_before_each_suite_round_as_the_suite_does()
         calls.append("probe")
         return 5e-5
 
-    plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1)
     audit.harness_effect(run, lambda: calls.append("ref"), plan, pairs=1,
-                         clock=lambda: now[0], probe=probe)
-    assert calls == ["run"] * 3 + ["probe", "ref", "run"] * 2
+                         clock=lambda: now[0], probe=probe if probed else None)
+    return calls
+
+
+def test_pairing_probes_the_wake_ups_before_each_suite_round_as_the_suite_does() -> None:
+    plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1)
+    assert _pairing_calls(plan, probed=True) == ["run"] * 3 + ["probe", "ref", "run"] * 2
 
 
 def test_pairing_warms_up_after_the_reference_when_the_plan_does() -> None:
-    calls: list[str] = []
-    now = [0.0]
-
-    def run() -> None:
-        now[0] += 1e-3
-        calls.append("run")
-
-    def reference() -> None:
-        calls.append("ref")
-
     plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1, warm_up=True)
-    audit.harness_effect(run, reference, plan, pairs=1, clock=lambda: now[0])
     # At least HARNESS_BLOCK (2) rounds a block: a warm-up and 2 rounds alone; then twice
     # a reference call, the warm-up call, and the timed round.
-    assert calls == ["run"] * 3 + ["ref", "run", "run"] * 2
+    assert _pairing_calls(plan, probed=False) == ["run"] * 3 + ["ref", "run", "run"] * 2
 
 
 def test_a_reference_that_leaves_a_thread_spinning_is_caught_by_the_pairing() -> None:

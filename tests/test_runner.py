@@ -394,3 +394,19 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
                      runner.QUICK_RESETTLE_BUDGET)
     assert calls == []
     assert "(10 s left of the 10% of the first pass allowed)" in capsys.readouterr().out
+
+
+def test_a_benchmark_process_gets_the_thread_settings_and_the_extra_variables() -> None:
+    from gdbench import machine
+
+    env = runner.process_env(1, PYTHONPATH="/side")
+    assert env["PYTHONUNBUFFERED"] == "1" and env["PYTHONPATH"] == "/side"
+    assert all(env[k] == v for k, v in machine.thread_env(1).items())
+    plain = runner.process_env(None)
+    assert all(plain.get(k) == os.environ.get(k) for k in machine.thread_env(1))
+
+
+def test_a_retimed_benchmark_runs_alone_without_rooflines() -> None:
+    assert runner.retime_selection("jax", ["crops", "small"]) == [
+        "--isolated", "--backends", "jax", "--roofline", "without",
+        "--workloads", "crops", "small"]
