@@ -528,3 +528,82 @@ def test_a_pooled_standalone_keeps_the_median_pairing() -> None:
     a = replace(ALONE, harness_ratio=1.0, round_us=(1.0,), round_ref_s=(1.0,))
     b = replace(ALONE, harness_ratio=1.2, round_us=(1.0,), round_ref_s=(1.0,))
     assert a.pooled(b).harness_ratio == pytest.approx(1.1)
+
+
+def _drifted_row(name: str, suite_us: float) -> tuple[audit.Row, dict[str, Any]]:
+    """A row whose suite read ``suite_us`` µs/step against 100 alone, its pairing clean,
+    and the run document that holds its suite timing (with memory figures)."""
+    alone = replace(SETTLED_ALONE, round_us=(100.0,) * 20, round_ref_s=(1.0,) * 20,
+                    round_wake_s=(50e-6,) * 20, harness_ratio=1.02)
+    first = _suite_bench(name, [suite_us] * 20, [50e-6] * 20)
+    first["extra_info"]["memory_method"] = "tracemalloc"
+    doc = {"benchmarks": [first], "machine_info": {"gdbench": {}}}
+    return audit.Row("large", "jax-scan", suite_us, 1.0, alone).with_suite(first), doc
+
+
+def test_a_row_off_with_a_clean_pairing_is_timed_again_on_both_sides_and_pooled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "bench_training[large-jax-scan]"
+    row, doc = _drifted_row(name, 125.0)
+    assert row.drifted and row.failures()[0].endswith("(re-run the suite)")
+    calls: list[str] = []
+
+    def retime(*a: Any) -> dict[str, Any]:
+        calls.append("suite")
+        return _suite_bench(name, [101.0] * 20, [50e-6] * 20)
+
+    def alone_now() -> audit.Standalone:
+        calls.append("alone")
+        return replace(row.alone, round_us=(99.0,) * 20, harness_ratio=1.04)
+
+    monkeypatch.setattr(audit, "retime", retime)
+    pooled = audit._confirm(row, doc, name, "float32", None, 2.0, alone_now)
+    assert calls == ["suite", "alone"] * audit.CONFIRM_PAIRS  # taking turns
+    # Every timing counts: 20 rounds at 125 and 40 at 101 against 20 at 100 and 40 at 99.
+    assert pooled.suite_round_us == (125.0,) * 20 + (101.0,) * 40
+    assert pooled.alone.round_us == (100.0,) * 20 + (99.0,) * 40
+    assert pooled.interference == pytest.approx(101.0 / 99.0)
+    assert pooled.failures() == [] and not pooled.drifted
+    assert pooled.timings == 3 and pooled.compared() == "settled 60/60 · 60/60 (3 timings each)"
+    assert pooled.record()["timings"] == 3
+    # The run holds the pooled timing the verdict used, the first timing's memory kept.
+    saved = doc["benchmarks"][0]
+    assert saved["extra_info"]["blocks"] == 3 and saved["extra_info"]["block_rounds"] == [20] * 3
+    assert saved["extra_info"]["memory_method"] == "tracemalloc"
+    assert saved["extra_info"]["step_us"] == pytest.approx(101.0)
+    assert doc["machine_info"]["gdbench"]["resettled"] == [
+        {"benchmark": name, "by": "audit", "kept": "pooled", "timings": 3,
+         "interference_first": 1.25, "interference_pooled": round(101.0 / 99.0, 3)}]
+
+
+def test_a_difference_that_stays_over_the_pooled_timings_still_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "bench_training[large-jax-scan]"
+    row, doc = _drifted_row(name, 125.0)
+    monkeypatch.setattr(audit, "retime", lambda *a: _suite_bench(name, [124.0] * 20,
+                                                                  [50e-6] * 20))
+    pooled = audit._confirm(row, doc, name, "float32", None, None, lambda: row.alone)
+    assert pooled.interference == pytest.approx(1.24)
+    (only,) = pooled.failures()
+    assert only == ("interference: suite +24.0% vs alone; it stays over 3 timings of each "
+                    "side taking turns, while the suite's pairing moves the loop +2.0% in one "
+                    "process")
+
+
+def test_only_a_row_off_with_a_clean_pairing_is_confirmed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "bench_training[large-jax-scan]"
+    asked: list[Any] = []
+    monkeypatch.setattr(audit, "retime", lambda *a: asked.append(a))  # returns None
+    for suite_us, pairing in ((109.0, 1.02), (125.0, 1.15)):  # within 10%; pairing off
+        row, doc = _drifted_row(name, suite_us)
+        row = replace(row, alone=replace(row.alone, harness_ratio=pairing))
+        assert not row.drifted
+        assert audit._confirm(row, doc, name, "float32", None, None, lambda: ALONE) == row
+    assert asked == []
+    # Drifted, but the suite could not be timed again: the row and the run stay as they were.
+    row, doc = _drifted_row(name, 125.0)
+    first = doc["benchmarks"][0]
+    assert audit._confirm(row, doc, name, "float32", None, None, lambda: row.alone) == row
+    assert len(asked) == 1 and doc["benchmarks"][0] is first
+    assert "resettled" not in doc["machine_info"]["gdbench"]
