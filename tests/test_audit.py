@@ -332,7 +332,8 @@ def _suite_bench(name: str, us: Sequence[float], wakes: Sequence[float]) -> dict
     refs = [1.0] * len(us)
     return {"name": name, "stats": {"median": statistics.median(data), "data": data},
             "extra_info": {"kind": "training", "backend": "jax-scan", "workload": "large",
-                           "steps": 100, "ref_data": refs, "wake_data": list(wakes),
+                           "steps": 100, "ref_data": refs, "ref_s": 1.0,
+                           "wake_data": list(wakes),
                            "norm_data": [d / r for d, r in zip(data, refs, strict=True)]}}
 
 
@@ -533,8 +534,8 @@ def test_a_pooled_standalone_keeps_the_median_pairing() -> None:
 def _drifted_row(name: str, suite_us: float) -> tuple[audit.Row, dict[str, Any]]:
     """A row whose suite read ``suite_us`` µs/step against 100 alone, its pairing clean,
     and the run document that holds its suite timing (with memory figures)."""
-    alone = replace(SETTLED_ALONE, round_us=(100.0,) * 20, round_ref_s=(1.0,) * 20,
-                    round_wake_s=(50e-6,) * 20, harness_ratio=1.02)
+    alone = replace(SETTLED_ALONE, step_us=100.0, round_us=(100.0,) * 20,
+                    round_ref_s=(1.0,) * 20, round_wake_s=(50e-6,) * 20, harness_ratio=1.02)
     first = _suite_bench(name, [suite_us] * 20, [50e-6] * 20)
     first["extra_info"]["memory_method"] = "tracemalloc"
     doc = {"benchmarks": [first], "machine_info": {"gdbench": {}}}
@@ -607,3 +608,20 @@ def test_only_a_row_off_with_a_clean_pairing_is_confirmed(
     assert audit._confirm(row, doc, name, "float32", None, None, lambda: row.alone) == row
     assert len(asked) == 1 and doc["benchmarks"][0] is first
     assert "resettled" not in doc["machine_info"]["gdbench"]
+
+
+def test_pooled_timings_too_unsettled_to_filter_compare_their_medians_uncorrected(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The standalone's reference read 1.6x slower than the suite's throughout, so no
+    # round of it is settled; the loop itself agreed (101 against 100 µs/step).
+    name = "bench_training[small-jax-scan]"
+    row, doc = _drifted_row(name, 101.0)
+    slow_ref = replace(row.alone, round_ref_s=(1.6,) * 20, ref_s=1.6)
+    row = replace(row, alone=slow_ref)
+    assert row.compared() == "medians, drift ×1.600 (unsettled)"
+    assert row.interference == pytest.approx(1.01 * 1.6) and row.drifted
+    monkeypatch.setattr(audit, "retime", lambda *a: _suite_bench(name, [101.0] * 20,
+                                                                  [50e-6] * 20))
+    pooled = audit._confirm(row, doc, name, "float32", None, None, lambda: slow_ref)
+    assert pooled.compared() == "medians of 3 timings each, taking turns (unsettled)"
+    assert pooled.interference == pytest.approx(1.01) and pooled.failures() == []
