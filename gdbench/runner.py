@@ -271,7 +271,9 @@ def keep_settled(parts: list[dict[str, Any]], again: dict[str, Any]) -> list[dic
         before, after = unsettled(benches[i], levels)[1], unsettled(new, levels)[1]
         if after < before:
             benches[i] = new
-        decided.append({"benchmark": _name(new), "unsettled_first": round(before, 3),
+        # Named as the audit names what it re-times (pytest-benchmark's name), and by whom.
+        decided.append({"benchmark": str(new.get("name") or _name(new)), "by": "run",
+                        "unsettled_first": round(before, 3),
                         "unsettled_again": round(after, 3),
                         "kept": "again" if after < before else "first"})
     return decided

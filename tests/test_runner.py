@@ -318,12 +318,12 @@ def test_the_better_settled_timing_of_a_benchmark_is_kept() -> None:
     first = parts[-1]["benchmarks"][0]
     worse = _medium_part("torch-cpu", 1.6)
     assert runner.keep_settled(parts, worse) == [{
-        "benchmark": first["fullname"], "unsettled_first": 1.0, "unsettled_again": 1.0,
+        "benchmark": first["name"], "by": "run", "unsettled_first": 1.0, "unsettled_again": 1.0,
         "kept": "first"}]
     assert parts[-1]["benchmarks"][0] is first
     better = _medium_part("torch-cpu", 1.0)
     assert runner.keep_settled(parts, better) == [{
-        "benchmark": first["fullname"], "unsettled_first": 1.0, "unsettled_again": 0.0,
+        "benchmark": first["name"], "by": "run", "unsettled_first": 1.0, "unsettled_again": 0.0,
         "kept": "again"}]
     assert parts[-1]["benchmarks"][0] is better["benchmarks"][0]
 
@@ -371,8 +371,8 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
     assert kept["bench_training[medium-torch-cpu]"]["stats"] == again["stats"]
     assert len(doc["benchmarks"]) == 5  # 4 backends and numpy's roofline: no duplicate
     assert doc["machine_info"]["gdbench"]["resettled"] == [{
-        "benchmark": again["fullname"], "unsettled_first": 1.0, "unsettled_again": 0.0,
-        "kept": "again"}]
+        "benchmark": "bench_training[medium-torch-cpu]", "by": "run", "unsettled_first": 1.0,
+        "unsettled_again": 0.0, "kept": "again"}]
     assert [p.name for p in out.iterdir()] == [saved.name]  # no partial file left
 
 
