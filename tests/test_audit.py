@@ -125,6 +125,35 @@ def test_a_backend_that_leaves_a_thread_spinning_is_flagged(
     assert row.verdict() in ("ok, spins", "FAIL")
 
 
+class CostlyWait(Sleeper):
+    """Returns finished, but its wait costs a fifth of run even with nothing pending (a
+    call into the library, a device query)."""
+
+    name = "costly-wait"
+
+    def wait(self, state: dict[str, Any]) -> None:
+        time.sleep(len(state["problem"].plan) * STEP_S / 5)
+
+
+def test_a_wait_that_costs_time_of_its_own_is_not_pending_work(
+    crops: tuple[Problem, Problem]
+) -> None:
+    row = _audit(CostlyWait(), crops)
+    assert abs(row.sync_change) < audit.SYNC_LIMIT, row  # one wait's own 20% is taken out
+    assert not any(f.startswith("sync:") for f in row.failures())
+
+
+def test_pending_share_takes_the_waits_own_cost_out() -> None:
+    # run 100; one more wait adds 60 (50 pending + 10 of its own); a second adds 10.
+    assert audit.pending_share([100.0] * 3, [160.0] * 3, [170.0] * 3) == pytest.approx(0.5)
+    # Nothing pending: both waits cost 10 each.
+    assert audit.pending_share([100.0, 200.0, 100.0], [110.0, 210.0, 110.0],
+                               [120.0, 220.0, 120.0]) == pytest.approx(0.0)
+    # Per turn, then the median: one turn's outlier moves nothing.
+    assert audit.pending_share([100.0, 100.0, 100.0], [130.0, 130.0, 900.0],
+                               [140.0, 140.0, 140.0]) == pytest.approx(0.2)
+
+
 class RecordsTheCollector(Sleeper):
     name = "records-the-collector"
 
