@@ -483,15 +483,14 @@ class Row:
     def compared(self) -> str:
         """How the interference figure was obtained, for the table."""
         kept = self.settled
-        pooled = f", {self.timings} timings each" if self.timings > 1 else ""
         if kept is None or kept.fallback:
             why = "no per-round refs" if kept is None else "unsettled"
             if self.timings > 1:
                 return f"medians of {self.timings} timings each, taking turns ({why})"
             return f"medians, drift ×{self.drift:.3f} ({why})"
-        return (f"settled {len(kept.new)}/{len(kept.new) + kept.new_dropped} · "
-                f"{len(kept.base)}/{len(kept.base) + kept.base_dropped}"
-                + (f" ({pooled[2:]})" if pooled else ""))
+        counts = (f"settled {len(kept.new)}/{len(kept.new) + kept.new_dropped} · "
+                  f"{len(kept.base)}/{len(kept.base) + kept.base_dropped}")
+        return f"{counts} ({self.timings} timings each)" if self.timings > 1 else counts
 
     @property
     def sync_change(self) -> float:
@@ -719,6 +718,19 @@ def main(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bench_index(doc: dict[str, Any], name: str) -> int | None:
+    """Where the benchmark ``name`` sits in the run's list, or None."""
+    return next((i for i, b in enumerate(doc.get("benchmarks", []))
+                 if b.get("name") == name), None)
+
+
+def _record_resettled(doc: dict[str, Any], decision: dict[str, Any]) -> None:
+    """Add one of the audit's decisions to ``machine_info.gdbench.resettled``."""
+    doc.setdefault("machine_info", {}).setdefault("gdbench", {}).setdefault(
+        "resettled", []).append({"benchmark": decision.pop("benchmark"), "by": "audit",
+                                 **decision})
+
+
 def _resettle_suite(row: Row, doc: dict[str, Any], name: str, dtype: str,
                     threads: int | None, max_time_s: float | None) -> Row:
     """``row``, or, when most of the suite's rounds ran on an unsettled machine, the row of
@@ -738,19 +750,17 @@ def _resettle_suite(row: Row, doc: dict[str, Any], name: str, dtype: str,
         before = row.unsettled_shares(candidate)[0]
         after = candidate.unsettled_shares(row)[0]
         kept = after < before
-        benches = doc.get("benchmarks", [])
-        index = next((i for i, b in enumerate(benches) if b.get("name") == name), None)
+        index = _bench_index(doc, name)
         if kept and index is not None:
+            benches = doc["benchmarks"]
             old = benches[index].get("extra_info") or {}
             again["extra_info"].update({k: v for k, v in old.items()
                                         if k.startswith("memory_")})
             benches[index] = again
             row = candidate
-        doc.setdefault("machine_info", {}).setdefault("gdbench", {}).setdefault(
-            "resettled", []).append({"benchmark": name, "by": "audit",
-                                     "unsettled_first": round(before, 3),
-                                     "unsettled_again": round(after, 3),
-                                     "kept": "again" if kept else "first"})
+        _record_resettled(doc, {"benchmark": name, "unsettled_first": round(before, 3),
+                                "unsettled_again": round(after, 3),
+                                "kept": "again" if kept else "first"})
     return row
 
 
@@ -767,10 +777,10 @@ def _confirm(row: Row, doc: dict[str, Any], name: str, dtype: str, threads: int 
     picked. The pooled benchmark replaces the suite's in ``doc`` (its rounds in order,
     ``extra_info.blocks`` saying how many timings, the first one's memory figures kept),
     and ``machine_info.gdbench.resettled`` records suite/alone before and after."""
-    benches = doc.get("benchmarks", [])
-    index = next((i for i, b in enumerate(benches) if b.get("name") == name), None)
+    index = _bench_index(doc, name)
     if not row.drifted or index is None:
         return row
+    benches = doc["benchmarks"]
     print("      suite/alone off with a clean pairing: both timed again, taking turns",
           flush=True)
     copies, alone = [benches[index]], row.alone
@@ -786,11 +796,9 @@ def _confirm(row: Row, doc: dict[str, Any], name: str, dtype: str, threads: int 
 
     benches[index] = merge_rounds(copies)
     pooled = replace(row, alone=alone, timings=len(copies)).with_suite(benches[index])
-    doc.setdefault("machine_info", {}).setdefault("gdbench", {}).setdefault(
-        "resettled", []).append({"benchmark": name, "by": "audit", "kept": "pooled",
-                                 "timings": len(copies),
-                                 "interference_first": round(row.interference, 3),
-                                 "interference_pooled": round(pooled.interference, 3)})
+    _record_resettled(doc, {"benchmark": name, "kept": "pooled", "timings": len(copies),
+                            "interference_first": round(row.interference, 3),
+                            "interference_pooled": round(pooled.interference, 3)})
     return pooled
 
 
