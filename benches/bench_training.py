@@ -71,8 +71,8 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     per-run times and the repeat count as ``iterations``, as its own calibration would.
     Before each timed round, the wake probe (when given; see
     :func:`gdbench.timing.wake_probe`) reads the machine's wake-up latency, then the
-    reference round runs, repeated the same way; a short run is then called once, untimed,
-    to take back the cache (``plan.warm_up``).
+    reference round runs, repeated the same way; a short run is then called untimed
+    (``plan.warm_ups`` times) to take back the cache and wake its own runtime.
     """
     paired = Paired()
     if benchmark.disabled:
@@ -90,7 +90,7 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
         if probe is not None:
             paired.wake.append(probe())
         paired.ref.append(timing.timed(timed_reference, clock) / plan.ref_iterations)
-        if plan.warm_up:  # refill the cache the reference took, untimed (see plan_rounds)
+        for _ in range(plan.warm_ups):  # take back the cache, untimed (see plan_rounds)
             run()
 
     # pytest-benchmark refuses iterations > 1 with a setup function, so the round repeats

@@ -8,7 +8,7 @@ interference  the suite's µs/step against the standalone µs/step; flagged when
               slowed or sped the suite's figure).
 sync          the timed call must wait for the device: re-timed with one more explicit
               wait after it (``backend.wait``), it must not move by more than 10%, once
-              the wait's own cost (a second wait, which finds nothing) is taken out.
+              the wait's own cost (waits timed alone, which find nothing) is taken out.
 x2 plan       doubling the epochs must roughly double the time (1.25x to 2.5x: a fixed
               per-call cost makes short runs scale below 2x, down to 1.5x when it is as
               long as the loop); a call that returns before its work is done barely moves.
@@ -110,7 +110,7 @@ class Standalone:
     step_us: float  # median over the plain rounds: the standalone figure
     ref_s: float  # the drift reference's median seconds, timed between blocks of them
     # The work one more wait found pending, as a share of run: median over turns of
-    # (what one wait added - what a second wait added) / run (see pending_share).
+    # (what one wait added - a wait's own cost) / run (see pending_share).
     sync_change: float
     doubled_ratio: float  # median over rounds of (plan with twice the epochs) / plan
     busy_cores: float  # cores busy in the 50 ms after run returned
@@ -218,7 +218,7 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
     blocks, of (rounds timed as the suite times them) / (rounds timed back to back).
 
     A suite round comes after the wake probe (when given), a reference round of
-    ``plan.ref_iterations`` calls and one untimed call when ``plan.warm_up``, as in
+    ``plan.ref_iterations`` calls and ``plan.warm_ups`` untimed calls, as in
     benches/; an alone round right after the previous one. The blocks take turns (alone
     first in even pairs, suite first in odd ones) and each lasts a fraction of a second,
     so a host episode of seconds slows both halves of a pair alike; only the pairing
@@ -239,7 +239,7 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
             if probe is not None:
                 probe()
             timed_reference()
-            if plan.warm_up:
+            for _ in range(plan.warm_ups):
                 run()
             times.append(timing.timed(body, clock))
         return statistics.median(times)
@@ -255,17 +255,32 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
 
 
 def pending_share(run: Sequence[float], waited: Sequence[float],
-                  waited_twice: Sequence[float]) -> float:
+                  wait_costs: Sequence[float]) -> float:
     """The work that one more wait after ``run`` found still running, as a share of run:
-    the median over turns of ((waited - run) - (waited_twice - waited)) / run.
+    the median over turns of (waited - run - wait's own cost) / run.
 
     A wait has a cost of its own even when nothing is pending (a call into the library, a
-    device query): a second wait, which always finds nothing, measures it, and it is
-    taken out. jax-scan on crops, whose run returns finished, read one more wait at +7% to
-    +13% of a 25 µs call before it was; a run that returns at once reads its whole work.
+    device query): ``wait_costs`` are waits timed on their own right after a wait, which
+    find nothing, and their median is taken out. jax-scan on crops, whose run returns
+    finished, read one more wait at +7% to +13% of a 25 µs call before it was; a run that
+    returns at once reads its whole work. Estimated once, from timings of the wait alone,
+    the cost adds no noise of run's to each turn, as a per-turn difference of a second
+    wait did (jax on small, which blocks on its result, read +13.8% that way).
     """
-    r, w, w2 = (np.asarray(x, dtype=float) for x in (run, waited, waited_twice))
-    return float(np.median(((w - r) - (w2 - w)) / r))
+    r, w = (np.asarray(x, dtype=float) for x in (run, waited))
+    return float(np.median((w - r - statistics.median(wait_costs)) / r))
+
+
+def wait_costs(prepared: Prepared, turns: int,
+               clock: timing.Clock = time.perf_counter) -> list[float]:
+    """Seconds of ``turns`` waits that find nothing pending, each timed on its own right
+    after ``run`` and one wait: what a wait costs by itself."""
+    costs = []
+    for _ in range(turns):
+        prepared.run()
+        prepared.wait()
+        costs.append(timing.timed(prepared.wait, clock))
+    return costs
 
 
 def _median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
@@ -308,12 +323,8 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
         prepared.run()
         prepared.wait()
 
-    def run_and_wait_twice() -> None:
-        run_and_wait()
-        prepared.wait()
-
-    unsynced, synced, synced_twice, doubled_times = interleaved(
-        [prepared.run, run_and_wait, run_and_wait_twice, twice.run], check_seconds, clock)
+    unsynced, synced, doubled_times = interleaved(
+        [prepared.run, run_and_wait, twice.run], check_seconds, clock)
     suite_plan = timing.plan_rounds(prepared.run, reference, max_time_s=2 * check_seconds,
                                     min_rounds=2 * HARNESS_PAIRS, clock=clock, probe=probe)
     harness = harness_effect(prepared.run, reference, suite_plan, HARNESS_PAIRS, clock, probe)
@@ -322,7 +333,8 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
     return Standalone(
         step_us=per_run / steps * 1e6,
         ref_s=statistics.median(plain.refs),
-        sync_change=pending_share(unsynced, synced, synced_twice),
+        sync_change=pending_share(unsynced, synced,
+                                  wait_costs(prepared, len(unsynced), clock)),
         doubled_ratio=_median_ratio(doubled_times, unsynced),
         busy_cores=busy,
         harness_share=empty / (per_run * plan.iterations),

@@ -144,14 +144,36 @@ def test_a_wait_that_costs_time_of_its_own_is_not_pending_work(
 
 
 def test_pending_share_takes_the_waits_own_cost_out() -> None:
-    # run 100; one more wait adds 60 (50 pending + 10 of its own); a second adds 10.
-    assert audit.pending_share([100.0] * 3, [160.0] * 3, [170.0] * 3) == pytest.approx(0.5)
-    # Nothing pending: both waits cost 10 each.
+    # run 100; one more wait adds 60 (50 pending + 10 of its own); a wait alone costs 10.
+    assert audit.pending_share([100.0] * 3, [160.0] * 3, [10.0] * 3) == pytest.approx(0.5)
+    # Nothing pending: the wait costs 10, whatever run's length.
     assert audit.pending_share([100.0, 200.0, 100.0], [110.0, 210.0, 110.0],
-                               [120.0, 220.0, 120.0]) == pytest.approx(0.0)
-    # Per turn, then the median: one turn's outlier moves nothing.
+                               [10.0, 10.0, 10.0]) == pytest.approx(0.0)
+    # Per turn, then the median; the wait's cost is the median of its timings: one turn's
+    # outlier, or one slow wait, moves nothing.
     assert audit.pending_share([100.0, 100.0, 100.0], [130.0, 130.0, 900.0],
-                               [140.0, 140.0, 140.0]) == pytest.approx(0.2)
+                               [10.0, 10.0, 500.0]) == pytest.approx(0.2)
+    # The cost is taken out of each turn before its share of run is taken.
+    assert audit.pending_share([100.0, 50.0, 200.0], [120.0, 70.0, 220.0],
+                               [10.0]) == pytest.approx(0.1)
+
+
+def test_the_waits_own_cost_is_timed_after_a_run_and_a_wait() -> None:
+    now = [0.0]
+    calls: list[str] = []
+
+    class Timed:
+        def run(self) -> None:
+            calls.append("run")
+            now[0] += 1.0
+
+        def wait(self) -> None:
+            calls.append("wait")
+            now[0] += 0.25
+
+    costs = audit.wait_costs(Timed(), 2, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert costs == pytest.approx([0.25, 0.25])
+    assert calls == ["run", "wait", "wait"] * 2
 
 
 class RecordsTheCollector(Sleeper):
@@ -503,10 +525,11 @@ def test_pairing_probes_the_wake_ups_before_each_suite_round_as_the_suite_does()
 
 
 def test_pairing_warms_up_after_the_reference_when_the_plan_does() -> None:
-    plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1, warm_up=True)
+    plan = timing.RoundPlan(rounds=2, iterations=1, ref_iterations=1, warm_ups=2)
     # At least HARNESS_BLOCK (2) rounds a block: a warm-up and 2 rounds alone; then twice
-    # a reference call, the warm-up call, and the timed round.
-    assert _pairing_calls(plan, probed=False) == ["run"] * 3 + ["ref", "run", "run"] * 2
+    # a reference call, the two warm-up calls, and the timed round.
+    assert _pairing_calls(plan, probed=False) == (["run"] * 3
+                                                  + ["ref", "run", "run", "run"] * 2)
 
 
 def test_a_reference_that_leaves_a_thread_spinning_is_caught_by_the_pairing() -> None:

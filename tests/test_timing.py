@@ -45,22 +45,23 @@ def test_short_runs_are_repeated_up_to_the_round_floor() -> None:
     clock = FakeClock()
     plan = timing.plan_rounds(clock.work(0.001), clock.work(0.002), max_time_s=1.1005,
                               min_rounds=3, round_floor_s=0.005, clock=clock)
-    # 5 runs of 1 ms, 3 reference calls of 2 ms and one untimed warm-up run: 12 ms a
-    # round, 91 whole rounds in 1.1005 s.
-    assert plan == RoundPlan(rounds=91, iterations=5, ref_iterations=3, warm_up=True)
+    # 5 runs of 1 ms, 3 reference calls of 2 ms and 10 untimed warm-up runs (WARM_UP_S):
+    # 21 ms a round, 52 whole rounds in 1.1005 s.
+    assert plan == RoundPlan(rounds=52, iterations=5, ref_iterations=3, warm_ups=10)
 
 
-@pytest.mark.parametrize(("run_s", "reference", "warm_up"), [
-    (0.049, True, True), (0.0501, True, False), (0.2, True, False), (0.001, False, False)])
-def test_only_a_short_run_after_a_reference_is_warmed_up(run_s: float, reference: bool,
-                                                         warm_up: bool) -> None:
+@pytest.mark.parametrize(("run_s", "reference", "warm_ups"), [
+    (0.001, True, 10), (0.003, True, 4), (0.0099, True, 2), (0.01, True, 1),
+    (0.049, True, 1), (0.0501, True, 0), (0.2, True, 0), (0.001, False, 0)])
+def test_a_short_run_after_a_reference_is_warmed_up_for_warm_up_s(
+        run_s: float, reference: bool, warm_ups: int) -> None:
     clock = FakeClock()
     plan = timing.plan_rounds(clock.work(run_s), clock.work(0.002) if reference else None,
                               max_time_s=2.0, min_rounds=1, clock=clock)
-    assert plan.warm_up is warm_up
-    # The warm-up call counts in the time budget: rounds of run + reference (+ warm-up).
+    assert plan.warm_ups == warm_ups
+    # The warm-up calls count in the time budget: rounds of run + reference (+ warm-ups).
     round_s = run_s * plan.iterations + (0.002 * plan.ref_iterations if reference else 0)
-    assert plan.rounds == pytest.approx(2.0 / (round_s + run_s * warm_up), abs=1)
+    assert plan.rounds == pytest.approx(2.0 / (round_s + run_s * warm_ups), abs=1)
 
 
 def test_a_long_run_is_one_per_round_and_min_rounds_holds() -> None:
@@ -214,7 +215,8 @@ def test_time_pairs_each_round_with_the_reference_just_before_it() -> None:
 def test_a_warmed_up_round_runs_once_untimed_between_its_reference_and_its_timing() -> None:
     clock = FakeClock()
     calls: list[str] = []
-    run_durations = iter([0.5] * 3 + [0.001, 0.002, 0.003] * 2)  # warm-up round, then 2
+    # the warm-up round, then 2 rounds: two untimed warm-up calls and two timed runs each
+    run_durations = iter([0.5] * 4 + [0.001, 0.001, 0.002, 0.003] * 2)
 
     def reference() -> None:
         calls.append("ref")
@@ -225,9 +227,9 @@ def test_a_warmed_up_round_runs_once_untimed_between_its_reference_and_its_timin
         clock.now += next(run_durations)
 
     b = FakeBenchmark(clock)
-    paired = bench._time(b, _settings(RoundPlan(2, 2, 1, warm_up=True)), run, reference,
+    paired = bench._time(b, _settings(RoundPlan(2, 2, 1, warm_ups=2)), run, reference,
                          clock)
-    assert calls == ["ref", "run", "run", "run"] * 3  # ref, warm-up, then the timed pair
+    assert calls == ["ref", "run", "run", "run", "run"] * 3  # ref, 2 warm-ups, timed pair
     assert paired.ref == pytest.approx([0.010, 0.010])
     # The timed rounds are the two runs after each warm-up call: (2 + 3) ms / 2 each.
     assert b.stats.stats.data == pytest.approx([0.0025, 0.0025])
