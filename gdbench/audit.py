@@ -147,7 +147,14 @@ def _plan(run: Callable[[], None], seconds: float, clock: timing.Clock,
 def interleaved(fns: Sequence[Callable[[], None]], seconds: float,
                 clock: timing.Clock = time.perf_counter) -> list[list[float]]:
     """Seconds per call of each function, round by round, the functions taking turns
-    (A B C, A B C, ...) so that a drift of the machine's speed hits them alike."""
+    (A B C, A B C, ...) so that a drift of the machine's speed hits them alike.
+
+    Each timed round follows one untimed call of its own function, so that it starts from
+    the state that function leaves, not its predecessor's: timed right after the doubled
+    plan's call (its own copies of the data), jax-scan's run at ``medium`` read slower than
+    run-and-wait timed right after it, so that one more wait read -8% to -14% on one CPU
+    and -3% to -4% on two (four turns of each, in one process), a bias that would hide
+    that much pending work; with the untimed call, -2% to -8% and -0% to +1%."""
     plans = [_plan(fn, seconds / len(fns), clock, CHECK_MIN_ROUNDS) for fn in fns]
     rounds = min(p.rounds for p in plans)
     bodies = [timing.repeat(fn, p.iterations) for fn, p in zip(fns, plans, strict=True)]
@@ -155,7 +162,8 @@ def interleaved(fns: Sequence[Callable[[], None]], seconds: float,
     for body in bodies:
         body()  # warm-up
     for _ in range(rounds):
-        for body, plan, out in zip(bodies, plans, times, strict=True):
+        for fn, body, plan, out in zip(fns, bodies, plans, times, strict=True):
+            fn()
             out.append(timing.timed(body, clock) / plan.iterations)
     return times
 
