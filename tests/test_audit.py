@@ -153,9 +153,10 @@ def test_pending_share_takes_the_waits_own_cost_out() -> None:
     # outlier, or one slow wait, moves nothing.
     assert audit.pending_share([100.0, 100.0, 100.0], [130.0, 130.0, 900.0],
                                [10.0, 10.0, 500.0]) == pytest.approx(0.2)
-    # The cost is taken out of each turn before its share of run is taken.
-    assert audit.pending_share([100.0, 50.0, 200.0], [120.0, 70.0, 220.0],
-                               [10.0]) == pytest.approx(0.1)
+    # The cost is taken out of each turn before its share of run is taken: per turn
+    # 0.29, 0.0 and 0.099; (0.1 median share) - (1 / 100 median run) would read 0.09.
+    assert audit.pending_share([100.0, 10.0, 1000.0], [130.0, 11.0, 1100.0],
+                               [1.0]) == pytest.approx(0.099)
 
 
 def test_the_waits_own_cost_is_timed_after_a_run_and_a_wait() -> None:
