@@ -87,11 +87,10 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     timed_reference = timing.repeat(reference, plan.ref_iterations)
 
     def time_reference() -> None:  # pytest-benchmark calls it before every round
-        if probe is not None:
-            paired.wake.append(probe())
-        paired.ref.append(timing.timed(timed_reference, clock) / plan.ref_iterations)
-        for _ in range(plan.warm_ups):  # take back the cache, untimed (see plan_rounds)
-            run()
+        wake, ref = timing.before_round(run, timed_reference, plan, probe, clock)
+        if wake is not None:
+            paired.wake.append(wake)
+        paired.ref.append(ref)
 
     # pytest-benchmark refuses iterations > 1 with a setup function, so the round repeats
     # run itself; the per-round times are then divided as its iterations would be.

@@ -225,11 +225,11 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
     """What the suite's pairing costs ``run``: the median, over ``pairs`` pairs of adjacent
     blocks, of (rounds timed as the suite times them) / (rounds timed back to back).
 
-    A suite round comes after the wake probe (when given), a reference round of
-    ``plan.ref_iterations`` calls and ``plan.warm_ups`` untimed calls, as in
-    benches/; an alone round right after the previous one. The blocks take turns (alone
-    first in even pairs, suite first in odd ones) and each lasts a fraction of a second,
-    so a host episode of seconds slows both halves of a pair alike; only the pairing
+    A suite round comes after what the suite puts before each of its rounds
+    (:func:`gdbench.timing.before_round`: the wake probe when given, a reference round,
+    the warm-up calls); an alone round right after the previous one. The blocks take
+    turns (alone first in even pairs, suite first in odd ones) and each lasts a fraction
+    of a second, so a host episode of seconds slows both halves of a pair alike; only the pairing
     itself moves the ratio. A reference that left a thread pool spinning read x3.4 here
     for torch at ``large``.
     """
@@ -244,11 +244,7 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
     def paired() -> float:
         times = []
         for _ in range(per_block):
-            if probe is not None:
-                probe()
-            timed_reference()
-            for _ in range(plan.warm_ups):
-                run()
+            timing.before_round(run, timed_reference, plan, probe, clock)
             times.append(timing.timed(body, clock))
         return statistics.median(times)
 

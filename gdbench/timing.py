@@ -124,6 +124,20 @@ def repeat(fn: Callable[[], None], times: int) -> Callable[[], None]:
     return repeated
 
 
+def before_round(run: Callable[[], None], timed_reference: Callable[[], None],
+                 plan: RoundPlan, probe: Callable[[], float] | None = None,
+                 clock: Clock = time.perf_counter) -> tuple[float | None, float]:
+    """What comes before every paired timed round, in the suite (benches/) and in the
+    audit's pairing alike: the wake probe's reading (None without a probe), the reference
+    round's seconds per call (``timed_reference`` makes ``plan.ref_iterations`` calls),
+    then ``plan.warm_ups`` untimed runs to take back the cache (see plan_rounds)."""
+    wake = probe() if probe is not None else None
+    ref = timed(timed_reference, clock) / plan.ref_iterations
+    for _ in range(plan.warm_ups):
+        run()
+    return wake, ref
+
+
 def per_run_times(round_times: list[float], iterations: int) -> list[float]:
     """Each round's seconds divided by the runs in it: seconds per run."""
     return [t / iterations for t in round_times]

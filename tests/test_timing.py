@@ -462,3 +462,28 @@ def test_the_suite_records_the_seconds_of_rounds_it_gives_each_benchmark(
     config = SimpleNamespace(invocation_params=SimpleNamespace(args=args),
                              getoption=options.__getitem__)
     assert suite._max_time(config) == expected  # type: ignore[arg-type]
+
+
+def test_before_round_reads_the_probe_times_the_reference_then_warms_up() -> None:
+    clock = FakeClock()
+    calls: list[str] = []
+
+    def run() -> None:
+        calls.append("run")
+        clock.now += 1.0  # untimed: must not reach the reference's seconds
+
+    def reference_round() -> None:  # 3 reference calls of 2 ms
+        calls.append("ref")
+        clock.now += 0.006
+
+    def probe() -> float:
+        calls.append("probe")
+        return 5e-5
+
+    plan = RoundPlan(rounds=1, iterations=1, ref_iterations=3, warm_ups=2)
+    wake, ref = timing.before_round(run, reference_round, plan, probe, clock)
+    assert calls == ["probe", "ref", "run", "run"]
+    assert wake == 5e-5 and ref == pytest.approx(0.002)
+    calls.clear()
+    assert timing.before_round(run, reference_round, plan, None, clock)[0] is None
+    assert calls == ["ref", "run", "run"]
