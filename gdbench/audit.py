@@ -528,11 +528,11 @@ class Row:
         pairing_ok = abs(pairing - 1) <= HARNESS_LIMIT
         if abs(self.interference - 1) > INTERFERENCE_LIMIT:
             why = ""
-            if pairing_ok and self.timings > 1:
+            if self.drifted and self.timings > 1:
                 why = (f"; it stays over {self.timings} timings of each side taking turns, "
                        f"while the suite's pairing moves the loop "
                        f"{formats.signed_percent(pairing)} in one process")
-            elif pairing_ok:
+            elif self.drifted:
                 why = (f"; the suite's pairing moves the loop {formats.signed_percent(pairing)}"
                        " in one process, so the machine's speed changed between the two "
                        "timings (re-run the suite)")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gdbench.data.workloads import WORKLOADS
-from gdbench.implementations.base import prepare
+from gdbench.implementations.base import Prepared, prepare
 
 jax = pytest.importorskip("jax")
 
@@ -30,13 +30,18 @@ class Recording:
         return self.compiled(*args)
 
 
-@pytest.mark.parametrize("name", ["jax", "jax-scan"])
-def test_run_hands_the_compiled_calls_the_prepared_arrays_themselves(
-    name: str, backend_status: dict[str, str | None]
-) -> None:
+@pytest.fixture(params=["jax", "jax-scan"])
+def prepared(request: pytest.FixtureRequest, backend_status: dict[str, str | None]) -> Prepared:
+    """jax or jax-scan, prepared on crops (skipped where the backend cannot run)."""
+    name = request.param
     if backend_status[name]:
         pytest.skip(f"backend {name}: {backend_status[name]}")
-    prepared = prepare(name, WORKLOADS["crops"].build())
+    return prepare(name, WORKLOADS["crops"].build())
+
+
+def test_run_hands_the_compiled_calls_the_prepared_arrays_themselves(
+    prepared: Prepared
+) -> None:
     state = prepared.state
     calls: list[tuple[Any, ...]] = []
     state.compiled = {key: Recording(fn, calls) for key, fn in state.compiled.items()}
@@ -48,7 +53,8 @@ def test_run_hands_the_compiled_calls_the_prepared_arrays_themselves(
         prepared.run()
 
     steps = len(state.problem.plan)
-    assert len(calls) == (2 * steps if name == "jax" else 2)  # per step, or one scan
+    per_step = prepared.backend.name == "jax"
+    assert len(calls) == (2 * steps if per_step else 2)  # per step, or one scan
     starts = [calls[0], calls[len(calls) // 2]]  # each run's first call
     for params, X, Y, *_ in starts:
         # The same device arrays, not copies: each run starts from W0 and b0 as prepared.
@@ -58,13 +64,7 @@ def test_run_hands_the_compiled_calls_the_prepared_arrays_themselves(
     assert not state.W0_dev.is_deleted() and not state.b0_dev.is_deleted()
 
 
-@pytest.mark.parametrize("name", ["jax", "jax-scan"])
-def test_run_leaves_no_device_buffers_behind_but_its_result(
-    name: str, backend_status: dict[str, str | None]
-) -> None:
-    if backend_status[name]:
-        pytest.skip(f"backend {name}: {backend_status[name]}")
-    prepared = prepare(name, WORKLOADS["crops"].build())
+def test_run_leaves_no_device_buffers_behind_but_its_result(prepared: Prepared) -> None:
     prepared.run()  # the first run's result takes its place among the live buffers
 
     def live() -> set[int]:
