@@ -40,16 +40,19 @@ browser:
 		--no-install-recommends chromium >/dev/null; then echo "browser: $$(command -v chromium)"; \
 	else echo "browser: apt-get could not install chromium; the browser test will skip"; fi
 
-# mypy reads source, not the install, so it gets the installed layout as a tree of links:
-# gdbench/ with data/, implementations/ and benches/ inside it, as the wheel has them.
-MYPY_TREE := build/mypy-tree
+# mypy and import-linter read source, not the install, so they get the installed layout as
+# a tree of links: gdbench/ with data/, implementations/ and benches/ inside it, as the wheel
+# has them. import-linter checks the layer contract in pyproject.toml.
+LINT_TREE := build/lint-tree
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	rm -rf $(MYPY_TREE) && mkdir -p $(MYPY_TREE)/gdbench
-	ln -s $(CURDIR)/gdbench/*.py $(MYPY_TREE)/gdbench/
-	for d in data implementations benches; do ln -s $(CURDIR)/$$d $(MYPY_TREE)/gdbench/$$d; done
-	cd $(MYPY_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+	rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE)/gdbench
+	ln -s $(CURDIR)/gdbench/* $(LINT_TREE)/gdbench/
+	for d in data implementations benches; do ln -s $(CURDIR)/$$d $(LINT_TREE)/gdbench/$$d; done
+	cd $(LINT_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 		--cache-dir $(CURDIR)/.mypy_cache -p gdbench
+	cd $(LINT_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --no-cache \
+		--config $(CURDIR)/pyproject.toml
 
 # Mutation testing with mutmut 2, which mutates a source file in place and runs a test
 # command per mutant. It runs file by file in a throwaway copy of the working tree (tracked
@@ -58,19 +61,19 @@ lint: $(STAMP)
 # file), so not part of .ci/run.
 # MUTATE: one entry per file, SOURCE:TESTS, TESTS being the comma-separated test files
 # that cover SOURCE (fast ones only: no benches, no wheel build). Add a file by adding an
-# entry. `make mutate ONLY=gdbench/stats.py` runs the entries whose source is named there.
+# entry. `make mutate ONLY=gdbench/judge/stats.py` runs the entries whose source is named there.
 # Each file's survivors, as diffs, go to build/mutate/<source>.txt.
 MUTATE := \
 	data/loader.py:tests/test_loader.py,tests/test_gradients.py,tests/test_cli.py \
 	implementations/reference.py:tests/test_gradients.py,tests/test_cli.py \
 	implementations/base.py:tests/test_cli.py,tests/test_gradients.py,tests/test_registry.py \
-	gdbench/stats.py:tests/test_stats.py,tests/test_regress.py \
-	gdbench/regress.py:tests/test_regress.py \
-	gdbench/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
-	gdbench/timing.py:tests/test_timing.py,tests/test_audit.py \
-	gdbench/audit.py:tests/test_audit.py \
-	gdbench/limits.py:tests/test_limits.py \
-	gdbench/target.py:tests/test_target.py
+	gdbench/judge/stats.py:tests/test_stats.py,tests/test_regress.py \
+	gdbench/judge/regress.py:tests/test_regress.py \
+	gdbench/records/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
+	gdbench/harness/timing.py:tests/test_timing.py,tests/test_audit.py \
+	gdbench/commands/audit.py:tests/test_audit.py \
+	gdbench/judge/limits.py:tests/test_limits.py \
+	gdbench/judge/target.py:tests/test_target.py
 ONLY ?=
 MUTATE_OUT := build/mutate
 # -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a

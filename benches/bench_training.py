@@ -9,7 +9,7 @@ benchmark whose backend disagrees fails.
 Paired reference rounds: on shared machines the speed drifts in episodes lasting seconds
 (up to ~1.8x slower on the 2-core CI VMs), so each round of a training benchmark is
 preceded, untimed by pytest-benchmark, by one round of the workload's reference loop
-(:func:`gdbench.timing.reference_loop`: per step, gather the step's rows and run the
+(:func:`gdbench.harness.timing.reference_loop`: per step, gather the step's rows and run the
 roofline's GEMM pair) on a single thread, and both times are kept. Their per-round ratio
 (``norm_data``) cancels the drift that a reference measured seconds earlier cannot; the
 regression gate compares it. The reference is single-threaded so that it cannot perturb the backend
@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gdbench import limits, memory, target, timing
 from gdbench.data.workloads import Problem
+from gdbench.harness import memory, timing
 from gdbench.implementations.base import prepare
+from gdbench.judge import limits, target
 
 
 def _shape_info(problem: Problem) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def _shape_info(problem: Problem) -> dict[str, Any]:
 
 
 def roofline_loop(problem: Problem) -> tuple[Callable[[], None], float]:
-    """The workload's roofline loop (see :func:`gdbench.timing.roofline_loop`)."""
+    """The workload's roofline loop (see :func:`gdbench.harness.timing.roofline_loop`)."""
     return timing.roofline_loop(problem.dataset.X, problem.W0, problem.plan.batch_sizes())
 
 
@@ -70,7 +71,7 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     measure the loop and not the wake-up of idle threads; pytest-benchmark then records
     per-run times and the repeat count as ``iterations``, as its own calibration would.
     Before each timed round, the wake probe (when given; see
-    :func:`gdbench.timing.wake_probe`) reads the machine's wake-up latency, then the
+    :func:`gdbench.harness.timing.wake_probe`) reads the machine's wake-up latency, then the
     reference round runs, repeated the same way; a short run is then called untimed
     (``plan.warm_ups`` times) to take back the cache and wake its own runtime.
     """
@@ -170,7 +171,7 @@ MIN_COPY_BYTES = 1 << 20
 
 def copy_bandwidth(problem: Problem) -> tuple[float, int, int]:
     """(bytes/s, bytes, threads) of a streaming copy as large as the workload's dataset:
-    the memory side of the workload's limit (see :mod:`gdbench.limits`). The faster of
+    the memory side of the workload's limit (see :mod:`gdbench.judge.limits`). The faster of
     one thread and every allowed CPU: which wins depends on where the buffer sits."""
     nbytes = max(MIN_COPY_BYTES, problem.dataset.X.nbytes + problem.dataset.Y.nbytes)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -184,7 +185,7 @@ def bench_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name
     """The roofline loop on its own: the machine's GEMM rate at one step's shapes, and,
     measured before it (untimed), the bandwidth of a copy the size of the dataset: the
     two ceilings of the workload's limit, measured in the same run. It also records the
-    workload's shared target loss (:mod:`gdbench.target`) and the float64 reference's
+    workload's shared target loss (:mod:`gdbench.judge.target`) and the float64 reference's
     loss at each checkpoint, which every backend's time to target is read against."""
     problem, _ = problems.get(workload_name)
     run, flops = roofline_loop(problem)

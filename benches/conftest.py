@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from gdbench import implementations, machine, timing
+from gdbench import implementations
 from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
+from gdbench.harness import machine, timing
+from gdbench.harness.timing import RoundPlan
 from gdbench.implementations.base import TrainResult, agreement, train_once
-from gdbench.timing import RoundPlan
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,7 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "benchmarks (default), without them, or only them")
     g.addoption("--memory", choices=["auto", "on", "off"], default="auto",
                 help="after timing, instrument one more run of each backend for its peak "
-                     "memory and allocations per step (gdbench.memory): auto measures it "
+                     "memory and allocations per step (gdbench.harness.memory): auto measures it "
                      "except with --quick, whose CI runs gate speed only (the profilers "
                      "start in seconds)")
     g.addoption("--isolated", action="store_true",

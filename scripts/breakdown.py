@@ -130,7 +130,7 @@ def main() -> int:
     p.add_argument("--threads", type=int)
     args = p.parse_args()
     if args.threads:
-        from gdbench import machine
+        from gdbench.harness import machine
 
         os.environ.update(machine.thread_env(args.threads))
         machine.pin_threads(args.threads)

@@ -5,7 +5,7 @@
 Times BACKEND's ``run`` on WORKLOAD (default: jax-scan on large) in blocks of --block
 seconds (median µs/step of each block) for --seconds in all, and before each block the
 wake probe (µs per round trip between two threads pinned to two CPUs, see
-``gdbench.timing.wake_probe``) and the single-threaded drift reference once on each CPU
+``gdbench.harness.timing.wake_probe``) and the single-threaded drift reference once on each CPU
 in turn (the thread pinned there for it). One line per block. Nothing else changes
 between the blocks, so a loop that moves while both references stay put moved because
 of what the host did to the loop's threads, not to either CPU: on the 2-core VM of the
@@ -32,8 +32,8 @@ def main() -> None:
     parser.add_argument("--block", type=float, default=0.3, help="one block (default 0.3)")
     args = parser.parse_args()
 
-    from gdbench import timing
     from gdbench.data.workloads import get_workload
+    from gdbench.harness import timing
     from gdbench.implementations.base import prepare
 
     problem = get_workload(args.workload).build("float32")

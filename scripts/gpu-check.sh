@@ -71,7 +71,7 @@ step() {
 # --- gdbench from this checkout ---------------------------------------------------------------
 # Imported from / so that the checkout in the current directory does not count.
 importable() { (cd / && "$PYTHON" -c "import gdbench.implementations" 2>/dev/null); }
-GDBENCH=("$PYTHON" -c "import sys; from gdbench.cli import main; sys.exit(main())")
+GDBENCH=("$PYTHON" -c "import sys; from gdbench.commands.cli import main; sys.exit(main())")
 if ! importable; then
     say "gdbench is not installed: pip install --no-deps --no-build-isolation -e ."
     "$PYTHON" -m pip install --quiet --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from gdbench import machine
 from gdbench.data.workloads import WORKLOADS
+from gdbench.harness import machine
 
 # True µs per step on the imaginary test machine: overhead-bound crops, GEMM-bound medium.
 STEP_US = {
@@ -224,7 +224,7 @@ def write_run(path: Path, **kwargs: Any) -> Path:
 def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``gdbench argv...`` in this process; argparse's
     own errors (SystemExit) count as exit codes too."""
-    from gdbench import cli
+    from gdbench.commands import cli
 
     try:
         code = cli.main(list(argv))

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gdbench import ab, cli, implementations
+from gdbench import implementations
+from gdbench.commands import ab, cli
 from gdbench.data.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent

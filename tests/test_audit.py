@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from gdbench import audit, timing
+from gdbench.commands import audit
 from gdbench.data.workloads import WORKLOADS, Problem
+from gdbench.harness import timing
 from gdbench.implementations.base import TrainResult, make_result
 
 STEP_S = 40e-6  # each constructed step "works" this long: 10 ms for crops' 250 steps

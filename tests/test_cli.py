@@ -1,6 +1,6 @@
 """The gdbench CLI: train and verify, and one clear line (exit 2) for every bad input.
 
-Most tests call ``gdbench.cli.main`` in-process (fast); one runs the installed console
+Most tests call ``gdbench.commands.cli.main`` in-process (fast); one runs the installed console
 script to prove the real process exits 2 without a traceback.
 """
 
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gdbench import cli, implementations
+from gdbench import implementations
+from gdbench.commands import cli
 from gdbench.data.datasets import load_dataset, mse
 from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan, init_params

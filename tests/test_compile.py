@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gdbench import cli
+from gdbench.commands import cli
 from gdbench.data.datasets import load_dataset, synthetic
 from gdbench.data.workloads import Problem, make_problem
 from gdbench.implementations.base import Prepared, agreement, prepare, train_once

@@ -25,8 +25,9 @@ import pandas as pd
 import pytest
 from _benchjson import bad_run_files, machine_info, make_run, run_cli
 
-from gdbench import history, regress
-from gdbench.results import load_run
+from gdbench.judge import regress
+from gdbench.records.results import load_run
+from gdbench.report import history
 
 OTHER = machine_info(cpu="Other CPU 5000", cores=4)
 

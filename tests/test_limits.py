@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gdbench import limits
+from gdbench.judge import limits
 
 
 def test_step_flops_and_bytes() -> None:

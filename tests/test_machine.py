@@ -1,4 +1,4 @@
-"""gdbench.machine: the fingerprint names a machine by what decides its speed, and
+"""gdbench.harness.machine: the fingerprint names a machine by what decides its speed, and
 pin_threads really pins."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gdbench import machine
+from gdbench.harness import machine
 
 
 def pytest_benchmark_info() -> dict[str, Any]:
@@ -200,7 +200,7 @@ def test_thread_env_keeps_other_xla_flags_and_can_be_applied_twice(
 
 PIN_SCRIPT = """
 import json, os, sys
-from gdbench import machine
+from gdbench.harness import machine
 limiter = machine.pin_threads(1)
 from threadpoolctl import threadpool_info
 info = machine.describe(load_libraries=False)
@@ -231,7 +231,7 @@ def test_pin_threads_pins_the_process_to_one_cpu_and_its_blas_to_one_thread() ->
 
 
 def test_describe_without_libraries_imports_neither_torch_nor_jax() -> None:
-    script = ("import json, sys\nfrom gdbench import machine\n"
+    script = ("import json, sys\nfrom gdbench.harness import machine\n"
               "info = machine.describe(load_libraries=False)\n"
               "print(json.dumps([m in sys.modules for m in ('torch', 'jax')]))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

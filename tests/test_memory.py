@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gdbench import implementations, memory
+from gdbench import implementations
 from gdbench.data.workloads import WORKLOADS
+from gdbench.harness import memory
 from gdbench.implementations.base import prepare
 
 CPU_BACKENDS = [n for n in implementations.names() if "cuda" not in n]

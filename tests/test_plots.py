@@ -13,7 +13,7 @@ from gdbench.data.datasets import mse
 from gdbench.data.loader import init_params
 from gdbench.data.workloads import WORKLOADS, make_problem
 from gdbench.implementations.base import train_once
-from gdbench.plots import MIN_EPOCHS_SHOWN, convergence_figure, losses_per_epoch
+from gdbench.report.plots import MIN_EPOCHS_SHOWN, convergence_figure, losses_per_epoch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -36,9 +36,9 @@ def test_plot_writes_every_figure(tmp_path: Path, capsys) -> None:
 
 
 def test_the_fit_figure_draws_the_fitted_lines(tmp_path: Path) -> None:
-    from gdbench.limits import fit_alpha_beta
-    from gdbench.plots import fit_figure
-    from gdbench.results import load_run
+    from gdbench.judge.limits import fit_alpha_beta
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import fit_figure
 
     frame = load_run(write_run(tmp_path / "run.json", workloads=("crops", "small", "medium"),
                                backends=("numpy",), seed=1))
@@ -53,8 +53,8 @@ def test_the_fit_figure_draws_the_fitted_lines(tmp_path: Path) -> None:
 
 
 def test_the_loss_time_figure_starts_each_line_after_prepare(tmp_path: Path) -> None:
-    from gdbench.plots import loss_time_figure
-    from gdbench.results import load_run
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import loss_time_figure
 
     frame = load_run(write_run(tmp_path / "run.json", workloads=("small",),
                                backends=("numpy", "jax"), seed=1))

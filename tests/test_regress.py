@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from _benchjson import BACKENDS, bad_run_files, machine_info, make_run, run_cli, write_run
 
-from gdbench import regress
 from gdbench.data.errors import InputError
-from gdbench.regress import parse_threshold, verdict
-from gdbench.results import load_run
-from gdbench.stats import Estimate, ratio_of_medians
+from gdbench.judge import regress
+from gdbench.judge.regress import parse_threshold, verdict
+from gdbench.judge.stats import Estimate, ratio_of_medians
+from gdbench.records.results import load_run
 
 # --- the statistics --------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""gdbench.results: a saved run becomes a tidy frame; every bad file is one clear error."""
+"""gdbench.records.results: a saved run becomes a tidy frame; every bad file is one clear error."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from _benchjson import bad_run_files, machine_info, make_run, write_run
 
-from gdbench import machine
 from gdbench.data.errors import InputError
-from gdbench.results import (
+from gdbench.harness import machine
+from gdbench.records.results import (
     COLUMNS,
     backends_in,
     has_paired_rounds,

@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 from _benchjson import make_run
 
-from gdbench import runner, stats
-from gdbench.cli import main
+from gdbench.commands.cli import main
+from gdbench.harness import runner
+from gdbench.judge import stats
 
 EXTRA_INFO_KEYS = {
     "kind", "backend", "device", "workload", "n", "d", "k", "batch_size", "epochs", "steps",
@@ -40,7 +41,7 @@ def test_unused_path_never_overwrites(tmp_path: Path) -> None:
 
 
 def test_run_name_says_when_which_machine_and_profile() -> None:
-    from gdbench import machine
+    from gdbench.harness import machine
 
     info = {"gdbench": machine.describe()}
     name = runner.run_name("quick", info, when=0)
@@ -51,7 +52,7 @@ def test_run_name_says_when_which_machine_and_profile() -> None:
 
 
 def test_thread_env_caps_every_pool() -> None:
-    from gdbench import machine
+    from gdbench.harness import machine
 
     env = machine.thread_env(1)
     assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
@@ -118,7 +119,7 @@ def test_merge_concatenates_the_benchmarks_and_completes_machine_info() -> None:
     assert g["unavailable"] == {"torch-cuda": "no CUDA device"}
     assert g["isolation"] == "process per backend"
     assert doc["commit_info"] == {"id": "abc"}
-    from gdbench import machine
+    from gdbench.harness import machine
 
     assert g["fingerprint"] == machine.fingerprint(doc["machine_info"])
 
@@ -407,7 +408,7 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
 
 
 def test_a_benchmark_process_gets_the_thread_settings_and_the_extra_variables() -> None:
-    from gdbench import machine
+    from gdbench.harness import machine
 
     env = runner.process_env(1, PYTHONPATH="/side")
     assert env["PYTHONUNBUFFERED"] == "1" and env["PYTHONPATH"] == "/side"

@@ -1,4 +1,4 @@
-"""gdbench.stats: the ratio of medians and its percentile bootstrap interval, checked by value.
+"""gdbench.judge.stats: the ratio of medians and its percentile bootstrap interval, by value.
 
 Two kinds of check. Deterministic properties hold exactly (the ratio is the ratio of the
 medians; every round can be drawn; chunking does not change the draws; seeded runs
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from numpy.typing import ArrayLike
 
-from gdbench import stats
-from gdbench.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
+from gdbench.judge import stats
+from gdbench.judge.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

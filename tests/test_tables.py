@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from _benchjson import bad_run_files, machine_info, run_cli, write_run
 
-from gdbench.results import load_run, load_runs
-from gdbench.tables import break_even, fit_table, render_run, side_by_side, summary
+from gdbench.records.results import load_run, load_runs
+from gdbench.report.tables import break_even, fit_table, render_run, side_by_side, summary
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from gdbench import target
 from gdbench.data.datasets import least_squares, load_dataset, mse, synthetic
 from gdbench.data.workloads import make_problem
+from gdbench.judge import target
 
 
 def test_the_optimum_loss_is_the_least_squares_mse() -> None:

@@ -16,8 +16,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import gdbench.benches.bench_training as bench
-from gdbench import timing
-from gdbench.timing import RoundPlan
+from gdbench.harness import timing
+from gdbench.harness.timing import RoundPlan
 
 
 class FakeClock:

@@ -155,7 +155,7 @@ def test_wheel_installs_alone_and_runs_next_to_a_user_data_package(tmp_path: Pat
     tops = {n.split("/", 1)[0] for n in names}
     assert all(t == "gdbench" or re.fullmatch(r"gdbench-[^/]+\.dist-info", t) for t in tops), tops
     for required in ["gdbench/data/crops.csv", "gdbench/benches/bench_training.py",
-                     "gdbench/implementations/__init__.py", "gdbench/cli.py"]:
+                     "gdbench/implementations/__init__.py", "gdbench/commands/cli.py"]:
         assert required in names, f"{required} missing from {wheel.name}"
     requires = email.message_from_bytes(metadata).get_all("Requires-Dist") or []
     assert requires, "the wheel declares no dependencies"
@@ -214,7 +214,7 @@ def test_wheel_installs_alone_and_runs_next_to_a_user_data_package(tmp_path: Pat
 
     load = _run([str(python), "-c", (
         "import sys, data.errors\n"
-        "from gdbench.results import load_run\n"
+        "from gdbench.records.results import load_run\n"
         "frame = load_run(sys.argv[1])\n"
         "assert issubclass(data.errors.UserError, Exception)\n"
         "print(len(frame))\n"

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdbench import timing
+from gdbench.harness import timing
 
 
 def step_flops(batch_size: float, n_features: int, n_outputs: int) -> float:

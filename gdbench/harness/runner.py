@@ -33,12 +33,13 @@ from typing import Any
 import numpy as np
 
 import gdbench.benches
-from gdbench import implementations, machine
+from gdbench import implementations
+from gdbench.commands.options import positive_int
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
-from gdbench.options import positive_int
-from gdbench.results import write_atomic
-from gdbench.stats import mostly_unsettled, quiet_level
+from gdbench.harness import machine
+from gdbench.judge.stats import mostly_unsettled, quiet_level
+from gdbench.records.results import write_atomic
 
 # The suite ships inside the package as gdbench.benches (benches/ in a checkout, mapped by
 # pyproject's package-dir), so an installed gdbench runs the same suite as a clone.
@@ -442,7 +443,7 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
         finally:
             for partial in partials:  # interrupted or rejected: leave nothing half-made
                 partial.unlink(missing_ok=True)
-    from gdbench import tables
+    from gdbench.report import tables
 
     print()
     print(tables.render_run(final, fmt=args.format))

@@ -33,9 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gdbench import formats, limits, target
-from gdbench.formats import Section
-from gdbench.results import (
+from gdbench.judge import limits, target
+from gdbench.judge.stats import ratio_of_medians
+from gdbench.records import formats
+from gdbench.records.formats import Section
+from gdbench.records.results import (
     backends_in,
     has_paired_rounds,
     load_run,
@@ -43,7 +45,6 @@ from gdbench.results import (
     runs_of,
     workloads_in,
 )
-from gdbench.stats import ratio_of_medians
 
 # --- the numbers ---------------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     ``speedup`` (numpy's µs/step over this one's), ``efficiency_pct`` (the roofline's
     µs/step over this one's, in %), ``label`` (the backend, with the dtype appended when
     it is not float32); and for training rows: ``limit_us`` (the least time a step can
-    take, :mod:`gdbench.limits`, from the roofline row's GEMM rate and copy bandwidth),
+    take, :mod:`gdbench.judge.limits`, from the roofline row's GEMM rate and copy bandwidth),
     ``limit_pct`` (limit_us over step_us, in %) and ``limit_kind`` (compute or memory),
     ``steps_to_target`` (steps of the plan to the workload's shared target, NaN when
     never), ``hot_s`` (steps_to_target × the step time) and ``cold_s`` (prepare_s + hot_s).
@@ -199,7 +200,7 @@ def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
     if train["memory_method"].notna().any():
         out.append(Section(f"memory of one run: peak above its start, allocations per "
                            f"step{where}", _pivot(train, _memory_cell),
-                           ["see gdbench.memory: tracemalloc (numpy), torch.profiler "
+                           ["see gdbench.harness.memory: tracemalloc (numpy), torch.profiler "
                             "(torch CPU), the CUDA allocator, JAX device stats (none on "
                             "the CPU: n/a)"]))
     fits = fit_table(s)
@@ -293,7 +294,7 @@ def render_run(frame_or_path: pd.DataFrame | str | os.PathLike[str], fmt: str = 
     """The summary printed after ``gdbench run``: workloads x backends, each cell
     "µs/step (×speed-up vs numpy, efficiency % of the roofline)".
 
-    ``frame_or_path`` is a frame from :func:`gdbench.results.load_run` or a run's path.
+    ``frame_or_path`` is a frame from :func:`gdbench.records.results.load_run` or a run's path.
     Backends that were skipped have no column. ``fmt``: table, md, csv (raw numbers) or
     html. Raises InputError for an unreadable run file.
     """

@@ -6,7 +6,7 @@
 For each training benchmark (workload x backend) the page plots, against each run's date
 (pytest-benchmark's "datetime"), the gate's metric: the median of the benchmark's rounds,
 each over its paired reference round (norm_data; ×ref), with the 95% percentile
-bootstrap interval of that median (gdbench.stats: the gate's resamples and seed). A run
+bootstrap interval of that median (gdbench.judge.stats: the gate's resamples and seed). A run
 saved before paired timing falls back on its median over the same run's roofline median
 (unpaired: the machine's drift can move it by tens of percent); its points are hollow
 and the page names those runs.
@@ -42,9 +42,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gdbench import formats, regress
 from gdbench.data.errors import InputError
-from gdbench.results import (
+from gdbench.judge import regress
+from gdbench.judge.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
+from gdbench.records import formats
+from gdbench.records.results import (
     backends_in,
     has_paired_rounds,
     load_run,
@@ -53,7 +55,6 @@ from gdbench.results import (
     workloads_in,
     write_atomic,
 )
-from gdbench.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -16,12 +16,13 @@ from typing import Any, NoReturn
 import numpy as np
 import pandas as pd
 
-from gdbench import formats, implementations
+from gdbench import implementations
+from gdbench.commands.options import positive_float, positive_int
 from gdbench.data.datasets import Dataset, least_squares, load_dataset
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, make_problem
 from gdbench.implementations.base import RTOL, TrainResult, agreement, train_once
-from gdbench.options import positive_float, positive_int
+from gdbench.records import formats
 
 EXIT_ERROR = 2
 
@@ -159,14 +160,16 @@ def _verify_table(rows: list[dict[str, Any]]) -> str:
 # Subcommands that live in their own modules: name -> (module, help). Each module offers
 # add_arguments(parser) and main(args) -> exit code.
 _MODULE_COMMANDS = {
-    "run": ("gdbench.runner", "run the benchmark suite, save the run JSON and print the table"),
-    "compare": ("gdbench.tables", "tables from saved runs (one run, or two side by side)"),
-    "check": ("gdbench.regress", "the CI regression gate: compare a run with a baseline"),
-    "ab": ("gdbench.ab", "the CI gate on hosted runners: time two git revisions in turns here"),
-    "plot": ("gdbench.plots", "scaling, speed-up and convergence figures from a saved run"),
-    "audit": ("gdbench.audit", "prove each figure of a run is its backend's loop alone "
-                               "(interference, sync, noise)"),
-    "history": ("gdbench.history", "one HTML page of every benchmark over many runs"),
+    "run": ("gdbench.harness.runner",
+            "run the benchmark suite, save the run JSON and print the table"),
+    "compare": ("gdbench.report.tables", "tables from saved runs (one run, or two side by side)"),
+    "check": ("gdbench.judge.regress", "the CI regression gate: compare a run with a baseline"),
+    "ab": ("gdbench.commands.ab",
+           "the CI gate on hosted runners: time two git revisions in turns here"),
+    "plot": ("gdbench.report.plots", "scaling, speed-up and convergence figures from a saved run"),
+    "audit": ("gdbench.commands.audit",
+              "prove each figure of a run is its backend's loop alone (interference, sync, noise)"),
+    "history": ("gdbench.report.history", "one HTML page of every benchmark over many runs"),
 }
 
 

@@ -79,12 +79,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gdbench import regress, runner
+from gdbench.commands.options import positive_float, positive_int
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
-from gdbench.options import positive_float, positive_int
-from gdbench.results import load_run, write_atomic
-from gdbench.stats import SETTLED_TOLERANCE, mostly_unsettled, quiet_level
+from gdbench.harness import runner
+from gdbench.judge import regress
+from gdbench.judge.stats import SETTLED_TOLERANCE, mostly_unsettled, quiet_level
+from gdbench.records.results import load_run, write_atomic
 
 ROLES = ("base", "head")
 QUICK_BLOCKS = 1

@@ -56,13 +56,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gdbench import formats, machine, timing
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, get_workload, make_problem
+from gdbench.harness import machine, timing
 from gdbench.implementations.base import Backend, Prepared, prepare
-from gdbench.regress import DEFAULT_THRESHOLD, parse_threshold
-from gdbench.results import benchmark_row, load_run, read_run, write_atomic
-from gdbench.stats import (
+from gdbench.judge.regress import DEFAULT_THRESHOLD, parse_threshold
+from gdbench.judge.stats import (
     SETTLED_TOLERANCE,
     UNSETTLED_SHARE,
     WAKE_TOLERANCE,
@@ -72,6 +71,8 @@ from gdbench.stats import (
     settled_pair,
     settled_rounds,
 )
+from gdbench.records import formats
+from gdbench.records.results import benchmark_row, load_run, read_run, write_atomic
 
 INTERFERENCE_LIMIT = 0.10  # |suite / alone - 1| above this fails the row
 SYNC_LIMIT = 0.10  # an extra wait that finds more than this share of run pending fails
@@ -226,7 +227,7 @@ def harness_effect(run: Callable[[], None], reference: Callable[[], None],
     blocks, of (rounds timed as the suite times them) / (rounds timed back to back).
 
     A suite round comes after what the suite puts before each of its rounds
-    (:func:`gdbench.timing.before_round`: the wake probe when given, a reference round,
+    (:func:`gdbench.harness.timing.before_round`: the wake probe when given, a reference round,
     the warm-up calls); an alone round right after the previous one. The blocks take
     turns (alone first in even pairs, suite first in odd ones) and each lasts a fraction
     of a second, so a host episode of seconds slows both halves of a pair alike; only the pairing
@@ -629,7 +630,7 @@ def noise(reference: Callable[[], None], threshold: float, *, rounds: int = 40,
 # --- the command -----------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from gdbench import runner
+    from gdbench.harness import runner
 
     parser.add_argument("--run", metavar="RUN.json", type=Path,
                         help="audit this saved run instead of running the suite first")
@@ -644,7 +645,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _child_command(backend: str, workload: str, dtype: str, threads: int | None,
                    seconds: float) -> list[str]:
-    cmd = [sys.executable, "-m", "gdbench.audit", "--child", backend, workload,
+    cmd = [sys.executable, "-m", "gdbench.commands.audit", "--child", backend, workload,
            "--dtype", dtype, "--seconds", str(seconds)]
     return cmd + ([f"--threads={threads}"] if threads else [])
 
@@ -664,7 +665,7 @@ def standalone(backend: str, workload: str, dtype: str, threads: int | None,
 
 
 def _child(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="gdbench.audit --child")
+    p = argparse.ArgumentParser(prog="gdbench.commands.audit --child")
     p.add_argument("backend")
     p.add_argument("workload")
     p.add_argument("--dtype", default="float32")
@@ -683,7 +684,7 @@ def main(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     path: Path | None = args.run
     if path is None:
-        from gdbench import runner
+        from gdbench.harness import runner
 
         code, path = runner.run_suite(args)
         if path is None:
@@ -808,7 +809,7 @@ def _confirm(row: Row, doc: dict[str, Any], name: str, dtype: str, threads: int 
         alone = alone.pooled(alone_now())
     if len(copies) == 1:
         return row
-    from gdbench.ab import merge_rounds
+    from gdbench.commands.ab import merge_rounds
 
     benches[index] = merge_rounds(copies)
     pooled = replace(row, alone=alone, timings=len(copies)).with_suite(benches[index])
@@ -822,7 +823,7 @@ def retime(backend: str, workload: str, dtype: str, threads: int | None,
            max_time_s: float | None) -> dict[str, Any] | None:
     """The suite's training benchmark of ``backend`` on ``workload``, timed again in a fresh
     process as ``gdbench run`` times it (no memory instrumentation), or None if it fails."""
-    from gdbench import runner
+    from gdbench.harness import runner
 
     args = argparse.Namespace(dtype=dtype, quick=False, backends=None, workloads=None,
                               threads=threads, pytest_args=[])
@@ -895,5 +896,5 @@ def render(rows: Sequence[Row], checks: dict[str, Any], path: Path, fmt: str = "
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         sys.exit(_child(sys.argv[2:]))
-    sys.exit("usage: python -m gdbench.audit --child BACKEND WORKLOAD [...]; "
+    sys.exit("usage: python -m gdbench.commands.audit --child BACKEND WORKLOAD [...]; "
              "use gdbench audit")

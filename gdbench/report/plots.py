@@ -14,7 +14,7 @@ convergence  the loss (MSE over all rows) after each epoch, for every backend av
              note in the title (--epochs to choose).
 roofline     GFLOP/s against arithmetic intensity (FLOPs per byte a step must move), a
              point per backend × workload, under the run's two measured ceilings: the
-             GEMM rate and the copy bandwidth (gdbench.limits).
+             GEMM rate and the copy bandwidth (gdbench.judge.limits).
 fit          µs per step against FLOPs per step with each backend's fitted line
              step = α + FLOPs / β: α is the fixed cost of a step, β its throughput.
 loss-time    loss against wall-clock seconds on one workload (--workload, else the run's
@@ -38,14 +38,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from gdbench import implementations, limits, machine
+from gdbench import implementations
+from gdbench.commands.options import positive_int
 from gdbench.data.datasets import mse
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload, make_problem
+from gdbench.harness import machine
 from gdbench.implementations.base import train_once
-from gdbench.options import positive_int
-from gdbench.results import backends_in, load_run, workloads_in, write_atomic
-from gdbench.tables import summary
+from gdbench.judge import limits
+from gdbench.records.results import backends_in, load_run, workloads_in, write_atomic
+from gdbench.report.tables import summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -189,7 +191,7 @@ def roofline_figure(frame: pd.DataFrame) -> Figure:
 
 def fit_figure(frame: pd.DataFrame) -> Figure:
     """Measured µs per step against FLOPs per step, with each backend's fitted line
-    step = α + FLOPs / β (:mod:`gdbench.limits`)."""
+    step = α + FLOPs / β (:mod:`gdbench.judge.limits`)."""
     s = summary(frame)
     train = s[(s["kind"] == "training") & s["steps"].notna()]
     fig = _figure()

@@ -2,7 +2,7 @@
 
 Importable from a notebook::
 
-    from gdbench.results import load_run
+    from gdbench.records.results import load_run
     frame = load_run("results/runs/0001.json")
     frame.pivot(index="workload", columns="backend", values="step_us")
 
@@ -17,7 +17,7 @@ commit_info: the commit id the run was made from, and whether the tree had uncom
 changes (None when not recorded).
 
 Training rows also carry ``prepare_s`` (seconds of prepare, compilation included) and the
-memory of one instrumented run (``memory_*``, see :mod:`gdbench.memory`); roofline rows
+memory of one instrumented run (``memory_*``, see :mod:`gdbench.harness.memory`); roofline rows
 carry the workload's facts: ``bandwidth_gbs`` (the copy bandwidth of the workload's
 limit, GB/s), the shared target (``target_loss``, ``target_steps``: steps of the plan to
 reach it, NaN when never) and the float64 reference's ``loss_curve`` at
@@ -38,9 +38,10 @@ from typing import Any
 
 import pandas as pd
 
-from gdbench import implementations, machine
+from gdbench import implementations
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import WORKLOADS
+from gdbench.harness import machine
 
 COLUMNS = [
     "run", "path", "fingerprint", "machine", "machine_known", "datetime", "commit", "dirty",

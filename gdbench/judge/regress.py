@@ -66,16 +66,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gdbench import formats
 from gdbench.data.errors import InputError
-from gdbench.results import backends_in, has_paired_rounds, load_run, workloads_in, write_atomic
-from gdbench.stats import (
+from gdbench.judge.stats import (
     CONFIDENCE,
     RESAMPLES,
     SETTLED_TOLERANCE,
     Estimate,
     ratio_of_medians,
     settled_pair,
+)
+from gdbench.records import formats
+from gdbench.records.results import (
+    backends_in,
+    has_paired_rounds,
+    load_run,
+    workloads_in,
+    write_atomic,
 )
 
 DEFAULT_THRESHOLD = "15%"

@@ -1,0 +1,1 @@
+"""Reports: tables, plots and the history page, rendered from saved runs."""
