@@ -776,12 +776,14 @@ def test_a_threshold_given_as_text_in_a_namespace_is_parsed(tmp_path: Path, base
                                                             capsys) -> None:
     import argparse
 
+    from gdbench.commands import check
+
     new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
                     factors={"numpy": 1.25})
     report = tmp_path / "r.md"
     args = argparse.Namespace(run=str(new), baseline=str(baseline), threshold="30%",
                               report=str(report), strict_machine=False, format="md")
-    assert regress.main(args) == 0  # +25% is within a 30% threshold
+    assert check.main(args) == 0  # +25% is within a 30% threshold
     out = capsys.readouterr().out
     assert "(threshold +30%)" in out and report.read_text(encoding="utf-8") == out
 

@@ -79,12 +79,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gdbench.commands import options
 from gdbench.commands.options import positive_float, positive_int
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
-from gdbench.harness import runner
-from gdbench.judge import regress
+from gdbench.harness import launcher
+from gdbench.judge import regress, retime
 from gdbench.judge.stats import SETTLED_TOLERANCE, mostly_unsettled, quiet_level
+from gdbench.records import run as run_file
 from gdbench.records.results import load_run, write_atomic
 
 ROLES = ("base", "head")
@@ -138,7 +140,7 @@ class Block:
     index: int
     side: Side
     label: str
-    selection: tuple[str, ...]  # its pytest options, from runner.processes
+    selection: tuple[str, ...]  # its pytest options, from launcher.processes
     json_path: Path
 
 
@@ -246,7 +248,7 @@ def _last_line(text: str) -> str:
 def side_env(side: Side, threads: int | None) -> dict[str, str]:
     """The environment of a side's processes: its own code first on the path, and the
     same thread settings for both sides."""
-    return runner.process_env(threads, PYTHONPATH=str(side.tree))
+    return launcher.process_env(threads, PYTHONPATH=str(side.tree))
 
 
 def probe(sides: Sequence[Side], wanted: Sequence[str],
@@ -286,8 +288,8 @@ def probe(sides: Sequence[Side], wanted: Sequence[str],
 def side_command(side: Side, args: argparse.Namespace, json_path: Path,
                  selection: Sequence[str]) -> list[str]:
     """gdbench run's pytest command for one process, aimed at the side's own suite."""
-    cmd = runner.pytest_command(args, json_path, selection)
-    ours = str(runner.BENCHES)
+    cmd = launcher.pytest_command(args, json_path, selection)
+    ours = str(launcher.BENCHES)
     theirs = str(side.tree / "benches")
     swapped = [theirs if part == ours else
                f"--rootdir={theirs}" if part == f"--rootdir={ours}" else part for part in cmd]
@@ -418,11 +420,11 @@ def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def merge_side(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[str, Any]:
     """One side's run from the runs of all its processes in all blocks.
 
-    runner.merge joins the processes as gdbench run does (machine_info, commit_info and
+    run_file.merge joins the processes as gdbench run does (machine_info, commit_info and
     the fingerprint); then the entries of the same benchmark (one per block) become one,
     in the order the benchmarks first ran.
     """
-    doc = runner.merge(parts, unavailable)
+    doc = run_file.merge(parts, unavailable)
     by_name: dict[str, list[dict[str, Any]]] = {}
     for bench in doc["benchmarks"]:
         by_name.setdefault(str(bench.get("fullname") or bench.get("name")), []).append(bench)
@@ -453,11 +455,6 @@ def check_part(block: Block, code: int, part: dict[str, Any] | None) -> None:
 
 # --- the command ----------------------------------------------------------------------------
 
-def _threshold(text: str) -> float:
-    try:
-        return regress.parse_threshold(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -483,7 +480,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="pin both sides to N CPUs and cap every library at N threads "
                              "(the CI gate uses 1)")
-    parser.add_argument("--threshold", type=_threshold,
+    parser.add_argument("--threshold", type=options.threshold,
                         default=regress.DEFAULT_THRESHOLD, metavar="PCT",
                         help="the slowdown that fails the gate: '15%%' or '0.15' (default: "
                              f"{regress.DEFAULT_THRESHOLD.replace('%', '%%')})")
@@ -533,7 +530,7 @@ def _selection(args: argparse.Namespace, found: dict[str, dict[str, Any]]) -> tu
         status: dict[str, str | None] = found[role]["status"]
         names = [n for n in (args.backends or found[role]["names"]) if n in status]
         unavailable.update({n: why for n in names if (why := status[n])})
-        procs[role] = runner.processes(names, status)
+        procs[role] = launcher.processes(names, status)
     if not any(label != "roofline" for role in ROLES for label, _ in procs[role]):
         raise InputError("no selected backend can run here: "
                          + "; ".join(f"{n}: {why}" for n, why in unavailable.items()))
@@ -568,7 +565,7 @@ def _references(part: dict[str, Any]) -> dict[str, list[float]]:
     """{benchmark name: its rounds' reference times} of a process's training benchmarks."""
     return {str(bench.get("fullname") or bench.get("name")):
             [float(x) for x in bench["extra_info"]["ref_data"]]
-            for bench in runner.paired_training([part])}
+            for bench in retime.paired_training([part])}
 
 
 def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],

@@ -630,11 +630,11 @@ def noise(reference: Callable[[], None], threshold: float, *, rounds: int = 40,
 # --- the command -----------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from gdbench.harness import runner
+    from gdbench.commands import run as run_command
 
     parser.add_argument("--run", metavar="RUN.json", type=Path,
                         help="audit this saved run instead of running the suite first")
-    runner.add_arguments(parser)
+    run_command.add_arguments(parser)
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, metavar="PCT",
                         help="the gate threshold the machine's noise is judged against "
                              f"(default: {DEFAULT_THRESHOLD.replace('%', '%%')})")
@@ -684,9 +684,9 @@ def main(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     path: Path | None = args.run
     if path is None:
-        from gdbench.harness import runner
+        from gdbench.commands import run as run_command
 
-        code, path = runner.run_suite(args)
+        code, path = run_command.run_suite(args)
         if path is None:
             return code or 1
         print()
@@ -823,20 +823,21 @@ def retime(backend: str, workload: str, dtype: str, threads: int | None,
            max_time_s: float | None) -> dict[str, Any] | None:
     """The suite's training benchmark of ``backend`` on ``workload``, timed again in a fresh
     process as ``gdbench run`` times it (no memory instrumentation), or None if it fails."""
-    from gdbench.harness import runner
+    from gdbench.harness import launcher
+    from gdbench.judge import retime
 
     args = argparse.Namespace(dtype=dtype, quick=False, backends=None, workloads=None,
                               threads=threads, pytest_args=[])
-    selection = [*runner.retime_selection(backend, [workload]), "--memory", "off"]
+    selection = [*launcher.retime_selection(backend, [workload]), "--memory", "off"]
     if max_time_s:
         selection.append(f"--benchmark-max-time={max_time_s}")
-    env = runner.process_env(threads)
+    env = launcher.process_env(threads)
     with tempfile.TemporaryDirectory(prefix="gdbench-audit-") as tmp:
         part = Path(tmp) / "again.json"
-        if runner._run_process(runner.pytest_command(args, part, selection), env):
+        if launcher.run_process(launcher.pytest_command(args, part, selection), env):
             return None
-        doc = runner._read_part(part) if part.exists() else None
-    found = list(runner.paired_training([doc])) if doc else []
+        doc = launcher.read_part(part) if part.exists() else None
+    found = list(retime.paired_training([doc])) if doc else []
     return found[0] if found else None
 
 

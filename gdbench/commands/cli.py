@@ -160,16 +160,17 @@ def _verify_table(rows: list[dict[str, Any]]) -> str:
 # Subcommands that live in their own modules: name -> (module, help). Each module offers
 # add_arguments(parser) and main(args) -> exit code.
 _MODULE_COMMANDS = {
-    "run": ("gdbench.harness.runner",
+    "run": ("gdbench.commands.run",
             "run the benchmark suite, save the run JSON and print the table"),
-    "compare": ("gdbench.report.tables", "tables from saved runs (one run, or two side by side)"),
-    "check": ("gdbench.judge.regress", "the CI regression gate: compare a run with a baseline"),
+    "compare": ("gdbench.commands.compare",
+                "tables from saved runs (one run, or two side by side)"),
+    "check": ("gdbench.commands.check", "the CI regression gate: compare a run with a baseline"),
     "ab": ("gdbench.commands.ab",
            "the CI gate on hosted runners: time two git revisions in turns here"),
-    "plot": ("gdbench.report.plots", "scaling, speed-up and convergence figures from a saved run"),
+    "plot": ("gdbench.commands.plot", "scaling, speed-up and convergence figures from a saved run"),
     "audit": ("gdbench.commands.audit",
               "prove each figure of a run is its backend's loop alone (interference, sync, noise)"),
-    "history": ("gdbench.report.history", "one HTML page of every benchmark over many runs"),
+    "history": ("gdbench.commands.history", "one HTML page of every benchmark over many runs"),
 }
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 
+from gdbench.data.errors import InputError
+from gdbench.judge.regress import parse_threshold
+
 
 def positive_int(text: str) -> int:
     """An integer above zero, else argparse's one-line error."""
@@ -26,3 +29,11 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def threshold(text: str) -> float:
+    """A regression threshold ('10%' or '0.1'), else argparse's one-line error."""
+    try:
+        return parse_threshold(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -20,9 +20,11 @@ import pandas as pd
 import pytest
 from _benchjson import make_run
 
+from gdbench.commands import run as run_command
 from gdbench.commands.cli import main
-from gdbench.harness import runner
-from gdbench.judge import stats
+from gdbench.harness import launcher
+from gdbench.judge import retime, stats
+from gdbench.records import run as run_file
 
 EXTRA_INFO_KEYS = {
     "kind", "backend", "device", "workload", "n", "d", "k", "batch_size", "epochs", "steps",
@@ -31,20 +33,20 @@ EXTRA_INFO_KEYS = {
 
 
 def test_unused_path_never_overwrites(tmp_path: Path) -> None:
-    first = runner.unused_path(tmp_path, "run")
+    first = run_file.unused_path(tmp_path, "run")
     first.write_text("{}")
-    second = runner.unused_path(tmp_path, "run")
+    second = run_file.unused_path(tmp_path, "run")
     second.write_text("{}")
     assert first.name == "run.json"
     assert second.name == "run-2.json"
-    assert runner.unused_path(tmp_path, "run").name == "run-3.json"
+    assert run_file.unused_path(tmp_path, "run").name == "run-3.json"
 
 
 def test_run_name_says_when_which_machine_and_profile() -> None:
     from gdbench.harness import machine
 
     info = {"gdbench": machine.describe()}
-    name = runner.run_name("quick", info, when=0)
+    name = run_file.run_name("quick", info, when=0)
     stamp, *_, profile = name.split("_")
     assert len(stamp) == len("19700101-000000")
     assert profile == "quick"
@@ -62,10 +64,10 @@ def test_thread_env_caps_every_pool() -> None:
 
 def test_pytest_command_passes_the_selection_through(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    run_command.add_arguments(parser)
     args = parser.parse_args(["--quick", "--backends", "numpy", "jax", "--workloads", "crops",
                               "--threads", "1", "--", "--benchmark-max-time=0.1"])
-    cmd = runner.pytest_command(args, tmp_path / "x.json")
+    cmd = launcher.pytest_command(args, tmp_path / "x.json")
     assert cmd[cmd.index("--backends") + 1: cmd.index("--backends") + 3] == ["numpy", "jax"]
     assert "--quick" in cmd and "--threads=1" in cmd and "--benchmark-save-data" in cmd
     assert cmd[-1] == "--benchmark-max-time=0.1"
@@ -74,7 +76,7 @@ def test_pytest_command_passes_the_selection_through(tmp_path: Path) -> None:
 
 def test_each_runnable_backend_gets_its_own_process() -> None:
     status = {"numpy": None, "torch-cpu": None, "torch-cuda": "no CUDA device", "jax": None}
-    procs = runner.processes(list(status), status)
+    procs = launcher.processes(list(status), status)
     assert [label for label, _ in procs] == ["numpy", "torch-cpu", "jax"]
     options = dict(procs)
     # numpy's process also times the rooflines; the others time their backend alone.
@@ -83,16 +85,16 @@ def test_each_runnable_backend_gets_its_own_process() -> None:
 
 
 def test_without_numpy_the_rooflines_get_a_process_of_their_own() -> None:
-    procs = runner.processes(["jax"], {"jax": None})
+    procs = launcher.processes(["jax"], {"jax": None})
     assert procs == [("jax", ["--isolated", "--backends", "jax", "--roofline", "without"]),
                      ("roofline", ["--isolated", "--backends", "numpy", "--roofline", "only"])]
 
 
 def test_the_selection_of_one_process_overrides_the_users_backends(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    run_command.add_arguments(parser)
     args = parser.parse_args(["--backends", "numpy", "jax"])
-    cmd = runner.pytest_command(args, tmp_path / "x.json", ["--backends", "jax"])
+    cmd = launcher.pytest_command(args, tmp_path / "x.json", ["--backends", "jax"])
     assert cmd.count("--backends") == 1
     assert cmd[cmd.index("--backends") + 1] == "jax"
 
@@ -110,7 +112,7 @@ def test_merge_concatenates_the_benchmarks_and_completes_machine_info() -> None:
     gomp = {"prefix": "libgomp", "filepath": "/torch/libgomp.so"}
     numpy_part = _part("numpy", [openblas])
     torch_part = _part("torch-cpu", [openblas, gomp], torch_threads=2)
-    doc = runner.merge([numpy_part, torch_part], {"torch-cuda": "no CUDA device"})
+    doc = run_file.merge([numpy_part, torch_part], {"torch-cuda": "no CUDA device"})
     assert [b["name"] for b in doc["benchmarks"]] == [
         "bench_training[crops-numpy]", "bench_training[crops-torch-cpu]"]
     g = doc["machine_info"]["gdbench"]
@@ -240,9 +242,9 @@ def test_a_run_stopped_by_sigterm_stops_its_benchmark_process_and_leaves_nothing
         script = first if selection == ["first"] else second
         return [sys.executable, "-c", script, str(json_path), str(started)]
 
-    monkeypatch.setattr(runner, "processes", lambda backends, status: [
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
         ("first", ["first"]), ("second", ["second"])])
-    monkeypatch.setattr(runner, "pytest_command", command)
+    monkeypatch.setattr(launcher, "pytest_command", command)
 
     def terminate_when_the_second_runs() -> None:
         deadline = time.monotonic() + 30
@@ -252,7 +254,7 @@ def test_a_run_stopped_by_sigterm_stops_its_benchmark_process_and_leaves_nothing
 
     out = tmp_path / "runs"
     parser = argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    run_command.add_arguments(parser)
     args = parser.parse_args(["--backends", "numpy", "--workloads", "crops", "--out", str(out)])
     def unhandled(signum: int, frame: Any) -> None:  # were the runner not to catch it
         raise RuntimeError("SIGTERM reached the test: gdbench run did not handle it")
@@ -263,7 +265,7 @@ def test_a_run_stopped_by_sigterm_stops_its_benchmark_process_and_leaves_nothing
     began = time.monotonic()
     try:
         with pytest.raises(SystemExit) as stopped:
-            runner.run_suite(args)
+            run_command.run_suite(args)
         assert signal.getsignal(signal.SIGTERM) is unhandled  # the handler is put back
     finally:
         killer.join()
@@ -297,33 +299,33 @@ def test_a_benchmark_spoiled_throughout_stands_out_against_the_workloads_pooled_
     spoiled = _medium_part("torch-cpu", 1.5)
     # torch-cpu's own references are flat (all 1.5x): only the workload's level, taken
     # over every backend's process, shows that the machine was slower for all of it.
-    levels = runner.quiet_levels([*calm, spoiled])
+    levels = retime.quiet_levels([*calm, spoiled])
     own = [stats.quiet_level(p["benchmarks"][-1]["extra_info"]["ref_data"])
            for p in [*calm, spoiled]]
     assert levels == {"medium": pytest.approx(sorted(own)[1])}  # the median of the three
-    found = runner.spoiled([*calm, spoiled])
+    found = retime.spoiled([*calm, spoiled])
     assert list(found) == ["torch-cpu"] and found["torch-cpu"] == {"medium": 1.0}
-    assert runner.spoiled([*calm, spoiled], tried={("torch-cpu", "medium")}) == {}
+    assert retime.spoiled([*calm, spoiled], tried={("torch-cpu", "medium")}) == {}
     # One process that reads the reference faster throughout (numpy's, at medium) does
     # not make the others look spoiled.
     fast = _medium_part("numpy", 0.7, rooflines=True)
-    assert runner.spoiled([fast, calm[1], _medium_part("torch-cpu", 1.0)]) == {}
+    assert retime.spoiled([fast, calm[1], _medium_part("torch-cpu", 1.0)]) == {}
     # A process whose reference reads 20% over the others' is not spoiled: on a quiet
     # machine the reference at medium differs that much from one backend's process to
     # the next (RESETTLE_TOLERANCE).
-    assert runner.spoiled([*calm, _medium_part("torch-cpu", 1.2)]) == {}
+    assert retime.spoiled([*calm, _medium_part("torch-cpu", 1.2)]) == {}
 
 
 def test_the_better_settled_timing_of_a_benchmark_is_kept() -> None:
     parts = [*_calm(), _medium_part("torch-cpu", 1.5)]
     first = parts[-1]["benchmarks"][0]
     worse = _medium_part("torch-cpu", 1.6)
-    assert runner.keep_settled(parts, worse) == [{
+    assert retime.keep_settled(parts, worse) == [{
         "benchmark": first["name"], "by": "run", "unsettled_first": 1.0, "unsettled_again": 1.0,
         "kept": "first"}]
     assert parts[-1]["benchmarks"][0] is first
     better = _medium_part("torch-cpu", 1.0)
-    assert runner.keep_settled(parts, better) == [{
+    assert retime.keep_settled(parts, better) == [{
         "benchmark": first["name"], "by": "run", "unsettled_first": 1.0, "unsettled_again": 0.0,
         "kept": "again"}]
     assert parts[-1]["benchmarks"][0] is better["benchmarks"][0]
@@ -350,15 +352,16 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
         return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
                 str(source), str(json_path)]
 
-    monkeypatch.setattr(runner, "pytest_command", command)
-    monkeypatch.setattr(runner, "RESETTLE_BUDGET", 100.0)  # stand-ins take no time to time
-    monkeypatch.setattr(runner, "processes", lambda backends, status: [
+    monkeypatch.setattr(launcher, "pytest_command", command)
+    monkeypatch.setattr(retime, "RESETTLE_BUDGET", 100.0)  # stand-ins take no time to time
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
         (name, ["--isolated", "--backends", name])
         for name in ("numpy", "torch-manual", "jax", "torch-cpu")])
     out = tmp_path / "runs"
     parser = argparse.ArgumentParser()
-    runner.add_arguments(parser)
-    code, saved = runner.run_suite(parser.parse_args(["--backends", "numpy", "--out", str(out)]))
+    run_command.add_arguments(parser)
+    args = parser.parse_args(["--backends", "numpy", "--out", str(out)])
+    code, saved = run_command.run_suite(args)
     printed = capsys.readouterr().out
     assert code == 0 and saved is not None
     assert len(commands) == 5  # torch-cpu once more, and nothing else
@@ -388,7 +391,7 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
         return None
 
     # torch-cpu's process took 30 s for its one workload; 25% of a 100 s first pass is 25 s.
-    assert runner._resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 30.0}, 100.0) == []
+    assert retime.resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 30.0}, 100.0) == []
     assert calls == []
     printed = capsys.readouterr().out
     assert printed.count("no time left") == 1  # said once, not once a pass
@@ -397,12 +400,12 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
            "allowed)" in printed
     # With time for it, it runs again while it stays spoiled, at most RESETTLE_PASSES times
     # (here the re-runs fail, so it stays spoiled).
-    runner._resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 5.0}, 100.0)
-    assert calls == ["torch-cpu"] * runner.RESETTLE_PASSES
+    retime.resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 5.0}, 100.0)
+    assert calls == ["torch-cpu"] * retime.RESETTLE_PASSES
     # --quick's smaller share (10%): 10 s, too little for a 20 s re-run.
     calls.clear()
-    runner._resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 20.0}, 100.0,
-                     runner.QUICK_RESETTLE_BUDGET)
+    retime.resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 20.0}, 100.0,
+                     retime.QUICK_RESETTLE_BUDGET)
     assert calls == []
     assert "(10 s left of the 10% of the first pass allowed)" in capsys.readouterr().out
 
@@ -410,14 +413,14 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
 def test_a_benchmark_process_gets_the_thread_settings_and_the_extra_variables() -> None:
     from gdbench.harness import machine
 
-    env = runner.process_env(1, PYTHONPATH="/side")
+    env = launcher.process_env(1, PYTHONPATH="/side")
     assert env["PYTHONUNBUFFERED"] == "1" and env["PYTHONPATH"] == "/side"
     assert all(env[k] == v for k, v in machine.thread_env(1).items())
-    plain = runner.process_env(None)
+    plain = launcher.process_env(None)
     assert all(plain.get(k) == os.environ.get(k) for k in machine.thread_env(1))
 
 
 def test_a_retimed_benchmark_runs_alone_without_rooflines() -> None:
-    assert runner.retime_selection("jax", ["crops", "small"]) == [
+    assert launcher.retime_selection("jax", ["crops", "small"]) == [
         "--isolated", "--backends", "jax", "--roofline", "without",
         "--workloads", "crops", "small"]

@@ -1,0 +1,149 @@
+"""The launcher: the one way gdbench starts a benchmark job.
+
+A job is one backend's benchmarks (or the rooflines) run by the suite (benches/) in a
+fresh pytest process, so that no other library's thread pool shares the machine with it;
+its thread settings are in the process's environment before any library is imported. The
+launcher builds the job's command and environment, runs it, echoes its progress, reads
+its pytest-benchmark JSON back, and stops it when gdbench is interrupted (Ctrl-C or
+SIGTERM). ``gdbench run``, ``audit`` and ``ab`` all start their jobs here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from gdbench.harness import machine
+
+
+def _suite_folder() -> Path:
+    """The folder of the suite, found without importing it (it is a layer above this one):
+    benches/ in a checkout, gdbench/benches in an install."""
+    spec = importlib.util.find_spec("gdbench.benches")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+# The suite ships inside the package as gdbench.benches (benches/ in a checkout, mapped by
+# pyproject's package-dir), so an installed gdbench runs the same suite as a clone.
+BENCHES = _suite_folder()
+
+# The suite's own collection rules, given on the command line because an installed suite
+# has no pyproject.toml beside it (and a user's own pytest configuration must not apply).
+SUITE_INI = ["-o", "python_files=bench_*.py", "-o", "python_functions=bench_*",
+             "-o", "addopts=", "-o", "testpaths="]
+
+def pytest_command(args: argparse.Namespace, json_path: Path,
+                   selection: Sequence[str] = ()) -> list[str]:
+    """The pytest command line of one benchmark process; ``selection`` narrows it (for
+    example to one backend) after the user's own options."""
+    # The garbage collector is off while rounds are timed (timing.collector_off says why).
+    cmd = [sys.executable, "-m", "pytest", str(BENCHES), "-q", "-p", "no:cacheprovider",
+           f"--rootdir={BENCHES}", *SUITE_INI,
+           "--progress", "--benchmark-save-data", "--benchmark-disable-gc",
+           "--benchmark-group-by=group",
+           "--benchmark-sort=name", f"--benchmark-json={json_path}", f"--dtype={args.dtype}"]
+    if args.quick:
+        cmd.append("--quick")
+    if args.backends and "--backends" not in selection:
+        cmd += ["--backends", *args.backends]
+    if args.workloads and "--workloads" not in selection:
+        cmd += ["--workloads", *args.workloads]
+    if args.threads:
+        cmd.append(f"--threads={args.threads}")
+    cmd += list(selection)
+    extra = list(args.pytest_args or [])
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return cmd + extra
+
+def processes(backends: Sequence[str], status: dict[str, str | None]) -> list[
+        tuple[str, list[str]]]:
+    """(label, pytest options) of each benchmark process, in the order they run.
+
+    One process per backend that can run here, as asv runs each benchmark in its own
+    process: no other library's thread pool shares the machine with the backend being
+    timed. The numpy process also times the rooflines (they are numpy GEMMs); without
+    numpy they get a process of their own.
+    """
+    runnable = [name for name in backends if not status[name]]
+    procs = [(name, ["--isolated", "--backends", name,
+                     "--roofline", "with" if name == "numpy" else "without"])
+             for name in runnable]
+    if "numpy" not in runnable:
+        procs.append(("roofline", ["--isolated", "--backends", "numpy", "--roofline", "only"]))
+    return procs
+
+def retime_selection(backend: str, workloads: Sequence[str]) -> list[str]:
+    """The pytest options that time ``backend``'s training benchmarks on ``workloads``
+    again, in a process of their own (no rooflines)."""
+    return ["--isolated", "--backends", backend, "--roofline", "without",
+            "--workloads", *workloads]
+
+def process_env(threads: int | None, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark process: this one's, unbuffered, with ``extra`` and
+    the thread settings of ``--threads`` (before any library is imported)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+    if threads:
+        env.update(machine.thread_env(threads))
+    return env
+
+def read_part(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) else None
+
+def trained(doc: dict[str, Any]) -> bool:
+    return any(b.get("extra_info", {}).get("kind") == "training" for b in doc["benchmarks"])
+
+def run_process(cmd: list[str], env: dict[str, str]) -> int:
+    """Run one benchmark process, echoing its progress lines as they come; its whole
+    output is shown only when it fails (pytest-benchmark's own tables are long)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("["):
+                print(line, end="", flush=True)
+    except BaseException:  # interrupted: the benchmark process goes too
+        proc.kill()
+        proc.wait()
+        raise
+    code = proc.wait()
+    if code:
+        print("".join(lines[-200:]), end="", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Inside the block, SIGTERM (a cancelled CI job, ``kill``) raises SystemExit(143) as
+    Ctrl-C raises KeyboardInterrupt, so that the cleanup runs: the benchmark process is
+    stopped and no partial file is left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
