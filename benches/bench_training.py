@@ -6,14 +6,14 @@ on their own. ``run`` returns only after the device has finished (its ``sync`` i
 recorded). After timing, the trained weights are checked against the NumPy reference: a
 benchmark whose backend disagrees fails.
 
-Paired reference rounds: on shared machines the speed drifts in episodes lasting seconds
-(up to ~1.8x slower on the 2-core CI VMs), so each round of a training benchmark is
-preceded, untimed by pytest-benchmark, by one round of the workload's reference loop
-(:func:`gdbench.harness.timing.reference_loop`: per step, gather the step's rows and run the
-roofline's GEMM pair) on a single thread, and both times are kept. Their per-round ratio
-(``norm_data``) cancels the drift that a reference measured seconds earlier cannot; the
-regression gate compares it. The reference is single-threaded so that it cannot perturb the backend
-under test: no pool of its own is left spinning when the timed round starts.
+Paired reference rounds: on shared machines the speed drifts in episodes lasting seconds, so
+each round of a training benchmark is preceded, untimed by pytest-benchmark, by one round of
+the workload's reference loop (:func:`gdbench.harness.timing.reference_loop`: per step,
+gather the step's rows and run the roofline's GEMM pair) on a single thread, and both times
+are kept. Their per-round ratio (``norm_data``) cancels the drift that a reference measured
+seconds earlier cannot; the regression gate compares it. The reference is single-threaded so
+that it cannot perturb the backend under test: no pool of its own is left spinning when the
+timed round starts.
 
 Fidelity: ``gdbench run`` starts one pytest process per backend, so no other library's
 threads share the machine with the backend being timed; ``gdbench audit`` checks that

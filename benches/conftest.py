@@ -153,7 +153,7 @@ class Settings:
 def _max_time(config: pytest.Config) -> float:
     """Seconds of rounds per benchmark. Unless --benchmark-max-time is given, long enough
     to span several of a shared machine's speed episodes (which last seconds): 1.5 s
-    (quick) or 2 s. With 0.3 s, the same benchmark moved 20-40% from run to run here."""
+    (quick) or 2 s."""
     if any(a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
         return float(config.getoption("benchmark_max_time"))
     return timing.QUICK_MAX_TIME_S if config.getoption("quick") else timing.DEFAULT_MAX_TIME_S

@@ -8,12 +8,9 @@ wake probe (µs per round trip between two threads pinned to two CPUs, see
 ``gdbench.harness.timing.wake_probe``) and the single-threaded drift reference once on each CPU
 in turn (the thread pinned there for it). One line per block. Nothing else changes
 between the blocks, so a loop that moves while both references stay put moved because
-of what the host did to the loop's threads, not to either CPU: on the 2-core VM of the
-README, jax-scan at ``large`` with both cores alternated between about 220 and 380-460
-µs/step in episodes of seconds, the references flat at 24-26 ms, the wake probe at
-47-53 µs in the fast episodes and 62-70 in the slow ones; torch-cpu at ``large``,
-420-470 or 690-740 µs/step, the probe at 24 or 47. A tool for reading the audit, not a
-source of figures: run it with nothing else running.
+of what the host did to the loop's threads, not to either CPU (what it showed on one VM:
+docs/fidelity.md, "The wake probe"). A tool for reading the audit, not a source of
+figures: run it with nothing else running.
 """
 
 from __future__ import annotations

@@ -1,23 +1,22 @@
 """The CI regression gate: compare a run with a committed baseline.
 
-Why paired: the machine's speed drifts in episodes lasting seconds (on a 2-vCPU VM, up to
-~1.8x slower, consecutive rounds strongly correlated), so a reference measured seconds
-earlier does not cancel it: a benchmark's median over the roofline benchmark's median,
-timed a few benchmarks before, still moves 20-80% from run to run. A reference measured
-in the adjacent moment does cancel it. So the suite times each round of a training
-benchmark right after a reference round: the workload's reference loop (per step, a
-plain NumPy gather of the step's rows and the matmul pair of its shapes; see
-timing.reference_loop), which no change to a backend can move. Each round's time over
-its own reference's is its normalised time (``norm_data`` in the run's extra_info).
+Why paired: a shared machine's speed drifts in episodes lasting seconds, consecutive
+rounds correlated, so a reference measured seconds earlier (the roofline benchmark, timed
+a few benchmarks before) does not cancel it; one measured in the adjacent moment does
+(docs/fidelity.md). So the suite times each round of a training benchmark right after a
+reference round: the workload's reference loop (per step, a plain NumPy gather of the step's
+rows and the matmul pair of its shapes; see timing.reference_loop), which no change to a
+backend can move. Each round's time over its own reference's is its normalised time
+(``norm_data`` in the run's extra_info).
 
 Metric: the change is median(new run's normalised times) / median(baseline's) (1.25 =
 25% slower), with a 95% percentile bootstrap interval resampling the rounds of both
 samples (seeded, so the verdict is reproducible).
 
 Settled rounds: a host neighbour can slow this machine for seconds to minutes, and not
-uniformly (the reference ~20%, a gather-heavy loop ~60%), which the paired ratio does not
-cancel. So only rounds whose own reference time lies within 10% of the reference's quiet
-level (the 10th percentile of that benchmark's reference times in both runs) are
+uniformly (a gather-heavy loop far more than the reference), which the paired ratio does
+not cancel. So only rounds whose own reference time lies within 10% of the reference's
+quiet level (the 10th percentile of that benchmark's reference times in both runs) are
 compared, in both runs alike (stats.settled_pair). A slower backend never moves its
 reference, so a real regression is kept whole. When either run has fewer than 5 settled
 rounds (the machine was slower for all of it: a uniform slowdown, or a baseline from a

@@ -5,14 +5,13 @@ round is paired with, and the checks that a timed call really is what it claims 
 Every function takes its clock as an argument, so tests drive it with a fake timer.
 
 Rounds: a run shorter than the round floor is repeated inside its round, so that a round
-times the loop rather than the wake-up of idle threads (a lone 0.1 ms jax-scan call on a
-2-core VM varies by 100%), yet stays short next to the machine's speed drifts, which last
-seconds, so that a reference round timed just before it sees the same machine.
+times the loop rather than the wake-up of idle threads, yet stays short next to the
+machine's speed drifts, which last seconds, so that a reference round timed just before
+it sees the same machine.
 
 The drift reference runs on one thread: numpy's BLAS is limited to one thread while it
 runs. A multi-threaded reference left OpenBLAS's workers spinning after it returned, and
-they took the cores from the backend timed next (torch-cpu at ``large`` read 3.4x slower
-than alone).
+they took the cores from the backend timed next.
 """
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ def collector_off() -> Iterator[None]:
     """Python's garbage collector off inside the block, as the suite times its rounds
     (--benchmark-disable-gc) and as ``timeit`` does: a collection's cost grows with every
     object in the process, so with it on a loop that makes garbage reads what the heap of
-    the program around it costs (torch-tutorial at ``large``: 3,400 µs/step with it off in
-    any process, 4,400-5,700 with it on in fresh processes, 5,670 in pytest's)."""
+    the program around it costs."""
     was_on = gc.isenabled()
     gc.disable()
     try:
@@ -90,11 +88,9 @@ def plan_rounds(run: Callable[[], None], reference: Callable[[], None] | None, *
     ``round_floor_s`` long.
 
     With a reference, a run shorter than WARM_UP_BELOW_S is warmed up after each
-    reference round by WARM_UP_S of untimed calls: measured on this VM, jax-scan at
-    ``medium`` (a 3 ms run) read 23% slower timed right after the gathering reference than
-    back to back, and 2% with one call between; jax's per-step loop at ``small`` (a 2 ms
-    run) read +1.3% to +4.6% with one call between, and -3.3% to +1.1% with four. A run of
-    50 ms or more refills its cache within 2% of its time."""
+    reference round by WARM_UP_S of untimed calls: the reference evicts the backend's copy
+    of the data, and a per-step loop needs more than one call to recover; a run of 50 ms or
+    more recovers within its own time."""
     once = fastest(run, clock)
     iterations = max(1, math.ceil(round_floor_s / once))
     round_s = once * iterations
@@ -185,10 +181,9 @@ def reference_loop(X: np.ndarray, W: np.ndarray,
     the step's rows of ``X`` (its own indices, into a preallocated buffer) and run the
     roofline loop's GEMM pair on them.
 
-    The gather makes it feel what a host neighbour does to the memory hierarchy: one that
-    fills the shared L3 slowed numpy's ``medium`` loop (an 8 MB dataset gathered at random)
-    by up to 30% while a GEMM-only reference, whose operands sit in L2, did not move. Plain
-    NumPy of the workload's shapes and indices: no backend change can move it.
+    The gather makes it feel what a neighbour does to the memory hierarchy, which a
+    GEMM-only reference on cached operands does not. Plain NumPy of the workload's shapes
+    and indices: no backend change can move it.
     """
     k, d = W.shape
     buffers = {r: (np.empty((r, d), X.dtype), np.empty((r, k), X.dtype),
@@ -219,7 +214,8 @@ def numpy_blas() -> Any:
 
 @contextlib.contextmanager
 def one_blas_thread(blas: Any) -> Iterator[None]:
-    """numpy's BLAS limited to one thread inside the block (about 10 µs to enter)."""
+    """numpy's BLAS limited to one thread inside the block (entering costs microseconds:
+    keep it outside timed code)."""
     with blas.limit(limits=1):
         yield
 
@@ -237,12 +233,9 @@ def single_threaded(fn: Callable[[], None], blas: Any | None = None) -> Callable
 
 # --- the machine's wake-ups ------------------------------------------------------------------
 #
-# On the 2-core VM, loops that use both cores (jax-scan at ``large``: 230 or 430 µs/step)
-# switch between two speeds in episodes of seconds, while both CPUs stay 100% busy, steal
-# time stays 0, and a single-threaded GEMM pinned to either CPU, alone or both at once,
-# keeps its speed. What moves with the loop is how fast the host wakes a thread on the
-# other CPU: a ping-pong between two threads pinned apart read 47-53 µs per round trip in
-# the fast episodes and 62-70 in the slow ones (0.3 s blocks, one process). The drift
+# Loops on both cores can switch between two speeds while every per-CPU measure stays put:
+# what moves is how fast the host wakes a thread on the other CPU, which a ping-pong
+# between two threads pinned apart reads (docs/fidelity.md, "The wake probe"). The drift
 # reference cannot see it, as it runs on one thread; this probe can, and the gate and the
 # audit leave out rounds taken while it read slow, as they do for the reference.
 

@@ -81,23 +81,21 @@ def ratio_of_medians(
 # --- settled rounds --------------------------------------------------------------------------
 #
 # A shared VM has moments (seconds to minutes) when a neighbour on the host slows this
-# machine, and not uniformly: the single-threaded reference runs ~20% slower, a gather-heavy
-# loop ~60%. The paired ratio cancels a uniform drift, not that. So the gate and the audit
-# compare rounds taken while the machine was settled: rounds whose reference time lies
-# within SETTLED_TOLERANCE of the reference's quiet level, the low end of every reference
-# time of that benchmark in both samples. Both samples are filtered alike, so a change in
-# the benchmark (which never moves its reference) is kept whole; and when one sample has
-# fewer than MIN_SETTLED settled rounds (the machine was slower for all of it, e.g. a
-# uniform slowdown), every round is compared, as before.
+# machine, and not uniformly: a gather-heavy loop can slow far more than the single-threaded
+# reference, which the paired ratio does not cancel. So the gate and the audit compare
+# rounds taken while the machine was settled: rounds whose reference time lies within
+# SETTLED_TOLERANCE of the reference's quiet level, the low end of every reference time of
+# that benchmark in both samples. Both samples are filtered alike, so a change in the
+# benchmark (which never moves its reference) is kept whole; and when one sample has fewer
+# than MIN_SETTLED settled rounds (the machine was slower for all of it, e.g. a uniform
+# slowdown), every round is compared, as before.
 
 SETTLED_TOLERANCE = 0.10
 QUIET_PERCENTILE = 10
 MIN_SETTLED = 5
 # The wake probe's readings (timing.wake_probe) are judged the same way, with a wider
-# tolerance: a reading moves with the backend's own threads as much as with the host. On
-# the 2-core VM, torch-cpu at `large` read 24 µs while its worker spun (420-470 µs/step)
-# and 47-48 while it slept (690-740); jax-scan's read 47-53 in its fast episodes and 62-70
-# in its slow ones, over a quiet level as low as 40.
+# tolerance: a reading moves with the backend's own threads (spinning or asleep) as much as
+# with the host (docs/fidelity.md).
 WAKE_TOLERANCE = 0.30
 # A sample with more than this share of its rounds unsettled is timed again, where the
 # caller can (gdbench ab's processes, the audit's standalone timings).
