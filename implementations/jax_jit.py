@@ -8,6 +8,13 @@ Compilation happens in ``prepare`` and is timed there, apart from the training l
 ``run`` passes the initial weights, already on the device, straight to the compiled
 calls. Nothing is donated: donating W0 would force a fresh device copy of it before every
 run, a cost a user's own loop does not pay, and at these sizes donation saves nothing.
+
+The ops, and why: the gather is ``X[idx]``, which compiles to one XLA gather (XLA clamps
+the indices itself; the fix-up of negative indices is fused into it), the form JAX users
+write; ``jnp.take`` compiles to the same gather, with an out-of-range mask on top in its
+default mode. The matmul is ``jnp.matmul`` at ``HIGHEST`` precision, its gradient
+derived by ``jax.grad``. The update is the pure ``p - lr * g``: arrays are immutable, and
+the update is compiled into the same call as the gradient, with no dispatch of its own.
 """
 
 from __future__ import annotations

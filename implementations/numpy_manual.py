@@ -2,6 +2,11 @@
 
 The maths is :func:`gdbench.implementations.reference.loss_and_grads`, written here into
 preallocated buffers, so a step allocates nothing (the gather writes into a buffer too).
+
+The ops, and why: the gather is ``np.take(..., out=, mode="clip")``, a row copy into the
+buffer (``X[idx]`` would allocate a new array every step); the matmuls are
+``np.matmul(..., out=)``, one BLAS GEMM each; the update scales the gradient in place and
+subtracts it in place (``W -= dW``), the idiom of a NumPy loop that allocates nothing.
 """
 
 from __future__ import annotations

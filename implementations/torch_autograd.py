@@ -3,6 +3,17 @@
 Forward, loss, backward and update are four plain lines. The data and the plan's index
 arrays live on the device from ``prepare`` on; nothing in the loop waits for the device,
 and ``run`` ends with a synchronize so the timer sees the finished work.
+
+The ops, and why (``torch-manual`` uses the same, less autograd; tests/test_ops.py counts
+them):
+
+- gather: ``X.index_select(0, idx)``, a row copy. Advanced indexing (``X[idx]``) goes
+  through ``aten::index``, PyTorch's general indexing kernel, which is far slower for a
+  large batch and would be timed as if it were autograd's cost.
+- matmul: ``torch.addmm(b, Xb, W.T)``, the bias folded into the GEMM, as ``nn.Linear``
+  computes it; backward's ``mm`` is autograd's.
+- update: ``W.sub_(W.grad, alpha=lr)`` in place under ``no_grad``, as ``torch.optim.SGD``
+  updates, and the gradients set to None, as ``zero_grad()`` does by default.
 """
 
 from __future__ import annotations

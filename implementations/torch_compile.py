@@ -5,6 +5,10 @@ graph, compiled with ``fullgraph=True, dynamic=False``: on the CPU by Inductor's
 backend (``torch-compile``), on a GPU with ``mode="reduce-overhead"``, which replays each
 step as a CUDA graph (``torch-compile-cuda``).
 
+The ops are ``torch-cpu``'s, so that the compiler is what differs: the gather is
+``index_select``, the forward ``addmm``; only the update, ``W.sub(dW, alpha=lr)``, is out
+of place, because the step is pure (below).
+
 Why ``torch.func.grad``: with ``fullgraph=True`` the step must trace without a graph
 break, and Dynamo (torch 2.13) refuses both ``loss.backward()`` ("Unsupported
 Tensor.backward() call") and ``torch.autograd.grad`` (unless the experimental

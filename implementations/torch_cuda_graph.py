@@ -7,6 +7,11 @@ memory addresses, so W and b are static buffers: ``run`` first copies W0 and b0 
 on the device (part of the timed cost, as a user's own loop would pay), then replays and
 synchronizes.
 
+The ops are ``torch-cuda``'s, so that the pair differs only in launching: the gather is
+``index_select`` (not ``X[idx]``, whose ``aten::index`` is PyTorch's slower general
+indexing), the forward ``addmm``, the update ``sub_`` in place, which a graph needs
+anyway: it replays into the same W and b.
+
 Autograd inside a capture follows PyTorch's whole-network recipe: a few warm-up steps on
 a side stream first, so that cuBLAS handles, workspaces and autograd's device thread are
 set up outside the capture; gradients are set to None before each backward, so every

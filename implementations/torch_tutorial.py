@@ -3,6 +3,12 @@
 This is the baseline a reader starts from. The DataLoader draws its batches from the
 shared BatchPlan (as a batch sampler), so it trains the same model as every other backend;
 what it adds is the DataLoader's per-batch collation and the tutorial's ``grad.zero_()``.
+
+The ops are the tutorial's, untuned on purpose, since this is the baseline: the gather is
+the DataLoader's (one ``dataset[i]`` per row, then ``torch.stack``); the matmul is
+``x @ w.t() + b`` (a GEMM, then the bias added apart); the update ``w -= w.grad * lr``
+allocates ``w.grad * lr`` before subtracting it in place. ``torch-cpu`` is the same model
+with the ops a PyTorch user tunes to: ``index_select``, ``addmm`` and ``sub_``.
 """
 
 from __future__ import annotations

@@ -78,7 +78,9 @@ def numpy_phases(problem) -> dict[str, float]:  # type: ignore[no-untyped-def]
         ("gradient GEMM", grad_gemm), ("db and update", update)]}
 
 
-PHASES = {"index_select": "gather X_b, Y_b", "addmm": "forward GEMM", "mm": "GEMMs",
+# aten::index is advanced indexing (X[idx]): a gather too, however slow, never "other ops".
+PHASES = {"index_select": "gather X_b, Y_b", "index": "gather X_b, Y_b",
+          "addmm": "forward GEMM", "mm": "GEMMs",
           "mse_loss": "loss and its gradient", "mse_loss_backward": "loss and its gradient",
           "sub_": "update", "mul_": "residual and scale", "sum": "db"}
 
