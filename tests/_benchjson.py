@@ -109,6 +109,7 @@ def make_run(
     dtype: str = "float32",
     disagree: Sequence[str] = (),
     commit: Mapping[str, Any] | None = None,
+    bandwidths: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """A run JSON: ``factors`` slows single backends (1.25 = 25% slower), and
     ``roofline_factor`` slows the roofline loop, both the roofline benchmark and the
@@ -121,7 +122,9 @@ def make_run(
     timing); ``save_data`` False leaves out stats.data only, as the suite computes the
     paired fields itself. ``dtype`` other than float32 is recorded in extra_info and
     named in each benchmark's id. The backends in ``disagree`` record agrees False (max
-    |W - W_numpy| 0.03). ``commit`` replaces commit_info.
+    |W - W_numpy| 0.03). ``commit`` replaces commit_info. ``bandwidths`` gives a
+    workload's copy bandwidth (GB/s; default BANDWIDTH_GBS); the copy's size is the
+    suite's, the dataset's bytes and at least 1 MiB.
     """
     rng = np.random.default_rng(seed)
     factors = dict(factors or {})
@@ -159,6 +162,9 @@ def make_run(
                 param += f"-{dtype}"
             name = f"bench_roofline[{param}]" if roofline else f"bench_training[{param}]"
             wrong = backend in disagree
+            data_bytes = n * (d + k) * (8 if dtype == "float64" else 4)
+            facts = _workload_facts(workload, steps, (bandwidths or {}).get(
+                workload, BANDWIDTH_GBS), data_bytes) if roofline else _backend_facts(backend)
             benchmarks.append({
                 "group": workload,
                 "name": name,
@@ -177,8 +183,7 @@ def make_run(
                     "max_abs_diff_vs_numpy": None if roofline else
                     0.03 if wrong else 0.0 if backend == "numpy" else 2e-7,
                     "agrees": not wrong, "sync": "none", **pairs,
-                    **(_workload_facts(workload, steps) if roofline else
-                       _backend_facts(backend)),
+                    **facts,
                 },
                 "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5,
                             "max_time": 1.0, "min_time": 5e-06, "warmup": False},
@@ -200,8 +205,10 @@ BANDWIDTH_GBS = 20.0
 TARGET_STEPS = {"crops": None, "small": 128, "medium": None}
 
 
-def _workload_facts(workload: str, steps: int) -> dict[str, Any]:
-    return {"bandwidth_gbs": BANDWIDTH_GBS, "target_loss": 0.0101,
+def _workload_facts(workload: str, steps: int, bandwidth_gbs: float,
+                    data_bytes: int) -> dict[str, Any]:
+    return {"bandwidth_gbs": bandwidth_gbs, "copy_bytes": max(1 << 20, data_bytes),
+            "copy_threads": 1, "target_loss": 0.0101,
             "target_steps": TARGET_STEPS[workload], "target_plan_steps": steps,
             "loss_curve_steps": [0, steps], "loss_curve": [1.0, 0.0102]}
 

@@ -89,3 +89,103 @@ def test_the_interval_from_the_rounds_covers_the_truth() -> None:
     # One round per workload: the fit, without an interval.
     single = limits.fit_with_interval(flops, [[r[0]] for r in rounds])
     assert math.isnan(single.alpha_low) and math.isnan(single.beta_high)
+
+
+# --- the roofs of a run ----------------------------------------------------------------------
+
+MiB = 2**20
+
+
+def _record(workload: str, gflops: float, gbs: float | None, copy_mib: float | None,
+            threads: int | None = 1) -> dict:
+    """A roofline row as load_run gives it (GFLOP/s, GB/s, bytes)."""
+    return {"workload": workload, "gflops": gflops, "bandwidth_gbs": gbs,
+            "copy_bytes": None if copy_mib is None else copy_mib * MiB,
+            "copy_threads": threads}
+
+
+# The example run's shape: numpy's per-call cost hides the GEMM rate at crops' and small's
+# shapes, the 1 MiB copies read slower than medium's 8.5 MiB one, and large's 68 MiB copy
+# leaves the cache.
+RUN = [_record("crops", 0.036, 32.9, 1), _record("small", 1.96, 39.0, 1),
+       _record("medium", 59.8, 60.2, 8.5), _record("large", 74.5, 23.9, 68)]
+
+
+def test_the_roofs_are_the_run_s_best_gemm_and_copy_rates() -> None:
+    roofs = limits.run_roofs(RUN)
+    assert roofs is not None
+    # One flat roof, the fastest roofline loop's (not each workload's own).
+    assert roofs.compute_flops_per_s == pytest.approx(74.5e9)
+    assert roofs.compute_by.workload == "large"
+    # A workload's memory roof is the fastest copy of a buffer at least as large as its
+    # data: medium's for crops, small and medium; large's own for large.
+    assert [(m.bytes_per_s, m.measured_by.workload, m.workloads) for m in roofs.memory] == [
+        (pytest.approx(60.2e9), "medium", ("crops", "small", "medium")),
+        (pytest.approx(23.9e9), "large", ("large",))]
+    assert roofs.bandwidth("crops") == pytest.approx(60.2e9)
+    assert roofs.bandwidth("large") == pytest.approx(23.9e9)
+    assert math.isnan(roofs.bandwidth("xl"))  # not measured: no roof, no limit
+    assert roofs.memory[0].measured_by.copy_bytes == 8.5 * MiB
+    assert roofs.describe() == [
+        "compute 74.5 GFLOP/s: the fastest roofline loop, two cached NumPy GEMMs of "
+        "large's step shapes",
+        "memory 60.2 GB/s: a streaming copy of 8.5 MiB on 1 thread (medium's roofline), "
+        "for crops, small, medium",
+        "memory 23.9 GB/s: a streaming copy of 68 MiB on 1 thread (large's roofline), "
+        "for large"]
+
+
+def test_a_fast_small_copy_bounds_only_workloads_no_larger() -> None:
+    # crops' 1 MiB copy is the fastest: it bounds crops and small (1 MiB too), never medium,
+    # whose 8.5 MiB of data cannot be assumed to fit where 1 MiB did.
+    roofs = limits.run_roofs([_record("crops", 1.0, 80.0, 1), _record("small", 2.0, 39.0, 1),
+                              _record("medium", 50.0, 60.0, 8.5)])
+    assert roofs is not None
+    assert [(m.bytes_per_s, m.workloads) for m in roofs.memory] == [
+        (pytest.approx(80e9), ("crops", "small")), (pytest.approx(60e9), ("medium",))]
+
+
+def test_copies_of_unknown_size_bound_their_own_workload() -> None:
+    roofs = limits.run_roofs([_record("crops", 1.0, 30.0, None, None),
+                              _record("small", 2.0, 40.0, None, None)])
+    assert roofs is not None
+    assert roofs.bandwidth("crops") == pytest.approx(30e9)
+    assert roofs.bandwidth("small") == pytest.approx(40e9)
+    assert roofs.describe()[1] == "memory 40 GB/s: a streaming copy (small's roofline), for small"
+
+
+def test_a_run_without_a_timed_roofline_has_no_roofs() -> None:
+    assert limits.run_roofs([]) is None
+    assert limits.run_roofs([_record("crops", math.nan, 30.0, 1)]) is None
+
+
+def test_the_bound_and_the_roof_above_a_step_are_one_computation() -> None:
+    roofs = limits.run_roofs(RUN)
+    assert roofs is not None
+    # large: B=1024, d=256, k=16, float32; its memory roof is 23.9 GB/s.
+    flops, nbytes = limits.step_flops(1024, 256, 16), limits.step_bytes(1024, 256, 16, 4)
+    bound = max(flops / 74.5e9, nbytes / 23.9e9)
+    assert roofs.bound_s("large", flops, nbytes) == pytest.approx(bound)
+    # The roof at the step's intensity is its FLOPs done in the least time: a step faster
+    # than the bound is a point above the roof, and only then.
+    assert roofs.attainable("large", flops / nbytes) == pytest.approx(flops / bound)
+    # crops: B=3, d=3, k=2; far left of the ridge, so the memory roof binds.
+    flops, nbytes = limits.step_flops(3, 3, 2), limits.step_bytes(3, 3, 2, 4)
+    assert roofs.attainable("crops", flops / nbytes) == pytest.approx(60.2e9 * flops / nbytes)
+    assert roofs.bound_s("crops", flops, nbytes) == pytest.approx(nbytes / 60.2e9)
+    assert math.isnan(roofs.bound_s("xl", flops, nbytes))
+
+
+def test_a_yardstick_reads_missing_or_bad_values_as_not_measured() -> None:
+    y = limits.Yardstick.from_record({"workload": "small", "gflops": 2.0,
+                                      "bandwidth_gbs": float("nan"), "copy_bytes": "x",
+                                      "copy_threads": None})
+    assert y.workload == "small" and y.gemm_flops_per_s == 2e9
+    assert math.isnan(y.copy_bytes_per_s) and math.isnan(y.copy_bytes) and y.copy_threads == 0
+
+
+def test_copies_at_the_same_rate_make_one_roof() -> None:
+    roofs = limits.run_roofs([_record("crops", 1.0, 20.0, 1), _record("medium", 50.0, 20.0, 8.5)])
+    assert roofs is not None
+    assert [(m.measured_by.workload, m.workloads) for m in roofs.memory] == [
+        ("medium", ("crops", "medium"))]

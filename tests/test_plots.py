@@ -4,6 +4,7 @@ of different backends coincide."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,3 +156,153 @@ def test_losses_after_e_epochs_continue_the_same_run() -> None:
     _, longer = losses_per_epoch("small", ["numpy"], epochs=3)
     assert longer["numpy"][:3] == short["numpy"]
     assert longer["numpy"][3] < longer["numpy"][2]
+
+
+# --- the roofline ----------------------------------------------------------------------------
+
+def _measured_roofs(doc: dict) -> tuple[float, dict[str, float]]:
+    """From the run's JSON alone: the best GFLOP/s of its roofline loops, and each
+    workload's memory roof (GB/s), the fastest copy of a buffer at least as large."""
+    roofs = [b["extra_info"] for b in doc["benchmarks"] if b["extra_info"]["kind"] == "roofline"]
+    compute = max(r["flops"] / (r["step_us"] * r["steps"] * 1e-6) / 1e9 for r in roofs)
+    memory = {r["workload"]: max(c["bandwidth_gbs"] for c in roofs
+                                 if c["copy_bytes"] >= r["copy_bytes"]) for r in roofs}
+    return compute, memory
+
+
+SHAPES = {"crops": (3, 3, 2), "small": (32, 16, 2), "medium": (256, 128, 8)}  # B, d, k
+
+
+def _intensity(workload: str) -> float:
+    b, d, k = SHAPES[workload]
+    return b * (4 * d * k + 6 * k) / ((b * (d + k) + 2 * (k * d + k)) * 4)
+
+
+def _roofline_run(tmp_path: Path, name: str = "run", **kwargs: Any) -> tuple[dict, Any]:
+    """(the run's JSON, its loaded frame): crops, small and medium, four backends."""
+    import json
+
+    from _benchjson import make_run
+
+    from gdbench.records.results import load_run
+
+    doc = make_run(workloads=("crops", "small", "medium"), seed=1, **kwargs)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return doc, load_run(path)
+
+
+def test_every_plotted_point_lies_under_the_roofs_the_run_measured(tmp_path: Path) -> None:
+    """The roofs are the run's own: the best roofline loop (medium's) and the fastest copy
+    at least as large as each workload's data (medium's 8.5 MiB copy at 45 GB/s bounds
+    every workload here); every backend × workload is drawn at its intensity and GFLOP/s,
+    under them."""
+    from gdbench.report.plots import roofline_figure, roofline_points
+
+    doc, frame = _roofline_run(tmp_path, bandwidths={"crops": 15.0, "small": 25.0,
+                                                     "medium": 45.0})
+    compute, memory = _measured_roofs(doc)
+    assert memory == {"crops": 45.0, "small": 45.0, "medium": 45.0}
+    points, roofs = roofline_points(frame)
+    assert roofs is not None
+    assert roofs.compute_flops_per_s / 1e9 == pytest.approx(compute)
+    assert len(points) == 3 * 4  # every backend × workload
+    for _, p in points.iterrows():
+        assert p["intensity"] == pytest.approx(_intensity(p["workload"]))
+        roof = min(compute, memory[p["workload"]] * p["intensity"])
+        assert p["roof_gflops"] == pytest.approx(roof)
+        assert p["gflops"] <= roof and not p["above"]
+    fig = roofline_figure(frame)
+    ax, ax_alpha = fig.axes
+    # The points drawn are those points, one marker set per backend.
+    drawn = {c.get_label(): c.get_offsets() for c in ax.collections}
+    assert set(drawn) == {"numpy", "torch-cpu", "jax", "jax-scan"}
+    for label, xy in drawn.items():
+        rows = points[points["label"] == label]
+        np.testing.assert_allclose(xy, rows[["intensity", "gflops"]].to_numpy())
+    # The flat roof at the best GEMM rate, the diagonal at bandwidth × intensity up to it.
+    flat, diagonal = ax.get_lines()
+    np.testing.assert_allclose(flat.get_ydata(), compute)
+    x, y = (np.asarray(v, float) for v in diagonal.get_data())
+    np.testing.assert_allclose(y / x, 45.0)
+    assert y[-1] == pytest.approx(compute)  # it ends where it meets the flat roof
+    text = fig.get_supxlabel().replace("\n", " ")  # the caption
+    assert "No point lies above its roof." in text and "WARNING" not in text
+    assert f"compute {compute:.3g} GFLOP/s" in text
+    assert "memory 45 GB/s: a streaming copy of 8.5 MiB on 1 thread (medium's roofline), " \
+           "for crops, small, medium" in text
+    # Beside it, each backend's fixed cost α, as the fit table gives it.
+    from gdbench.report.tables import fits, summary
+
+    expected = fits(summary(frame))
+    alphas = {tick.get_text(): c.lines[0].get_xdata()[0] for tick, c in zip(
+        ax_alpha.get_yticklabels(), ax_alpha.containers, strict=True)}
+    assert alphas == {label: pytest.approx(f.alpha_s * 1e6) for label, f in expected.items()}
+
+
+def test_the_roofs_move_with_the_run_s_measurements(tmp_path: Path) -> None:
+    from gdbench.report.plots import roofline_points
+
+    _, frame = _roofline_run(tmp_path)
+    _, slower = _roofline_run(tmp_path, "slower", roofline_factor=2.0,
+                              bandwidths={"medium": 10.0})
+    _, roofs = roofline_points(frame)
+    _, slow_roofs = roofline_points(slower)
+    assert roofs is not None and slow_roofs is not None
+    # The roofline loop took twice as long: half the compute roof.
+    assert slow_roofs.compute_flops_per_s == pytest.approx(roofs.compute_flops_per_s / 2,
+                                                           rel=0.05)
+    assert roofs.bandwidth("medium") == pytest.approx(20e9)  # the suite's default copy
+    assert slow_roofs.bandwidth("medium") == pytest.approx(10e9)
+
+
+def test_a_point_above_its_roof_is_ringed_and_warned_of_in_the_caption(tmp_path: Path) -> None:
+    """jax-scan made 1000× faster than its recorded roofs allow: the roofs as measured are
+    wrong, and the figure says so rather than hiding it."""
+    from gdbench.report.plots import roofline_figure, roofline_points
+
+    _, frame = _roofline_run(tmp_path, factors={"jax-scan": 1e-3})
+    points, _ = roofline_points(frame)
+    above = points[points["above"]]
+    assert list(above["label"]) == ["jax-scan"] * 3  # on every workload, nobody else
+    fig = roofline_figure(frame)
+    text = fig.get_supxlabel().replace("\n", " ")
+    assert "WARNING: 3 points above their roofs (jax-scan on crops: " in text
+    assert "the measured roof is too low there" in text
+    assert "No point lies above" not in text
+    ax = fig.axes[0]
+    ring = next(c for c in ax.collections if c.get_label() == "above its roof")
+    np.testing.assert_allclose(ring.get_offsets(), above[["intensity", "gflops"]].to_numpy())
+    assert ax.get_ylim()[1] > above["gflops"].max()  # shown, not cut off at the roof
+
+
+def test_the_caption_says_what_each_roof_is_and_what_alpha_allows() -> None:
+    """The caption on constructed roofs and fits, no figure: one point above the compute
+    roof, and F / α on the smallest workload for the slowest and fastest α."""
+    import pandas as pd
+
+    from gdbench.judge.limits import Fit, run_roofs
+    from gdbench.report.plots import roofline_caption
+
+    roofs = run_roofs([{"workload": "crops", "gflops": 1.0, "bandwidth_gbs": 40.0,
+                        "copy_bytes": 2.0**20, "copy_threads": 2},
+                       {"workload": "medium", "gflops": 50.0, "bandwidth_gbs": 30.0,
+                        "copy_bytes": 8.5 * 2**20, "copy_threads": 1}])
+    assert roofs is not None
+    points = pd.DataFrame({"label": ["numpy", "jax-scan"], "workload": ["medium", "medium"],
+                           "intensity": [7.2, 7.2], "gflops": [20.0, 60.0],
+                           "roof_gflops": [50.0, 50.0], "limit_kind": ["compute"] * 2,
+                           "above": [False, True]})
+    fits = {"numpy": Fit(10e-6, 30e9), "jax-scan": Fit(0.1e-6, 50e9)}
+    lines = roofline_caption(points, roofs, fits, smallest_flops=108.0)
+    assert "compute 50 GFLOP/s: the fastest roofline loop, two cached NumPy GEMMs of " \
+           "medium's step shapes" in lines[0]
+    assert "memory 40 GB/s: a streaming copy of 1 MiB on 2 threads (crops's roofline), for " \
+           "crops" in lines[0]
+    assert "memory 30 GB/s: a streaming copy of 8.5 MiB on 1 thread (medium's roofline), " \
+           "for medium" in lines[0]
+    assert lines[1].startswith("WARNING: 1 point above its roof (jax-scan on medium: 60 "
+                               "GFLOP/s over its compute roof of 50)")
+    # 108 FLOPs in 10 µs, and in 0.1 µs.
+    assert "numpy's α of 10 µs allows 0.011 GFLOP/s, and jax-scan's α of 0.1 µs allows " \
+           "1.1 GFLOP/s" in lines[2]

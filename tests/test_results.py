@@ -527,7 +527,8 @@ def test_later_suites_fields_come_from_extra_info(tmp_path: Path) -> None:
     train_extra.update(prepare_s=0.75, memory_method="tracemalloc", memory_peak_bytes=4096.0,
                        memory_allocations_per_step=2.0,
                        memory_allocated_bytes_per_step=64.0)
-    roof_extra.update(bandwidth_gbs=12.5, target_loss=0.25, target_steps=96,
+    roof_extra.update(bandwidth_gbs=12.5, copy_bytes=2**20, copy_threads=2,
+                      target_loss=0.25, target_steps=96,
                       target_plan_steps=256, loss_curve_steps=[0, 128, 256],
                       loss_curve=[1.0, 0.5, 0.25])
     path = tmp_path / "r.json"
@@ -537,8 +538,9 @@ def test_later_suites_fields_come_from_extra_info(tmp_path: Path) -> None:
             train["memory_allocations_per_step"],
             train["memory_allocated_bytes_per_step"]) == (0.75, "tracemalloc", 4096.0, 2.0,
                                                           64.0)
-    assert (roof["bandwidth_gbs"], roof["target_loss"], roof["target_steps"],
-            roof["target_plan_steps"]) == (12.5, 0.25, 96, 256)
+    assert (roof["bandwidth_gbs"], roof["copy_bytes"], roof["copy_threads"],
+            roof["target_loss"], roof["target_steps"],
+            roof["target_plan_steps"]) == (12.5, 2**20, 2, 0.25, 96, 256)
     assert roof["loss_curve_steps"] == [0, 128, 256] and roof["loss_curve"] == [1.0, 0.5, 0.25]
     roof_extra["bandwidth_gbs"] = 0.0
     path.write_text(json.dumps(doc))

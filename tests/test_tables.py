@@ -4,12 +4,13 @@ side, runs from different machines told apart, and bad files."""
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from _benchjson import bad_run_files, machine_info, run_cli, write_run
+from _benchjson import bad_run_files, machine_info, make_run, run_cli, write_run
 
 from gdbench.records.results import load_run, load_runs
 from gdbench.report.tables import break_even, fit_table, render_run, side_by_side, summary
@@ -47,6 +48,50 @@ def test_summary_limit_from_the_roofline_rates(run: Path) -> None:
     crops_bound = max(3 * (4 * 3 * 2 + 6 * 2) / (gemm * 1e9), (3 * 5 + 2 * 8) * 4 / 20e9)
     assert crops["limit_us"] == pytest.approx(crops_bound * 1e6)
     assert math.isnan(s.loc[("small", "roofline"), "limit_us"])  # only training rows
+
+
+def test_the_limit_is_under_the_run_s_roofs(tmp_path: Path, capsys) -> None:
+    """crops' own 1 MiB copy read 0.2 GB/s, small's (also 1 MiB) 0.6 GB/s: crops' data can
+    move as fast as small's did, so both are bounded by the faster copy; the flat roof is
+    the best roofline loop's. The note under the table names the same roofs. (Slow
+    copies, so that memory binds on both workloads and the copy chosen shows.)"""
+    path = write_run(tmp_path / "run.json", workloads=("crops", "small"), seed=1,
+                     bandwidths={"crops": 0.2, "small": 0.6})
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    gemm = max(s.loc[("small", "roofline"), "gflops"], s.loc[("crops", "roofline"), "gflops"])
+    for workload, (b, d, k) in {"crops": (3, 3, 2), "small": (32, 16, 2)}.items():
+        flops_step, bytes_step = b * (4 * d * k + 6 * k), (b * (d + k) + 2 * (k * d + k)) * 4
+        bound = max(flops_step / (gemm * 1e9), bytes_step / 0.6e9)
+        jax = s.loc[(workload, "jax")]
+        assert jax["limit_kind"] == "memory"
+        assert jax["limit_us"] == pytest.approx(bound * 1e6)
+        assert jax["intensity"] == pytest.approx(flops_step / bytes_step)
+        # The roof above the point: min(compute roof, memory roof × intensity).
+        assert jax["roof_gflops"] == pytest.approx(
+            min(gemm, 0.6 * flops_step / bytes_step))
+        assert jax["roof_gflops"] == pytest.approx(
+            jax["gflops"] * 100 / jax["limit_pct"])  # above the roof = over 100%
+    code, out, _ = run_cli(capsys, "compare", str(path))
+    assert code == 0
+    assert (f"roofs: compute {gemm:.3g} GFLOP/s: the fastest roofline loop, two cached "
+            "NumPy GEMMs of small's step shapes; memory 0.6 GB/s: a streaming copy of 1 MiB "
+            "on 1 thread (small's roofline), for crops, small") in out
+
+
+def test_a_run_without_copy_sizes_bounds_each_workload_by_its_own_copy(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops", "small"), seed=1,
+                   bandwidths={"crops": 0.2, "small": 0.6})
+    for bench in doc["benchmarks"]:  # a run from before the suite recorded them
+        bench["extra_info"].pop("copy_bytes", None)
+        bench["extra_info"].pop("copy_threads", None)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    gemm = s.loc[("small", "roofline"), "gflops"] * 1e9
+    bytes_step = (3 * 5 + 2 * 8) * 4
+    assert s.loc[("crops", "jax"), "limit_us"] == pytest.approx(bytes_step / 0.2e9 * 1e6)
+    assert 3 * 36 / gemm < bytes_step / 0.2e9  # memory binds
 
 
 def test_summary_time_to_target(run: Path) -> None:

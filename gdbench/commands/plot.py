@@ -13,8 +13,11 @@ convergence  the loss (MSE over all rows) after each epoch, for every backend av
              xl train 1 or 2) is shown over 10 epochs of the same recipe instead, with a
              note in the title (--epochs to choose).
 roofline     GFLOP/s against arithmetic intensity (FLOPs per byte a step must move), a
-             point per backend × workload, under the run's two measured ceilings: the
-             GEMM rate and the copy bandwidth (gdbench.judge.limits).
+             point per backend × workload under the roofs measured in the run: the flat
+             compute roof (the best GEMM rate of its roofline loops) and a diagonal memory
+             roof per copy bandwidth (gdbench.judge.limits.run_roofs, the roofs of the tables'
+             limit too); beside it, each backend's fixed cost α per step. The caption
+             says what measured each roof, and warns of any point above its roof.
 fit          µs per step against FLOPs per step with each backend's fitted line
              step = α + FLOPs / β: α is the fixed cost of a step, β its throughput.
 loss-time    loss against wall-clock seconds on one workload (--workload, else the run's

@@ -3,19 +3,25 @@
 The limit. A step of batch B must do 4·B·d·k + 6·B·k FLOPs and must read its B rows of X
 and Y, and read and write W and b, at least once. So no backend can take less than
 
-    bound = max(FLOPs / GEMM rate, bytes / bandwidth)
+    bound = max(FLOPs / compute roof, bytes / memory roof)
 
-with both rates measured in the same run by the roofline benchmarks. The GEMM rate is
-the best GFLOP/s of the run's roofline loops (two NumPy GEMMs of one step's shapes, the
-data already in cache): at small shapes NumPy's per-call cost hides the machine's rate,
-which a fused loop does not pay, so the best rate seen at any shape is the one no step
-can beat. The bandwidth is the faster of a one-thread and an all-CPU streaming copy of a
-buffer as large as the workload's dataset (X and Y; at least 1 MiB), which sits where
-the dataset sits: in cache for crops to medium, in DRAM for large and xl, whose
-datasets (64 MiB, 1 GiB) are larger than a last-level cache. A streaming copy reads
-contiguous memory; a step gathers random rows, which can only be slower, so the bound
-stays a lower bound.
-"% of limit" is bound / measured step time.
+with both roofs measured in the same run by the roofline benchmarks (:func:`run_roofs`,
+which the tables' limit and the roofline figure both use). The compute roof is the best
+GFLOP/s of the run's roofline loops (two NumPy GEMMs of one step's shapes, the data
+already in cache): at small shapes NumPy's per-call cost hides the machine's rate, which
+a fused loop does not pay, so the best rate seen at any shape is the one no step can
+beat. The memory roof comes from streaming copies: beside each workload the run copies
+a buffer as large as its dataset (X and Y; at least 1 MiB), on one thread and on every
+allowed CPU, and keeps the faster. A step's data sits at least as close to the core as
+a larger buffer would, so it can move at least as fast as any copy of a buffer as large
+or larger: a workload's memory roof is the fastest copy measured of a buffer at least as
+large as its own. Buffers that stay in cache copy faster than those streamed from DRAM,
+so a run usually has one memory roof for the workloads whose data stays in cache and one
+for those whose data does not. A streaming copy reads contiguous memory; a step gathers
+random rows, which can only be slower, so the bound stays a lower bound.
+"% of limit" is bound / measured step time. In roofline terms (Williams, Waterman and
+Patterson, 2009), a step of intensity I = FLOPs / bytes runs at most
+min(compute roof, memory roof × I) FLOP/s.
 
 Fixed cost against throughput. Over the workloads of a run, a backend's step time is
 fitted as ``step = α + FLOPs / β``: α (µs) is what a step costs however small (dispatch,
@@ -23,14 +29,14 @@ launches, Python), β (GFLOP/s) the rate it sustains on large steps. The fit wei
 workload by its relative error, so the µs steps count as much as the ms ones, and its
 95% interval comes from resampling each workload's rounds.
 """
-
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +66,128 @@ def bound_kind(flops: float, nbytes: float, gemm_flops_per_s: float,
                bytes_per_s: float) -> str:
     """Which ceiling binds: "compute" or "memory"."""
     return "compute" if flops / gemm_flops_per_s >= nbytes / bytes_per_s else "memory"
+
+
+# --- the roofs of a run -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Yardstick:
+    """What the run measured beside one workload: the rate of its roofline loop (two
+    cached NumPy GEMMs of a step's shapes, FLOP/s) and of a streaming copy as large as its
+    dataset (bytes/s; NaN when not measured), with the copy's size (bytes; NaN when not
+    recorded) and threads (0 when not recorded)."""
+
+    workload: str
+    gemm_flops_per_s: float
+    copy_bytes_per_s: float
+    copy_bytes: float = math.nan
+    copy_threads: int = 0
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Yardstick:
+        """From a roofline row of a loaded run (``gflops``, ``bandwidth_gbs``,
+        ``copy_bytes``, ``copy_threads``; missing or bad values read as not measured)."""
+        def number(key: str) -> float:
+            try:
+                value = float(record.get(key))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                return math.nan
+            return value if math.isfinite(value) and value > 0 else math.nan
+
+        threads = number("copy_threads")
+        return cls(str(record.get("workload")), number("gflops") * 1e9,
+                   number("bandwidth_gbs") * 1e9, number("copy_bytes"),
+                   0 if math.isnan(threads) else int(threads))
+
+
+@dataclass(frozen=True)
+class MemoryRoof:
+    """A diagonal roof: ``bytes_per_s`` × intensity, the copy of ``measured_by``; it
+    bounds ``workloads``."""
+
+    bytes_per_s: float
+    measured_by: Yardstick
+    workloads: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Roofs:
+    """The roofs of one run (one dtype): a flat compute roof (FLOP/s, the best roofline
+    loop, ``compute_by``) and the memory roofs, fastest first."""
+
+    compute_flops_per_s: float
+    compute_by: Yardstick
+    memory: tuple[MemoryRoof, ...]
+
+    def memory_roof(self, workload: str) -> MemoryRoof | None:
+        """The memory roof that bounds ``workload``; None when its copy was not measured."""
+        return next((m for m in self.memory if workload in m.workloads), None)
+
+    def bandwidth(self, workload: str) -> float:
+        """Bytes/s of ``workload``'s memory roof; NaN when there is none."""
+        roof = self.memory_roof(workload)
+        return math.nan if roof is None else roof.bytes_per_s
+
+    def attainable(self, workload: str, intensity: float) -> float:
+        """FLOP/s under the roofs at ``intensity`` (FLOPs per byte):
+        min(compute roof, memory roof × intensity); NaN without a memory roof."""
+        return min(self.compute_flops_per_s, self.bandwidth(workload) * intensity)
+
+    def bound_s(self, workload: str, flops: float, nbytes: float) -> float:
+        """The least time (s) a step of ``workload`` doing ``flops`` FLOPs and moving
+        ``nbytes`` bytes can take; NaN without a memory roof."""
+        bandwidth = self.bandwidth(workload)
+        if math.isnan(bandwidth):
+            return math.nan
+        return bound_s(flops, nbytes, self.compute_flops_per_s, bandwidth)
+
+    def describe(self) -> list[str]:
+        """One line per roof: its rate and what measured it."""
+        lines = [f"compute {self.compute_flops_per_s / 1e9:.3g} GFLOP/s: the fastest roofline "
+                 f"loop, two cached NumPy GEMMs of {self.compute_by.workload}'s step shapes"]
+        lines += [f"memory {m.bytes_per_s / 1e9:.3g} GB/s: {_copy_text(m.measured_by)}, for "
+                  f"{', '.join(m.workloads)}" for m in self.memory]
+        return lines
+
+
+def _copy_text(y: Yardstick) -> str:
+    """What measured a copy bandwidth: 'a streaming copy of 8.5 MiB on 1 thread
+    (medium's roofline)'."""
+    size = "" if math.isnan(y.copy_bytes) else f" of {y.copy_bytes / 2**20:.3g} MiB"
+    threads = f" on {y.copy_threads} thread{'s' * (y.copy_threads != 1)}" \
+        if y.copy_threads else ""
+    return f"a streaming copy{size}{threads} ({y.workload}'s roofline)"
+
+
+def _size(y: Yardstick) -> float:
+    return -math.inf if math.isnan(y.copy_bytes) else y.copy_bytes
+
+
+def run_roofs(records: Iterable[Mapping[str, Any]]) -> Roofs | None:
+    """The roofs of a run, from its roofline rows of one dtype (see :meth:`Yardstick.from_record`);
+    None when no roofline loop was timed.
+
+    Compute roof: the best GEMM rate of any roofline loop. Memory roof of a workload: the
+    fastest copy of a buffer at least as large as its own (its own when sizes are not
+    recorded); workloads bounded by the same copy share one roof.
+    """
+    sticks = [Yardstick.from_record(r) for r in records]
+    timed = [y for y in sticks if not math.isnan(y.gemm_flops_per_s)]
+    if not timed:
+        return None
+    best = max(timed, key=lambda y: y.gemm_flops_per_s)
+    copied = [y for y in sticks if not math.isnan(y.copy_bytes_per_s)]
+    bounded_by: dict[int, list[str]] = {}  # index of the copy in `copied` -> workloads
+    for i, y in enumerate(copied):
+        # NaN sizes compare False: a copy of unknown size bounds its own workload only.
+        larger = [j for j, c in enumerate(copied) if j == i or c.copy_bytes >= y.copy_bytes]
+        # A tie goes to the larger buffer, so that equal rates make one roof.
+        fastest = max(larger, key=lambda j: (copied[j].copy_bytes_per_s, _size(copied[j])))
+        bounded_by.setdefault(fastest, []).append(y.workload)
+    memory = sorted((MemoryRoof(copied[j].copy_bytes_per_s, copied[j],
+                                tuple(dict.fromkeys(ws)))
+                     for j, ws in bounded_by.items()), key=lambda m: -m.bytes_per_s)
+    return Roofs(best.gemm_flops_per_s, best, tuple(memory))
 
 
 # --- the bandwidth measurement ---------------------------------------------------------------

@@ -18,11 +18,12 @@ changes (None when not recorded).
 
 Training rows also carry ``prepare_s`` (seconds of prepare, compilation included) and the
 memory of one instrumented run (``memory_*``, see :mod:`gdbench.harness.memory`); roofline rows
-carry the workload's facts: ``bandwidth_gbs`` (the copy bandwidth of the workload's
-limit, GB/s), the shared target (``target_loss``, ``target_steps``: steps of the plan to
-reach it, NaN when never) and the float64 reference's ``loss_curve`` at
-``loss_curve_steps``. Any problem with a file raises
-:class:`gdbench.data.errors.InputError` with one line naming the file.
+carry the workload's facts: ``bandwidth_gbs`` (the bandwidth of a streaming copy as large
+as the workload's dataset, GB/s; ``copy_bytes`` its size, ``copy_threads`` its threads),
+the shared target (``target_loss``, ``target_steps``: steps of the plan to reach it, NaN
+when never) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``. Any
+problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming
+the file.
 """
 
 from __future__ import annotations
@@ -51,16 +52,18 @@ COLUMNS = [
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
     "steps", "dtype", "sync", "gc_off", "data", "norm_data", "ref_data", "wake_data",
     "norm_median", "ref_s",
-    "prepare_s", "bandwidth_gbs", "target_loss", "target_steps", "target_plan_steps",
+    "prepare_s", "bandwidth_gbs", "copy_bytes", "copy_threads", "target_loss", "target_steps",
+    "target_plan_steps",
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
 ]
-_INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps"]
+_INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps",
+                "copy_threads"]
 _FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us", "gflops",
                   "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "norm_median",
-                  "ref_s", "prepare_s", "bandwidth_gbs", "target_loss", "target_steps",
-                  "target_plan_steps", "memory_peak_bytes", "memory_allocations_per_step",
-                  "memory_allocated_bytes_per_step"]
+                  "ref_s", "prepare_s", "bandwidth_gbs", "copy_bytes", "target_loss",
+                  "target_steps", "target_plan_steps", "memory_peak_bytes",
+                  "memory_allocations_per_step", "memory_allocated_bytes_per_step"]
 
 
 def read_run(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -248,6 +251,8 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         # Written by later suites; a run from before them has None here.
         "prepare_s": extra.get("prepare_s"),
         "bandwidth_gbs": _positive(extra.get("bandwidth_gbs")),
+        "copy_bytes": _positive(extra.get("copy_bytes")),
+        "copy_threads": _positive(extra.get("copy_threads")),
         "target_loss": extra.get("target_loss"),
         "target_steps": extra.get("target_steps"),
         "target_plan_steps": extra.get("target_plan_steps"),

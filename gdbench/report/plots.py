@@ -18,9 +18,10 @@ from gdbench.harness import machine
 from gdbench.implementations.base import train_once
 from gdbench.judge import limits
 from gdbench.records.results import backends_in, workloads_in, write_atomic
-from gdbench.report.tables import summary
+from gdbench.report.tables import fits, roofs_by_run, summary
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 FORMATS = ("png", "svg")
@@ -119,45 +120,176 @@ def speedup_figure(frame: pd.DataFrame) -> Figure:
     return fig
 
 
-def roofline_figure(frame: pd.DataFrame) -> Figure:
-    """GFLOP/s against arithmetic intensity (FLOPs per byte a step must move), one point
-    per backend × workload, under both ceilings measured in the run: the GEMM rate
-    (horizontal) and the copy bandwidth (the diagonal bandwidth × intensity), per workload."""
+def roofline_points(frame: pd.DataFrame) -> tuple[pd.DataFrame, limits.Roofs | None]:
+    """The roofline's points and roofs: one row per training benchmark of the run's
+    first (run, dtype) with a limit (``label``, ``workload``, ``intensity`` FLOPs per
+    byte, ``gflops``, ``roof_gflops`` the roof above it, ``limit_kind`` which roof that
+    is, ``above`` whether the point beats it), and that run's roofs
+    (:func:`gdbench.report.tables.roofs_by_run`, which the tables' limit uses too); no rows and
+    None when the run has no roofs."""
     s = summary(frame)
-    train = s[(s["kind"] == "training") & s["limit_us"].notna()].copy()
-    fig = _figure()
-    ax = fig.add_subplot()
-    ax.set_title(f"Roofline: throughput against arithmetic intensity\n{_machine(frame)}")
+    roofs = roofs_by_run(s)
+    columns = ["label", "workload", "intensity", "gflops", "roof_gflops", "limit_kind",
+               "above"]
+    if not roofs:
+        return pd.DataFrame(columns=columns), None
+    (run, dtype), run_roofs = next(iter(roofs.items()))
+    train = s[(s["kind"] == "training") & (s["run"] == run) & (s["dtype"] == dtype)
+              & s["limit_us"].notna()].copy()
+    train["above"] = train["gflops"] > train["roof_gflops"]
+    return train[columns].reset_index(drop=True), run_roofs
+
+
+def roofline_caption(points: pd.DataFrame, roofs: limits.Roofs,
+                     backend_fits: dict[str, limits.Fit], smallest_flops: float) -> list[str]:
+    """The roofline figure's caption, a paragraph per item: what each roof was measured
+    with; a WARNING naming every point above its roof (the measured roof is wrong there);
+    and what the fixed cost α of a step allows on the smallest workload
+    (``smallest_flops`` FLOPs per step)."""
+    lines = ["Left: every backend × workload at its median step time, under the roofs "
+             "measured in this run, the same that give the limit in gdbench compare: "
+             + "; ".join(roofs.describe()) + ". A buffer that stays in cache copies faster "
+             "than one streamed from memory, so each workload's memory roof is the fastest "
+             "copy of a buffer at least as large as its data."]
+    above = points[points["above"]]
+    if above.empty:
+        lines.append("No point lies above its roof.")
+    else:
+        listed = "; ".join(
+            f"{r['label']} on {r['workload']}: {r['gflops']:.3g} GFLOP/s over its "
+            f"{r['limit_kind']} roof of {r['roof_gflops']:.3g}" for _, r in above.iterrows())
+        lines.append(f"WARNING: {len(above)} point{'s' * (len(above) != 1)} above "
+                     f"{'their roofs' if len(above) != 1 else 'its roof'} ({listed}): the "
+                     "measured roof is too low there, and so is the limit in gdbench "
+                     "compare.")
+    alphas = {label: f.alpha_s for label, f in backend_fits.items() if f.alpha_s > 0}
+    if alphas and smallest_flops > 0:
+        low, high = min(alphas, key=alphas.__getitem__), max(alphas, key=alphas.__getitem__)
+        lines.append(
+            "Right: the fixed cost α of one step, from the fit step = α + FLOPs / β over "
+            "the workloads (95% intervals). A step of F FLOPs runs at most F / α: with the "
+            f"smallest workload's F = {smallest_flops:.3g} FLOPs, {high}'s α of "
+            f"{alphas[high] * 1e6:.3g} µs allows {smallest_flops / alphas[high] / 1e9:.2g} "
+            f"GFLOP/s, and {low}'s α of {alphas[low] * 1e6:.3g} µs allows "
+            f"{smallest_flops / alphas[low] / 1e9:.2g} GFLOP/s: the small workloads sit far "
+            "under the roofs because of what a step costs, not what it computes or moves.")
+    return lines
+
+
+def roofline_figure(frame: pd.DataFrame) -> Figure:
+    """Left, the roofline (Williams, Waterman and Patterson, 2009): GFLOP/s against
+    arithmetic intensity (FLOPs per byte a step must move), log-log, a point per backend
+    × workload under the run's measured roofs (:func:`roofline_points`): the flat compute
+    roof and a diagonal memory roof per copy (bandwidth × intensity), each labelled.
+    Right, each backend's fixed cost α per step (:func:`gdbench.report.tables.fits`). The
+    caption (:func:`roofline_caption`) says what measured each roof, and warns of any
+    point above its roof, which is also ringed in red."""
+    import textwrap
+
+    points, roofs = roofline_points(frame)
+    fig = _figure(12.5, 6.8)
+    ax, ax_alpha = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    fig.suptitle(f"Roofline: throughput against arithmetic intensity, and the fixed cost "
+                 f"of a step\n{_machine(frame)}")
     ax.set_xlabel("arithmetic intensity (FLOPs per byte a step must move)")
-    ax.set_ylabel("GFLOP/s (median)")
-    if train.empty:
-        ax.text(0.5, 0.5, "this run has no ceilings (made before gdbench measured them)",
+    ax.set_ylabel("GFLOP/s (median step)")
+    if roofs is None or points.empty:
+        ax.text(0.5, 0.5, "this run has no roofs (made before gdbench measured them)",
                 ha="center", va="center", transform=ax.transAxes)
+        ax_alpha.set_axis_off()
         return fig
-    itemsize = np.where(train["dtype"] == "float64", 8, 4)
-    rows_per_step = train["epochs"].astype(float) * train["n"].astype(float) / train[
-        "steps"].astype(float)
-    step_bytes = [limits.step_bytes(b, int(d), int(k), int(i)) for b, d, k, i in zip(
-        rows_per_step, train["d"], train["k"], itemsize, strict=True)]
-    train["intensity"] = train["flops"].astype(float) / train["steps"].astype(float) / np.asarray(
-        step_bytes)
-    roof = s[s["kind"] == "roofline"].set_index("workload")
-    for workload in workloads_in(train):
-        x = float(train.loc[train["workload"] == workload, "intensity"].iloc[0])
-        gemm, bandwidth = roof.loc[workload, "gflops"], roof.loc[workload, "bandwidth_gbs"]
-        xs = np.geomspace(x / 4, x * 4, 20)
-        ax.plot(xs, np.minimum(gemm, bandwidth * xs), color="0.6", linewidth=1)
-        ax.annotate(f"{workload}: {gemm:.3g} GFLOP/s, {bandwidth:.3g} GB/s", (x * 4, gemm),
-                    fontsize=7, color="0.4", ha="right", va="bottom")
-    for i, label in enumerate(backends_in(train.assign(backend=train["label"]))):
-        rows = train[train["label"] == label]
-        ax.scatter(rows["intensity"], rows["gflops"], marker=_MARKERS[i % len(_MARKERS)],
-                   label=label, zorder=3)
+    labels = backends_in(points.assign(backend=points["label"]))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _draw_roofs(ax, roofs, points)
+    handles = []
+    for i, label in enumerate(labels):
+        rows = points[points["label"] == label]
+        handles.append(ax.scatter(rows["intensity"], rows["gflops"], zorder=3, label=label,
+                                  marker=_MARKERS[i % len(_MARKERS)], color=f"C{i}"))
+    above = points[points["above"]]
+    if not above.empty:
+        handles.append(ax.scatter(above["intensity"], above["gflops"], s=180, zorder=4,
+                                  facecolors="none", edgecolors="red", linewidths=1.5,
+                                  label="above its roof"))
+    for workload in workloads_in(points):
+        column = points[points["workload"] == workload]
+        ax.annotate(workload, (column["intensity"].iloc[0], column["gflops"].min()),
+                    xytext=(0, -10), textcoords="offset points", ha="center", va="top",
+                    fontsize=9, color="0.25")
+    # Up to the highest point when one beats the roofs: it is shown, never cut off.
+    ax.set_ylim(float(points["gflops"].min()) / 6,
+                max(roofs.compute_flops_per_s / 1e9 * 4, float(points["gflops"].max()) * 3))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(handles=handles, loc="lower right", fontsize=7.5, title="backends",
+              title_fontsize=8)
+    s = summary(frame)
+    backend_fits = fits(s)
+    _draw_alpha(ax_alpha, labels, backend_fits)
+    train = s[s["kind"] == "training"]
+    smallest = float((train["flops"] / train["steps"].astype(float)).min())
+    caption = roofline_caption(points, roofs, backend_fits, smallest)
+    text = "\n".join(textwrap.fill(line, 175) for line in caption)
+    fig.supxlabel(text, x=0.01, ha="left", fontsize=7.5,
+                  color="#b00" if points["above"].any() else "0.15")
     return fig
+
+
+def _draw_roofs(ax: Axes, roofs: limits.Roofs, points: pd.DataFrame) -> None:
+    """The flat compute roof and one diagonal per memory roof, up to where it meets the
+    flat one (its ridge), each labelled along its line."""
+    compute = roofs.compute_flops_per_s / 1e9
+    ridges = [compute / (m.bytes_per_s / 1e9) for m in roofs.memory]
+    x_low = min([*points["intensity"], *ridges]) / 8  # room for the diagonals' labels
+    x_high = max([*points["intensity"], *ridges]) * 4
+    ax.plot([min(ridges), x_high], [compute, compute], color="black", linewidth=2)
+    ax.annotate(f"compute roof {compute:.3g} GFLOP/s (GEMM pair, {roofs.compute_by.workload}"
+                "'s shapes)", (x_high, compute), xytext=(-4, 3), textcoords="offset points",
+                ha="right", va="bottom", fontsize=8)
+    for i, (m, ridge) in enumerate(zip(roofs.memory, ridges, strict=True)):
+        bandwidth = m.bytes_per_s / 1e9
+        y = m.measured_by
+        size = "" if np.isnan(y.copy_bytes) else f": {y.copy_bytes / 2**20:.3g} MiB copy"
+        ax.plot([x_low, ridge], [bandwidth * x_low, compute], color="black",
+                linewidth=1.5, linestyle=_STYLES[1 + i % (len(_STYLES) - 1)])
+        # Along the diagonal: the angle of y = bandwidth·x in data units, which the
+        # log-log transform turns into the line's angle on the page when drawn.
+        x = x_low * 1.15
+        ax.text(x, bandwidth * x, f"  memory roof {bandwidth:.3g} GB/s{size} "
+                f"({', '.join(m.workloads)})", fontsize=8, ha="left", va="bottom",
+                rotation=float(np.degrees(np.arctan(bandwidth))), rotation_mode="anchor",
+                transform_rotates_text=True)
+    ax.set_xlim(x_low, x_high)
+
+
+def _draw_alpha(ax: Axes, labels: list[str], backend_fits: dict[str, limits.Fit]) -> None:
+    """Each backend's fixed cost α (µs per step) with its 95% interval, log scale, in
+    the roofline's colours and markers."""
+    ax.set_title("fixed cost of a step, α", fontsize=10)
+    ax.set_xlabel("α (µs per step; step = α + FLOPs / β)")
+    shown = [(i, label) for i, label in enumerate(labels)
+             if label in backend_fits and backend_fits[label].alpha_s > 0]
+    if not shown:
+        ax.text(0.5, 0.5, "one workload per backend: nothing to fit", ha="center",
+                va="center", transform=ax.transAxes)
+        return
+    for row, (i, label) in enumerate(shown):
+        f = backend_fits[label]
+        alpha = f.alpha_s * 1e6
+        low, high = f.alpha_low * 1e6, f.alpha_high * 1e6
+        xerr = None if np.isnan(low) else [[max(alpha - low, 0.0)], [max(high - alpha, 0.0)]]
+        ax.errorbar([alpha], [row], xerr=xerr, marker=_MARKERS[i % len(_MARKERS)],
+                    color=f"C{i}", capsize=3, linestyle="none")
+        ax.annotate(f"{alpha:.3g} µs", (alpha, row), xytext=(0, 7), textcoords="offset points",
+                    ha="center", fontsize=7.5)
+    ax.set_yticks(range(len(shown)), [label for _, label in shown])
+    spans = [v for _, label in shown for v in (
+        backend_fits[label].alpha_s, backend_fits[label].alpha_low,
+        backend_fits[label].alpha_high) if v > 0]  # NaN compares False
+    ax.set_xlim(min(spans) * 1e6 / 3, max(spans) * 1e6 * 3)
+    ax.set_ylim(len(shown) - 0.5, -0.7)  # the first backend on top, room for its label
+    ax.set_xscale("log")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
 
 
 def fit_figure(frame: pd.DataFrame) -> Figure:

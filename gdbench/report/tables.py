@@ -30,8 +30,11 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     ``speedup`` (numpy's µs/step over this one's), ``efficiency_pct`` (the roofline's
     µs/step over this one's, in %), ``label`` (the backend, with the dtype appended when
     it is not float32); and for training rows: ``limit_us`` (the least time a step can
-    take, :mod:`gdbench.judge.limits`, from the roofline row's GEMM rate and copy bandwidth),
+    take, :mod:`gdbench.judge.limits`, under the run's roofs: :func:`roofs_by_run`),
     ``limit_pct`` (limit_us over step_us, in %) and ``limit_kind`` (compute or memory),
+    ``intensity`` (FLOPs per byte the step must move), ``roof_gflops`` (the roof above
+    it: min(compute roof, memory roof × intensity), GFLOP/s; a step's GFLOP/s above it
+    is a limit_pct above 100),
     ``steps_to_target`` (steps of the plan to the workload's shared target, NaN when
     never), ``hot_s`` (steps_to_target × the step time) and ``cold_s`` (prepare_s + hot_s).
     """
@@ -47,10 +50,14 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     out["label"] = [b if d in ("", "float32") else f"{b} {d}"
                     for b, d in zip(out["backend"], out["dtype"], strict=True)]
     training = (out["kind"] == "training").to_numpy()
-    limit_us, kinds = _limits(out, roof.reindex(idx))
+    limit_us, kinds, intensity = _limits(out)
     out["limit_us"] = np.where(training, limit_us, np.nan)
     out["limit_pct"] = 100 * out["limit_us"].to_numpy(dtype=float) / step_us
     out["limit_kind"] = np.where(training, kinds, "")
+    out["intensity"] = np.where(training, intensity, np.nan)
+    # The roof above the point: the step's FLOPs done in the least time a step can take.
+    out["roof_gflops"] = (out["flops"].to_numpy(dtype=float) / out["steps"].to_numpy(
+        dtype=float)) / (out["limit_us"].to_numpy(dtype=float) * 1e3)
     target_steps = roof["target_steps"].reindex(idx).to_numpy(dtype=float)
     out["steps_to_target"] = np.where(training, target_steps, np.nan)
     out["hot_s"] = out["steps_to_target"] * step_us * 1e-6
@@ -58,17 +65,26 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _limits(out: pd.DataFrame, roof: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Each row's limit (µs per step) and which ceiling binds; NaN and "" where the run
-    lacks the rates. The bandwidth is the row's workload's; the GEMM rate is the best of
-    the run's rooflines in that dtype, since at small shapes NumPy's per-call cost hides
-    the machine's rate, which a fused loop does not pay."""
-    peak = out[out["kind"] == "roofline"].groupby(["run", "dtype"])["gflops"].max()
-    gemm = peak.reindex(pd.MultiIndex.from_frame(out[["run", "dtype"]])).to_numpy(
-        dtype=float) * 1e9
-    gemm = np.where(roof["gflops"].notna().to_numpy(), gemm, np.nan)
-    bandwidth = roof["bandwidth_gbs"].to_numpy(dtype=float) * 1e9
+def roofs_by_run(frame: pd.DataFrame) -> dict[tuple[str, str], limits.Roofs]:
+    """The roofs of each run and dtype in the frame (:func:`gdbench.judge.limits.run_roofs`),
+    keyed by (run, dtype); a run without a timed roofline loop has none. The tables'
+    limit and the roofline figure both read them."""
+    roof = frame[frame["kind"] == "roofline"]
+    out = {}
+    for (run, dtype), rows in roof.groupby(["run", roof["dtype"].fillna("")], sort=False):
+        roofs = limits.run_roofs(rows.to_dict("records"))
+        if roofs is not None:
+            out[(str(run), str(dtype))] = roofs
+    return out
+
+
+def _limits(out: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Each row's limit (µs per step), which roof binds, and the step's arithmetic
+    intensity (FLOPs per byte); NaN and "" where the run lacks the roofs, or the
+    workload's copy (:func:`roofs_by_run`)."""
+    roofs = roofs_by_run(out)
     result = np.full(len(out), np.nan)
+    intensity = np.full(len(out), np.nan)
     kinds = [""] * len(out)
     for i, r in enumerate(out.itertuples(index=False)):
         try:
@@ -76,14 +92,20 @@ def _limits(out: pd.DataFrame, roof: pd.DataFrame) -> tuple[np.ndarray, list[str
             d, k, flops = int(r.d), int(r.k), float(r.flops)
         except (TypeError, ValueError):
             continue
-        if not (steps > 0 and gemm[i] > 0 and bandwidth[i] > 0 and math.isfinite(flops)):
+        run_roofs = roofs.get((str(r.run), str(r.dtype)))
+        if not (steps > 0 and math.isfinite(flops)) or run_roofs is None:
+            continue
+        bandwidth = run_roofs.bandwidth(str(r.workload))
+        if math.isnan(bandwidth):
             continue
         itemsize = 8 if r.dtype == "float64" else 4
         step_flops = flops / steps
         step_bytes = limits.step_bytes(epochs * n / steps, d, k, itemsize)
-        result[i] = limits.bound_s(step_flops, step_bytes, gemm[i], bandwidth[i]) * 1e6
-        kinds[i] = limits.bound_kind(step_flops, step_bytes, gemm[i], bandwidth[i])
-    return result, kinds
+        intensity[i] = step_flops / step_bytes
+        result[i] = run_roofs.bound_s(str(r.workload), step_flops, step_bytes) * 1e6
+        kinds[i] = limits.bound_kind(step_flops, step_bytes, run_roofs.compute_flops_per_s,
+                                     bandwidth)
+    return result, kinds, intensity
 
 
 def _pivot(s: pd.DataFrame, cell: Any) -> pd.DataFrame:
@@ -138,19 +160,22 @@ def run_sections(frame: pd.DataFrame) -> list[Section]:
     return sections
 
 
-LIMIT_NOTE = ("limit = max(FLOPs / GEMM rate, bytes / bandwidth) per step: the best GEMM "
-              "rate of this run's rooflines (two cached GEMMs of a step's shapes) and the "
-              "bandwidth of a streaming copy the size of the workload's dataset, both "
-              "measured in this run; bytes = the step's rows of X and Y, and W and b read "
-              "and written once.")
+LIMIT_NOTE = ("limit = max(FLOPs / compute roof, bytes / memory roof) per step, both roofs "
+              "measured in this run: the compute roof is the best GEMM rate of its roofline "
+              "loops (two cached GEMMs of a step's shapes), a workload's memory roof the "
+              "fastest streaming copy of a buffer at least as large as its dataset; bytes = "
+              "the step's rows of X and Y, and W and b read and written once. gdbench plot "
+              "draws the same roofs.")
 
 
 def _limits_line(s: pd.DataFrame) -> str:
-    roof = s[s["kind"] == "roofline"]
-    parts = [f"{r['workload']}: GEMM {formats.number(r['gflops'])} GFLOP/s, copy "
-             f"{formats.number(r['bandwidth_gbs'])} GB/s"
-             for _, r in roof.iterrows() if pd.notna(r["bandwidth_gbs"])]
-    return "ceilings: " + "; ".join(parts) if parts else "ceilings: not in this run"
+    roofs = roofs_by_run(s)
+    if not roofs:
+        return "roofs: not in this run"
+    several = len(roofs) > 1
+    return "roofs: " + "; ".join(
+        (f"({dtype}) " if several else "") + line
+        for (_, dtype), r in roofs.items() for line in r.describe())
 
 
 def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
@@ -227,9 +252,11 @@ def _steps(n: float) -> str:
     return "never" if math.isinf(n) else f"{n:,.0f}"
 
 
-def fit_table(s: pd.DataFrame) -> pd.DataFrame:
-    """α (µs) and β (GFLOP/s) per backend with 95% intervals, over the run's workloads."""
-    rows = []
+def fits(s: pd.DataFrame) -> dict[str, limits.Fit]:
+    """Each backend label's fit step = α + FLOPs / β over the run's workloads, with 95%
+    intervals from resampling the rounds (:func:`gdbench.judge.limits.fit_with_interval`);
+    backends timed on fewer than two workloads have none."""
+    out = {}
     train = s[(s["kind"] == "training") & s["steps"].notna()]
     for label, group in train.groupby("label", sort=False):
         if group["workload"].nunique() < 2:
@@ -238,14 +265,19 @@ def fit_table(s: pd.DataFrame) -> pd.DataFrame:
         flops = (group["flops"].astype(float) / steps).tolist()
         rounds = [np.asarray(d if isinstance(d, list) else [m]) / n for d, m, n in
                   zip(group["data"], group["median_s"], steps, strict=True)]
-        fit = limits.fit_with_interval(flops, rounds)
-        rows.append({
-            "backend": label,
-            "α µs/step": formats.number(fit.alpha_s * 1e6),
-            "α 95% CI": _interval(fit.alpha_low * 1e6, fit.alpha_high * 1e6),
-            "β GFLOP/s": formats.number(fit.beta / 1e9),
-            "β 95% CI": _interval(fit.beta_low / 1e9, fit.beta_high / 1e9),
-        })
+        out[str(label)] = limits.fit_with_interval(flops, rounds)
+    return out
+
+
+def fit_table(s: pd.DataFrame) -> pd.DataFrame:
+    """α (µs) and β (GFLOP/s) per backend with 95% intervals, over the run's workloads."""
+    rows = [{
+        "backend": label,
+        "α µs/step": formats.number(fit.alpha_s * 1e6),
+        "α 95% CI": _interval(fit.alpha_low * 1e6, fit.alpha_high * 1e6),
+        "β GFLOP/s": formats.number(fit.beta / 1e9),
+        "β 95% CI": _interval(fit.beta_low / 1e9, fit.beta_high / 1e9),
+    } for label, fit in fits(s).items()]
     table = pd.DataFrame(rows)
     if not table.empty:
         order = {b: i for i, b in enumerate(backends_in(table))}
