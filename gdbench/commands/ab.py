@@ -304,28 +304,8 @@ def run_block(block: Block, args: argparse.Namespace) -> int:
     only when it fails. Interrupted, the process is stopped before this returns.
     """
     cmd = side_command(block.side, args, block.json_path, block.selection)
-    proc = subprocess.Popen(cmd, cwd=block.side.tree, env=side_env(block.side, args.threads),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1)
-    assert proc.stdout is not None
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("["):
-                print(f"  {block.side.role:>4} {line}", end="", flush=True)
-        code = proc.wait()
-    except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise
-    if code:
-        print("".join(lines[-200:]), end="", file=sys.stderr)
-    return code
+    return launcher.run_process(cmd, side_env(block.side, args.threads), cwd=block.side.tree,
+                                prefix=f"  {block.side.role:>4} ")
 
 
 def turn(block: int, position: int) -> tuple[str, str]:

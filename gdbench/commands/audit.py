@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -56,10 +55,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gdbench.commands import run as run_command
+from gdbench.commands.ab import merge_rounds
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, get_workload, make_problem
-from gdbench.harness import machine, timing
+from gdbench.harness import launcher, machine, timing
 from gdbench.implementations.base import Backend, Prepared, prepare
+from gdbench.judge import retime as retime_policy
 from gdbench.judge.regress import DEFAULT_THRESHOLD, parse_threshold
 from gdbench.judge.stats import (
     SETTLED_TOLERANCE,
@@ -630,7 +632,6 @@ def noise(reference: Callable[[], None], threshold: float, *, rounds: int = 40,
 # --- the command -----------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from gdbench.commands import run as run_command
 
     parser.add_argument("--run", metavar="RUN.json", type=Path,
                         help="audit this saved run instead of running the suite first")
@@ -653,9 +654,7 @@ def _child_command(backend: str, workload: str, dtype: str, threads: int | None,
 def standalone(backend: str, workload: str, dtype: str, threads: int | None,
                seconds: float) -> Standalone:
     """measure() in a fresh process with the run's thread settings in its environment."""
-    env = dict(os.environ)
-    if threads:
-        env.update(machine.thread_env(threads))
+    env = launcher.process_env(threads)
     proc = subprocess.run(_child_command(backend, workload, dtype, threads, seconds), env=env,
                           capture_output=True, text=True, check=False)
     if proc.returncode:
@@ -684,7 +683,6 @@ def main(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     path: Path | None = args.run
     if path is None:
-        from gdbench.commands import run as run_command
 
         code, path = run_command.run_suite(args)
         if path is None:
@@ -809,7 +807,6 @@ def _confirm(row: Row, doc: dict[str, Any], name: str, dtype: str, threads: int 
         alone = alone.pooled(alone_now())
     if len(copies) == 1:
         return row
-    from gdbench.commands.ab import merge_rounds
 
     benches[index] = merge_rounds(copies)
     pooled = replace(row, alone=alone, timings=len(copies)).with_suite(benches[index])
@@ -823,8 +820,6 @@ def retime(backend: str, workload: str, dtype: str, threads: int | None,
            max_time_s: float | None) -> dict[str, Any] | None:
     """The suite's training benchmark of ``backend`` on ``workload``, timed again in a fresh
     process as ``gdbench run`` times it (no memory instrumentation), or None if it fails."""
-    from gdbench.harness import launcher
-    from gdbench.judge import retime
 
     args = argparse.Namespace(dtype=dtype, quick=False, backends=None, workloads=None,
                               threads=threads, pytest_args=[])
@@ -837,7 +832,7 @@ def retime(backend: str, workload: str, dtype: str, threads: int | None,
         if launcher.run_process(launcher.pytest_command(args, part, selection), env):
             return None
         doc = launcher.read_part(part) if part.exists() else None
-    found = list(retime.paired_training([doc])) if doc else []
+    found = list(retime_policy.paired_training([doc])) if doc else []
     return found[0] if found else None
 
 

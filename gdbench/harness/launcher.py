@@ -108,23 +108,30 @@ def read_part(path: Path) -> dict[str, Any] | None:
 def trained(doc: dict[str, Any]) -> bool:
     return any(b.get("extra_info", {}).get("kind") == "training" for b in doc["benchmarks"])
 
-def run_process(cmd: list[str], env: dict[str, str]) -> int:
-    """Run one benchmark process, echoing its progress lines as they come; its whole
-    output is shown only when it fails (pytest-benchmark's own tables are long)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+def run_process(cmd: list[str], env: dict[str, str], *, cwd: str | os.PathLike[str] | None = None,
+                prefix: str = "") -> int:
+    """Run one benchmark process (in ``cwd``), echoing its progress lines as they come,
+    each after ``prefix``; its whole output is shown only when it fails (pytest-benchmark's
+    own tables are long). Interrupted, the process is stopped before this returns: asked
+    to end, then killed after 10 s."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert proc.stdout is not None
     lines = []
     try:
         for line in proc.stdout:
             lines.append(line)
             if line.startswith("["):
-                print(line, end="", flush=True)
+                print(f"{prefix}{line}", end="", flush=True)
+        code = proc.wait()
     except BaseException:  # interrupted: the benchmark process goes too
-        proc.kill()
-        proc.wait()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         raise
-    code = proc.wait()
     if code:
         print("".join(lines[-200:]), end="", file=sys.stderr)
     return code
