@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -326,6 +325,72 @@ def test_default_train_is_shuffled(tutorial_numpy: tuple[np.ndarray, np.ndarray]
     assert not agreement(unshuffled, default, "float32")[2]
 
 
+class _FakeClock:
+    """A perf_counter that moves only when a fake backend says how long it took (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> _FakeClock:
+    """train_once's and prepare's time.perf_counter, replaced by a fake clock."""
+    from gdbench.implementations import base
+
+    clock = _FakeClock()
+    monkeypatch.setattr(base, "time", types.SimpleNamespace(perf_counter=clock))
+    return clock
+
+
+class _SlowPrepare(NumpyManual):
+    """The NumPy backend, whose prepare takes 5 s and whose run 0.25 s on a fake clock."""
+
+    name = "numpy-slow-prepare"
+    clock = _FakeClock()  # the test's, set by the slow_prepare fixture
+
+    def prepare(self, problem: Problem) -> Any:
+        self.clock.now += 5.0
+        return super().prepare(problem)
+
+    def run(self, state: Any) -> None:
+        self.clock.now += 0.25
+        super().run(state)
+
+
+@pytest.fixture
+def slow_prepare(monkeypatch: pytest.MonkeyPatch, fake_clock: _FakeClock) -> str:
+    """Register 'numpy-slow-prepare', timed by the fake clock, as a real backend would be."""
+    module = types.ModuleType("gdbench_test_slow_prepare_backend")
+    module.SlowPrepare = _SlowPrepare  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(implementations._REGISTRY, _SlowPrepare.name,
+                        implementations.Spec(module.__name__, "SlowPrepare"))
+    monkeypatch.setattr(_SlowPrepare, "clock", fake_clock)
+    return _SlowPrepare.name
+
+
+def test_train_json_reports_the_run_and_the_prepare_seconds_each_in_its_own_field(
+    capsys: pytest.CaptureFixture[str], slow_prepare: str
+) -> None:
+    code, out, err = run_cli(capsys, "train", "--backend", slow_prepare, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["backend"] == slow_prepare and report["steps"] == 250
+    assert (report["seconds"], report["prepare_seconds"]) == (0.25, 5.0)
+
+
+def test_train_prints_the_run_seconds_per_step_and_the_setup_seconds_apart(
+    capsys: pytest.CaptureFixture[str], slow_prepare: str
+) -> None:
+    code, out, err = run_cli(capsys, "train", "--backend", slow_prepare)
+    assert code == 0, err
+    # 0.25 s over 250 steps is 1000 us a step; the 5 s of prepare are the setup.
+    assert "trained 250 steps in 0.2500 s (1000.00 us/step; setup 5.000 s)" in out
+
+
 def test_default_train_prints_named_weights(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "train")
     assert code == 0, err
@@ -567,21 +632,21 @@ def test_first_divergent_step_replays_in_the_problems_dtype() -> None:
 
 
 class _Sleepy:
-    """A backend whose prepare and run take known times (seconds)."""
+    """A backend whose prepare takes 0.15 s and whose run 0.05 s on a fake clock."""
 
     name = "sleepy"
     device = "cpu"
     sync = "none"
 
-    def __init__(self, state: Any) -> None:
-        self.state = state
+    def __init__(self, state: Any, clock: _FakeClock) -> None:
+        self.state, self.clock = state, clock
 
     def prepare(self, problem: Problem) -> Any:
-        time.sleep(0.15)
+        self.clock.now += 0.15
         return self.state
 
     def run(self, state: Any) -> None:
-        time.sleep(0.05)
+        self.clock.now += 0.05
 
     def wait(self, state: Any) -> None:
         pass
@@ -590,16 +655,18 @@ class _Sleepy:
         return TrainResult("sleepy", np.zeros((2, 3)), np.zeros(2), 1.0, 1)
 
 
-def test_train_once_times_prepare_and_run_apart() -> None:
-    result, seconds, prepare_s = train_once(_Sleepy(object()), _crops_problem())
+def test_train_once_times_prepare_and_run_apart(fake_clock: _FakeClock) -> None:
+    result, seconds, prepare_s = train_once(_Sleepy(object(), fake_clock), _crops_problem())
     assert result.backend == "sleepy"
-    assert 0.05 <= seconds < 0.15 <= prepare_s < 1.0
+    assert (seconds, prepare_s) == (pytest.approx(0.05), pytest.approx(0.15))
 
 
-def test_prepared_reports_compile_seconds_when_the_state_has_them() -> None:
-    prepared = prepare(_Sleepy(types.SimpleNamespace(compile_s=0.25)), _crops_problem())
-    assert prepared.compile_s == 0.25 and prepared.prepare_s >= 0.15
-    assert prepare(_Sleepy(object()), _crops_problem()).compile_s == 0.0
+def test_prepared_reports_compile_seconds_when_the_state_has_them(
+        fake_clock: _FakeClock) -> None:
+    prepared = prepare(_Sleepy(types.SimpleNamespace(compile_s=0.25), fake_clock),
+                       _crops_problem())
+    assert prepared.compile_s == 0.25 and prepared.prepare_s == pytest.approx(0.15)
+    assert prepare(_Sleepy(object(), fake_clock), _crops_problem()).compile_s == 0.0
 
 
 def test_prepare_takes_a_registry_name() -> None:
