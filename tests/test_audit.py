@@ -23,9 +23,9 @@ import pytest
 from _benchjson import write_run
 
 from gdbench import audit, cli, runner, timing
-from gdbench.results import read_run
 from gdbench.data.workloads import WORKLOADS, Problem
 from gdbench.implementations.base import TrainResult, make_result
+from gdbench.results import read_run
 
 STEP_S = 40e-6  # each constructed step "works" this long: 10 ms for crops' 250 steps
 
