@@ -7,6 +7,7 @@ conftest reads); the agreement check and the NumPy reference it compares with ar
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -77,6 +78,48 @@ def test_the_suites_agreement_check_reports_the_larger_of_the_two_distances(
     assert diff == pytest.approx(2 * tolerance, rel=1e-3) and agrees is False
 
 
+# --- the suite's options -------------------------------------------------------------------
+
+class _Group:
+    """pytest's option group, adding each option to a real argparse parser."""
+
+    def __init__(self) -> None:
+        self.parser = argparse.ArgumentParser(exit_on_error=False)
+
+    def addoption(self, *names: str, **kwargs: Any) -> None:
+        self.parser.add_argument(*names, **kwargs)
+
+
+def _options(*argv: str) -> dict[str, Any]:
+    groups: dict[tuple[str, str], _Group] = {}
+    parser = SimpleNamespace(getgroup=lambda *name: groups.setdefault(name, _Group()))
+    suite.pytest_addoption(parser)  # type: ignore[arg-type]
+    assert list(groups) == [("gdbench", "gdbench benchmark suite")]
+    return vars(groups["gdbench", "gdbench benchmark suite"].parser.parse_args(argv))
+
+
+def test_the_suites_options_and_their_defaults() -> None:
+    assert _options() == {
+        "backends": None, "workloads": None, "quick": False, "dtype": "float32",
+        "threads": None, "progress": False, "roofline": "with", "memory": "auto",
+        "isolated": False}
+    assert _options("--backends", "numpy", "jax", "--workloads", "crops", "small", "--quick",
+                    "--dtype", "float64", "--threads", "2", "--progress", "--roofline", "only",
+                    "--memory", "off", "--isolated") == {
+        "backends": ["numpy", "jax"], "workloads": ["crops", "small"], "quick": True,
+        "dtype": "float64", "threads": 2, "progress": True, "roofline": "only",
+        "memory": "off", "isolated": True}
+    assert _options("--roofline", "without", "--memory", "on")["memory"] == "on"
+
+
+@pytest.mark.parametrize("argv", [["--dtype", "float16"], ["--roofline", "never"],
+                                  ["--memory", "always"], ["--threads", "two"],
+                                  ["--backends"]])
+def test_a_bad_option_value_is_refused(argv: list[str]) -> None:
+    with pytest.raises((argparse.ArgumentError, SystemExit)):
+        _options(*argv)
+
+
 # --- which backends and workloads -----------------------------------------------------------
 
 @pytest.mark.parametrize(("options", "backends", "workloads"), [
@@ -101,18 +144,21 @@ def test_an_unknown_name_is_a_usage_error_listing_the_known_ones(
 
 @pytest.mark.parametrize("threads", [0, -2])
 def test_threads_below_one_is_a_usage_error(threads: int) -> None:
-    with pytest.raises(pytest.UsageError, match=f"positive integer, got {threads}"):
+    with pytest.raises(pytest.UsageError) as info:
         suite.pytest_configure(_config(threads=threads))
+    assert str(info.value) == f"--threads must be a positive integer, got {threads}"
 
 
-def test_threads_pins_the_run_and_keeps_the_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_threads_pins_the_run_and_keeps_the_limiter(
+        monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
     pinned: list[int] = []
     monkeypatch.setattr(suite.machine, "pin_threads", lambda n: pinned.append(n) or "limiter")
-    config = _config(threads=3)
-    suite.pytest_configure(config)
-    assert pinned == [3] and config._gdbench_thread_limit == "limiter"
+    config = _config(threads=threads)
+    suite.pytest_configure(config)  # 1 is the CI gate's setting
+    assert pinned == [threads] and config._gdbench_thread_limit == "limiter"
     suite.pytest_configure(_config())
-    assert pinned == [3]  # no --threads: the libraries' own
+    assert pinned == [threads]  # no --threads: the libraries' own
 
 
 class _Metafunc:
@@ -188,6 +234,7 @@ def test_settings_plan_rounds_with_their_own_limits(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(suite.timing, "plan_rounds", plan_rounds)
     settings = suite.Settings(max_time_s=1.5, min_rounds=3, round_floor_s=0.01, dtype="float32")
+    assert settings.memory is False  # unless told: timing only
     run, reference, probe = print, repr, float
     assert settings.plan(run, reference, probe) == "plan"
     assert seen == {"run": run, "reference": reference, "max_time_s": 1.5, "min_rounds": 3,
@@ -209,6 +256,21 @@ def test_machine_info_records_isolation_seconds_of_rounds_and_why_backends_could
     assert info == {"gdbench": {
         "cpu": "x", "isolation": "process per backend" if isolated else "none",
         "max_time_s": timing.QUICK_MAX_TIME_S, "unavailable": {"torch-cuda": "no CUDA device"}}}
+
+
+def test_backend_status_asks_about_the_selected_backends_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def why_unavailable(name: str) -> str | None:
+        asked.append(name)
+        return "no CUDA device" if "cuda" in name else None
+
+    monkeypatch.setattr(suite.implementations, "why_unavailable", why_unavailable)
+    request = SimpleNamespace(config=_config(backends=["numpy", "torch-cuda"]))
+    status = suite.backend_status.__wrapped__(request)  # the fixture's own function
+    assert status == {"numpy": None, "torch-cuda": "no CUDA device"}
+    assert asked == ["numpy", "torch-cuda"]  # asking imports a library: no other one
 
 
 @pytest.mark.parametrize(("backends", "roofline", "uses"), [
@@ -246,12 +308,26 @@ def test_progress_prints_one_line_per_finished_benchmark(
     progress(_report("call", "passed"))
     progress(_report("call", "failed"))
     progress(_report("setup", "skipped", ("f", 1, "Skipped: jax: jax is not installed")))
+    progress(_report("call", "skipped", "no reason as a tuple"))
     progress(_report("teardown", "passed"))
     assert capsys.readouterr().out.splitlines() == [
         "[  5/12] bench_training[crops-numpy]: 12.000 us/step",
         "[  6/12] bench_training[crops-numpy]: ok",
         "[  7/12] bench_training[crops-numpy]: FAILED",
-        "[  8/12] bench_training[crops-numpy]: jax: jax is not installed"]
+        "[  8/12] bench_training[crops-numpy]: jax: jax is not installed",
+        "[  9/12] bench_training[crops-numpy]: skipped"]
+
+
+def test_progress_counts_the_sessions_benchmarks_and_reads_its_config(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(suite, "_CONFIG", {})
+    monkeypatch.setattr(suite, "_PROGRESS", {"done": 0, "total": 0})
+    config = _config(progress=True)
+    session = SimpleNamespace(config=config, items=["a", "b", "c"])
+    suite.pytest_sessionstart(session)  # type: ignore[arg-type]
+    suite.pytest_collection_finish(session)  # type: ignore[arg-type]
+    assert suite._CONFIG["config"] is config
+    assert suite._PROGRESS == {"done": 0, "total": 3}
 
 
 def test_without_progress_the_hook_prints_nothing(
