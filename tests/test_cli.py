@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from gdbench import cli, implementations
-from gdbench.data.datasets import load_dataset, mse
+from gdbench.data.datasets import least_squares, load_dataset, mse
 from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan, init_params
 from gdbench.data.workloads import Problem, make_problem
@@ -392,12 +392,48 @@ def test_train_prints_the_run_seconds_per_step_and_the_setup_seconds_apart(
     assert "trained 250 steps in 0.2500 s (1000.00 us/step; setup 5.000 s)" in out
 
 
-def test_default_train_prints_named_weights(capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_train_prints_named_weights(
+    capsys: pytest.CaptureFixture[str], tutorial_numpy: tuple[np.ndarray, np.ndarray]
+) -> None:
     code, out, err = run_cli(capsys, "train")
     assert code == 0, err
-    assert "trained 250 steps" in out
-    for name in ("Temperature", "Rainfall", "Humidity", "Mangoes", "Oranges", "bias"):
-        assert name in out
+    lines = out.splitlines()
+    assert lines[0] == ("backend numpy: crops (15 rows, 3 features -> 2 targets), batch 3, "
+                        "50 epochs, lr 1e-06, seed 0, float32")
+    assert lines[1].startswith("trained 250 steps in ")
+    W, b = tutorial_numpy
+    assert lines[2] == f"final loss (MSE over all rows): {mse(load_dataset('crops'), W, b):.6g}"
+    assert lines[3] == "weights (pred[target] = sum of weight x feature + bias):"
+    assert lines[4].split() == ["target", "Temperature", "Rainfall", "Humidity", "bias"]
+    # One row per target: its weight for each feature, then its bias.
+    for row, target, W_row, bias in zip(lines[5:], ["Mangoes", "Oranges"], W, b, strict=True):
+        assert row.split() == [target, *(f"{w:.6g}" for w in W_row), f"{bias:.6g}"]
+
+
+def test_train_options_reach_the_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "train", "--json", "--batch-size", "4", "--epochs", "3",
+                             "--lr", "0.01", "--seed", "7", "--standardize", "--drop-last",
+                             "--dtype", "float64")
+    assert code == 0, err
+    report = json.loads(out)
+    expected, *_ = train_once("numpy", make_problem(
+        "crops", load_dataset("crops", standardize=True, dtype="float64"), batch_size=4,
+        epochs=3, lr=0.01, seed=7, drop_last=True))
+    assert (report["batch_size"], report["epochs"], report["lr"], report["seed"]) == (
+        4, 3, 0.01, 7)
+    assert report["dtype"] == "float64" and report["steps"] == 9  # 3 whole batches of 4
+    assert report["W"] == expected.W.tolist() and report["b"] == expected.b.tolist()
+
+
+def test_an_interrupted_command_says_so_and_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    code, out, err = run_cli(capsys, "train")
+    assert (code, out, err) == (130, "", "gdbench train: interrupted\n")
 
 
 @pytest.mark.parametrize("backend",
@@ -489,6 +525,14 @@ def test_verify_reports_every_available_backend_as_agreeing(
             assert rows[name].split()[-1] == "yes", rows[name]
     if backend_status["torch-cuda"] is not None and "torch" not in backend_status["torch-cuda"]:
         assert "skipped: no CUDA device" in rows["torch-cuda"]
+    if problem == "crops":  # numpy's own row: its loss, no distance, and its distance to lstsq
+        ds = load_dataset("crops")
+        numpy, *_ = train_once("numpy", make_problem("crops", ds, batch_size=3, epochs=50,
+                                                     lr=1e-6))
+        W_ls, b_ls = least_squares(ds)
+        dist = np.sqrt(np.sum((numpy.W - W_ls) ** 2) + np.sum((numpy.b - b_ls) ** 2))
+        assert rows["numpy"].split() == ["numpy", f"{numpy.final_loss:.6g}", "0", "0",
+                                         f"{dist:.4g}", "yes"]
     dtype = "float64" if problem == "crops-float64" else "float32"
     assert f"<= {RTOL[dtype]:g} x" in out
 
