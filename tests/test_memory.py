@@ -3,7 +3,7 @@
 The real instruments run on every CPU backend; each library's path is also driven by a
 fake instrument (torch's profiler, torch.cuda's counters, a JAX device's memory_stats)
 with known figures, so that each figure's arithmetic is checked exactly, the GPU paths
-included on a machine without a GPU.
+included on a machine without a GPU. The fakes come first: they take no library's start-up.
 """
 
 from __future__ import annotations
@@ -20,63 +20,6 @@ from gdbench.data.workloads import WORKLOADS
 from gdbench.implementations.base import Prepared, prepare
 
 CPU_BACKENDS = [n for n in implementations.names() if "cuda" not in n]
-
-
-@pytest.mark.parametrize("name", CPU_BACKENDS)
-def test_memory_fields_for_every_cpu_backend(
-    name: str, backend_status: dict[str, str | None]
-) -> None:
-    if backend_status[name]:
-        pytest.skip(f"backend {name}: {backend_status[name]}")
-    problem = WORKLOADS["small"].build()
-    prepared = prepare(name, problem)
-    prepared.run()
-    m = memory.measure(prepared, len(problem.plan))
-    record = m.record()
-    assert set(record) == {"memory_method", "memory_peak_bytes", "memory_allocations_per_step",
-                           "memory_allocated_bytes_per_step", "memory_note"}
-    assert m.note  # every figure says what it covers
-    if name.startswith("jax"):
-        assert m.method == "jax-device"
-        assert m.peak_bytes is None and "no memory statistics" in m.note  # the CPU keeps none
-    elif name.startswith("torch"):
-        assert m.method == "torch-profiler"
-        assert m.peak_bytes is not None and m.peak_bytes > 0
-        assert m.allocations_per_step is not None and m.allocations_per_step >= 1
-        if name in ("torch-cpu", "torch-manual", "torch-tutorial"):
-            # Eager torch allocates every op's output, every step: at least the
-            # gathered batch and a (32, 2) float32 prediction.
-            assert m.allocations_per_step >= 2
-            assert m.allocated_bytes_per_step >= 32 * 2 * 4
-        assert m.allocated_bytes_per_step is not None and m.allocated_bytes_per_step > 0
-        # Per step, not per run: a step makes a few dozen tensors at most (not one per step
-        # of the run's 256), and allocates less than the whole dataset, placed in prepare.
-        assert m.allocations_per_step < 64
-        data_bytes = problem.dataset.X.nbytes + problem.dataset.Y.nbytes
-        assert m.allocated_bytes_per_step < data_bytes and m.peak_bytes < data_bytes
-    else:
-        assert m.method == "tracemalloc"
-        assert m.peak_bytes is not None and m.peak_bytes > 0
-        # numpy writes into buffers made in prepare: far less than one batch per step.
-        assert m.peak_bytes < len(problem.plan) * 32 * 16 * 4
-
-
-def test_tracemalloc_sees_a_run_that_allocates() -> None:
-    import numpy as np
-
-    class Allocates:
-        name, device, sync = "allocates", "cpu", "none"
-
-        def prepare(self, problem: object) -> list[np.ndarray]:
-            return []
-
-        def run(self, state: list[np.ndarray]) -> None:
-            state.clear()
-            state.append(np.ones(1_000_000))  # 8 MB
-
-    problem = WORKLOADS["crops"].build()
-    m = memory.measure(prepare(Allocates(), problem), 250)  # type: ignore[arg-type]
-    assert m.peak_bytes is not None and m.peak_bytes >= 8_000_000
 
 
 class _Runs:
@@ -206,3 +149,75 @@ def test_a_memory_record_prefixes_every_field() -> None:
     assert memory.Memory("m", 1.0, 2.0, 3.0, "n").record() == {
         "memory_method": "m", "memory_peak_bytes": 1.0, "memory_allocations_per_step": 2.0,
         "memory_allocated_bytes_per_step": 3.0, "memory_note": "n"}
+
+
+def test_tracemalloc_sees_a_run_that_allocates_and_leaves_tracing_as_it_found_it() -> None:
+    import tracemalloc
+
+    import numpy as np
+
+    class Allocates:
+        name, device, sync = "allocates", "cpu", "none"
+
+        def prepare(self, problem: object) -> list[np.ndarray]:
+            return []
+
+        def run(self, state: list[np.ndarray]) -> None:
+            state.clear()
+            state.append(np.ones(1_000_000))  # 8 MB
+
+    problem = WORKLOADS["crops"].build()
+    prepared = prepare(Allocates(), problem)  # type: ignore[arg-type]
+    m = memory.measure(prepared, 250)
+    assert m == memory.Memory("tracemalloc", m.peak_bytes, None, None,
+                              "NumPy buffers and Python objects; no allocation count")
+    assert m.peak_bytes is not None and 8_000_000 <= m.peak_bytes < 8_100_000
+    assert not tracemalloc.is_tracing()  # it started tracing, so it stopped it
+    tracemalloc.start()  # someone else's tracing: measured inside it, and left on
+    try:
+        big = np.ones(2_000_000)  # 16 MB before the run: not the run's
+        m = memory.measure(prepared, 250)
+        assert tracemalloc.is_tracing()
+        del big
+    finally:
+        tracemalloc.stop()
+    assert m.peak_bytes is not None and 8_000_000 <= m.peak_bytes < 8_100_000
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_memory_fields_for_every_cpu_backend(
+    name: str, backend_status: dict[str, str | None]
+) -> None:
+    if backend_status[name]:
+        pytest.skip(f"backend {name}: {backend_status[name]}")
+    problem = WORKLOADS["small"].build()
+    prepared = prepare(name, problem)
+    prepared.run()
+    m = memory.measure(prepared, len(problem.plan))
+    record = m.record()
+    assert set(record) == {"memory_method", "memory_peak_bytes", "memory_allocations_per_step",
+                           "memory_allocated_bytes_per_step", "memory_note"}
+    assert m.note  # every figure says what it covers
+    if name.startswith("jax"):
+        assert m.method == "jax-device"
+        assert m.peak_bytes is None and "no memory statistics" in m.note  # the CPU keeps none
+    elif name.startswith("torch"):
+        assert m.method == "torch-profiler"
+        assert m.peak_bytes is not None and m.peak_bytes > 0
+        assert m.allocations_per_step is not None and m.allocations_per_step >= 1
+        if name in ("torch-cpu", "torch-manual", "torch-tutorial"):
+            # Eager torch allocates every op's output, every step: at least the
+            # gathered batch and a (32, 2) float32 prediction.
+            assert m.allocations_per_step >= 2
+            assert m.allocated_bytes_per_step >= 32 * 2 * 4
+        assert m.allocated_bytes_per_step is not None and m.allocated_bytes_per_step > 0
+        # Per step, not per run: a step makes a few dozen tensors at most (not one per step
+        # of the run's 256), and allocates less than the whole dataset, placed in prepare.
+        assert m.allocations_per_step < 64
+        data_bytes = problem.dataset.X.nbytes + problem.dataset.Y.nbytes
+        assert m.allocated_bytes_per_step < data_bytes and m.peak_bytes < data_bytes
+    else:
+        assert m.method == "tracemalloc"
+        assert m.peak_bytes is not None and m.peak_bytes > 0
+        # numpy writes into buffers made in prepare: far less than one batch per step.
+        assert m.peak_bytes < len(problem.plan) * 32 * 16 * 4
