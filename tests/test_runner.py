@@ -314,6 +314,9 @@ def test_run_exits_non_zero_and_names_the_backend_whose_process_failed_keeping_t
     assert code == 1
     assert ran == ["numpy", "torch-cpu", "jax"]  # a failure stops no other backend
     assert "torch-cpu on crops disagrees with numpy" in err  # the failed process's output
+    assert "-- torch-cpu (process 2 of 3)\n[  1/1] bench_training[crops-torch-cpu]: FAILED\n" \
+        in printed  # its progress line, echoed as it came
+    assert "disagrees" not in printed
     assert err.strip().splitlines()[-1] == (
         "gdbench run: the torch-cpu process failed (pytest exit 1): its benchmarks are not "
         "in the saved run; its output is above")
