@@ -2,7 +2,7 @@
 # table) and `make test` (install, run the tests and every benchmark once as a test).
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
+BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: bench quick test lint mutate clean
@@ -49,9 +49,9 @@ lint: $(STAMP)
 	rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE)/gdbench
 	ln -s $(CURDIR)/gdbench/* $(LINT_TREE)/gdbench/
 	for d in data implementations benches; do ln -s $(CURDIR)/$$d $(LINT_TREE)/gdbench/$$d; done
-	cd $(LINT_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+	cd $(LINT_TREE) && $(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 		--cache-dir $(CURDIR)/.mypy_cache -p gdbench
-	cd $(LINT_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --no-cache \
+	cd $(LINT_TREE) && PYTHONPATH=. $(BIN)/lint-imports --no-cache \
 		--config $(CURDIR)/pyproject.toml
 
 # Mutation testing with mutmut 2, which mutates a source file in place and runs a test
@@ -73,7 +73,13 @@ MUTATE := \
 	gdbench/harness/timing.py:tests/test_timing.py,tests/test_audit.py \
 	gdbench/commands/audit.py:tests/test_audit.py \
 	gdbench/judge/limits.py:tests/test_limits.py \
-	gdbench/judge/target.py:tests/test_target.py
+	gdbench/judge/target.py:tests/test_target.py \
+	benches/conftest.py:tests/test_suite.py,tests/test_timing.py \
+	gdbench/harness/memory.py:tests/test_memory.py \
+	gdbench/harness/launcher.py:tests/test_run.py \
+	gdbench/judge/retime.py:tests/test_run.py \
+	gdbench/commands/run.py:tests/test_run.py \
+	gdbench/commands/cli.py:tests/test_cli.py
 ONLY ?=
 MUTATE_OUT := build/mutate
 # -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a
@@ -95,12 +101,12 @@ mutate: $(STAMP)
 		out=$(MUTATE_OUT)/$$(echo "$$src" | tr / _).txt; \
 		echo "mutate $$src (tests: $$tests)"; \
 		( cd "$$tmp" && rm -f .mutmut-cache \
-		  && PYTHONPATH="$$tmp" $(CURDIR)/$(BIN)/mutmut $(MUTMUT_RUN) --paths-to-mutate "$$src" \
-			--runner "$(CURDIR)/$(BIN)/python $(MUTATE_PYTEST) $$tests" \
+		  && PYTHONPATH="$$tmp" $(BIN)/mutmut $(MUTMUT_RUN) --paths-to-mutate "$$src" \
+			--runner "$(BIN)/python $(MUTATE_PYTEST) $$tests" \
 			> .mutmut.log 2>&1 \
 		  || { cat .mutmut.log; exit 1; }; \
 		  tr '\r' '\n' < .mutmut.log | grep -a KILLED | tail -n 1; \
-		  $(CURDIR)/$(BIN)/mutmut show all ) > "$$out.new" || { cat "$$out.new"; exit 1; }; \
+		  $(BIN)/mutmut show all ) > "$$out.new" || { cat "$$out.new"; exit 1; }; \
 		mv "$$out.new" "$$out"; head -n 1 "$$out"; echo "  survivors: $$out"; \
 	done
 

@@ -8,20 +8,26 @@ backend is asserted here; the audit is a command, not a timed test.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import statistics
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _benchjson import write_run
 
-from gdbench.commands import audit
+from gdbench.commands import audit, cli
+from gdbench.commands import run as run_command
 from gdbench.data.workloads import WORKLOADS, Problem
 from gdbench.harness import timing
 from gdbench.implementations.base import TrainResult, make_result
+from gdbench.records.results import read_run
 
 STEP_S = 40e-6  # each constructed step "works" this long: 10 ms for crops' 250 steps
 
@@ -681,3 +687,27 @@ def test_pooled_timings_too_unsettled_to_filter_compare_their_medians_uncorrecte
     pooled = audit._confirm(row, doc, name, "float32", None, None, lambda: slow_ref)
     assert pooled.compared() == "medians of 3 timings each, taking turns (unsettled)"
     assert pooled.interference == pytest.approx(1.01) and pooled.failures() == []
+
+
+@pytest.mark.parametrize(("run_code", "alone_us", "code"), [
+    (0, 6.0, 0), (0, 12.0, 1),  # no run: the audit's verdict
+    (3, 6.0, 3), (3, 12.0, 3),  # a failed benchmark process of the run it ran: the run's code
+])
+def test_an_audit_that_runs_the_suite_exits_with_the_runs_code_when_the_run_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_code: int, alone_us: float,
+        code: int) -> None:
+    # The suite's run (crops, numpy at 6 µs/step on a calm machine) is constructed; the
+    # standalone timing and the re-timings are stand-ins: alone at 6 µs/step the row
+    # passes, at 12 it fails (suite/alone 0.5).
+    run = write_run(tmp_path / "run.json", workloads=("crops",), backends=("numpy",),
+                    slow_share=0.0)
+    monkeypatch.setattr(run_command, "run_suite", lambda args: (run_code, run))
+    suite_ref = float(read_run(run)["benchmarks"][1]["extra_info"]["ref_s"])
+    monkeypatch.setattr(audit, "standalone", lambda *args: audit.Standalone(
+        step_us=alone_us, ref_s=suite_ref, sync_change=0.0, doubled_ratio=2.0,
+        busy_cores=0.0, harness_share=0.0, rounds=20))
+    monkeypatch.setattr(audit, "_resettle_suite", lambda row, *args: row)
+    monkeypatch.setattr(audit, "_confirm", lambda row, *args: row)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["audit", "--seconds", "0.1"]) == code
+    assert read_run(run)["machine_info"]["gdbench"]["audit"]["passed"] is (alone_us == 6.0)

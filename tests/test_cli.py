@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 
 from gdbench import implementations
 from gdbench.commands import cli
-from gdbench.data.datasets import load_dataset, mse
+from gdbench.data.datasets import least_squares, load_dataset, mse
 from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan, init_params
 from gdbench.data.workloads import Problem, make_problem
@@ -308,7 +307,8 @@ def test_default_train_json_is_the_tutorial(
     W_direct, b_direct = tutorial_numpy
     np.testing.assert_array_equal(W, W_direct)
     np.testing.assert_array_equal(b, b_direct)
-    assert np.isfinite(report["final_loss"]) and report["final_loss"] > 0
+    # The loss of the trained weights over every row, not a batch's or the first step's.
+    assert report["final_loss"] == mse(load_dataset("crops"), W_direct, b_direct) > 0
 
 
 def test_default_train_is_shuffled(tutorial_numpy: tuple[np.ndarray, np.ndarray]) -> None:
@@ -327,12 +327,114 @@ def test_default_train_is_shuffled(tutorial_numpy: tuple[np.ndarray, np.ndarray]
     assert not agreement(unshuffled, default, "float32")[2]
 
 
-def test_default_train_prints_named_weights(capsys: pytest.CaptureFixture[str]) -> None:
+class _FakeClock:
+    """A perf_counter that moves only when a fake backend says how long it took (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> _FakeClock:
+    """train_once's and prepare's time.perf_counter, replaced by a fake clock."""
+    from gdbench.implementations import base
+
+    clock = _FakeClock()
+    monkeypatch.setattr(base, "time", types.SimpleNamespace(perf_counter=clock))
+    return clock
+
+
+class _SlowPrepare(NumpyManual):
+    """The NumPy backend, whose prepare takes 5 s and whose run 0.25 s on a fake clock."""
+
+    name = "numpy-slow-prepare"
+    clock = _FakeClock()  # the test's, set by the slow_prepare fixture
+
+    def prepare(self, problem: Problem) -> Any:
+        self.clock.now += 5.0
+        return super().prepare(problem)
+
+    def run(self, state: Any) -> None:
+        self.clock.now += 0.25
+        super().run(state)
+
+
+@pytest.fixture
+def slow_prepare(monkeypatch: pytest.MonkeyPatch, fake_clock: _FakeClock) -> str:
+    """Register 'numpy-slow-prepare', timed by the fake clock, as a real backend would be."""
+    module = types.ModuleType("gdbench_test_slow_prepare_backend")
+    module.SlowPrepare = _SlowPrepare  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(implementations._REGISTRY, _SlowPrepare.name,
+                        implementations.Spec(module.__name__, "SlowPrepare"))
+    monkeypatch.setattr(_SlowPrepare, "clock", fake_clock)
+    return _SlowPrepare.name
+
+
+def test_train_json_reports_the_run_and_the_prepare_seconds_each_in_its_own_field(
+    capsys: pytest.CaptureFixture[str], slow_prepare: str
+) -> None:
+    code, out, err = run_cli(capsys, "train", "--backend", slow_prepare, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["backend"] == slow_prepare and report["steps"] == 250
+    assert (report["seconds"], report["prepare_seconds"]) == (0.25, 5.0)
+
+
+def test_train_prints_the_run_seconds_per_step_and_the_setup_seconds_apart(
+    capsys: pytest.CaptureFixture[str], slow_prepare: str
+) -> None:
+    code, out, err = run_cli(capsys, "train", "--backend", slow_prepare)
+    assert code == 0, err
+    # 0.25 s over 250 steps is 1000 us a step; the 5 s of prepare are the setup.
+    assert "trained 250 steps in 0.2500 s (1000.00 us/step; setup 5.000 s)" in out
+
+
+def test_default_train_prints_named_weights(
+    capsys: pytest.CaptureFixture[str], tutorial_numpy: tuple[np.ndarray, np.ndarray]
+) -> None:
     code, out, err = run_cli(capsys, "train")
     assert code == 0, err
-    assert "trained 250 steps" in out
-    for name in ("Temperature", "Rainfall", "Humidity", "Mangoes", "Oranges", "bias"):
-        assert name in out
+    lines = out.splitlines()
+    assert lines[0] == ("backend numpy: crops (15 rows, 3 features -> 2 targets), batch 3, "
+                        "50 epochs, lr 1e-06, seed 0, float32")
+    assert lines[1].startswith("trained 250 steps in ")
+    W, b = tutorial_numpy
+    assert lines[2] == f"final loss (MSE over all rows): {mse(load_dataset('crops'), W, b):.6g}"
+    assert lines[3] == "weights (pred[target] = sum of weight x feature + bias):"
+    assert lines[4].split() == ["target", "Temperature", "Rainfall", "Humidity", "bias"]
+    # One row per target: its weight for each feature, then its bias.
+    for row, target, W_row, bias in zip(lines[5:], ["Mangoes", "Oranges"], W, b, strict=True):
+        assert row.split() == [target, *(f"{w:.6g}" for w in W_row), f"{bias:.6g}"]
+
+
+def test_train_options_reach_the_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "train", "--json", "--batch-size", "4", "--epochs", "3",
+                             "--lr", "0.01", "--seed", "7", "--standardize", "--drop-last",
+                             "--dtype", "float64")
+    assert code == 0, err
+    report = json.loads(out)
+    expected, *_ = train_once("numpy", make_problem(
+        "crops", load_dataset("crops", standardize=True, dtype="float64"), batch_size=4,
+        epochs=3, lr=0.01, seed=7, drop_last=True))
+    assert (report["batch_size"], report["epochs"], report["lr"], report["seed"]) == (
+        4, 3, 0.01, 7)
+    assert report["dtype"] == "float64" and report["steps"] == 9  # 3 whole batches of 4
+    assert report["W"] == expected.W.tolist() and report["b"] == expected.b.tolist()
+
+
+def test_an_interrupted_command_says_so_and_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    code, out, err = run_cli(capsys, "train")
+    assert (code, out, err) == (130, "", "gdbench train: interrupted\n")
 
 
 @pytest.mark.parametrize("backend",
@@ -424,6 +526,14 @@ def test_verify_reports_every_available_backend_as_agreeing(
             assert rows[name].split()[-1] == "yes", rows[name]
     if backend_status["torch-cuda"] is not None and "torch" not in backend_status["torch-cuda"]:
         assert "skipped: no CUDA device" in rows["torch-cuda"]
+    if problem == "crops":  # numpy's own row: its loss, no distance, and its distance to lstsq
+        ds = load_dataset("crops")
+        numpy, *_ = train_once("numpy", make_problem("crops", ds, batch_size=3, epochs=50,
+                                                     lr=1e-6))
+        W_ls, b_ls = least_squares(ds)
+        dist = np.sqrt(np.sum((numpy.W - W_ls) ** 2) + np.sum((numpy.b - b_ls) ** 2))
+        assert rows["numpy"].split() == ["numpy", f"{numpy.final_loss:.6g}", "0", "0",
+                                         f"{dist:.4g}", "yes"]
     dtype = "float64" if problem == "crops-float64" else "float32"
     assert f"<= {RTOL[dtype]:g} x" in out
 
@@ -568,21 +678,21 @@ def test_first_divergent_step_replays_in_the_problems_dtype() -> None:
 
 
 class _Sleepy:
-    """A backend whose prepare and run take known times (seconds)."""
+    """A backend whose prepare takes 0.15 s and whose run 0.05 s on a fake clock."""
 
     name = "sleepy"
     device = "cpu"
     sync = "none"
 
-    def __init__(self, state: Any) -> None:
-        self.state = state
+    def __init__(self, state: Any, clock: _FakeClock) -> None:
+        self.state, self.clock = state, clock
 
     def prepare(self, problem: Problem) -> Any:
-        time.sleep(0.15)
+        self.clock.now += 0.15
         return self.state
 
     def run(self, state: Any) -> None:
-        time.sleep(0.05)
+        self.clock.now += 0.05
 
     def wait(self, state: Any) -> None:
         pass
@@ -591,16 +701,18 @@ class _Sleepy:
         return TrainResult("sleepy", np.zeros((2, 3)), np.zeros(2), 1.0, 1)
 
 
-def test_train_once_times_prepare_and_run_apart() -> None:
-    result, seconds, prepare_s = train_once(_Sleepy(object()), _crops_problem())
+def test_train_once_times_prepare_and_run_apart(fake_clock: _FakeClock) -> None:
+    result, seconds, prepare_s = train_once(_Sleepy(object(), fake_clock), _crops_problem())
     assert result.backend == "sleepy"
-    assert 0.05 <= seconds < 0.15 <= prepare_s < 1.0
+    assert (seconds, prepare_s) == (pytest.approx(0.05), pytest.approx(0.15))
 
 
-def test_prepared_reports_compile_seconds_when_the_state_has_them() -> None:
-    prepared = prepare(_Sleepy(types.SimpleNamespace(compile_s=0.25)), _crops_problem())
-    assert prepared.compile_s == 0.25 and prepared.prepare_s >= 0.15
-    assert prepare(_Sleepy(object()), _crops_problem()).compile_s == 0.0
+def test_prepared_reports_compile_seconds_when_the_state_has_them(
+        fake_clock: _FakeClock) -> None:
+    prepared = prepare(_Sleepy(types.SimpleNamespace(compile_s=0.25), fake_clock),
+                       _crops_problem())
+    assert prepared.compile_s == 0.25 and prepared.prepare_s == pytest.approx(0.15)
+    assert prepare(_Sleepy(object(), fake_clock), _crops_problem()).compile_s == 0.0
 
 
 def test_prepare_takes_a_registry_name() -> None:

@@ -53,7 +53,7 @@ def test_prepare_compiles_each_batch_shape_once_and_run_never_recompiles(
 
     state = prepared.state
     assert state.graphs == 2  # the full batch of 8 and the ragged batch of 2
-    assert prepared.compile_s > 0
+    assert 0 < prepared.compile_s <= prepared.prepare_s  # compiled inside prepare
     before = compiled_graphs()
     for _ in range(3):  # 3 x 70 steps, alternating the two shapes
         prepared.run()
@@ -123,4 +123,4 @@ def test_cuda_graph_replays_the_captured_plan(
         results.append(prepared.result())
     np.testing.assert_array_equal(results[0].W, results[1].W)  # each replay starts at W0
     assert agreement(results[1], reference, "float32")[2]
-    assert prepared.compile_s > 0  # the capture's seconds are recorded
+    assert 0 < prepared.compile_s <= prepared.prepare_s  # the capture's, inside prepare

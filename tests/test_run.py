@@ -148,7 +148,9 @@ def test_run_saves_pytest_benchmark_json_with_extra_info(tiny_run: tuple[Path, s
     assert set(by_name) == {"bench_training[crops-numpy]", "bench_roofline[crops]"}
     info = by_name["bench_training[crops-numpy]"]["extra_info"]
     assert set(info) >= EXTRA_INFO_KEYS
-    assert info["steps"] == 250 and info["agrees"] is True and info["step_us"] > 0
+    assert info["steps"] == 250 and info["agrees"] is True
+    median = by_name["bench_training[crops-numpy]"]["stats"]["median"]
+    assert info["step_us"] == pytest.approx(median / 250 * 1e6)  # per step, from the median
     assert by_name["bench_training[crops-numpy]"]["stats"]["data"], "rounds must be saved"
     assert "fingerprint" in run["machine_info"]["gdbench"]
     assert run["machine_info"]["gdbench"]["unavailable"]["torch-cuda"] == "no CUDA device"
@@ -201,8 +203,9 @@ def test_audit_of_a_saved_run_records_its_verdicts_in_the_run(
     assert row["step_us"] > 0 and row["verdict"] in ("ok", "ok, spins", "FAIL")
     # The run saved per-round references, so the rounds of both are compared (the per-round
     # lists themselves stay out of the saved record).
-    # (On a machine unsettled throughout, the drift-corrected medians, saying so.)
-    assert row["compared"].startswith(("settled ", "medians, drift ×"))
+    # (On a machine unsettled throughout, the drift-corrected medians, or the medians of
+    # both sides timed again taking turns, saying so.)
+    assert row["compared"].startswith(("settled ", "medians, drift ×", "medians of "))
     assert "no per-round refs" not in row["compared"] and "round_us" not in row
     if row["compared"].startswith("settled "):
         assert row["interference"] == pytest.approx(
@@ -275,6 +278,82 @@ def test_a_run_stopped_by_sigterm_stops_its_benchmark_process_and_leaves_nothing
     assert list(out.iterdir()) == []  # the first process's part is gone too
     with pytest.raises(ProcessLookupError):  # the second process was stopped (and reaped)
         os.kill(int(started.read_text()), 0)
+
+
+def _stand_in_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        fails: dict[str, int]) -> list[str]:
+    """Replace the benchmark processes of gdbench run by stand-ins, one per backend: each
+    writes its backend's part of a constructed run and exits 0, except those in ``fails``,
+    which print a failed benchmark and exit with the given code. Returns the labels run."""
+    ran: list[str] = []
+
+    def command(args: argparse.Namespace, json_path: Path, selection: Any = ()) -> list[str]:
+        backend = list(selection)[list(selection).index("--backends") + 1]
+        ran.append(backend)
+        if backend in fails:
+            script = (f"print('[  1/1] bench_training[crops-{backend}]: FAILED'); "
+                      f"print('AssertionError: {backend} on crops disagrees with numpy'); "
+                      f"raise SystemExit({fails[backend]})")
+            return [sys.executable, "-c", script]
+        source = tmp_path / f"{backend}.json"
+        source.write_text(json.dumps(make_run(workloads=("crops",), backends=(backend,))))
+        return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
+                str(source), str(json_path)]
+
+    monkeypatch.setattr(launcher, "pytest_command", command)
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
+        (name, ["--isolated", "--backends", name]) for name in backends])
+    return ran
+
+
+def test_run_exits_non_zero_and_names_the_backend_whose_process_failed_keeping_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran = _stand_in_processes(tmp_path, monkeypatch, {"torch-cpu": 1})
+    out = tmp_path / "runs"
+    code = main(["run", "--backends", "numpy", "torch-cpu", "jax", "--workloads", "crops",
+                 "--out", str(out)])
+    printed, err = capsys.readouterr()
+    assert code == 1
+    assert ran == ["numpy", "torch-cpu", "jax"]  # a failure stops no other backend
+    assert "torch-cpu on crops disagrees with numpy" in err  # the failed process's output
+    assert "-- torch-cpu (process 2 of 3)\n[  1/1] bench_training[crops-torch-cpu]: FAILED\n" \
+        in printed  # its progress line, echoed as it came
+    assert "disagrees" not in printed
+    assert err.strip().splitlines()[-1] == (
+        "gdbench run: the torch-cpu process failed (pytest exit 1): its benchmarks are not "
+        "in the saved run; its output is above")
+    saved = [p for p in out.iterdir()]
+    assert len(saved) == 1 and f"saved {saved[0]}" in printed
+    backends = {b["extra_info"]["backend"] for b in json.loads(saved[0].read_text())["benchmarks"]}
+    assert backends == {"numpy", "jax", "roofline"}
+
+
+def test_run_names_every_failed_process_and_exits_with_the_first_failures_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stand_in_processes(tmp_path, monkeypatch, {"torch-cpu": 3, "jax": 1})
+    code = main(["run", "--backends", "numpy", "torch-cpu", "jax", "--workloads", "crops",
+                 "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.strip().splitlines()[-2:] == [
+        "gdbench run: the torch-cpu process failed (pytest exit 3): its benchmarks are not "
+        "in the saved run; its output is above",
+        "gdbench run: the jax process failed (pytest exit 1): its benchmarks are not "
+        "in the saved run; its output is above"]
+
+
+def test_run_where_every_process_fails_saves_nothing_and_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stand_in_processes(tmp_path, monkeypatch, {"numpy": 1})
+    out = tmp_path / "runs"
+    code = main(["run", "--backends", "numpy", "--workloads", "crops", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "gdbench run: the numpy process failed (pytest exit 1)" in err
+    assert "nothing saved" in err and list(out.iterdir()) == []
 
 
 # --- timing again what the machine's unsettled moments spoiled ----------------------------------
@@ -378,6 +457,40 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
         "benchmark": "bench_training[medium-torch-cpu]", "by": "run", "unsettled_first": 1.0,
         "unsettled_again": 0.0, "kept": "again"}]
     assert [p.name for p in out.iterdir()] == [saved.name]  # no partial file left
+
+
+def test_a_re_run_that_fails_keeps_the_first_timing_and_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = {"numpy": _medium_part("numpy", 1.0, rooflines=True),
+             "jax": _medium_part("jax", 1.0), "torch-cpu": _medium_part("torch-cpu", 1.5)}
+    commands: list[list[str]] = []
+
+    def command(args: argparse.Namespace, json_path: Path, selection: Any = ()) -> list[str]:
+        commands.append(list(selection))
+        if len(commands) > 3:  # torch-cpu again: its process fails
+            return [sys.executable, "-c", "raise SystemExit(1)"]
+        backend = list(selection)[list(selection).index("--backends") + 1]
+        source = tmp_path / f"{backend}.json"
+        source.write_text(json.dumps(parts[backend]))
+        return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
+                str(source), str(json_path)]
+
+    monkeypatch.setattr(launcher, "pytest_command", command)
+    monkeypatch.setattr(retime, "RESETTLE_BUDGET", 100.0)  # stand-ins take no time to time
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
+        (name, ["--isolated", "--backends", name]) for name in ("numpy", "jax", "torch-cpu")])
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    code, saved = run_command.run_suite(parser.parse_args(["--out", str(tmp_path / "runs")]))
+    assert code == 1 and saved is not None
+    assert len(commands) == 3 + retime.RESETTLE_PASSES  # still spoiled: tried each pass
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "gdbench run: timing torch-cpu again failed (pytest exit 1): its first timings are "
+        "kept; its output is above")
+    kept = {b["name"]: b for b in json.loads(saved.read_text())["benchmarks"]}
+    first = parts["torch-cpu"]["benchmarks"][0]
+    assert kept["bench_training[medium-torch-cpu]"]["stats"] == first["stats"]
 
 
 def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(

@@ -682,11 +682,12 @@ def _child(argv: Sequence[str]) -> int:
 def main(args: argparse.Namespace) -> int:
     threshold = parse_threshold(args.threshold)
     path: Path | None = args.run
+    run_code = 0  # a failed benchmark process of the run fails the audit too
     if path is None:
 
-        code, path = run_command.run_suite(args)
+        run_code, path = run_command.run_suite(args)
         if path is None:
-            return code or 1
+            return run_code or 1
         print()
     frame = load_run(path)
     doc = read_run(path)
@@ -730,7 +731,7 @@ def main(args: argparse.Namespace) -> int:
     doc.setdefault("machine_info", {}).setdefault("gdbench", {})["audit"] = audit
     write_atomic(path, json.dumps(doc, indent=4))
     print(render(rows, machine_checks, path, args.format))
-    return 1 if failed else 0
+    return run_code or (1 if failed else 0)
 
 
 def _bench_index(doc: dict[str, Any], name: str) -> int | None:

@@ -69,7 +69,9 @@ def main(args: argparse.Namespace) -> int:
     return run_suite(args)[0]
 
 def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
-    """Run, save and print the suite: (pytest's worst exit code, the saved run or None)."""
+    """Run, save and print the suite: (the exit code of the first benchmark process that
+    failed, else 0; the saved run or None). The run keeps the parts of the processes that
+    passed; each failed process is named on stderr, last."""
     if not (launcher.BENCHES / "bench_training.py").is_file():
         raise InputError(f"{launcher.BENCHES}: the benchmark suite is missing from this "
                          "install; reinstall gdbench")
@@ -96,6 +98,7 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     procs = launcher.processes(backends, status)
     parts: list[dict[str, Any]] = []
     code = 0
+    failures: list[str] = []  # one line per failed process, said last
     partials: list[Path] = []
     seconds: dict[str, float] = {}
 
@@ -106,7 +109,14 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
         print(f"-- {label} ({what})", flush=True)
         began = time.perf_counter()
         failed = launcher.run_process(launcher.pytest_command(args, partial, selection), env)
-        code = code or failed
+        if failed:  # its part is dropped: a failed benchmark's figures are not saved
+            code = code or failed
+            if what.startswith("again"):
+                whose, kept = f"timing {label} again", "its first timings are kept"
+            else:
+                whose, kept = f"the {label} process", "its benchmarks are not in the saved run"
+            failures.append(f"gdbench run: {whose} failed (pytest exit {failed}): {kept}; "
+                            "its output is above")
         seconds[label] = time.perf_counter() - began
         print(f"   {label}: {seconds[label]:.0f} s", flush=True)
         part = launcher.read_part(partial) if partial.exists() else None
@@ -120,6 +130,8 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
                 if part is not None:
                     parts.append(part)
             if not parts or not any(launcher.trained(p) for p in parts):
+                for line in failures:
+                    print(line, file=sys.stderr)
                 print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
                       file=sys.stderr)
                 return code or 1, None
@@ -138,7 +150,6 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     for name, why in unavailable.items():
         print(f"skipped {name}: {why}")
     print(f"\nsaved {final}")
-    if code:
-        print(f"gdbench run: pytest exited {code}: a benchmark failed (see above)",
-              file=sys.stderr)
+    for line in failures:
+        print(line, file=sys.stderr)
     return code, final
