@@ -25,6 +25,7 @@ import pytest
 from gdbench import implementations
 from gdbench.commands import ab, cli
 from gdbench.data.errors import InputError
+from gdbench.judge import retime
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ("pyproject.toml", "gdbench", "data", "implementations", "benches")
@@ -214,8 +215,12 @@ def test_an_interrupt_or_error_mid_run_leaves_no_worktree(
         return KeyboardInterrupt() if error == "Ctrl-C" else RuntimeError("the runner broke")
 
     calls = fake_suite(fail=fail)
-    if error != "RuntimeError":
+    if error == "Ctrl-C":
         assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--allow-dirty") == 130
+    elif error == "SIGTERM":  # as gdbench run: the launcher's guard, exit 128 + SIGTERM
+        with pytest.raises(SystemExit) as stopped:
+            run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--allow-dirty")
+        assert stopped.value.code == 128 + signal.SIGTERM
     else:
         with pytest.raises(RuntimeError):
             run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--allow-dirty")
@@ -380,8 +385,8 @@ def test_each_side_runs_gdbench_runs_command_on_its_own_suite(tmp_path: Path) ->
     side = ab.Side("head", "HEAD", "1" * 40, tmp_path / "head")
     args = ab._suite_args(argparse.Namespace(dtype="float32", quick=True, backends=None,
                                              workloads=["crops"], threads=1, max_time=None))
-    cmd = ab.side_command(side, args, tmp_path / "p.json",
-                          ["--isolated", "--backends", "jax", "--roofline", "without"])
+    cmd = ab.side_job(side, args, "jax", ["--isolated", "--backends", "jax", "--roofline",
+                                          "without"]).command(tmp_path / "p.json")
     assert str(tmp_path / "head" / "benches") in cmd
     assert f"--rootdir={tmp_path / 'head' / 'benches'}" in cmd
     assert not any(str(ROOT / "benches") in part for part in cmd)
@@ -617,4 +622,4 @@ def test_a_process_unsettled_every_time_is_run_again_at_most_twice(
         repo: Path, tmp_path: Path, fake_suite: Callable[..., Calls]) -> None:
     calls = fake_suite(edit=_neighbour(slice(0, 16), always=True))
     run_ab(tmp_path, "HEAD", "HEAD", "--quick", "--backends", "numpy")
-    assert calls == [(0, "base", "numpy")] + [(0, "head", "numpy")] * (1 + ab.RESETTLE_PASSES)
+    assert calls == [(0, "base", "numpy")] + [(0, "head", "numpy")] * (1 + retime.AB.passes)

@@ -25,9 +25,12 @@ from _benchjson import write_run
 from gdbench.commands import audit, cli
 from gdbench.commands import run as run_command
 from gdbench.data.workloads import WORKLOADS, Problem
-from gdbench.harness import timing
+from gdbench.harness import standalone, timing
 from gdbench.implementations.base import TrainResult, make_result
+from gdbench.judge import audit as verdicts
+from gdbench.judge import retime
 from gdbench.records.results import read_run
+from gdbench.records.run import Run
 
 STEP_S = 40e-6  # each constructed step "works" this long: 10 ms for crops' 250 steps
 
@@ -92,18 +95,18 @@ def _spin(seconds: float) -> None:
 @pytest.fixture(scope="module")
 def crops() -> tuple[Problem, Problem]:
     problem = WORKLOADS["crops"].build()
-    return problem, audit.doubled_problem(problem)
+    return problem, standalone.doubled_problem(problem)
 
 
-def _audit(backend: Sleeper, crops: tuple[Problem, Problem]) -> audit.Row:
-    alone = audit.measure(backend, *crops, seconds=0.15, check_seconds=0.3)
+def _audit(backend: Sleeper, crops: tuple[Problem, Problem]) -> verdicts.Row:
+    alone = standalone.measure(backend, *crops, seconds=0.15, check_seconds=0.3)
     # The suite figure is taken equal to the standalone one: only these checks can fail.
-    return audit.Row("crops", backend.name, alone.step_us, alone.ref_s, alone)
+    return verdicts.Row("crops", backend.name, alone.step_us, alone.ref_s, alone)
 
 
 def test_an_honest_backend_passes(crops: tuple[Problem, Problem]) -> None:
     row = _audit(Sleeper(), crops)
-    assert row.failures() == [] and row.warnings() == [], row
+    assert verdicts.failures(row) == [] and verdicts.warnings(row) == [], row
     assert 1.5 < row.alone.doubled_ratio < 2.5
     assert row.alone.step_us >= STEP_S * 1e6  # it really slept its steps
 
@@ -112,9 +115,9 @@ def test_a_backend_that_returns_before_its_work_is_done_fails(
     crops: tuple[Problem, Problem]
 ) -> None:
     row = _audit(ReturnsEarly(), crops)
-    assert "sync:" in " ".join(row.failures())  # one more wait found the work still running
+    assert "sync:" in " ".join(verdicts.failures(row))  # one more wait found the work still running
     assert row.sync_change > 1  # the wait took longer than run itself: work was pending
-    assert row.verdict() == "FAIL"
+    assert verdicts.verdict(row) == "FAIL"
     # run returned before its steps' worth of work (10 ms of sleep): it only started a
     # thread. (How twice the steps scale is left to the constructed figures below: the
     # ratio of two thread start-ups is anything on a loaded machine; 6x was seen.)
@@ -125,11 +128,11 @@ def test_a_backend_that_leaves_a_thread_spinning_is_flagged(
     crops: tuple[Problem, Problem]
 ) -> None:
     row = _audit(LeavesSpinning(), crops)
-    assert row.alone.busy_cores > audit.BUSY_LIMIT
-    assert any(w.startswith("spins:") for w in row.warnings())
+    assert row.alone.busy_cores > verdicts.BUSY_LIMIT
+    assert any(w.startswith("spins:") for w in verdicts.warnings(row))
     # Its spinning thread holds the GIL, so it can also disturb its own checks: the
     # verdict is at least the warning, and may be a failure too.
-    assert row.verdict() in ("ok, spins", "FAIL")
+    assert verdicts.verdict(row) in ("ok, spins", "FAIL")
 
 
 class CostlyWait(Sleeper):
@@ -146,23 +149,23 @@ def test_a_wait_that_costs_time_of_its_own_is_not_pending_work(
     crops: tuple[Problem, Problem]
 ) -> None:
     row = _audit(CostlyWait(), crops)
-    assert abs(row.sync_change) < audit.SYNC_LIMIT, row  # one wait's own 20% is taken out
-    assert not any(f.startswith("sync:") for f in row.failures())
+    assert abs(row.sync_change) < verdicts.SYNC_LIMIT, row  # one wait's own 20% is taken out
+    assert not any(f.startswith("sync:") for f in verdicts.failures(row))
 
 
 def test_pending_share_takes_the_waits_own_cost_out() -> None:
     # run 100; one more wait adds 60 (50 pending + 10 of its own); a wait alone costs 10.
-    assert audit.pending_share([100.0] * 3, [160.0] * 3, [10.0] * 3) == pytest.approx(0.5)
+    assert standalone.pending_share([100.0] * 3, [160.0] * 3, [10.0] * 3) == pytest.approx(0.5)
     # Nothing pending: the wait costs 10, whatever run's length.
-    assert audit.pending_share([100.0, 200.0, 100.0], [110.0, 210.0, 110.0],
+    assert standalone.pending_share([100.0, 200.0, 100.0], [110.0, 210.0, 110.0],
                                [10.0, 10.0, 10.0]) == pytest.approx(0.0)
     # Per turn, then the median; the wait's cost is the median of its timings: one turn's
     # outlier, or one slow wait, moves nothing.
-    assert audit.pending_share([100.0, 100.0, 100.0], [130.0, 130.0, 900.0],
+    assert standalone.pending_share([100.0, 100.0, 100.0], [130.0, 130.0, 900.0],
                                [10.0, 10.0, 500.0]) == pytest.approx(0.2)
     # The cost is taken out of each turn before its share of run is taken: per turn
     # 0.29, 0.0 and 0.099; (0.1 median share) - (1 / 100 median run) would read 0.09.
-    assert audit.pending_share([100.0, 10.0, 1000.0], [130.0, 11.0, 1100.0],
+    assert standalone.pending_share([100.0, 10.0, 1000.0], [130.0, 11.0, 1100.0],
                                [1.0]) == pytest.approx(0.099)
 
 
@@ -179,7 +182,7 @@ def test_the_waits_own_cost_is_timed_after_a_run_and_a_wait() -> None:
             calls.append("wait")
             now[0] += 0.25
 
-    costs = audit.wait_costs(Timed(), 2, clock=lambda: now[0])  # type: ignore[arg-type]
+    costs = standalone.wait_costs(Timed(), 2, clock=lambda: now[0])  # type: ignore[arg-type]
     assert costs == pytest.approx([0.25, 0.25])
     assert calls == ["run", "wait", "wait"] * 2
 
@@ -206,38 +209,38 @@ def test_the_standalone_rounds_are_timed_with_the_collector_off_as_the_suites(
 
     backend.prepare = prepare  # type: ignore[method-assign]
     assert gc.isenabled()
-    audit.measure(backend, *crops, seconds=0.05, check_seconds=0.05)
+    standalone.measure(backend, *crops, seconds=0.05, check_seconds=0.05)
     assert seen and not any(seen)  # every timed call ran with the collector off
     assert gc.isenabled()  # and it is on again afterwards
 
 
 # --- the verdicts on constructed figures ----------------------------------------------------
 
-ALONE = audit.Standalone(step_us=100.0, ref_s=1.0, sync_change=0.0, doubled_ratio=2.0,
+ALONE = standalone.Standalone(step_us=100.0, ref_s=1.0, sync_change=0.0, doubled_ratio=2.0,
                          busy_cores=0.0, harness_share=1e-4, rounds=50)
 
 
 @pytest.mark.parametrize(("suite_us", "fails"), [(100.0, False), (109.0, False), (91.0, False),
                                                  (111.0, True), (89.0, True), (300.0, True)])
 def test_interference_fails_beyond_ten_percent(suite_us: float, fails: bool) -> None:
-    row = audit.Row("large", "torch-cpu", suite_us, 1.0, ALONE)
+    row = verdicts.Row("large", "torch-cpu", suite_us, 1.0, ALONE)
     assert row.interference == pytest.approx(suite_us / 100.0)
-    assert bool(row.failures()) is fails
+    assert bool(verdicts.failures(row)) is fails
     if fails:
-        assert row.failures()[0].startswith("interference:")
+        assert verdicts.failures(row)[0].startswith("interference:")
 
 
 def test_machine_drift_between_suite_and_standalone_is_taken_out() -> None:
     # The machine ran 1.2x slower while timing alone: the reference shows it, and the
     # same loop at the same speed is what the verdict compares.
     slower = replace(ALONE, step_us=120.0, ref_s=1.2)
-    row = audit.Row("large", "torch-cpu", 100.0, 1.0, slower)
+    row = verdicts.Row("large", "torch-cpu", 100.0, 1.0, slower)
     assert row.raw_ratio == pytest.approx(100 / 120)
     assert row.drift == pytest.approx(1.2)
     assert row.interference == pytest.approx(1.0)
-    assert row.failures() == []
+    assert verdicts.failures(row) == []
     # Without a suite reference there is nothing to correct by.
-    assert audit.Row("large", "torch-cpu", 100.0, None, slower).interference == pytest.approx(
+    assert verdicts.Row("large", "torch-cpu", 100.0, None, slower).interference == pytest.approx(
         100 / 120)
 
 
@@ -246,15 +249,16 @@ def test_machine_drift_between_suite_and_standalone_is_taken_out() -> None:
     (0.0, 2.6, ["x2 plan:"]), (0.0, 1.25, []), (0.0, 2.5, []), (0.5, 1.0, ["sync:", "x2 plan:"]),
 ])
 def test_sync_and_doubling_limits(sync_change: float, ratio: float, expected: list[str]) -> None:
-    row = audit.Row("crops", "x", 100.0, 1.0,
+    row = verdicts.Row("crops", "x", 100.0, 1.0,
                     replace(ALONE, sync_change=sync_change, doubled_ratio=ratio))
-    assert [f.split(":")[0] + ":" for f in row.failures()] == expected
+    assert [f.split(":")[0] + ":" for f in verdicts.failures(row)] == expected
 
 
 def test_busy_cores_warn_but_do_not_fail() -> None:
-    row = audit.Row("crops", "numpy", 100.0, 1.0, replace(ALONE, busy_cores=0.9))
-    assert row.failures() == [] and row.verdict() == "ok, spins"
-    assert audit.Row("crops", "numpy", 100.0, 1.0, replace(ALONE, busy_cores=0.2)).warnings() == []
+    row = verdicts.Row("crops", "numpy", 100.0, 1.0, replace(ALONE, busy_cores=0.9))
+    assert verdicts.failures(row) == [] and verdicts.verdict(row) == "ok, spins"
+    assert verdicts.warnings(verdicts.Row("crops", "numpy", 100.0, 1.0,
+                                          replace(ALONE, busy_cores=0.2))) == []
 
 
 def test_interleaved_checks_take_turns_round_by_round() -> None:
@@ -270,9 +274,9 @@ def test_interleaved_checks_take_turns_round_by_round() -> None:
             now[0] += seconds
         return call
 
-    a, b = audit.interleaved([fn("a", 0.01), fn("b", 0.02)], seconds=0.2, clock=clock)
+    a, b = standalone.interleaved([fn("a", 0.01), fn("b", 0.02)], seconds=0.2, clock=clock)
     assert a == pytest.approx([0.01] * len(a)) and b == pytest.approx([0.02] * len(b))
-    assert len(a) == len(b) >= audit.CHECK_MIN_ROUNDS
+    assert len(a) == len(b) >= standalone.CHECK_MIN_ROUNDS
     # A B, A B, ...; each timed call (once a round: 10 ms is over the round floor) after
     # an untimed one of its own, which the times above leave out.
     timed_calls = order[-4 * len(a):]
@@ -300,7 +304,7 @@ def test_standalone_rounds_come_in_blocks_between_reference_blocks() -> None:
         reference()
 
     plan = timing.RoundPlan(rounds=7, iterations=2, ref_iterations=1)
-    out = audit.segmented(run, counted_reference, plan, 3, segments=3, clock=lambda: now[0])
+    out = standalone.segmented(run, counted_reference, plan, 3, segments=3, clock=lambda: now[0])
     assert out.times == pytest.approx([1e-3] * 7)  # per call: each round ran 2 calls
     # ceil(7 / 3) = 3 rounds a block: 3, 3, 1; a warm-up round before each, and one
     # reference round of 3 calls (as the suite's, no warm-up of its own: it follows the
@@ -329,14 +333,14 @@ def test_the_wake_probe_reads_before_each_reference_block_and_judges_its_neighbo
             order.append("ref")
 
     plan = timing.RoundPlan(rounds=6, iterations=1, ref_iterations=1)
-    out = audit.segmented(run, reference, plan, 2, segments=3, clock=lambda: 0.0,
+    out = standalone.segmented(run, reference, plan, 2, segments=3, clock=lambda: 0.0,
                           probe=probe)
     assert order == ["probe", "ref", *["run"] * 3] * 3 + ["probe", "ref"]
     # Blocks 2 and 3 each touch the slow reading, before or after them.
     assert out.wakes == pytest.approx([50e-6] * 2 + [70e-6] * 4)
 
 
-SETTLED_ALONE = replace(audit.Standalone(step_us=130.0, ref_s=1.0, sync_change=0.0,
+SETTLED_ALONE = replace(standalone.Standalone(step_us=130.0, ref_s=1.0, sync_change=0.0,
                                          doubled_ratio=2.0, busy_cores=0.0,
                                          harness_share=1e-4, rounds=20),
                         round_us=(100.0,) * 10 + (160.0,) * 10,
@@ -349,18 +353,18 @@ def test_the_verdict_compares_the_rounds_taken_on_a_settled_machine() -> None:
     # settled rounds not at all.
     suite_us = (100.0,) * 20 + (160.0,) * 10
     suite_refs = (1.0,) * 20 + (1.25,) * 10
-    row = audit.Row("medium", "numpy", 100.0 * 1.0, 1.0, SETTLED_ALONE, suite_us, suite_refs)
+    row = verdicts.Row("medium", "numpy", 100.0 * 1.0, 1.0, SETTLED_ALONE, suite_us, suite_refs)
     assert row.compared_settled and row.interference == pytest.approx(1.0)
     assert (row.suite_us, row.alone_us) == (100.0, 100.0)
     assert row.compared() == "settled 20/30 · 10/20"
-    assert row.failures() == []
+    assert verdicts.failures(row) == []
     # A suite 20% slower in its settled rounds fails, whatever the unsettled ones say.
-    slow = audit.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE,
+    slow = verdicts.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE,
                      (120.0,) * 20 + (160.0,) * 10, suite_refs)
     assert slow.interference == pytest.approx(1.2)
-    assert slow.failures()[0].startswith("interference: suite +20.0% vs alone;")
+    assert verdicts.failures(slow)[0].startswith("interference: suite +20.0% vs alone;")
     # No per-round references in the run: the drift-corrected medians, as before.
-    plain = audit.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE)
+    plain = verdicts.Row("medium", "numpy", 130.0, 1.0, SETTLED_ALONE)
     assert not plain.compared_settled and plain.interference == pytest.approx(1.0)
     assert plain.compared() == "medians, drift ×1.000 (no per-round refs)"
 
@@ -371,18 +375,18 @@ def test_slow_wake_ups_leave_rounds_out_of_the_verdict() -> None:
     alone = replace(SETTLED_ALONE, round_ref_s=(1.0,) * 20,
                     round_wake_s=(50e-6,) * 10 + (70e-6,) * 10)
     suite = ((100.0,) * 20 + (160.0,) * 10, (1.0,) * 30, (50e-6,) * 20 + (70e-6,) * 10)
-    row = audit.Row("large", "jax-scan", 120.0, 1.0, alone, *suite)
+    row = verdicts.Row("large", "jax-scan", 120.0, 1.0, alone, *suite)
     assert row.compared() == "settled 20/30 · 10/20"
-    assert row.interference == pytest.approx(1.0) and row.failures() == []
-    record = row.record()
+    assert row.interference == pytest.approx(1.0) and verdicts.failures(row) == []
+    record = audit.record(row)
     assert record["suite_wake_us"] == pytest.approx(50.0)  # median of 20 at 50, 10 at 70
     assert record["alone_wake_us"] == pytest.approx(60.0)
     # Without the suite's readings, the probe cannot judge: the references alone do.
-    blind = audit.Row("large", "jax-scan", 120.0, 1.0, alone, *suite[:2])
+    blind = verdicts.Row("large", "jax-scan", 120.0, 1.0, alone, *suite[:2])
     assert blind.compared() == "settled 30/30 · 20/20"
     # Most standalone rounds slow by the probe: timed again.
     mostly = replace(alone, round_wake_s=(50e-6,) * 4 + (70e-6,) * 16)
-    assert audit.Row("large", "jax-scan", 120.0, 1.0, mostly, *suite).alone_unsettled()
+    assert verdicts.Row("large", "jax-scan", 120.0, 1.0, mostly, *suite).alone_unsettled()
     assert not row.alone_unsettled()
     assert alone.pooled(alone).round_wake_s == alone.round_wake_s * 2
 
@@ -418,12 +422,12 @@ def test_a_suite_timing_mostly_unsettled_is_timed_again_and_the_better_one_kept(
         return fast
 
     monkeypatch.setattr(audit, "retime", retime)
-    row = audit.Row("large", "jax-scan", 420.0, 1.0, alone).with_suite(slow)
+    row = verdicts.Row("large", "jax-scan", 420.0, 1.0, alone).with_suite(slow)
     assert row.suite_unsettled() and not row.alone_unsettled()
     assert row.unsettled_shares() == (1.0, 0.0)
-    kept = audit._resettle_suite(row, doc, name, "float32", None, 2.0)
+    kept = audit._resettle_suite(row, Run(doc), name, "float32", None, 2.0)
     assert asked == [("jax-scan", "large", "float32", None, 2.0)]  # once: settled then
-    assert kept.suite_us == pytest.approx(245.0) and kept.failures() == []
+    assert kept.suite_us == pytest.approx(245.0) and verdicts.failures(kept) == []
     # The run now holds the timing the audit compared, with the first one's memory.
     assert doc["benchmarks"][0]["stats"]["data"] == fast["stats"]["data"]
     assert doc["benchmarks"][0]["extra_info"]["memory_method"] == "tracemalloc"
@@ -441,15 +445,15 @@ def test_a_suite_timing_again_no_better_settled_is_not_kept(
     doc = {"benchmarks": [slow], "machine_info": {"gdbench": {}}}
     monkeypatch.setattr(audit, "retime", lambda *a: _suite_bench(name, [430.0] * 20,
                                                                   [72e-6] * 20))
-    row = audit.Row("large", "jax-scan", 420.0, 1.0, alone).with_suite(slow)
-    kept = audit._resettle_suite(row, doc, name, "float32", None, None)
+    row = verdicts.Row("large", "jax-scan", 420.0, 1.0, alone).with_suite(slow)
+    kept = audit._resettle_suite(row, Run(doc), name, "float32", None, None)
     assert kept == row and doc["benchmarks"][0] is slow
     assert [d["kept"] for d in doc["machine_info"]["gdbench"]["resettled"]] == \
-        ["first"] * audit.SUITE_RETRIES
+        ["first"] * retime.AUDIT.passes
     # A re-timing that fails leaves the row alone and records nothing more.
     monkeypatch.setattr(audit, "retime", lambda *a: None)
     doc["machine_info"]["gdbench"]["resettled"] = []
-    assert audit._resettle_suite(row, doc, name, "float32", None, None) == row
+    assert audit._resettle_suite(row, Run(doc), name, "float32", None, None) == row
     assert doc["machine_info"]["gdbench"]["resettled"] == []
 
 
@@ -457,9 +461,9 @@ def test_a_standalone_timing_mostly_unsettled_is_retried_and_pooled() -> None:
     unsettled = replace(SETTLED_ALONE, round_us=(100.0,) * 4 + (160.0,) * 16,
                         round_ref_s=(1.0,) * 4 + (1.25,) * 16)
     suite = ((100.0,) * 20, (1.0,) * 20)
-    row = audit.Row("medium", "numpy", 100.0, 1.0, unsettled, *suite)
+    row = verdicts.Row("medium", "numpy", 100.0, 1.0, unsettled, *suite)
     assert row.alone_unsettled()
-    assert not audit.Row("medium", "numpy", 100.0, 1.0, SETTLED_ALONE, *suite).alone_unsettled()
+    assert not verdicts.Row("medium", "numpy", 100.0, 1.0, SETTLED_ALONE, *suite).alone_unsettled()
     calm = replace(SETTLED_ALONE, round_us=(100.0,) * 20, round_ref_s=(1.0,) * 20, ref_s=0.9)
     pooled = unsettled.pooled(calm)
     assert pooled.round_us == unsettled.round_us + calm.round_us
@@ -472,7 +476,7 @@ def test_a_standalone_timing_mostly_unsettled_is_retried_and_pooled() -> None:
 
 def test_the_doubled_problem_has_twice_the_steps_and_the_same_first_epochs() -> None:
     problem = WORKLOADS["small"].build()
-    doubled = audit.doubled_problem(problem)
+    doubled = standalone.doubled_problem(problem)
     assert len(doubled.plan) == 2 * len(problem.plan)
     assert [list(i) for i in list(doubled.plan)[:len(problem.plan)]] == [
         list(i) for i in problem.plan]
@@ -495,7 +499,7 @@ def _fake_pairing(slowdown: float) -> tuple[float, list[str]]:
         order.append("ref")
 
     plan = timing.RoundPlan(rounds=24, iterations=1, ref_iterations=2)
-    ratio = audit.harness_effect(run, reference, plan, pairs=4, clock=lambda: now[0])
+    ratio = standalone.harness_effect(run, reference, plan, pairs=4, clock=lambda: now[0])
     return ratio, order
 
 
@@ -524,7 +528,7 @@ def _pairing_calls(plan: timing.RoundPlan, probed: bool) -> list[str]:
         calls.append("probe")
         return 5e-5
 
-    audit.harness_effect(run, lambda: calls.append("ref"), plan, pairs=1,
+    standalone.harness_effect(run, lambda: calls.append("ref"), plan, pairs=1,
                          clock=lambda: now[0], probe=probe if probed else None)
     return calls
 
@@ -560,31 +564,31 @@ def test_a_reference_that_leaves_a_thread_spinning_is_caught_by_the_pairing() ->
             total += i
 
     plan = timing.RoundPlan(rounds=8, iterations=1, ref_iterations=1)
-    ratio = audit.harness_effect(run, reference, plan, pairs=2)
+    ratio = standalone.harness_effect(run, reference, plan, pairs=2)
     for spinner in spinners:
         spinner.join()
-    assert ratio > 1 + audit.HARNESS_LIMIT
+    assert ratio > 1 + verdicts.HARNESS_LIMIT
 
 
 def test_a_pairing_beyond_ten_percent_fails_the_row() -> None:
-    row = audit.Row("large", "torch-cpu", 100.0, 1.0, replace(ALONE, harness_ratio=1.15))
-    assert [f.split(":")[0] for f in row.failures()] == ["pairing"]
-    assert row.failures()[0].startswith("pairing: a round after the suite's reference round "
-                                        "takes +15.0%")
-    assert audit.Row("large", "x", 100.0, 1.0,
-                     replace(ALONE, harness_ratio=0.85)).verdict() == "FAIL"
-    assert audit.Row("large", "x", 100.0, 1.0,
-                     replace(ALONE, harness_ratio=1.09)).failures() == []
+    row = verdicts.Row("large", "torch-cpu", 100.0, 1.0, replace(ALONE, harness_ratio=1.15))
+    assert [f.split(":")[0] for f in verdicts.failures(row)] == ["pairing"]
+    assert verdicts.failures(row)[0].startswith(
+        "pairing: a round after the suite's reference round takes +15.0%")
+    assert verdicts.verdict(verdicts.Row("large", "x", 100.0, 1.0,
+                                         replace(ALONE, harness_ratio=0.85))) == "FAIL"
+    assert verdicts.failures(verdicts.Row("large", "x", 100.0, 1.0,
+                                          replace(ALONE, harness_ratio=1.09))) == []
 
 
 def test_interference_with_a_clean_pairing_says_the_machine_changed_speed() -> None:
-    clean = audit.Row("large", "jax-scan", 190.0, 1.0, replace(ALONE, harness_ratio=1.02))
-    (only,) = clean.failures()
+    clean = verdicts.Row("large", "jax-scan", 190.0, 1.0, replace(ALONE, harness_ratio=1.02))
+    (only,) = verdicts.failures(clean)
     assert only.startswith("interference: suite +90.0% vs alone; the suite's pairing moves "
                            "the loop +2.0% in one process, so the machine's speed changed")
-    both = audit.Row("large", "jax-scan", 190.0, 1.0, replace(ALONE, harness_ratio=1.5))
-    assert both.failures()[0] == "interference: suite +90.0% vs alone"
-    assert both.failures()[1].startswith("pairing:")
+    both = verdicts.Row("large", "jax-scan", 190.0, 1.0, replace(ALONE, harness_ratio=1.5))
+    assert verdicts.failures(both)[0] == "interference: suite +90.0% vs alone"
+    assert verdicts.failures(both)[1].startswith("pairing:")
 
 
 def test_a_pooled_standalone_keeps_the_median_pairing() -> None:
@@ -593,7 +597,7 @@ def test_a_pooled_standalone_keeps_the_median_pairing() -> None:
     assert a.pooled(b).harness_ratio == pytest.approx(1.1)
 
 
-def _drifted_row(name: str, suite_us: float) -> tuple[audit.Row, dict[str, Any]]:
+def _drifted_row(name: str, suite_us: float) -> tuple[verdicts.Row, dict[str, Any]]:
     """A row whose suite read ``suite_us`` µs/step against 100 alone, its pairing clean,
     and the run document that holds its suite timing (with memory figures)."""
     alone = replace(SETTLED_ALONE, step_us=100.0, round_us=(100.0,) * 20,
@@ -601,34 +605,34 @@ def _drifted_row(name: str, suite_us: float) -> tuple[audit.Row, dict[str, Any]]
     first = _suite_bench(name, [suite_us] * 20, [50e-6] * 20)
     first["extra_info"]["memory_method"] = "tracemalloc"
     doc = {"benchmarks": [first], "machine_info": {"gdbench": {}}}
-    return audit.Row("large", "jax-scan", suite_us, 1.0, alone).with_suite(first), doc
+    return verdicts.Row("large", "jax-scan", suite_us, 1.0, alone).with_suite(first), doc
 
 
 def test_a_row_off_with_a_clean_pairing_is_timed_again_on_both_sides_and_pooled(
         monkeypatch: pytest.MonkeyPatch) -> None:
     name = "bench_training[large-jax-scan]"
     row, doc = _drifted_row(name, 125.0)
-    assert row.drifted and row.failures()[0].endswith("(re-run the suite)")
+    assert row.drifted and verdicts.failures(row)[0].endswith("(re-run the suite)")
     calls: list[str] = []
 
     def retime(*a: Any) -> dict[str, Any]:
         calls.append("suite")
         return _suite_bench(name, [101.0] * 20, [50e-6] * 20)
 
-    def alone_now() -> audit.Standalone:
+    def alone_now() -> standalone.Standalone:
         calls.append("alone")
         return replace(row.alone, round_us=(99.0,) * 20, harness_ratio=1.04)
 
     monkeypatch.setattr(audit, "retime", retime)
-    pooled = audit._confirm(row, doc, name, "float32", None, 2.0, alone_now)
+    pooled = audit._confirm(row, Run(doc), name, "float32", None, 2.0, alone_now)
     assert calls == ["suite", "alone"] * audit.CONFIRM_PAIRS  # taking turns
     # Every timing counts: 20 rounds at 125 and 40 at 101 against 20 at 100 and 40 at 99.
     assert pooled.suite_round_us == (125.0,) * 20 + (101.0,) * 40
     assert pooled.alone.round_us == (100.0,) * 20 + (99.0,) * 40
     assert pooled.interference == pytest.approx(101.0 / 99.0)
-    assert pooled.failures() == [] and not pooled.drifted
+    assert verdicts.failures(pooled) == [] and not pooled.drifted
     assert pooled.timings == 3 and pooled.compared() == "settled 60/60 · 60/60 (3 timings each)"
-    assert pooled.record()["timings"] == 3
+    assert audit.record(pooled)["timings"] == 3
     # The run holds the pooled timing the verdict used, the first timing's memory kept.
     saved = doc["benchmarks"][0]
     assert saved["extra_info"]["blocks"] == 3 and saved["extra_info"]["block_rounds"] == [20] * 3
@@ -645,9 +649,9 @@ def test_a_difference_that_stays_over_the_pooled_timings_still_fails(
     row, doc = _drifted_row(name, 125.0)
     monkeypatch.setattr(audit, "retime", lambda *a: _suite_bench(name, [124.0] * 20,
                                                                   [50e-6] * 20))
-    pooled = audit._confirm(row, doc, name, "float32", None, None, lambda: row.alone)
+    pooled = audit._confirm(row, Run(doc), name, "float32", None, None, lambda: row.alone)
     assert pooled.interference == pytest.approx(1.24)
-    (only,) = pooled.failures()
+    (only,) = verdicts.failures(pooled)
     assert only == ("interference: suite +24.0% vs alone; it stays over 3 timings of each "
                     "side taking turns, while the suite's pairing moves the loop +2.0% in one "
                     "process")
@@ -662,12 +666,12 @@ def test_only_a_row_off_with_a_clean_pairing_is_confirmed(
         row, doc = _drifted_row(name, suite_us)
         row = replace(row, alone=replace(row.alone, harness_ratio=pairing))
         assert not row.drifted
-        assert audit._confirm(row, doc, name, "float32", None, None, lambda: ALONE) == row
+        assert audit._confirm(row, Run(doc), name, "float32", None, None, lambda: ALONE) == row
     assert asked == []
     # Drifted, but the suite could not be timed again: the row and the run stay as they were.
     row, doc = _drifted_row(name, 125.0)
     first = doc["benchmarks"][0]
-    assert audit._confirm(row, doc, name, "float32", None, None, lambda: row.alone) == row
+    assert audit._confirm(row, Run(doc), name, "float32", None, None, lambda: row.alone) == row
     assert len(asked) == 1 and doc["benchmarks"][0] is first
     assert "resettled" not in doc["machine_info"]["gdbench"]
 
@@ -684,9 +688,9 @@ def test_pooled_timings_too_unsettled_to_filter_compare_their_medians_uncorrecte
     assert row.interference == pytest.approx(1.01 * 1.6) and row.drifted
     monkeypatch.setattr(audit, "retime", lambda *a: _suite_bench(name, [101.0] * 20,
                                                                   [50e-6] * 20))
-    pooled = audit._confirm(row, doc, name, "float32", None, None, lambda: slow_ref)
+    pooled = audit._confirm(row, Run(doc), name, "float32", None, None, lambda: slow_ref)
     assert pooled.compared() == "medians of 3 timings each, taking turns (unsettled)"
-    assert pooled.interference == pytest.approx(1.01) and pooled.failures() == []
+    assert pooled.interference == pytest.approx(1.01) and verdicts.failures(pooled) == []
 
 
 @pytest.mark.parametrize(("run_code", "alone_us", "code"), [
@@ -703,7 +707,7 @@ def test_an_audit_that_runs_the_suite_exits_with_the_runs_code_when_the_run_fail
                     slow_share=0.0)
     monkeypatch.setattr(run_command, "run_suite", lambda args: (run_code, run))
     suite_ref = float(read_run(run)["benchmarks"][1]["extra_info"]["ref_s"])
-    monkeypatch.setattr(audit, "standalone", lambda *args: audit.Standalone(
+    monkeypatch.setattr(audit, "standalone", lambda *args: standalone.Standalone(
         step_us=alone_us, ref_s=suite_ref, sync_change=0.0, doubled_ratio=2.0,
         busy_cores=0.0, harness_share=0.0, rounds=20))
     monkeypatch.setattr(audit, "_resettle_suite", lambda row, *args: row)

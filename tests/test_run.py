@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -391,7 +392,7 @@ def test_a_benchmark_spoiled_throughout_stands_out_against_the_workloads_pooled_
     assert retime.spoiled([fast, calm[1], _medium_part("torch-cpu", 1.0)]) == {}
     # A process whose reference reads 20% over the others' is not spoiled: on a quiet
     # machine the reference at medium differs that much from one backend's process to
-    # the next (RESETTLE_TOLERANCE).
+    # the next (retime.RUN.tolerance).
     assert retime.spoiled([*calm, _medium_part("torch-cpu", 1.2)]) == {}
 
 
@@ -432,7 +433,8 @@ def test_gdbench_run_times_a_spoiled_benchmark_again_and_saves_the_settled_one(
                 str(source), str(json_path)]
 
     monkeypatch.setattr(launcher, "pytest_command", command)
-    monkeypatch.setattr(retime, "RESETTLE_BUDGET", 100.0)  # stand-ins take no time to time
+    # The stand-ins take no time to time: any budget fits.
+    monkeypatch.setattr(retime, "RUN", replace(retime.RUN, budget_share=100.0))
     monkeypatch.setattr(launcher, "processes", lambda backends, status: [
         (name, ["--isolated", "--backends", name])
         for name in ("numpy", "torch-manual", "jax", "torch-cpu")])
@@ -477,14 +479,15 @@ def test_a_re_run_that_fails_keeps_the_first_timing_and_fails_the_run(
                 str(source), str(json_path)]
 
     monkeypatch.setattr(launcher, "pytest_command", command)
-    monkeypatch.setattr(retime, "RESETTLE_BUDGET", 100.0)  # stand-ins take no time to time
+    # The stand-ins take no time to time: any budget fits.
+    monkeypatch.setattr(retime, "RUN", replace(retime.RUN, budget_share=100.0))
     monkeypatch.setattr(launcher, "processes", lambda backends, status: [
         (name, ["--isolated", "--backends", name]) for name in ("numpy", "jax", "torch-cpu")])
     parser = argparse.ArgumentParser()
     run_command.add_arguments(parser)
     code, saved = run_command.run_suite(parser.parse_args(["--out", str(tmp_path / "runs")]))
     assert code == 1 and saved is not None
-    assert len(commands) == 3 + retime.RESETTLE_PASSES  # still spoiled: tried each pass
+    assert len(commands) == 3 + retime.RUN.passes  # still spoiled: tried each pass
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "gdbench run: timing torch-cpu again failed (pytest exit 1): its first timings are "
         "kept; its output is above")
@@ -514,11 +517,11 @@ def test_a_re_run_that_would_not_fit_the_budget_is_skipped_and_said(
     # With time for it, it runs again while it stays spoiled, at most RESETTLE_PASSES times
     # (here the re-runs fail, so it stays spoiled).
     retime.resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 5.0}, 100.0)
-    assert calls == ["torch-cpu"] * retime.RESETTLE_PASSES
+    assert calls == ["torch-cpu"] * retime.RUN.passes
     # --quick's smaller share (10%): 10 s, too little for a 20 s re-run.
     calls.clear()
     retime.resettle(parts, run_one, {"numpy": 10.0, "torch-cpu": 20.0}, 100.0,
-                     retime.QUICK_RESETTLE_BUDGET)
+                     retime.RUN_QUICK)
     assert calls == []
     assert "(10 s left of the 10% of the first pass allowed)" in capsys.readouterr().out
 

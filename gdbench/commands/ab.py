@@ -68,8 +68,6 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,18 +83,16 @@ from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.harness import launcher
 from gdbench.judge import regress, retime
-from gdbench.judge.stats import SETTLED_TOLERANCE, mostly_unsettled, quiet_level
+from gdbench.judge.stats import quiet_level
 from gdbench.records import run as run_file
 from gdbench.records.results import load_run, write_atomic
+from gdbench.records.run import Run, merge_rounds
 
 ROLES = ("base", "head")
 QUICK_BLOCKS = 1
 DEFAULT_BLOCKS = 2
 # The confirmation turn (--confirm) runs at least this many blocks per side.
 CONFIRM_BLOCKS = 2
-# A process with more than stats.UNSETTLED_SHARE of a benchmark's rounds unsettled is run
-# again, in at most this many passes over the processes (see unsettled()).
-RESETTLE_PASSES = 2
 # Seconds of rounds per benchmark in one block; a side gets --blocks times as much.
 QUICK_MAX_TIME_S = 1.0
 DEFAULT_MAX_TIME_S = 1.0
@@ -220,24 +216,6 @@ def worktrees(repo: Path, commits: dict[str, str]) -> Iterator[dict[str, Path]]:
         _git(repo, "worktree", "prune")
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, ``kill``) raises KeyboardInterrupt inside the block,
-    so that the clean-up of the worktrees runs as it does for Ctrl-C."""
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave the signal alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "(no output)"
@@ -248,7 +226,7 @@ def _last_line(text: str) -> str:
 def side_env(side: Side, threads: int | None) -> dict[str, str]:
     """The environment of a side's processes: its own code first on the path, and the
     same thread settings for both sides."""
-    return launcher.process_env(threads, PYTHONPATH=str(side.tree))
+    return launcher.Job("probe", threads=threads, tree=str(side.tree)).env()
 
 
 def probe(sides: Sequence[Side], wanted: Sequence[str],
@@ -285,27 +263,21 @@ def probe(sides: Sequence[Side], wanted: Sequence[str],
     return found
 
 
-def side_command(side: Side, args: argparse.Namespace, json_path: Path,
-                 selection: Sequence[str]) -> list[str]:
-    """gdbench run's pytest command for one process, aimed at the side's own suite."""
-    cmd = launcher.pytest_command(args, json_path, selection)
-    ours = str(launcher.BENCHES)
-    theirs = str(side.tree / "benches")
-    swapped = [theirs if part == ours else
-               f"--rootdir={theirs}" if part == f"--rootdir={ours}" else part for part in cmd]
-    assert theirs in swapped and f"--rootdir={theirs}" in swapped, cmd
-    return swapped
+def side_job(side: Side, args: argparse.Namespace, label: str,
+             selection: Sequence[str] = ()) -> launcher.Job:
+    """gdbench run's job ``label`` for one side: its own suite and code, from its worktree."""
+    return launcher.Job.of(args, label, selection, tree=str(side.tree))
 
 
 def run_block(block: Block, args: argparse.Namespace) -> int:
-    """Run one benchmark process of one side, in its worktree; pytest's exit code.
+    """Run one benchmark process of one side, in its worktree, saving its run at
+    ``block.json_path``; pytest's exit code.
 
     Its progress lines are echoed with the side's role; its whole output goes to stderr
     only when it fails. Interrupted, the process is stopped before this returns.
     """
-    cmd = side_command(block.side, args, block.json_path, block.selection)
-    return launcher.run_process(cmd, side_env(block.side, args.threads), cwd=block.side.tree,
-                                prefix=f"  {block.side.role:>4} ")
+    job = side_job(block.side, args, block.label, block.selection)
+    return launcher.run_job(job, prefix=f"  {block.side.role:>4} ", keep=block.json_path).code
 
 
 def turn(block: int, position: int) -> tuple[str, str]:
@@ -342,61 +314,6 @@ def schedule(sides: dict[str, Side], procs: dict[str, list[tuple[str, list[str]]
 
 # --- merging a side's blocks ----------------------------------------------------------------
 
-def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One benchmark entry from its entries in several blocks: rounds concatenated.
-
-    stats.data, extra_info.norm_data, ref_data and wake_data are concatenated in block
-    order (each block's stay aligned with its data), and every statistic derived from
-    them (pytest-benchmark's stats, step_us, gflops, norm_median, ref_s) is recomputed.
-    The result agrees only if every block agreed; max_abs_diff_vs_numpy is the largest.
-    """
-    from pytest_benchmark.stats import Stats
-
-    first = copies[0]
-    rounds = [c.get("stats", {}).get("data") for c in copies]
-    if any(not isinstance(r, list) or not r for r in rounds):
-        raise InputError(f"benchmark {first.get('name')}: a block saved no rounds "
-                         "(run without --benchmark-save-data?)")
-    stats = Stats()
-    for r in rounds:
-        for x in r or []:
-            stats.update(float(x))
-    merged_stats = {**stats.as_dict(), "iterations": first["stats"].get("iterations", 1),
-                    "data": stats.data}
-    extra = dict(first.get("extra_info") or {})
-    infos = [c.get("extra_info") or {} for c in copies]
-    if all(isinstance(i.get("norm_data"), list) for i in infos):
-        norm = [float(x) for i in infos for x in i["norm_data"]]
-        ref = [float(x) for i in infos for x in i.get("ref_data") or []]
-        extra.update(norm_data=norm, norm_median=statistics.median(norm))
-        if len(ref) == len(norm):
-            extra.update(ref_data=ref, ref_s=statistics.median(ref))
-    # The wake probe's readings stay only where every block kept them aligned.
-    wake = [float(x) for i in infos for x in i.get("wake_data") or []]
-    if wake and len(wake) == len(extra.get("norm_data") or []) and \
-            all(isinstance(i.get("wake_data"), list) for i in infos):
-        extra["wake_data"] = wake
-    else:
-        extra.pop("wake_data", None)
-    median = float(stats.median)
-    if extra.get("steps"):
-        extra["step_us"] = median / extra["steps"] * 1e6
-    if extra.get("flops"):
-        extra["gflops"] = extra["flops"] / median / 1e9
-    if any(i.get("agrees") is False for i in infos):
-        extra["agrees"] = False
-    diffs = [i["max_abs_diff_vs_numpy"] for i in infos
-             if isinstance(i.get("max_abs_diff_vs_numpy"), (int, float))]
-    if diffs:
-        extra["max_abs_diff_vs_numpy"] = max(diffs)
-    compiles = [i["compile_s"] for i in infos if isinstance(i.get("compile_s"), (int, float))]
-    if compiles:
-        extra["compile_s"] = statistics.median(compiles)
-    extra["blocks"] = len(copies)
-    extra["block_rounds"] = [len(r or []) for r in rounds]
-    return {**first, "stats": merged_stats, "extra_info": extra}
-
-
 def merge_side(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[str, Any]:
     """One side's run from the runs of all its processes in all blocks.
 
@@ -406,28 +323,19 @@ def merge_side(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> 
     """
     doc = run_file.merge(parts, unavailable)
     by_name: dict[str, list[dict[str, Any]]] = {}
-    for bench in doc["benchmarks"]:
-        by_name.setdefault(str(bench.get("fullname") or bench.get("name")), []).append(bench)
+    for bench in Run(doc).benchmarks:
+        by_name.setdefault(bench.key, []).append(bench.raw)
     doc["benchmarks"] = [merge_rounds(copies) for copies in by_name.values()]
     return doc
 
 
-def _read_part(block: Block) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(block.json_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) else None
-
-
 def check_part(block: Block, code: int, part: dict[str, Any] | None) -> None:
     """Refuse a side whose backend disagrees with numpy, or whose process failed."""
-    for bench in (part or {}).get("benchmarks", []):
-        info = bench.get("extra_info") or {}
-        if info.get("kind") == "training" and info.get("agrees") is False:
-            raise InputError(f"{block.side.title}: {info.get('backend')} disagrees with numpy "
-                             f"on {info.get('workload')} (weights off by up to "
-                             f"{info.get('max_abs_diff_vs_numpy')}); nothing to compare")
+    for bench in Run(part or {}).benchmarks:
+        if bench.disagrees:
+            raise InputError(f"{block.side.title}: {bench.backend} disagrees with numpy "
+                             f"on {bench.workload} (weights off by up to "
+                             f"{bench.extra.get('max_abs_diff_vs_numpy')}); nothing to compare")
     if code or part is None:
         raise InputError(f"{block.side.title}: its {block.label} process failed in block "
                          f"{block.index + 1} (pytest exit {code}, output above)")
@@ -543,15 +451,13 @@ def _out_dir(out: Path, commits: dict[str, str]) -> Path:
 
 def _references(part: dict[str, Any]) -> dict[str, list[float]]:
     """{benchmark name: its rounds' reference times} of a process's training benchmarks."""
-    return {str(bench.get("fullname") or bench.get("name")):
-            [float(x) for x in bench["extra_info"]["ref_data"]]
-            for bench in retime.paired_training([part])}
+    return {bench.key: bench.ref_data or [] for bench in Run(part).paired_training()}
 
 
 def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],
               tried: set[Block] | None = None) -> list[tuple[Block, str]]:
     """The processes to run again, and why: those where more than half the rounds of a
-    training benchmark were unsettled (reference more than SETTLED_TOLERANCE over its quiet
+    training benchmark were unsettled (reference more than retime.AB.tolerance over its quiet
     level, pooled over every process of both sides, as the gate judges them).
 
     The gate leaves unsettled rounds out; a process that lost most of them to a host
@@ -569,27 +475,27 @@ def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],
     for block, part in done:
         if tried and block in tried:
             continue
-        judged = {name: mostly_unsettled(refs, levels[name])
+        judged = {name: retime.AB.spoiled(refs, levels[name])
                   for name, refs in _references(part).items()}
         spoiled = [(share, name) for name, (mostly, share) in judged.items() if mostly]
         if spoiled:
             share, name = max(spoiled)
             redo.append((block, f"{share:.0%} of {name}'s rounds had a reference over "
-                                f"{SETTLED_TOLERANCE:.0%} above its quiet level"))
+                                f"{retime.AB.tolerance:.0%} above its quiet level"))
     return redo
 
 
 def _measure(plan: Sequence[Block], suite: argparse.Namespace, started: float,
              unavailable: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Run the plan's processes in order, then again those the machine's unsettled
-    moments spoiled (at most RESETTLE_PASSES times over); each side's merged run."""
+    moments spoiled (at most retime.AB.passes times over); each side's merged run."""
     done: list[tuple[Block, dict[str, Any]]] = []
 
     def run_one(block: Block, what: str) -> None:
         print(f"-- {block.label} on the {block.side.role} side, {what} "
               f"({time.monotonic() - started:.0f} s in)", flush=True)
         code = run_block(block, suite)
-        part = _read_part(block)
+        part = launcher.read_part(block.json_path)
         check_part(block, code, part)
         assert part is not None
         done.append((block, part))
@@ -597,7 +503,7 @@ def _measure(plan: Sequence[Block], suite: argparse.Namespace, started: float,
     for i, block in enumerate(plan):
         run_one(block, f"block {block.index + 1} (process {i + 1}/{len(plan)})")
     tried: set[Block] = set()
-    for again in range(1, RESETTLE_PASSES + 1):
+    for again in range(1, retime.AB.passes + 1):
         for block, why in unsettled(done, tried):
             tried.add(block)
             print(f"-- the machine was unsettled: {why}", flush=True)
@@ -657,7 +563,7 @@ def main(args: argparse.Namespace) -> int:
     folder = _out_dir(args.out, commits)
     started = time.monotonic()
     verdict = None
-    with sigterm_as_interrupt(), worktrees(repo, commits) as trees:
+    with launcher.terminate_as_exit(), worktrees(repo, commits) as trees:
         sides = {role: Side(role, rev, commits[role], trees[role])
                  for role, rev in zip(ROLES, (args.base, args.head), strict=True)}
         found = probe(list(sides.values()), args.backends or [], args.threads)

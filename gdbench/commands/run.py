@@ -6,20 +6,21 @@ settings (--threads) are in the environment before any library is imported. A tr
 benchmark that a host neighbour spoiled for most of its rounds (its paired reference
 more than 25% over the workload's quiet level) is timed again in a fresh process of its
 backend, and the better-settled timing is kept (machine_info.gdbench.resettled says
-which). The processes' runs are merged into one pytest-benchmark JSON (with every round's time)
-under results/runs/ in the current directory (or --out), named by time, machine and
-profile so that no run overwrites another: ``pytest-benchmark compare``, pandas and
-``gdbench compare`` all read it. Extra arguments after ``--`` go to every pytest
-process, e.g. ``gdbench run --quick -- --benchmark-max-time=2``.
-"""
+which). Interrupted (Ctrl-C, SIGTERM), it saves the jobs that finished as a run marked
+``machine_info.gdbench.interrupted``. The processes' runs are merged into one
+pytest-benchmark JSON (with every round's time) under results/runs/ in the current directory
+(or --out), named by time, machine and profile so that no run overwrites another:
+``pytest-benchmark compare``, pandas and ``gdbench compare`` all read it. Extra
+arguments after ``--`` go to every pytest process, e.g. ``gdbench run --quick --
+--benchmark-max-time=2``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from gdbench.data.workloads import get_workload
 from gdbench.harness import launcher, machine
 from gdbench.judge import retime
 from gdbench.records.results import write_atomic
-from gdbench.records.run import merge, run_name, unused_path
+from gdbench.records.run import Run, merge, run_name, unused_path
 from gdbench.report import tables
 
 # Relative: results go under the directory gdbench run is started from, never into
@@ -62,65 +63,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="after --, extra arguments for pytest / pytest-benchmark")
 
+
 def main(args: argparse.Namespace) -> int:
     if getattr(args, "suite_path", False):
         print(launcher.BENCHES)
         return 0
     return run_suite(args)[0]
 
-def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
-    """Run, save and print the suite: (the exit code of the first benchmark process that
-    failed, else 0; the saved run or None). The run keeps the parts of the processes that
-    passed; each failed process is named on stderr, last."""
+def _selection(args: argparse.Namespace) -> tuple[dict[str, str | None], list[str]]:
+    """{backend: why it cannot run here, or None} and the backends asked for; InputError
+    for a suite missing from the install or a name that is not a backend or workload."""
     if not (launcher.BENCHES / "bench_training.py").is_file():
         raise InputError(f"{launcher.BENCHES}: the benchmark suite is missing from this "
                          "install; reinstall gdbench")
     status = implementations.available()
-    backends = args.backends or implementations.names()
+    backends = list(args.backends or implementations.names())
     for name in backends:
         if name not in status:
             raise InputError(f"unknown backend {name!r}; the known backends are: "
                              f"{', '.join(status)}")
     for name in args.workloads or []:
         get_workload(name)  # an unknown name is an InputError listing the known ones
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    return status, backends
+
+
+def _profile(args: argparse.Namespace) -> str:
+    """The run's profile, in its file name: quick, default or its workloads, and threads."""
     profile = "quick" if args.quick else "default"
     if args.workloads:
         profile = "-".join(args.workloads)
-    if args.threads:
-        profile += f"-{args.threads}t"
+    return profile + (f"-{args.threads}t" if args.threads else "")
+
+
+def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
+    """Run, save and print the suite: (the exit code of the first benchmark process that
+    failed, else 0; the saved run or None). The run keeps the parts of the processes that
+    passed; each failed process is named on stderr, last."""
+    status, backends = _selection(args)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    profile = _profile(args)
     started = time.time()
     print(f"gdbench run: {profile} profile on {machine.label({'gdbench': machine.describe()})}",
           flush=True)
     unavailable = {name: why for name in backends if (why := status[name])}
-    env = launcher.process_env(args.threads)
     procs = launcher.processes(backends, status)
+    executor = launcher.LocalExecutor()
     parts: list[dict[str, Any]] = []
     code = 0
     failures: list[str] = []  # one line per failed process, said last
-    partials: list[Path] = []
     seconds: dict[str, float] = {}
 
     def run_one(label: str, selection: list[str], what: str) -> dict[str, Any] | None:
         nonlocal code
-        partial = out / f".partial-{os.getpid()}-{int(started)}-{len(partials)}.json.tmp"
-        partials.append(partial)
         print(f"-- {label} ({what})", flush=True)
-        began = time.perf_counter()
-        failed = launcher.run_process(launcher.pytest_command(args, partial, selection), env)
-        if failed:  # its part is dropped: a failed benchmark's figures are not saved
-            code = code or failed
+        outcome = executor.run(launcher.Job.of(args, label, selection))
+        seconds[label] = outcome.seconds
+        print(f"   {label}: {outcome.seconds:.0f} s", flush=True)
+        if outcome.failed:  # its part is dropped: a failed benchmark's figures are not saved
+            code = code or outcome.code or 1
             if what.startswith("again"):
                 whose, kept = f"timing {label} again", "its first timings are kept"
             else:
                 whose, kept = f"the {label} process", "its benchmarks are not in the saved run"
-            failures.append(f"gdbench run: {whose} failed (pytest exit {failed}): {kept}; "
-                            "its output is above")
-        seconds[label] = time.perf_counter() - began
-        print(f"   {label}: {seconds[label]:.0f} s", flush=True)
-        part = launcher.read_part(partial) if partial.exists() else None
-        return None if failed else part
+            how = (f"pytest exit {outcome.code}" if outcome.code else
+                   "it exited 0 but saved no readable run")
+            failures.append(f"gdbench run: {whose} failed ({how}): {kept}; its output is "
+                            "above")
+        return None if outcome.failed else outcome.part
+
+    def save(doc: dict[str, Any]) -> Path:
+        path = unused_path(out, run_name(profile, doc["machine_info"], started))
+        write_atomic(path, json.dumps(doc, indent=4))  # a reader never sees half a run
+        return path
 
     with launcher.terminate_as_exit():  # stopped by SIGTERM, it cleans up as on Ctrl-C
         try:
@@ -129,22 +144,25 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
                 part = run_one(label, selection, f"process {i + 1} of {len(procs)}")
                 if part is not None:
                     parts.append(part)
-            if not parts or not any(launcher.trained(p) for p in parts):
-                for line in failures:
-                    print(line, file=sys.stderr)
-                print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
-                      file=sys.stderr)
-                return code or 1, None
-            budget = retime.QUICK_RESETTLE_BUDGET if args.quick else retime.RESETTLE_BUDGET
+        except (KeyboardInterrupt, SystemExit):
+            _keep_finished(parts, unavailable, len(procs), save)
+            raise
+        if not parts or not any(Run(p).trained for p in parts):
+            for line in failures:
+                print(line, file=sys.stderr)
+            print("gdbench run: no backend ran (every one skipped or failed); nothing saved",
+                  file=sys.stderr)
+            return code or 1, None
+        policy = retime.RUN_QUICK if args.quick else retime.RUN
+        try:
             resettled = retime.resettle(parts, run_one, seconds,
-                                        time.perf_counter() - first_began, budget)
-            doc = merge(parts, unavailable)
-            doc["machine_info"]["gdbench"]["resettled"] = resettled
-            final = unused_path(out, run_name(profile, doc["machine_info"], started))
-            write_atomic(final, json.dumps(doc, indent=4))  # a reader never sees half a run
-        finally:
-            for partial in partials:  # interrupted or rejected: leave nothing half-made
-                partial.unlink(missing_ok=True)
+                                        time.perf_counter() - first_began, policy)
+        except (KeyboardInterrupt, SystemExit):  # the first timings are all there
+            _keep_finished(parts, unavailable, len(procs), save)
+            raise
+        doc = merge(parts, unavailable)
+        doc["machine_info"]["gdbench"]["resettled"] = resettled
+        final = save(doc)
     print()
     print(tables.render_run(final, fmt=args.format))
     for name, why in unavailable.items():
@@ -153,3 +171,17 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     for line in failures:
         print(line, file=sys.stderr)
     return code, final
+
+
+def _keep_finished(parts: list[dict[str, Any]], unavailable: dict[str, str], jobs: int,
+                   save: Callable[[dict[str, Any]], Path]) -> None:
+    """Save the parts of the jobs that finished before gdbench was interrupted, as a run
+    that says so (``machine_info.gdbench.interrupted``); nothing when none trained."""
+    if not any(Run(p).trained for p in parts):
+        return
+    doc = merge(parts, unavailable)
+    doc["machine_info"]["gdbench"]["interrupted"] = {"jobs_finished": len(parts),
+                                                     "jobs": jobs}
+    path = save(doc)
+    print(f"\ngdbench run: interrupted; the {len(parts)} of {jobs} jobs that finished are "
+          f"saved in {path}", file=sys.stderr, flush=True)

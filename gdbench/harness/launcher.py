@@ -1,11 +1,13 @@
 """The launcher: the one way gdbench starts a benchmark job.
 
-A job is one backend's benchmarks (or the rooflines) run by the suite (benches/) in a
-fresh pytest process, so that no other library's thread pool shares the machine with it;
-its thread settings are in the process's environment before any library is imported. The
-launcher builds the job's command and environment, runs it, echoes its progress, reads
-its pytest-benchmark JSON back, and stops it when gdbench is interrupted (Ctrl-C or
-SIGTERM). ``gdbench run``, ``audit`` and ``ab`` all start their jobs here.
+A job (:class:`Job`) is one backend's benchmarks (or the rooflines) run by the suite
+(benches/) in a fresh pytest process, so that no other library's thread pool shares the
+machine with it; its thread settings are in the process's environment before any library
+is imported. A job is a plain, picklable description: :func:`run_job` runs it here and
+hands back what it saved (:class:`Outcome`); an executor decides where a job runs
+(:class:`LocalExecutor`: here, one job at a time). The launcher also echoes a job's
+progress, reads its pytest-benchmark JSON back, and stops it when gdbench is interrupted
+(Ctrl-C or SIGTERM). ``gdbench run``, ``audit`` and ``ab`` all start their jobs here.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gdbench.harness import machine
 
@@ -43,7 +48,95 @@ BENCHES = _suite_folder()
 SUITE_INI = ["-o", "python_files=bench_*.py", "-o", "python_functions=bench_*",
              "-o", "addopts=", "-o", "testpaths="]
 
-def pytest_command(args: argparse.Namespace, json_path: Path,
+@dataclass(frozen=True)
+class Job:
+    """One benchmark job, as plain data: which benchmarks (``selection``, pytest options
+    from :func:`processes` or :func:`retime_selection`), the run's options that every job
+    shares, and where its code lives (``tree``: a checkout whose own gdbench and suite it
+    runs, for ``gdbench ab``; None for this install). Picklable, so that an executor can
+    send it to another process or machine."""
+
+    label: str
+    selection: tuple[str, ...] = ()
+    dtype: str = "float32"
+    quick: bool = False
+    threads: int | None = None
+    backends: tuple[str, ...] = ()
+    workloads: tuple[str, ...] = ()
+    pytest_args: tuple[str, ...] = ()
+    tree: str | None = None
+    extra_env: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def of(cls, args: argparse.Namespace, label: str, selection: Sequence[str] = (),
+           tree: str | None = None) -> Job:
+        """The job ``label`` of a run with the options ``args`` (gdbench run's)."""
+        return cls(label, tuple(selection), dtype=args.dtype, quick=bool(args.quick),
+                   threads=args.threads, backends=tuple(args.backends or ()),
+                   workloads=tuple(args.workloads or ()),
+                   pytest_args=tuple(args.pytest_args or ()), tree=tree)
+
+    def command(self, json_path: Path) -> list[str]:
+        """Its pytest command line, saving its run to ``json_path``; a job from another
+        checkout (``tree``) runs that checkout's own suite."""
+        cmd = pytest_command(self, json_path, self.selection)
+        if self.tree is None:
+            return cmd
+        ours, theirs = str(BENCHES), str(Path(self.tree) / "benches")
+        return [theirs if part == ours else
+                f"--rootdir={theirs}" if part == f"--rootdir={ours}" else part for part in cmd]
+
+    def env(self) -> dict[str, str]:
+        """Its environment: thread settings before import, and a checkout's own code first
+        on the path when it runs from one."""
+        extra = dict(self.extra_env)
+        if self.tree is not None:
+            extra["PYTHONPATH"] = self.tree
+        return process_env(self.threads, **extra)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a job gave back: pytest's exit code, the run it saved (None when it saved no
+    readable run), and its wall-clock seconds."""
+
+    job: Job
+    code: int
+    part: dict[str, Any] | None
+    seconds: float
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.code) or self.part is None
+
+
+def run_job(job: Job, prefix: str = "", keep: Path | None = None) -> Outcome:
+    """Run ``job`` here in a fresh process (:func:`run_process`) and read back its run.
+    The run is written to ``keep`` when given, else to a temporary file that is gone when
+    this returns, interrupted or not."""
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gdbench-job-") as tmp:
+        path = keep or Path(tmp) / "part.json"
+        code = run_process(job.command(path), job.env(), cwd=job.tree, prefix=prefix)
+        part = read_part(path) if path.exists() else None
+    return Outcome(job, code, part, time.perf_counter() - began)
+
+
+class Executor(Protocol):
+    """Where jobs run. ``run`` returns when the job has finished (or raises when gdbench
+    is interrupted, having stopped it)."""
+
+    def run(self, job: Job, prefix: str = "") -> Outcome: ...
+
+
+class LocalExecutor:
+    """Jobs run on this machine, one at a time, each in a fresh process."""
+
+    def run(self, job: Job, prefix: str = "") -> Outcome:
+        return run_job(job, prefix)
+
+
+def pytest_command(args: argparse.Namespace | Job, json_path: Path,
                    selection: Sequence[str] = ()) -> list[str]:
     """The pytest command line of one benchmark process; ``selection`` narrows it (for
     example to one backend) after the user's own options."""
@@ -99,14 +192,13 @@ def process_env(threads: int | None, **extra: str) -> dict[str, str]:
     return env
 
 def read_part(path: Path) -> dict[str, Any] | None:
+    """The pytest-benchmark run a job saved at ``path``, or None when it is missing or not
+    a run (a process that crashed before pytest-benchmark wrote its file)."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
     return doc if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) else None
-
-def trained(doc: dict[str, Any]) -> bool:
-    return any(b.get("extra_info", {}).get("kind") == "training" for b in doc["benchmarks"])
 
 def run_process(cmd: list[str], env: dict[str, str], *, cwd: str | os.PathLike[str] | None = None,
                 prefix: str = "") -> int:
