@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gdbench import implementations
-from gdbench.commands.options import positive_int
+from gdbench.commands.options import add_world_argument, positive_int, world_env
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.harness import launcher, machine
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
                              "threads; the CI gate uses 1 (recorded either way)")
+    add_world_argument(parser)
     parser.add_argument("--out", type=Path, default=RUNS, metavar="DIR",
                         help=f"where to save the run JSON (default: {RUNS}, under the current "
                              "directory)")
@@ -71,7 +72,13 @@ def main(args: argparse.Namespace) -> int:
 def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     """Run, save and print the suite: (the exit code of the first benchmark process that
     failed, else 0; the saved run or None). The run keeps the parts of the processes that
-    passed; each failed process is named on stderr, last."""
+    passed; each failed process is named on stderr, last. --world reaches the benchmark
+    processes through their environment."""
+    with world_env(getattr(args, "world", None)):
+        return _run_suite(args)
+
+
+def _run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     if not (launcher.BENCHES / "bench_training.py").is_file():
         raise InputError(f"{launcher.BENCHES}: the benchmark suite is missing from this "
                          "install; reinstall gdbench")
