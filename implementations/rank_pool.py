@@ -21,9 +21,10 @@ Then every rank is stopped: asked by closing its connection, terminated, killed.
 also dies with the benchmark process (``PR_SET_PDEATHSIG`` on Linux; elsewhere when its
 connection closes), so that no rank outlives it.
 
-The rank side is :func:`rank_main`: it builds the backend's handler (an object whose
-methods are the commands) and answers each message ``(command, *args)`` with ``("ok",
-value)`` or ``("error", text, collective)``.
+The rank side is :func:`rank_main`: once every rank has started, each builds the
+backend's handler (which joins the process group; an object whose methods are the
+commands) and answers each message ``(command, *args)`` with ``("ok", value)`` or
+``("error", text, collective)``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -54,6 +56,12 @@ GRACE_S = 2.0  # after a collective error, how long the other ranks have to answ
 START_S = 180.0  # how long ranks have to import their library and join the group
 STOP_S = 5.0  # how long a rank has to exit once asked, before it is terminated, then killed
 FAULTS = ("raise", "exit", "hang")  # what a test can make a rank do on its first run
+
+
+class CollectiveError(RuntimeError):
+    """A collective failed or timed out in this rank: raised by the backend around its
+    collectives (gloo reports a timeout as a plain RuntimeError), so that the rank at
+    fault is told apart from the peers left waiting on it."""
 
 
 class RankError(InputError):
@@ -107,7 +115,7 @@ def blame(faults: Faults, label: str, world: int, timeout_s: float, during: str)
     who = f"{label}: rank {{}} of {world}"
     if faults.raised:
         rank, text = min(faults.raised.items())
-        return f"{who.format(rank)} raised {text} {during}"
+        return f"{who.format(rank)} raised {during}: {text}"
     if faults.died:
         rank, how = min(faults.died.items())
         return f"{who.format(rank)} died {during} ({how})"
@@ -161,8 +169,10 @@ class Pool:
         try:
             for rank in range(world):
                 self._ranks.append(self._start(rank, entry, threads, args, fault))
-            self._gather(deadline=time.monotonic() + START_S + timeout_s,
-                         during="while starting")
+            # Two steps, so that the group's rendezvous starts when every rank has its
+            # library loaded (which takes seconds) and only takes the group's timeout.
+            self._gather(deadline=time.monotonic() + START_S, during="while starting")
+            self.ask(("join",), during="while joining the process group")
         except BaseException:
             self.close()
             raise
@@ -320,39 +330,42 @@ def _inject(kind: str) -> None:
 
 def rank_main(argv: Sequence[str], make_handler: Callable[[argparse.Namespace], Any],
               is_collective_error: Callable[[BaseException], bool]) -> int:
-    """Serve one rank: build its handler, say so, then answer commands until the
-    connection closes. Ctrl-C is left to the benchmark process, which stops the ranks."""
+    """Serve one rank: say it has started, build its handler when told to join, then
+    answer commands until the connection closes. Ctrl-C is left to the benchmark
+    process, which stops the ranks."""
     args = rank_arguments(argv)
     _die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(args.fd)
-    try:
-        handler = make_handler(args)
-    except BaseException as exc:
-        conn.send(("error", _one_line(exc), is_collective_error(exc)))
-        return 1
-    conn.send(("ok", "ready"))
-    fault = args.fault
+    conn.send(("ok", "started"))  # the library is imported: the entry's module loaded it
+    handler, fault = None, args.fault
     while True:
         try:
             command, *rest = conn.recv()
         except (EOFError, OSError):  # the benchmark process closed the pool, or died
             break
         try:
-            if fault and command == "run":
-                kind, fault = fault, None
-                _inject(kind)
-            answer = ("ok", getattr(handler, command)(*rest))
+            if command == "join":  # build the handler: it joins the process group
+                handler = make_handler(args)
+                answer: tuple[Any, ...] = ("ok", "joined")
+            else:
+                if fault and command == "run":
+                    kind, fault = fault, None
+                    _inject(kind)
+                answer = ("ok", getattr(handler, command)(*rest))
         except Exception as exc:
-            answer = ("error", _one_line(exc), is_collective_error(exc))
+            collective = isinstance(exc, CollectiveError) or is_collective_error(exc)
+            answer = ("error", _one_line(exc), collective)
         conn.send(answer)
     sys.stderr.flush()
     os._exit(0)  # skip the libraries' exit handlers: a peer may already be gone
 
 
 def _one_line(exc: BaseException) -> str:
+    """``Type: first line``; a collective's own message is kept, less a source location
+    such as gloo's ``[.../unbound_buffer.cc:78]``."""
     lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
+    text = re.sub(r"\[[^\]\s]*:\d+\]\s*", "", lines[0]) if lines else ""
     if len(text) > 300:
         text = text[:300] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -250,10 +250,22 @@ class Rank:
             self.device = torch.device("cpu")
             backend = "gloo"
         full_precision()
-        dist.init_process_group(backend, init_method=f"file://{args.store}", rank=args.rank,
-                                world_size=args.world, timeout=timedelta(seconds=args.timeout))
-        self.all_reduce = dist.all_reduce  # a sum, over the default group
+        try:
+            dist.init_process_group(backend, init_method=f"file://{args.store}",
+                                    rank=args.rank, world_size=args.world,
+                                    timeout=timedelta(seconds=args.timeout))
+        except Exception as exc:
+            raise rank_pool.CollectiveError(f"joining the group: {exc}") from exc
         self.problems: dict[int, RankProblem] = {}
+
+    @staticmethod
+    def all_reduce(grads: torch.Tensor) -> None:
+        """The sum over the ranks, in place; its failure is the collective's, not this
+        rank's own (see rank_pool.CollectiveError)."""
+        try:
+            torch.distributed.all_reduce(grads)
+        except Exception as exc:
+            raise rank_pool.CollectiveError(f"all_reduce: {exc}") from exc
 
     def load(self, key: int, shard: dict[str, Any], dropped: list[int]) -> None:
         for old in dropped:
@@ -288,6 +300,8 @@ class Rank:
 
 
 def _is_collective_error(exc: BaseException) -> bool:
+    """torch.distributed's own errors (timeouts and broken connections outside the
+    all-reduce wrapper)."""
     dist_error = getattr(torch.distributed, "DistError", None)
     return dist_error is not None and isinstance(exc, dist_error)
 
