@@ -3,12 +3,16 @@ padded plan of jax-sharded, and that the ranks' gradients sum to the whole batch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
-from gdbench.data.datasets import synthetic
+from gdbench.data.datasets import load_dataset, synthetic
 from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan
+from gdbench.data.workloads import Problem, make_problem
+from gdbench.implementations.base import TrainResult, agreement, train_once
 from gdbench.implementations.data_parallel import (
     WORLD_ENV,
     padded_plan,
@@ -79,3 +83,17 @@ def test_the_ranks_gradients_sum_to_the_whole_batchs(world: int) -> None:
             sum_db += G.sum(axis=0)
         np.testing.assert_allclose(sum_dW, dW, rtol=0, atol=1e-13)
         np.testing.assert_allclose(sum_db, db, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["torch-ddp", "jax-sharded"])
+def test_a_rank_with_no_rows_still_agrees_with_numpy(
+        backend: str, dtype: str, train_backend: Callable[[str, Problem], TrainResult]) -> None:
+    # crops in batches of 7: 7, 7, then a ragged 1, whose array_split leaves rank 1 empty.
+    problem = make_problem("crops", load_dataset("crops", dtype=dtype), batch_size=7,
+                           epochs=20, lr=1e-6)
+    assert [len(r) for r in np.array_split(problem.plan.batches()[2], 2)] == [1, 0]
+    reference, *_ = train_once("numpy", problem)
+    result = train_backend(backend, problem)
+    dW, db, ok = agreement(result, reference, dtype)
+    assert ok, f"{backend} ({dtype}): max|dW| {dW:.3g}, max|db| {db:.3g}"
