@@ -28,6 +28,7 @@ suite can time what the collective costs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,15 +44,8 @@ from gdbench.data.workloads import Problem
 from gdbench.implementations.base import TrainResult, make_result
 from gdbench.implementations.data_parallel import padded_plan, world_size
 
-try:  # jax >= 0.6
-    from jax import shard_map
-
-    _UNCHECKED: dict[str, bool] = {"check_vma": False}
-except ImportError:  # older jax
-    from jax.experimental.shard_map import shard_map
-
-    _UNCHECKED = {"check_rep": False}
-
+# jax.shard_map with check_vma (jax 0.7 on); an older jax makes the backend unavailable.
+shard_map: Any = getattr(jax, "shard_map", None)
 HIGHEST = jax.lax.Precision.HIGHEST
 AXIS = "data"
 
@@ -72,10 +66,8 @@ def request_cpu_devices(n: int) -> None:
         return
     if max(asked, _host_device_flag() if asked < 0 else 0) >= n:
         return
-    try:
+    with contextlib.suppress(RuntimeError):  # JAX has started: unavailable() says so
         jax.config.update("jax_num_cpu_devices", n)
-    except RuntimeError:
-        pass  # JAX has started: unavailable() says so
 
 
 request_cpu_devices(world_size())
@@ -83,6 +75,8 @@ request_cpu_devices(world_size())
 
 def unavailable(name: str) -> str | None:
     """None when the mesh can be built here, else why not."""
+    if shard_map is None:
+        return f"this jax ({jax.__version__}) has no jax.shard_map; upgrade jax"
     world = world_size()
     devices = jax.devices()
     if len(devices) >= world:
@@ -106,7 +100,7 @@ def local_loss(params: tuple[jax.Array, jax.Array], X: jax.Array, Y: jax.Array,
 
 
 def train_block(params: tuple[jax.Array, jax.Array], X: jax.Array, Y: jax.Array,
-                idx: jax.Array, mask: jax.Array, inv_numel: jax.Array, lr: jax.Array,
+                idx: jax.Array, mask: jax.Array, inv_numel: jax.Array, lr: jax.Array, *,
                 collective: bool = True) -> tuple[jax.Array, jax.Array]:
     """The whole plan on one device: per step, its rows' gradient, summed over the mesh
     by psum (unless ``collective`` is False), then the update."""
@@ -132,7 +126,7 @@ def sharded_train(mesh: Mesh, collective: bool) -> Any:
         return train_block(*args, collective=collective)
 
     return shard_map(block, mesh=mesh, in_specs=(rep, rep, rep, split, split, rep, rep),
-                     out_specs=rep if collective else P(AXIS), **_UNCHECKED)
+                     out_specs=rep if collective else P(AXIS), check_vma=False)
 
 
 # --- the backend ---------------------------------------------------------------------------

@@ -217,7 +217,7 @@ def train(p: RankProblem, all_reduce: Any) -> tuple[torch.Tensor, torch.Tensor]:
         pred = torch.addmm(b, p.X.index_select(0, idx), W.T)
         loss = F.mse_loss(pred, p.Y.index_select(0, idx), reduction="sum") / numel
         loss.backward()
-        torch.cat((W.grad.view(-1), b.grad), out=grads)  # type: ignore[union-attr]
+        torch.cat((W.grad.view(-1), b.grad), out=grads)  # type: ignore[union-attr,arg-type]
         all_reduce(grads)
         with torch.no_grad():
             W.sub_(dW, alpha=lr)
