@@ -6,7 +6,7 @@ imported, and keeps them for the life of the process: ``prepare`` loads a proble
 them, ``run`` sends each the same command and returns when every rank has answered. A
 rank answers after its loop's last collective, so the answers are the barrier, and the
 caller's clock (the suite's timer, in the benchmark process) times the whole loop across
-ranks. Starting ranks costs about a second each (Python, then the library), paid once.
+ranks. Starting the ranks takes seconds (Python, then the library), paid once.
 
 Faults end the run, and the pool with it, with one line naming the rank
 (:class:`RankError`):
