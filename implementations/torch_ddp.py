@@ -19,9 +19,10 @@ single collective that this loop issues by hand.
 The ranks (:mod:`gdbench.implementations.rank_pool`) start once per process, in the
 first ``prepare``, and stay; every later ``prepare`` loads its problem into them. Each
 rank runs with one thread (``threads_per_rank``), so ``world`` ranks use ``world``
-cores; under ``--threads N`` they share the N CPUs the run is pinned to. ``run`` sends every rank the command and returns when all have answered; a rank
-answers after its last all-reduce (and, on CUDA, a synchronize), so the answers are the
-barrier and the caller's clock times the whole loop across ranks. A rank that raises,
+cores; under ``--threads N`` they share the N CPUs the run is pinned to. ``run`` sends
+every rank the command and returns when all have answered; a rank answers after its
+last all-reduce (and, on CUDA, a synchronize), so the answers are the barrier and the
+caller's clock times the whole loop across ranks. A rank that raises,
 dies or hangs ends the run with one line naming it, within the process group's timeout
 (:data:`TIMEOUT_S`, 30 s), and the ranks are stopped.
 
