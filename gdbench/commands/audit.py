@@ -9,6 +9,9 @@ interference  the suite's µs/step against the standalone µs/step; flagged when
 sync          the timed call must wait for the device: re-timed with one more explicit
               wait after it (``backend.wait``), it must not move by more than 10%, once
               the wait's own cost (waits timed alone, which find nothing) is taken out.
+              On a CUDA device, torch's stream must also be idle the moment ``run``
+              returns: a loop whose GPU keeps up with its launches leaves only its last
+              kernels pending, too little for any timing to show, but not for the stream.
 x2 plan       doubling the epochs must roughly double the time (1.25x to 2.5x: a fixed
               per-call cost makes short runs scale below 2x, down to 1.5x when it is as
               long as the loop); a call that returns before its work is done barely moves.
@@ -59,7 +62,7 @@ from gdbench.commands import run as run_command
 from gdbench.commands.ab import merge_rounds
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, get_workload, make_problem
-from gdbench.harness import launcher, machine, timing
+from gdbench.harness import gpu, launcher, machine, timing
 from gdbench.implementations.base import Backend, Prepared, prepare
 from gdbench.judge import retime as retime_policy
 from gdbench.judge.regress import DEFAULT_THRESHOLD, parse_threshold
@@ -130,6 +133,9 @@ class Standalone:
     # The wake probe's reading then (the slower of those just before and just after its
     # block, seconds per round trip); empty on one CPU, where there is no probe.
     round_wake_s: tuple[float, ...] = ()
+    # Whether torch's CUDA stream still had work queued right after run returned (None:
+    # not a CUDA backend, or no torch in the process: see gpu.work_queued).
+    queued_after_run: bool | None = None
 
     def pooled(self, other: Standalone) -> Standalone:
         """This timing with ``other``'s plain rounds added (a retry of the same backend)."""
@@ -324,6 +330,7 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
     plain = segmented(prepared.run, reference, plan, ref_iterations, SEGMENTS, clock, probe)
     per_run = statistics.median(plain.times)
     prepared.run()
+    queued = gpu.work_queued(prepared.backend.device)
     busy = timing.busy_after()
 
     def run_and_wait() -> None:
@@ -350,6 +357,7 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
         round_us=tuple(t / steps * 1e6 for t in plain.times),
         round_ref_s=tuple(plain.refs),
         round_wake_s=tuple(plain.wakes),
+        queued_after_run=queued,
     )
 
 
@@ -548,6 +556,9 @@ class Row:
             out.append(f"sync: an extra wait finds {self.sync_change:.0%} of run still "
                        "pending (its own cost taken out), so run returns before its work "
                        "is done")
+        if self.alone.queued_after_run:
+            out.append("sync: the CUDA stream still had work queued when run returned, so "
+                       "run returns before its work is done")
         low, high = DOUBLING_RANGE
         if not low <= self.alone.doubled_ratio <= high:
             out.append(f"x2 plan: twice the steps took x{self.alone.doubled_ratio:.2f} the "

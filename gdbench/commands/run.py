@@ -95,7 +95,8 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
           flush=True)
     unavailable = {name: why for name in backends if (why := status[name])}
     env = launcher.process_env(args.threads)
-    procs = launcher.processes(backends, status)
+    devices = {implementations.get(name).device for name in backends if not status[name]}
+    procs = launcher.processes(backends, status) + launcher.yardstick_processes(devices)
     parts: list[dict[str, Any]] = []
     code = 0
     failures: list[str] = []  # one line per failed process, said last
@@ -122,6 +123,7 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
         part = launcher.read_part(partial) if partial.exists() else None
         return None if failed else part
 
+    finished: list[str] = []  # the labels of the processes whose part is kept
     with launcher.terminate_as_exit():  # stopped by SIGTERM, it cleans up as on Ctrl-C
         try:
             first_began = time.perf_counter()
@@ -129,6 +131,7 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
                 part = run_one(label, selection, f"process {i + 1} of {len(procs)}")
                 if part is not None:
                     parts.append(part)
+                    finished.append(label)
             if not parts or not any(launcher.trained(p) for p in parts):
                 for line in failures:
                     print(line, file=sys.stderr)
@@ -142,6 +145,10 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
             doc["machine_info"]["gdbench"]["resettled"] = resettled
             final = unused_path(out, run_name(profile, doc["machine_info"], started))
             write_atomic(final, json.dumps(doc, indent=4))  # a reader never sees half a run
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (terminate_as_exit)
+            keep_cut_short(parts, unavailable, out, profile, started,
+                           finished, [label for label, _ in procs if label not in finished])
+            raise
         finally:
             for partial in partials:  # interrupted or rejected: leave nothing half-made
                 partial.unlink(missing_ok=True)
@@ -153,3 +160,24 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     for line in failures:
         print(line, file=sys.stderr)
     return code, final
+
+def keep_cut_short(parts: list[dict[str, Any]], unavailable: dict[str, str], out: Path,
+                   profile: str, started: float, finished: list[str],
+                   unfinished: list[str]) -> Path | None:
+    """Save what the processes that finished measured when the run is stopped before its
+    end (Ctrl-C, SIGTERM: a CI job's timeout), as a run of its own whose profile ends in
+    ``-cut-short`` and whose ``machine_info.gdbench.cut_short`` names the processes kept
+    and those lost; None (and nothing saved) when no training benchmark finished. A
+    benchmark timed again and interrupted keeps its first timing."""
+    if not any(launcher.trained(p) for p in parts):
+        return None
+    doc = merge(parts, unavailable)
+    doc["machine_info"]["gdbench"]["cut_short"] = {"kept": list(finished),
+                                                   "not_finished": list(unfinished)}
+    final = unused_path(out, run_name(f"{profile}-cut-short", doc["machine_info"], started))
+    write_atomic(final, json.dumps(doc, indent=4))
+    print(f"gdbench run: stopped before the end; kept the finished processes "
+          f"({', '.join(finished)}), lost {', '.join(unfinished) or 'none'}",
+          file=sys.stderr, flush=True)
+    print(f"saved {final}", flush=True)
+    return final

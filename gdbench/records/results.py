@@ -21,7 +21,9 @@ memory of one instrumented run (``memory_*``, see :mod:`gdbench.harness.memory`)
 carry the workload's facts: ``bandwidth_gbs`` (the bandwidth of a streaming copy as large
 as the workload's dataset, GB/s; ``copy_bytes`` its size, ``copy_threads`` its threads),
 the shared target (``target_loss``, ``target_steps``: steps of the plan to reach it, NaN
-when never) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``. Any
+when never) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``. A GPU's
+yardsticks are roofline rows too, with their ``device`` (backend ``roofline-cuda``:
+torch.mm of the step's shapes on the device, and a device-to-device copy; no target). Any
 problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming
 the file.
 """
@@ -311,7 +313,9 @@ def workloads_in(frame: pd.DataFrame) -> list[str]:
 
 
 def backends_in(frame: pd.DataFrame) -> list[str]:
-    """The frame's backends in registry order (numpy first), the roofline last."""
-    names = [n for n in frame["backend"] if n != "roofline"]
-    has_roofline = bool((frame["backend"] == "roofline").any())
-    return ordered(names, implementations.names()) + (["roofline"] if has_roofline else [])
+    """The frame's backends in registry order (numpy first), the rooflines last (the
+    CPU's, then a GPU's yardsticks, ``roofline-cuda``)."""
+    rooflines = sorted({n for n in frame["backend"] if isinstance(n, str)
+                        and n.startswith("roofline")})
+    names = [n for n in frame["backend"] if n not in rooflines]
+    return ordered(names, implementations.names()) + rooflines
