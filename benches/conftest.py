@@ -100,9 +100,11 @@ ROOFLINE_CHOICES = {"with": {"bench_training", "bench_roofline"},
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """--roofline: keep the benchmarks of the choice (:data:`ROOFLINE_CHOICES`), deselect
-    the others."""
+    the suite's others; anything else collected beside them (tests/) is left alone."""
     kept = ROOFLINE_CHOICES[config.getoption("roofline")]
-    keep = [item for item in items if item.name.split("[")[0] in kept]
+    suite = set().union(*ROOFLINE_CHOICES.values())
+    keep = [item for item in items if item.name.split("[")[0] in kept
+            or item.name.split("[")[0] not in suite]
     if len(keep) == len(items):
         return
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])

@@ -13,13 +13,15 @@
 #   02-proof    the saved run has training rows on the GPU for every GPU backend, all
 #               agreeing with numpy, each with a limit from the GPU's own yardsticks, and
 #               names the GPU in its machine info (scripts/gpu_check.py proof).
-#   03-tests    the tests of the CUDA and jax paths (pytest -k "cuda or jax or gpu").
-#   04-verify-crops, 05-verify-ragged
-#               gdbench verify of the GPU backends on crops and on a ragged plan.
-#   06-audit    gdbench audit of the GPU backends' rows of that run on crops and large: a
+#   03-tests    the tests of the CUDA and jax paths (pytest tests -k "cuda or jax or gpu":
+#               agreement in both dtypes on ragged plans, compile, graphs, memory, the
+#               stream idle after run); the suite's own benchmarks ran in 01-run.
+#   04-verify   gdbench verify of the GPU backends on a ragged plan (crops in batches of 4;
+#               every benchmark of 01-run already checked its agreement on its workload).
+#   05-audit    gdbench audit of the GPU backends' rows of that run on crops and large: a
 #               figure within 10% of the loop alone, run waiting for the device (timed, and
 #               torch's CUDA stream idle when run returns).
-#   07-run-xl   the xl workload (the one a GPU needs to be busy), only if 100 s are left.
+#   06-run-xl   the xl workload (the one a GPU needs to be busy), only if 100 s are left.
 # It runs offline: nothing is installed or downloaded. gdbench comes from this checkout
 # on PYTHONPATH; torch (CUDA build), jax (CUDA plugin), numpy, pandas, matplotlib, pytest,
 # pytest-benchmark and threadpoolctl must be installed already.
@@ -135,7 +137,7 @@ if [ "$GPU" = 1 ]; then
     say "a GPU is here (torch sees it: $TORCH_CUDA, jax runs on it: $JAX_GPU): proving it ran"
 else
     say "NO GPU here: running what the CPU can; the GPU backends will be skipped"
-    NEEDED_GPU+=("01-run, 03-tests, 04/05-verify, 06-audit: the GPU backends' part (${BACKENDS[*]}; jax and jax-scan ran on the CPU)")
+    NEEDED_GPU+=("01-run, 03-tests, 04-verify, 05-audit: the GPU backends' part (${BACKENDS[*]}; jax and jax-scan ran on the CPU)")
 fi
 
 # --- 01: the timed run, first ------------------------------------------------------------------
@@ -162,15 +164,14 @@ else
 fi
 
 # --- 03: the tests of the CUDA and jax paths ---------------------------------------------------
-step 03-tests 90 "$PYTHON" -m pytest tests benches -k "cuda or jax or gpu" --benchmark-disable \
+step 03-tests 90 "$PYTHON" -m pytest tests -k "cuda or jax or gpu" --benchmark-disable \
     -p no:cacheprovider -q -rs --junitxml="$OUT/tests.xml"
 
-# --- 04, 05: agreement with numpy ------------------------------------------------------------
-step 04-verify-crops 35 "${GDBENCH[@]}" verify --backends numpy "${BACKENDS[@]}"
-step 05-verify-ragged 35 "${GDBENCH[@]}" verify --backends numpy "${BACKENDS[@]}" \
+# --- 04: agreement with numpy on a ragged plan, through the CLI --------------------------------
+step 04-verify 45 "${GDBENCH[@]}" verify --backends numpy "${BACKENDS[@]}" \
     --batch-size 4  # 15 rows: 3 batches of 4, then a ragged 3
 
-# --- 06: the audit of the GPU rows on crops and large --------------------------------------------
+# --- 05: the audit of the GPU rows on crops and large --------------------------------------------
 # On crops the GPU finishes right after the last launch, so a missing wait cannot show in
 # the timings there; large gives the device work of its own (and the audit also asks
 # torch's CUDA stream whether anything is still queued when run returns).
@@ -180,25 +181,25 @@ if [ "${#RUNS[@]}" -gt 0 ] && "${CHECK[@]}" subset "${RUNS[0]}" "$OUT/audit-run.
     AUDITED=("$OUT/audit-run.json")
 fi
 if [ "${#AUDITED[@]}" -gt 0 ]; then
-    step 06-audit 90 "${GDBENCH[@]}" audit --run "${AUDITED[0]}" --seconds 0.3
+    step 05-audit 90 "${GDBENCH[@]}" audit --run "${AUDITED[0]}" --seconds 0.3
 else
-    say "06-audit: not run, the timed run saved no row of ${BACKENDS[*]} on crops or large"
+    say "05-audit: not run, the timed run saved no row of ${BACKENDS[*]} on crops or large"
     if [ "$GPU" = 1 ]; then
-        note 06-audit "NOT RUN (no GPU rows to audit)"
+        note 05-audit "NOT RUN (no GPU rows to audit)"
         FAILED=1
     else
-        note 06-audit "needs a GPU: not run"
+        note 05-audit "needs a GPU: not run"
     fi
 fi
 
-# --- 07: xl, if there is time left -------------------------------------------------------------
+# --- 06: xl, if there is time left -------------------------------------------------------------
 if [ "$GPU" = 1 ] && [ $((DEADLINE - $(date +%s))) -ge 100 ]; then
-    OPTIONAL=1 step 07-run-xl 300 "${GDBENCH[@]}" run --backends numpy "${BACKENDS[@]}" \
+    OPTIONAL=1 step 06-run-xl 300 "${GDBENCH[@]}" run --backends numpy "${BACKENDS[@]}" \
         --workloads xl --out "$OUT/runs-xl" "${ROUNDS[@]}"
 elif [ "$GPU" = 1 ]; then
-    note 07-run-xl "skipped: under 100 s left (optional)"
+    note 06-run-xl "skipped: under 100 s left (optional)"
 else
-    note 07-run-xl "needs a GPU: not run"
+    note 06-run-xl "needs a GPU: not run"
 fi
 
 # --- summary and verdict ---------------------------------------------------------------------

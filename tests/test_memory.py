@@ -2,8 +2,9 @@
 
 The real instruments run on every CPU backend; each library's path is also driven by a
 fake instrument (torch's profiler, torch.cuda's counters, a JAX device's memory_stats and
-XLA's memory analysis) with known figures, so that each figure's arithmetic is checked exactly, the GPU paths
-included on a machine without a GPU. The fakes come first: they take no library's start-up.
+XLA's memory analysis) with known figures, so that each figure's arithmetic is checked
+exactly, the GPU paths included on a machine without a GPU. The fakes come first: they
+take no library's start-up.
 """
 
 from __future__ import annotations

@@ -59,8 +59,10 @@ def roofline_loop(X: np.ndarray, W: np.ndarray, batch_sizes: list[int],
                   device: str = DEVICE) -> tuple[Callable[[], None], float]:
     """The workload's roofline loop on ``device`` and its FLOPs per call: the GEMM pair of
     :func:`gdbench.harness.timing.roofline_loop`, as ``torch.mm`` on the device, returning
-    when the device is done."""
+    when the device is done (any torch device: the tests measure the CPU)."""
     import torch
+
+    from gdbench.implementations.torch_common import synchronize
 
     dev = _torch_device(device)
     k, d = W.shape
@@ -75,9 +77,9 @@ def roofline_loop(X: np.ndarray, W: np.ndarray, batch_sizes: list[int],
         for Xb, P, dW in steps:
             mm(Xb, WT, out=P)
             mm(P.T, Xb, out=dW)
-        torch.cuda.synchronize(dev)
+        synchronize(dev)
 
-    torch.cuda.synchronize(dev)
+    synchronize(dev)
     return run, float(sum(4 * r * d * k for r in batch_sizes))
 
 
@@ -88,6 +90,8 @@ def copy_bandwidth(nbytes: int, device: str = DEVICE, repeats: int = 5,
     synchronize. A copy reads and writes every byte, so it moves 2·nbytes."""
     import torch
 
+    from gdbench.implementations.torch_common import synchronize
+
     dev = _torch_device(device)
     source = torch.ones(max(1, nbytes // 4), dtype=torch.float32, device=dev)
     dest = torch.empty_like(source)
@@ -96,7 +100,7 @@ def copy_bandwidth(nbytes: int, device: str = DEVICE, repeats: int = 5,
         def copy() -> None:
             for _ in range(times):
                 dest.copy_(source)
-            torch.cuda.synchronize(dev)
+            synchronize(dev)
         return copy
 
     once = timing.fastest(copies(1), clock)

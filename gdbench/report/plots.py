@@ -124,9 +124,9 @@ def speedup_figure(frame: pd.DataFrame) -> Figure:
 
 def roofline_points(frame: pd.DataFrame) -> tuple[pd.DataFrame, limits.Roofs | None]:
     """The roofline's points and roofs: one row per training benchmark of the run's
-    first (run, dtype, device) with a limit, the CPU's first (``label``, ``workload``, ``intensity`` FLOPs per
-    byte, ``gflops``, ``roof_gflops`` the roof above it, ``limit_kind`` which roof that
-    is, ``above`` whether the point beats it), and that run's roofs
+    first (run, dtype, device) with a limit, the CPU's first (``label``, ``workload``,
+    ``intensity`` FLOPs per byte, ``gflops``, ``roof_gflops`` the roof above it,
+    ``limit_kind`` which roof that is, ``above`` whether the point beats it), and those roofs
     (:func:`gdbench.report.tables.roofs_by_run`, which the tables' limit uses too); no rows and
     None when the run has no roofs."""
     s = summary(frame)

@@ -186,13 +186,18 @@ def _limits_line(s: pd.DataFrame) -> str:
         if not any(k[1:] == (dtype, device) for k in roofs)]
     if not roofs and all(device == limits.CPU for _, device in missing):
         return "roofs: not in this run"
-    several = len({k[1:] for k in roofs} | set(missing)) > 1
-    lines = [(f"({dtype}{'' if device == limits.CPU else ', ' + device}) " if several else "")
-             + line for (_, dtype, device), r in roofs.items() for line in r.describe()]
-    for dtype, device in missing:
-        _, why = limits.limit_roofs([], device)
-        prefix = f"({dtype}, {device}) " if several else f"({device}) "
-        lines.append(f"{prefix}no limit: {why}")
+    kinds = {k[1:] for k in roofs} | set(missing)
+    gpus = any(device != limits.CPU for _, device in kinds)
+
+    def prefix(dtype: str, device: str) -> str:  # which roofs, when the run has several
+        if gpus:
+            return f"({dtype}, {device}) " if len({d for d, _ in kinds}) > 1 else f"({device}) "
+        return f"({dtype}) " if len(kinds) > 1 else ""
+
+    lines = [prefix(dtype, device) + line
+             for (_, dtype, device), r in roofs.items() for line in r.describe()]
+    lines += [f"{prefix(dtype, device)}no limit: {limits.limit_roofs([], device)[1]}"
+              for dtype, device in missing]
     return "roofs: " + "; ".join(lines)
 
 
