@@ -179,7 +179,7 @@ def test_a_cuda_run_that_returns_with_work_queued_fails_though_no_timing_shows_i
     # checks cannot see one step's pending work in 250 (0.4%, under the 10% limit); the
     # stream does.
     stream = FakeStream()
-    fake = SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: True,
+    fake = SimpleNamespace(cuda=SimpleNamespace(is_initialized=lambda: True,
                                                 current_stream=lambda: stream))
     monkeypatch.setitem(sys.modules, "torch", fake)
     row = _audit(LaunchBound(stream), crops)

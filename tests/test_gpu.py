@@ -74,13 +74,15 @@ def test_the_yardsticks_say_why_they_cannot_be_measured(
 @pytest.mark.parametrize(("idle", "queued"), [(True, False), (False, True)])
 def test_work_queued_asks_torchs_current_cuda_stream(
         monkeypatch: pytest.MonkeyPatch, idle: bool, queued: bool) -> None:
-    # Fakes torch with a CUDA device whose current stream answers query() with ``idle``.
+    # Fakes torch with CUDA started, whose current stream answers query() with ``idle``.
     stream = SimpleNamespace(query=lambda: idle)
-    fake = SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: True,
+    fake = SimpleNamespace(cuda=SimpleNamespace(is_initialized=lambda: True,
                                                 current_stream=lambda: stream))
     monkeypatch.setitem(sys.modules, "torch", fake)
     assert gpu.work_queued("cuda") is queued
     assert gpu.work_queued("cpu") is None  # a CPU backend is never asked
+    fake.cuda.is_initialized = lambda: False  # torch loaded, CUDA never started (jax's run)
+    assert gpu.work_queued("cuda") is None
     monkeypatch.delitem(sys.modules, "torch")
     assert gpu.work_queued("cuda") is None  # torch not loaded: a jax process is not asked
 

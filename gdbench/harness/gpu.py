@@ -111,10 +111,11 @@ def copy_bandwidth(nbytes: int, device: str = DEVICE, repeats: int = 5,
 
 def work_queued(device: str) -> bool | None:
     """Whether torch still has work queued on ``device``'s current stream (None: not a CUDA
-    device, or torch not loaded in this process). Asked right after a timed call that must
-    return only when the device is done, it must read False whatever the workload: unlike
-    timing, it shows a missing synchronize even where the GPU keeps up with the launches."""
+    device, or torch has not started CUDA in this process, as in a jax process). Asked
+    right after a timed call that must return only when the device is done, it must read
+    False whatever the workload: unlike timing, it shows a missing synchronize even where
+    the GPU keeps up with the launches."""
     torch = sys.modules.get("torch")
-    if device != DEVICE or torch is None or not torch.cuda.is_available():
+    if device != DEVICE or torch is None or not torch.cuda.is_initialized():
         return None
     return not torch.cuda.current_stream().query()
