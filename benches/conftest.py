@@ -45,9 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="print one line per finished benchmark (gdbench run sets this)")
     g.addoption("--roofline", choices=["with", "without", "only", "gpu"], default="with",
                 help="whether to time each workload's roofline loop: with the training "
-                     "benchmarks (default), without them, or only them; gpu: only the "
-                     "GPU's yardsticks (torch.mm and a device copy on CUDA), which no other "
-                     "choice times")
+                     "benchmarks (default; with the GPU's yardsticks too, torch.mm and a "
+                     "device copy on CUDA, unless --isolated), without them, or only them; "
+                     "gpu: only the GPU's yardsticks (gdbench run times them in a process "
+                     "of their own)")
     g.addoption("--memory", choices=["auto", "on", "off"], default="auto",
                 help="after timing, instrument one more run of each backend for its peak "
                      "memory and allocations per step (gdbench.harness.memory): auto measures it "
@@ -101,7 +102,10 @@ ROOFLINE_CHOICES = {"with": {"bench_training", "bench_roofline"},
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """--roofline: keep the benchmarks of the choice (:data:`ROOFLINE_CHOICES`), deselect
     the suite's others; anything else collected beside them (tests/) is left alone."""
-    kept = ROOFLINE_CHOICES[config.getoption("roofline")]
+    roofline = config.getoption("roofline")
+    kept = ROOFLINE_CHOICES[roofline]
+    if roofline == "with" and not config.getoption("isolated"):
+        kept = kept | ROOFLINE_CHOICES["gpu"]  # one process for everything: torch may load
     suite = set().union(*ROOFLINE_CHOICES.values())
     keep = [item for item in items if item.name.split("[")[0] in kept
             or item.name.split("[")[0] not in suite]

@@ -204,20 +204,24 @@ def test_roofline_keeps_or_drops_the_roofline_benchmarks_and_reports_the_dropped
     assert deselected == ([] if roofline == "with" else [n for n in names if n not in kept])
 
 
-@pytest.mark.parametrize(("roofline", "kept"), [
-    ("with", ["bench_training[crops-numpy]", "bench_roofline[crops]"]),
-    ("without", ["bench_training[crops-numpy]"]),
-    ("only", ["bench_roofline[crops]"]),
-    ("gpu", ["bench_gpu_roofline[crops]"]),
+@pytest.mark.parametrize(("roofline", "isolated", "kept"), [
+    ("with", True, ["bench_training[crops-numpy]", "bench_roofline[crops]"]),
+    ("with", False, ["bench_training[crops-numpy]", "bench_roofline[crops]",
+                     "bench_gpu_roofline[crops]"]),
+    ("without", False, ["bench_training[crops-numpy]"]),
+    ("only", False, ["bench_roofline[crops]"]),
+    ("gpu", True, ["bench_gpu_roofline[crops]"]),
 ])
-def test_the_gpus_yardsticks_are_timed_only_when_asked_for_and_then_alone(
-        roofline: str, kept: list[str]) -> None:
+def test_the_gpus_yardsticks_are_timed_in_a_process_of_their_own_or_in_a_shared_one(
+        roofline: str, isolated: bool, kept: list[str]) -> None:
+    # gdbench run's isolated processes (numpy's: --roofline with) never load torch for
+    # them; a plain pytest session (make test), where every backend shares the process, does.
     names = ["bench_training[crops-numpy]", "bench_roofline[crops]", "bench_gpu_roofline[crops]",
              "test_agreement[jax-crops]"]
     kept = [*kept, "test_agreement[jax-crops]"]  # a test collected beside: always kept
     items = [SimpleNamespace(name=n) for n in names]
     deselected: list[str] = []
-    config = _config(roofline=roofline)
+    config = _config(roofline=roofline, isolated=isolated)
     config.hook = SimpleNamespace(pytest_deselected=lambda items: deselected.extend(
         i.name for i in items))
     suite.pytest_collection_modifyitems(config, items)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Run the benchmark suite (benches/) through pytest, save the run, and print the table.
 
 Each backend is timed in a pytest process of its own (the numpy process also times the
-rooflines), so that no other library's threads share the machine with it; thread
+rooflines; when a backend trains on a GPU, one more process times the GPU's yardsticks),
+so that no other library's threads share the machine with it; thread
 settings (--threads) are in the environment before any library is imported. A training
 benchmark that a host neighbour spoiled for most of its rounds (its paired reference
 more than 25% over the workload's quiet level) is timed again in a fresh process of its
@@ -9,8 +10,10 @@ backend, and the better-settled timing is kept (machine_info.gdbench.resettled s
 which). The processes' runs are merged into one pytest-benchmark JSON (with every round's time)
 under results/runs/ in the current directory (or --out), named by time, machine and
 profile so that no run overwrites another: ``pytest-benchmark compare``, pandas and
-``gdbench compare`` all read it. Extra arguments after ``--`` go to every pytest
-process, e.g. ``gdbench run --quick -- --benchmark-max-time=2``.
+``gdbench compare`` all read it. A run stopped before its end (Ctrl-C, SIGTERM) still
+saves what its finished processes measured, named ``...-cut-short``, and exits with the
+signal's status. Extra arguments after ``--`` go to every pytest process, e.g.
+``gdbench run --quick -- --benchmark-max-time=2``.
 """
 
 from __future__ import annotations
