@@ -29,7 +29,8 @@
 # Exit status:
 #   0  a GPU ran: every step passed and the proof holds
 #   1  a GPU is here, but a step failed or ran out of time, or a library does not see the
-#      GPU, or a GPU backend cannot run (a skip proves nothing)
+#      GPU, or a GPU backend cannot run (a skip proves nothing); or the device probe
+#      itself did not finish
 #   2  bad usage, or gdbench cannot be imported from this checkout
 #   3  no GPU: neither nvidia-smi, torch nor jax sees one. Every step that can run on the
 #      CPU ran (the GPU backends are skipped by gdbench with their reason); the summary
@@ -128,9 +129,11 @@ export -f info
 export PYTHON ROOT OUT
 step 00-devices 60 bash -c info
 GPU=0 TORCH_CUDA=0 JAX_GPU=0 GPU_BACKENDS="torch-cuda torch-compile-cuda torch-cuda-graph jax jax-scan"
+PROBED=0
 if [ -f "$OUT/devices.env" ]; then
     # shellcheck disable=SC1091
     . "$OUT/devices.env"
+    PROBED=1
 fi
 read -r -a BACKENDS <<< "$GPU_BACKENDS"
 if [ "$GPU" = 1 ]; then
@@ -157,7 +160,7 @@ if [ "$GPU" = 1 ]; then
     flags=()
     [ "$TORCH_CUDA" = 1 ] && flags+=(--torch)
     [ "$JAX_GPU" = 1 ] && flags+=(--jax)
-    step 02-proof 30 "${CHECK[@]}" proof "${flags[@]}" "${RUNS[@]}"
+    step 02-proof 30 "${CHECK[@]}" proof ${flags[@]+"${flags[@]}"} ${RUNS[@]+"${RUNS[@]}"}
 else
     note 02-proof "needs a GPU: not run"
     NEEDED_GPU+=("02-proof: training rows on the GPU for ${BACKENDS[*]}, their limits from the GPU's yardsticks, the GPU in the fingerprint")
@@ -204,7 +207,10 @@ else
 fi
 
 # --- summary and verdict ---------------------------------------------------------------------
-if [ "$GPU" = 1 ]; then
+if [ "$PROBED" = 0 ]; then
+    verdict="UNKNOWN: the device probe (00-devices) did not finish, so no GPU was looked for"
+    code=1
+elif [ "$GPU" = 1 ]; then
     if [ "$FAILED" = 0 ]; then verdict="GPU RAN: every step passed"; code=0
     else verdict="GPU FOUND, CHECK FAILED: see the steps above"; code=1; fi
 else

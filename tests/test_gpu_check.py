@@ -156,6 +156,7 @@ if [ "$1" = -m ] && [ "$2" = gdbench ]; then
     exit 0
 fi
 if [ "$1" = -m ] && [ "$2" = pytest ]; then exit 0; fi
+if [ "${2:-}" = probe ] && [ -n "${FAKE_PROBE_HANGS:-}" ]; then sleep 30; fi
 if [ "${2:-}" = probe ] && [ -n "${FAKE_DEVICES:-}" ]; then
     printf '%s' "$FAKE_DEVICES" > "$3"; echo "GPU: faked"; exit 0
 fi
@@ -240,6 +241,16 @@ def test_on_a_gpu_machine_gpu_rows_of_every_backend_pass_the_check(tmp_path: Pat
     audited = {(b["extra_info"]["workload"], b["extra_info"]["backend"])
                for b in subset["benchmarks"] if b["extra_info"]["kind"] == "training"}
     assert audited == {("crops", name) for name in GPU_BACKENDS}  # no large in this run
+
+
+def test_a_probe_that_does_not_finish_is_no_verdict_of_no_gpu(tmp_path: Path) -> None:
+    # Fakes a device probe that hangs (a CUDA start-up that never returns) past a budget
+    # whose 10 s floor leaves no step after it.
+    code, out, _ = _script(tmp_path, FAKE_PROBE_HANGS="1", GPU_CHECK_BUDGET_S="12",
+                           GDBENCH_GPU_CHECK_CPU_OK="1")
+    assert code == 1, out
+    assert "00-devices       TIMEOUT" in out
+    assert "verdict: UNKNOWN: the device probe (00-devices) did not finish" in out
 
 
 def test_the_scripts_header_documents_its_exit_statuses() -> None:
