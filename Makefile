@@ -115,6 +115,7 @@ mutate: $(STAMP)
 
 # Everything a GPU machine has to prove, in under 8 minutes (scripts/gpu-check.sh): no
 # install step, as a GPU box may have no network; logs and runs go to results/gpu-check-<date>.
+# Exit 3 when no GPU is here (see the script's header for every exit status).
 .PHONY: gpu-check
 gpu-check:
 	scripts/gpu-check.sh results/gpu-check-$$(date +%Y%m%d-%H%M%S)

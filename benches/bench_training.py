@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gdbench.data.workloads import Problem
-from gdbench.harness import memory, timing
+from gdbench.data.workloads import WORKLOADS, Problem
+from gdbench.harness import gpu, memory, timing
 from gdbench.implementations.base import prepare
 from gdbench.judge import limits, target
 
@@ -231,6 +231,31 @@ def bench_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name
         compile_s=0.0, final_loss=None, max_abs_diff_vs_numpy=None, agrees=True,
         bandwidth_gbs=bandwidth / 1e9, copy_bytes=copy_bytes, copy_threads=copy_threads,
         **_shape_info(problem),
+    )
+    _time(benchmark, settings, run)
+    _record_timing(benchmark, request, flops, Paired())
+
+
+def bench_gpu_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name: str,
+                       settings: Any) -> None:
+    """The GPU's yardsticks beside one workload, the limit of its GPU rows
+    (:mod:`gdbench.harness.gpu`): the roofline loop as torch.mm on the device, timed like
+    the CPU's, and, measured before it (untimed), a device-to-device copy as large as the
+    dataset. Saved as a roofline row of device ``cuda`` (backend ``roofline-cuda``);
+    gdbench run times it in a process of its own when a selected backend runs on a GPU."""
+    why = gpu.unavailable()
+    if why:
+        pytest.skip(f"GPU yardsticks: {why}")
+    problem = WORKLOADS[workload_name].build(settings.dtype)
+    run, flops = gpu.roofline_loop(problem.dataset.X, problem.W0, problem.plan.batch_sizes())
+    copy_bytes = max(MIN_COPY_BYTES, problem.dataset.X.nbytes + problem.dataset.Y.nbytes)
+    bandwidth = gpu.copy_bandwidth(copy_bytes)
+    benchmark.group = workload_name
+    benchmark.extra_info.update(
+        kind="roofline", backend=f"roofline-{gpu.DEVICE}", device=gpu.DEVICE,
+        sync="torch.cuda.synchronize", flops=flops, compile_s=0.0, final_loss=None,
+        max_abs_diff_vs_numpy=None, agrees=True, bandwidth_gbs=bandwidth / 1e9,
+        copy_bytes=copy_bytes, copy_threads=0, **_shape_info(problem),
     )
     _time(benchmark, settings, run)
     _record_timing(benchmark, request, flops, Paired())

@@ -43,9 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "threads (default: the libraries' own)")
     g.addoption("--progress", action="store_true",
                 help="print one line per finished benchmark (gdbench run sets this)")
-    g.addoption("--roofline", choices=["with", "without", "only"], default="with",
+    g.addoption("--roofline", choices=["with", "without", "only", "gpu"], default="with",
                 help="whether to time each workload's roofline loop: with the training "
-                     "benchmarks (default), without them, or only them")
+                     "benchmarks (default; with the GPU's yardsticks too, torch.mm and a "
+                     "device copy on CUDA, unless --isolated), without them, or only them; "
+                     "gpu: only the GPU's yardsticks (gdbench run times them in a process "
+                     "of their own)")
     g.addoption("--memory", choices=["auto", "on", "off"], default="auto",
                 help="after timing, instrument one more run of each backend for its peak "
                      "memory and allocations per step (gdbench.harness.memory): auto measures it "
@@ -90,13 +93,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("workload_name", workloads)
 
 
+# The benchmark functions each --roofline choice keeps.
+ROOFLINE_CHOICES = {"with": {"bench_training", "bench_roofline"},
+                    "without": {"bench_training"}, "only": {"bench_roofline"},
+                    "gpu": {"bench_gpu_roofline"}}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--roofline without / only: deselect the roofline or the training benchmarks."""
+    """--roofline: keep the benchmarks of the choice (:data:`ROOFLINE_CHOICES`), deselect
+    the suite's others; anything else collected beside them (tests/) is left alone."""
     roofline = config.getoption("roofline")
-    if roofline == "with":
+    kept = ROOFLINE_CHOICES[roofline]
+    if roofline == "with" and not config.getoption("isolated"):
+        kept = kept | ROOFLINE_CHOICES["gpu"]  # one process for everything: torch may load
+    suite = set().union(*ROOFLINE_CHOICES.values())
+    keep = [item for item in items if item.name.split("[")[0] in kept
+            or item.name.split("[")[0] not in suite]
+    if len(keep) == len(items):
         return
-    drop = "bench_roofline" if roofline == "without" else "bench_training"
-    keep = [item for item in items if item.name.split("[")[0] != drop]
     config.hook.pytest_deselected(items=[item for item in items if item not in keep])
     items[:] = keep
 
@@ -116,7 +130,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 def _uses_numpy_blas(config: pytest.Config) -> bool:
     """Whether anything timed in this session runs on numpy's BLAS with its threads."""
     backends, _ = _selected(config)
-    return "numpy" in backends or config.getoption("roofline") != "without"
+    return "numpy" in backends or config.getoption("roofline") in ("with", "only")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,6 +23,16 @@ too), and the seconds are ``state.compile_s``. ``run`` then holds the stance
 ``fail_on_recompile``: a recompile inside the timed loop raises instead of hiding its
 seconds in the timing. ``state.graphs`` counts the graphs compiled in prepare.
 
+On CUDA each batch shape is a CUDA graph of its own, and a replay's outputs live in the
+graphs' shared memory pool. Where the batch shape changes (into a ragged tail and out of
+it), the step's inputs W and b are the outputs of the other shape's graph; ``run`` clones
+them there first (``state.fresh``: twice an epoch at most, a (k, d) copy), so that no
+graph reads, as its input, memory that a graph recorded apart may hand out again. Triton
+compiles the kernels and builds its launcher with a C compiler against Python's headers:
+without any of them the backend is skipped with the reason, never crashes.
+``state.graph_pool_bytes`` is what the caching allocator reserved while prepare compiled
+and recorded the graphs: their pool, from which the run allocates.
+
 Measured on a shared 2-core AMD EPYC VM, torch 2.13 CPU (``gdbench run --backends
 torch-cpu torch-compile --workloads crops small``): the first compile in a process took
 15 s with an empty Inductor cache and 2.4-3.8 s with a warm one, a further shape 0.4-2.3
@@ -33,9 +43,11 @@ s; the compiled step ran crops at 48-64 µs/step against torch-cpu's 103-108, an
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
+import sysconfig
 import time
 import types
 import warnings
@@ -49,7 +61,7 @@ from gdbench.data.workloads import Problem
 from gdbench.implementations.base import TrainResult, make_result
 from gdbench.implementations.torch_common import DeviceProblem, synchronize, to_device
 
-__all__ = ["TorchCompile", "compiled_graphs", "cpu", "cuda", "unavailable"]
+__all__ = ["TorchCompile", "compiled_graphs", "cpu", "cuda", "shape_changes", "unavailable"]
 
 Step = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -57,13 +69,41 @@ Step = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 def unavailable(name: str) -> str | None:
     """None when the backend can run here, else why not."""
     if name.endswith("cuda"):
-        return None if torch.cuda.is_available() else "no CUDA device"
+        return "no CUDA device" if not torch.cuda.is_available() else triton_unavailable()
     # Inductor compiles C++ on the CPU, with $CXX or g++ (its config's default, read here
     # without importing Inductor, which takes seconds); without one, compiling fails.
     compiler = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
     if shutil.which(compiler) is None:
         return f"torch.compile needs a C++ compiler on the CPU; {compiler!r} is not on PATH"
     return None
+
+
+def triton_unavailable() -> str | None:
+    """None when Triton can compile here, else why not. Inductor's CUDA kernels are Triton
+    kernels, and Triton builds a C launcher for them at the first compile: with $CC, else
+    gcc, else clang (Triton's own search), against Python's headers."""
+    if importlib.util.find_spec("triton") is None:
+        return ("torch.compile on CUDA needs Triton, which is not installed (torch's Linux "
+                "CUDA wheels bring it)")
+    compiler = os.environ.get("CC")
+    if compiler:
+        if shutil.which(compiler) is None:
+            return f"Triton builds its launcher with $CC={compiler!r}, which is not found"
+    elif shutil.which("gcc") is None and shutil.which("clang") is None:
+        return ("Triton builds its launcher with a C compiler: neither gcc nor clang is on "
+                "PATH (or set CC)")
+    header = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    if not os.path.isfile(header):
+        return (f"Triton builds its launcher against Python's headers, and {header} is "
+                "missing (install the Python development headers)")
+    return None
+
+
+def shape_changes(batches: list[torch.Tensor]) -> list[bool]:
+    """For each step, whether its batch has another size than the step before's (never the
+    first step: its inputs are W0 and b0)."""
+    sizes = [idx.shape[0] for idx in batches]
+    return [i > 0 and size != sizes[i - 1] for i, size in enumerate(sizes)]
 
 
 def loss(W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -116,6 +156,10 @@ class State:
     # of each graph; X and Y are static)
     cudagraph_skips: int = 0
     copied_inputs: int = 0
+    # per step: clone W and b before it (reduce-overhead only: the batch shape changes, so
+    # the inputs come out of another CUDA graph's pool); all False on the CPU
+    fresh: list[bool] | None = None
+    graph_pool_bytes: int | None = None  # reduce-overhead: reserved while recording
     W: torch.Tensor | None = None
     b: torch.Tensor | None = None
 
@@ -139,14 +183,17 @@ class TorchCompile:
             torch._dynamo.mark_static_address(p.X)
             torch._dynamo.mark_static_address(p.Y)
         compiled = torch.compile(_own_step(), fullgraph=True, dynamic=False, mode=self.mode)
-        state = State(problem, p, compiled)
+        graphs = self.mode == "reduce-overhead"
+        state = State(problem, p, compiled,
+                      fresh=shape_changes(p.batches) if graphs else [False] * len(p.batches))
         # One batch of each shape, in plan order (the full batch, then any ragged tail).
         shapes = {idx.shape[0]: idx for idx in p.batches}
         # CUDA graph trees run a function eagerly once, record it on the second call and
         # replay from the third. Warm-up calls start from W0 each time, never from a
         # previous call's outputs, which the next recording invalidates.
-        calls = 3 if self.mode == "reduce-overhead" else 1
+        calls = 3 if graphs else 1
         before, (skips, copied) = compiled_graphs(), _cudagraph_counts()
+        reserved = torch.cuda.memory_reserved(p.device) if graphs else 0
         start = time.perf_counter()
         with warnings.catch_warnings():
             # Inductor's first import trips torch's own deprecation of torch.jit.script_method.
@@ -156,6 +203,8 @@ class TorchCompile:
                     compiled(p.W0, p.b0, p.X, p.Y, idx, problem.lr)
         synchronize(p.device)
         state.compile_s = time.perf_counter() - start
+        if graphs:
+            state.graph_pool_bytes = torch.cuda.memory_reserved(p.device) - reserved
         state.graphs = compiled_graphs() - before
         skips_after, copied_after = _cudagraph_counts()
         state.cudagraph_skips, state.copied_inputs = skips_after - skips, copied_after - copied
@@ -165,8 +214,11 @@ class TorchCompile:
         p = state.on_device
         step, lr = state.step, state.problem.lr
         W, b = p.W0, p.b0  # the step is pure: W0 and b0 are read, never written
+        fresh = state.fresh or [False] * len(p.batches)
         with torch.compiler.set_stance("fail_on_recompile"):
-            for idx in p.batches:
+            for idx, changed in zip(p.batches, fresh, strict=True):
+                if changed:  # out of another graph's pool: see the module's docstring
+                    W, b = W.clone(), b.clone()
                 W, b = step(W, b, p.X, p.Y, idx, lr)
         synchronize(p.device)
         state.W, state.b = W, b

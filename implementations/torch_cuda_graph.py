@@ -18,7 +18,10 @@ set up outside the capture; gradients are set to None before each backward, so e
 gradient is allocated from the graph's private pool.
 
 The graph holds every step's kernels (about a dozen per step), so capture time and graph
-memory grow with the number of steps; the capture seconds are ``state.compile_s``.
+memory grow with the number of steps; the capture seconds are ``state.compile_s``, and the
+memory the caching allocator reserved for the graph's private pool while capturing is
+``state.graph_pool_bytes`` (a replay allocates nothing else: gdbench.harness.memory
+reports the pool).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class State:
     b: torch.Tensor
     graph: torch.cuda.CUDAGraph
     compile_s: float = 0.0  # warm-up and capture
+    graph_pool_bytes: int = 0  # reserved by the allocator while capturing: the graph's pool
     ran: bool = False  # W and b hold the warm-up's values until the first replay
 
 
@@ -86,10 +90,12 @@ class TorchCudaGraph:
                 train(W, b, p.X, p.Y, [idx] * WARMUP_STEPS, problem.lr)
         torch.cuda.current_stream(p.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
+        reserved = torch.cuda.memory_reserved(p.device)
         with torch.cuda.graph(graph):
             train(W, b, p.X, p.Y, p.batches, problem.lr)
         synchronize(p.device)
-        return State(problem, p, W, b, graph, time.perf_counter() - start)
+        pool = torch.cuda.memory_reserved(p.device) - reserved
+        return State(problem, p, W, b, graph, time.perf_counter() - start, pool)
 
     def run(self, state: State) -> None:
         p = state.on_device

@@ -261,3 +261,33 @@ def bad_run_files(tmp_path: Path) -> dict[str, Path]:
             path.write_text(text, encoding="utf-8")
         paths[what] = path
     return paths
+
+
+def on_gpu(doc: dict[str, Any], backends: Sequence[str],
+           yardsticks: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """``doc`` as a GPU machine would have saved it: the training rows of ``backends``
+    ran on the GPU (device "cuda", as jax's rows on a GPU, or torch-cuda's), and
+    ``yardsticks`` gives, per workload, the GPU's yardstick row (GFLOP/s of torch.mm at the
+    step's shapes, GB/s of a device-to-device copy), timed as the CPU's roofline row of the
+    workload and GFLOP/s over it faster. Without yardsticks the run has none (a run where
+    torch did not see the GPU)."""
+    out = json.loads(json.dumps(doc))
+    for bench in out["benchmarks"]:
+        if bench["extra_info"]["backend"] in backends:
+            bench["extra_info"]["device"] = "cuda"
+    for workload, (gflops, gbs) in (yardsticks or {}).items():
+        cpu = next(b for b in out["benchmarks"] if b["extra_info"]["kind"] == "roofline"
+                   and b["extra_info"]["workload"] == workload)
+        gpu = json.loads(json.dumps(cpu))
+        speed = gflops / cpu["extra_info"]["gflops"]  # the GPU's loop is this much faster
+        gpu["stats"] = _stats(np.asarray(cpu["stats"]["data"]) / speed, 1, True)
+        gpu["name"] = gpu["param"] = f"bench_gpu_roofline[{workload}]"
+        gpu["fullname"] = f"benches/bench_training.py::{gpu['name']}"
+        info = gpu["extra_info"]
+        for key in ("target_loss", "target_steps", "target_plan_steps", "loss_curve_steps",
+                    "loss_curve"):
+            info.pop(key)
+        info.update(backend="roofline-cuda", device="cuda", bandwidth_gbs=gbs, copy_threads=0,
+                    gflops=gflops, step_us=info["step_us"] / speed)
+        out["benchmarks"].append(gpu)
+    return out

@@ -10,10 +10,7 @@ import argparse
 import json
 import os
 import pickle
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -128,48 +125,3 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     run_command.add_arguments(parser)
     return parser.parse_args(argv)
-
-
-def test_a_run_cut_short_keeps_the_jobs_that_finished(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    # Two stand-in jobs: numpy's saves a constructed run and exits; jax's says it started
-    # and would run for a minute. SIGTERM comes while jax's runs.
-    source = tmp_path / "numpy.json"
-    source.write_text(json.dumps(make_run(workloads=("crops",), backends=("numpy",))))
-    started = tmp_path / "jax.pid"
-
-    def command(args: Any, json_path: Path, selection: Any = ()) -> list[str]:
-        if "numpy" in selection:
-            return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], "
-                    "sys.argv[2])", str(source), str(json_path)]
-        return [sys.executable, "-c", "import os, sys, time; open(sys.argv[1], 'w')"
-                ".write(str(os.getpid())); time.sleep(60)", str(started)]
-    monkeypatch.setattr(launcher, "pytest_command", command)
-    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
-        (name, ["--backends", name]) for name in backends])
-
-    def terminate_when_jax_runs() -> None:
-        deadline = time.monotonic() + 30
-        while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    out = tmp_path / "runs"
-    args = _parse(["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(out)])
-    killer = threading.Thread(target=terminate_when_jax_runs)
-    killer.start()
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            run_command.run_suite(args)
-    finally:
-        killer.join()
-    assert stopped.value.code == 128 + signal.SIGTERM
-    saved = list(out.iterdir())
-    assert len(saved) == 1 and saved[0].suffix == ".json"  # no partial file beside it
-    doc = json.loads(saved[0].read_text())
-    assert {b["extra_info"]["backend"] for b in doc["benchmarks"]} == {"numpy", "roofline"}
-    assert doc["machine_info"]["gdbench"]["interrupted"] == {"jobs_finished": 1, "jobs": 2}
-    assert f"the 1 of 2 jobs that finished are saved in {saved[0]}" in capsys.readouterr().err
-    with pytest.raises(ProcessLookupError):  # jax's process was stopped (and reaped)
-        os.kill(int(started.read_text()), 0)

@@ -189,3 +189,59 @@ def test_copies_at_the_same_rate_make_one_roof() -> None:
     assert roofs is not None
     assert [(m.measured_by.workload, m.workloads) for m in roofs.memory] == [
         ("medium", ("crops", "medium"))]
+
+
+# --- a GPU row's roofs are its own device's ----------------------------------------------------
+
+def _gpu(record: dict, device: str = "cuda") -> dict:
+    """A GPU yardstick row: a roofline row measured on ``device`` (no copy threads)."""
+    return {**record, "device": device, "copy_threads": 0}
+
+
+# A run with the CPU's roofline rows and, beside medium and large, a GPU's yardsticks:
+# torch.mm far above NumPy's GEMM rate, a device copy far above the CPU's bandwidth.
+GPU_RUN = [*RUN, _gpu(_record("medium", 9_000.0, 1_500.0, 8.5)),
+           _gpu(_record("large", 30_000.0, 2_000.0, 68))]
+
+
+def test_a_gpu_step_is_bounded_by_the_gpus_yardsticks_never_the_cpus() -> None:
+    cpu = limits.run_roofs(GPU_RUN)  # the CPU's, as before: the GPU rows do not count
+    assert cpu is not None and cpu.compute_flops_per_s == pytest.approx(74.5e9)
+    assert cpu.bandwidth("large") == pytest.approx(23.9e9)
+    gpu = limits.run_roofs(GPU_RUN, "cuda")
+    assert gpu is not None
+    assert gpu.compute_flops_per_s == pytest.approx(30_000e9)
+    assert gpu.compute_by == limits.Yardstick("large", 30_000e9, 2_000e9, 68 * MiB, 0, "cuda")
+    # large's 68 MiB device copy is the fastest of a buffer at least medium's size.
+    assert gpu.bandwidth("medium") == gpu.bandwidth("large") == pytest.approx(2_000e9)
+    # crops has no yardstick row on the GPU, so it has no memory roof there (the CPU's
+    # 60.2 GB/s is not the GPU's).
+    assert math.isnan(gpu.bandwidth("crops"))
+    assert gpu.describe() == [
+        "compute 3e+04 GFLOP/s: the fastest GPU yardstick, two torch.mm on cuda of large's "
+        "step shapes",
+        "memory 2e+03 GB/s: a device-to-device copy of 68 MiB on cuda (large's GPU "
+        "yardstick), for medium, large"]
+    flops, nbytes = limits.step_flops(1024, 256, 16), limits.step_bytes(1024, 256, 16, 4)
+    assert gpu.bound_s("large", flops, nbytes) == pytest.approx(
+        max(flops / 30_000e9, nbytes / 2_000e9))
+
+
+def test_without_a_gpu_yardstick_a_gpu_row_gets_no_limit_and_the_reason() -> None:
+    roofs, why = limits.limit_roofs(RUN, "cuda")  # a run with the CPU's roofline alone
+    assert roofs is None
+    assert why == ("no cuda yardstick in this run (gdbench run measures one, torch.mm of "
+                   "each step's shapes and a device-to-device copy as large as the dataset, "
+                   "when torch sees the device); the CPU's roofs do not bound a cuda step")
+    roofs, why = limits.limit_roofs(GPU_RUN, "cuda")
+    assert roofs == limits.run_roofs(GPU_RUN, "cuda") and why == ""
+    roofs, why = limits.limit_roofs(GPU_RUN, "cpu")
+    assert roofs == limits.run_roofs(RUN) and why == ""
+    assert limits.limit_roofs([], "cpu") == (None, "no roofline loop in this run")
+
+
+def test_a_row_without_a_device_is_the_cpus() -> None:
+    assert limits.device_of(None) == limits.device_of("") == limits.device_of(math.nan) == "cpu"
+    assert limits.device_of("cuda") == "cuda"
+    assert limits.Yardstick.from_record(_gpu(_record("small", 1.0, 1.0, 1))).device == "cuda"
+    assert limits.Yardstick.from_record(_record("small", 1.0, 1.0, 1)).device == "cpu"

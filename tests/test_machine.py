@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -178,6 +179,41 @@ def test_label_names_cpu_cores_and_gpu() -> None:
     plain = {"cpu": {"brand_raw": "Plain CPU", "count": 2}}
     assert machine.label(plain) == "Plain CPU, 2 cores"
     assert machine.label({}) == "unknown CPU, ? cores"
+
+
+def _fake_jax(monkeypatch: pytest.MonkeyPatch, backend: str, kind: str) -> None:
+    """Fakes jax, loaded, with one device of ``backend`` whose device_kind is ``kind``, and
+    hides torch: a jax-only process on the machine."""
+    device = SimpleNamespace(platform=backend, device_kind=kind)
+    monkeypatch.setitem(sys.modules, "jax", SimpleNamespace(
+        default_backend=lambda: backend, devices=lambda: [device]))
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+
+
+def test_a_jax_only_run_on_a_gpu_names_the_gpu_and_gets_a_gpu_fingerprint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fakes jax on a GPU box, with no torch in the process (a jax-only benchmark process).
+    _fake_jax(monkeypatch, "gpu", "NVIDIA H100 80GB HBM3")
+    on_gpu = machine.describe(load_libraries=False)
+    assert on_gpu["jax_backend"] == "gpu" and on_gpu["jax_gpu"] == "NVIDIA H100 80GB HBM3"
+    assert on_gpu["gpu"] == "NVIDIA H100 80GB HBM3"
+    # The same process with jax on the CPU: no GPU, and another fingerprint.
+    _fake_jax(monkeypatch, "cpu", "cpu")
+    on_cpu = machine.describe(load_libraries=False)
+    assert "gpu" not in on_cpu and "jax_gpu" not in on_cpu
+    assert on_gpu["fingerprint"] != on_cpu["fingerprint"]
+    # Saved as a run saves it, the GPU names the machine too.
+    saved = {**machine.platform_info(), "gdbench": on_gpu}
+    assert machine.fingerprint(saved) == on_gpu["fingerprint"]
+    assert machine.label(saved).endswith(", NVIDIA H100 80GB HBM3")
+
+
+def test_torchs_name_of_the_gpu_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fakes jax on a GPU, and torch's part of describe() naming the GPU its own way.
+    _fake_jax(monkeypatch, "gpu", "H100 as jax names it")
+    monkeypatch.setattr(machine, "_torch_info", lambda load: {"gpu": "NVIDIA H100 80GB HBM3"})
+    info = machine.describe(load_libraries=False)
+    assert info["gpu"] == "NVIDIA H100 80GB HBM3" and info["jax_gpu"] == "H100 as jax names it"
 
 
 # --- threads -------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Memory per run: every CPU backend reports what its library can count, outside timing.
 
 The real instruments run on every CPU backend; each library's path is also driven by a
-fake instrument (torch's profiler, torch.cuda's counters, a JAX device's memory_stats)
-with known figures, so that each figure's arithmetic is checked exactly, the GPU paths
-included on a machine without a GPU. The fakes come first: they take no library's start-up.
+fake instrument (torch's profiler, torch.cuda's counters, a JAX device's memory_stats and
+XLA's memory analysis) with known figures, so that each figure's arithmetic is checked
+exactly, the GPU paths included on a machine without a GPU. The fakes come first: they
+take no library's start-up.
 """
 
 from __future__ import annotations
@@ -127,23 +128,103 @@ def test_torch_cuda_reads_the_allocators_counters_around_one_run_per_step(
                               note="the CUDA caching allocator's counters")
 
 
-def test_jax_reads_the_devices_peak_above_the_runs_starting_use(
+def test_a_cuda_graph_backend_reports_its_graph_pool_not_the_runs_allocations(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stats = {"bytes_in_use": 300, "peak_bytes_in_use": 5000}
-    device = types.SimpleNamespace(platform="gpu", memory_stats=lambda: dict(stats))
-    monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(devices=lambda: [device]))
-    backend = _Runs("jax-fake", during=lambda: stats.update(peak_bytes_in_use=2300))
-    m = memory.measure(_prepared(backend), steps=10)
+    # Fakes torch.cuda's counters (no GPU here): a graph replay allocates nothing, so the
+    # allocator's peak during the run reads zero; the memory is the pool that prepare's
+    # capture reserved, which the backend's state recorded.
+    counters = {"allocation.all.allocated": 7, "allocated_bytes.all.allocated": 4096}
+    cuda = types.SimpleNamespace(
+        synchronize=lambda: None, reset_peak_memory_stats=lambda: None,
+        memory_allocated=lambda: 1000, max_memory_allocated=lambda: 1000,
+        memory_stats=lambda: dict(counters))
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    backend = _Runs("torch-fake-graph", "cuda")
+    state = types.SimpleNamespace(graph_pool_bytes=6 << 20)
+    m = memory.measure(Prepared(backend, state, 0.0), steps=4)  # type: ignore[arg-type]
     assert backend.runs == 1
-    assert m == memory.Memory("jax-device", 2000.0, None, None,
-                              "the device's peak since start, above the run's starting use")
-    # A device that keeps no statistics still runs once, and says which it was.
-    device.memory_stats = lambda: None
-    m = memory.measure(_prepared(backend), steps=10)
+    assert m == memory.Memory(
+        "torch-cuda-graph-pool", peak_bytes=float(6 << 20), allocations_per_step=0.0,
+        allocated_bytes_per_step=0.0,
+        note="the CUDA graph pool: memory reserved while prepare captured the graphs; the "
+             "run allocates from it")
+
+
+class _Compiled:
+    """A compiled JAX call whose memory_analysis() XLA answered (None: it did not)."""
+
+    def __init__(self, temp: int | None, output: int = 0) -> None:
+        self.analysis = None if temp is None else types.SimpleNamespace(
+            temp_size_in_bytes=temp, output_size_in_bytes=output, argument_size_in_bytes=10**9)
+
+    def memory_analysis(self) -> Any:
+        return self.analysis
+
+
+def _jax_device(monkeypatch: pytest.MonkeyPatch, platform: str,
+                stats: dict[str, int] | None) -> types.SimpleNamespace:
+    """Fakes jax with one device of ``platform`` whose memory_stats() reads ``stats`` (None:
+    the device keeps none, as the CPU)."""
+    device = types.SimpleNamespace(
+        platform=platform, memory_stats=lambda: None if stats is None else dict(stats))
+    monkeypatch.setitem(sys.modules, "jax", types.SimpleNamespace(devices=lambda: [device]))
+    return device
+
+
+def test_jax_on_a_gpu_gives_the_devices_peak_when_it_rose_during_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fakes a jax GPU device: its peak since start (5,000 bytes, from prepare) rises to
+    # 7,300 during the run, which starts with 300 bytes in use.
+    stats = {"bytes_in_use": 300, "peak_bytes_in_use": 5000}
+    _jax_device(monkeypatch, "gpu", stats)
+    backend = _Runs("jax-fake", during=lambda: stats.update(peak_bytes_in_use=7300))
+    state = types.SimpleNamespace(compiled={"step": _Compiled(100)})
+    m = memory.measure(Prepared(backend, state, 0.0), steps=10)  # type: ignore[arg-type]
+    assert backend.runs == 1
+    assert m == memory.Memory("jax-device", 7000.0, None, None,
+                              "the device's peak, which rose during the run, above its "
+                              "starting use")
+
+
+def test_jax_on_a_gpu_whose_peak_did_not_rise_gives_xlas_analysis_not_an_old_peak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fakes a jax GPU device whose peak (5,000 bytes, from compilation) the run does not
+    # reach: that peak is not the run's. The compiled calls of two batch shapes need 120
+    # and 308 bytes beyond their arguments: the larger is the run's figure.
+    _jax_device(monkeypatch, "gpu", {"bytes_in_use": 300, "peak_bytes_in_use": 5000})
+    backend = _Runs("jax-fake")
+    state = types.SimpleNamespace(compiled={(8,): _Compiled(100, 20), (2,): _Compiled(300, 8),
+                                            (1,): _Compiled(None)})
+    m = memory.measure(Prepared(backend, state, 0.0), steps=10)  # type: ignore[arg-type]
+    assert backend.runs == 1
+    assert m == memory.Memory(
+        "jax-memory-analysis", 308.0, None, None,
+        "XLA's memory analysis: temporaries and outputs of the largest compiled call (the "
+        "device's peak did not rise during the run)")
+
+
+def test_jax_on_the_cpu_which_keeps_no_statistics_gives_xlas_analysis_or_says_why_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fakes jax's CPU device, which keeps no memory statistics.
+    _jax_device(monkeypatch, "cpu", None)
+    backend = _Runs("jax-fake")
+    state = types.SimpleNamespace(compiled={"scan": _Compiled(4096, 64)})
+    m = memory.measure(Prepared(backend, state, 0.0), steps=10)  # type: ignore[arg-type]
+    assert m == memory.Memory(
+        "jax-memory-analysis", 4160.0, None, None,
+        "XLA's memory analysis: temporaries and outputs of the largest compiled call (the "
+        "cpu device keeps no memory statistics)")
+    # Neither a statistic nor an analysis: no figure, and why, after one run all the same.
+    m = memory.measure(Prepared(backend, types.SimpleNamespace(compiled={"scan": _Compiled(
+        None)}), 0.0), steps=10)  # type: ignore[arg-type]
     assert backend.runs == 2
     assert m == memory.Memory("jax-device", None, None, None,
-                              "the gpu device keeps no memory statistics")
+                              "the cpu device keeps no memory statistics, and XLA gave no "
+                              "memory analysis")
 
 
 def test_a_memory_record_prefixes_every_field() -> None:
@@ -203,8 +284,16 @@ def test_memory_fields_for_every_cpu_backend(
         assert (m.method, m.peak_bytes, m.allocations_per_step) == ("none", None, None)
         assert "processes of their own" in m.note
     elif name.startswith("jax"):
-        assert m.method == "jax-device"
-        assert m.peak_bytes is None and "no memory statistics" in m.note  # the CPU keeps none
+        import jax
+
+        data_bytes = problem.dataset.X.nbytes + problem.dataset.Y.nbytes
+        if jax.devices()[0].platform == "cpu":  # keeps no statistics: XLA's analysis
+            assert m.method == "jax-memory-analysis"
+            assert "cpu device keeps no memory statistics" in m.note
+        else:  # a GPU keeps them: its peak when the run raised it, else XLA's analysis
+            assert m.method in ("jax-device", "jax-memory-analysis")
+        # One call's temporaries and outputs: more than W and b, less than the data.
+        assert m.peak_bytes is not None and 2 * 4 * 16 < m.peak_bytes < data_bytes
     elif name.startswith("torch"):
         assert m.method == "torch-profiler"
         assert m.peak_bytes is not None and m.peak_bytes > 0

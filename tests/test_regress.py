@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _benchjson import BACKENDS, bad_run_files, machine_info, make_run, run_cli, write_run
+from _benchjson import (
+    BACKENDS,
+    bad_run_files,
+    machine_info,
+    make_run,
+    on_gpu,
+    run_cli,
+    write_run,
+)
 
 from gdbench.data.errors import InputError
 from gdbench.judge import regress
@@ -157,6 +165,41 @@ def test_a_machine_25_percent_slower_everywhere_passes(tmp_path: Path, capsys,
         assert (roof["raw_ratio"] > 1.15).all()  # the raw times did move
         assert (train["raw_ratio"] > 1.15).all()
     assert (train["ratio"].sub(1).abs() < 0.1).all()
+
+
+def test_gpu_benchmarks_are_judged_by_raw_times_never_by_the_numpy_reference(
+        tmp_path: Path, capsys) -> None:
+    # Constructed runs of a GPU machine (jax and jax-scan on the GPU, with the GPU's
+    # yardsticks) on a calm host. In the new run the CPU is 25% slower (the NumPy
+    # reference and the CPU backends with it), and jax's GPU loop too; jax-scan's is not.
+    # Over the NumPy reference, jax would read unchanged (its slowdown hidden) and
+    # jax-scan 20% faster: both wrong.
+    gpu, yard = ("jax", "jax-scan"), {w: (100.0, 1000.0) for w in WORKLOADS}
+    base = on_gpu(make_run(workloads=WORKLOADS, seed=1, slow_share=0.0), gpu, yard)
+    new = on_gpu(make_run(workloads=WORKLOADS, seed=2, slow_share=0.0, roofline_factor=1.25,
+                          factors={"numpy": 1.25, "torch-cpu": 1.25, "jax": 1.25}), gpu, yard)
+    gate = _gate_docs(tmp_path, base, new).set_index(["workload", "backend"])
+    for workload in WORKLOADS:
+        for backend in gpu:
+            row = gate.loc[(workload, backend)]
+            assert row["method"] == regress.RAW and row["note"] == regress.GPU_RAW_NOTE
+            assert math.isnan(row["base_norm"]) and math.isnan(row["new_norm"])
+            assert row["ratio"] == pytest.approx(row["raw_ratio"])  # the raw times decide
+        assert gate.loc[(workload, "jax"), "verdict"] == regress.REGRESSION
+        assert gate.loc[(workload, "jax"), "ratio"] == pytest.approx(1.25, rel=0.05)
+        assert gate.loc[(workload, "jax-scan"), "verdict"] == regress.OK
+        for backend in ("numpy", "torch-cpu"):  # the CPU's rows: paired, the drift cancelled
+            assert gate.loc[(workload, backend), "method"] == regress.PAIRED
+            assert gate.loc[(workload, backend), "verdict"] == regress.OK
+        yardstick = gate.loc[(workload, "roofline-cuda")]
+        assert yardstick["verdict"] == regress.REFERENCE
+        assert yardstick["note"] == "GPU speed: raw new/baseline time"
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(tmp_path / "base.json"),
+                           str(tmp_path / "new.json"))
+    assert code == 1 and "FAIL: 2 regressions" in out
+    assert "4 GPU benchmarks compared by raw time" in out
 
 
 def test_different_drift_in_the_two_runs_passes(tmp_path: Path, capsys) -> None:

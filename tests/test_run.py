@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -279,6 +280,90 @@ def test_a_run_stopped_by_sigterm_stops_its_benchmark_process_and_leaves_nothing
     assert list(out.iterdir()) == []  # the first process's part is gone too
     with pytest.raises(ProcessLookupError):  # the second process was stopped (and reaped)
         os.kill(int(started.read_text()), 0)
+
+
+def test_a_run_cut_short_keeps_the_processes_that_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two stand-in benchmark processes: the first saves numpy's part of a constructed run
+    # (training rows) and exits; the second would run for a minute. SIGTERM (a timeout's)
+    # comes while it runs: the run is saved with the first part, named as cut short.
+    started = tmp_path / "second.pid"
+    source = tmp_path / "numpy.json"
+    source.write_text(json.dumps(make_run(workloads=("crops",), backends=("numpy",))))
+    first = "import shutil, sys; shutil.copy(sys.argv[3], sys.argv[1])"
+    second = ("import os, sys, time; open(sys.argv[2], 'w').write(str(os.getpid())); "
+              "time.sleep(60)")
+
+    def command(args: argparse.Namespace, json_path: Path, selection: Any = ()) -> list[str]:
+        script = first if selection == ["first"] else second
+        return [sys.executable, "-c", script, str(json_path), str(started), str(source)]
+
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
+        ("first", ["first"]), ("second", ["second"])])
+    monkeypatch.setattr(launcher, "pytest_command", command)
+
+    def terminate_when_the_second_runs() -> None:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    out = tmp_path / "runs"
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    args = parser.parse_args(["--backends", "numpy", "--workloads", "crops", "--out", str(out)])
+
+    def unhandled(signum: int, frame: Any) -> None:  # were the runner not to catch it
+        raise RuntimeError("SIGTERM reached the test: gdbench run did not handle it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    killer = threading.Thread(target=terminate_when_the_second_runs)
+    killer.start()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_command.run_suite(args)
+    finally:
+        killer.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM  # still the signal's exit status
+    saved = list(out.iterdir())
+    assert len(saved) == 1 and saved[0].name.endswith("_crops-cut-short.json")
+    doc = json.loads(saved[0].read_text())
+    assert doc["machine_info"]["gdbench"]["cut_short"] == {"kept": ["first"],
+                                                           "not_finished": ["second"]}
+    assert doc["benchmarks"] == json.loads(source.read_text())["benchmarks"]
+    printed, err = capsys.readouterr()
+    assert printed.splitlines()[-1] == f"saved {saved[0]}"
+    assert "stopped before the end; kept the finished processes (first), lost second" in err
+    with pytest.raises(ProcessLookupError):  # the second process was stopped (and reaped)
+        os.kill(int(started.read_text()), 0)
+
+
+def test_the_gpus_yardsticks_get_a_process_when_a_backend_trains_on_a_gpu() -> None:
+    assert launcher.yardstick_processes({"cpu"}) == []
+    assert launcher.yardstick_processes(["cpu", "cuda", "cuda"]) == [
+        ("roofline-cuda", ["--isolated", "--backends", "numpy", "--roofline", "gpu"])]
+
+
+def test_gdbench_run_asks_for_the_gpus_yardsticks_after_the_backends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fakes jax's device as a GPU's ("cuda", as jax reports on a GPU box); the benchmark
+    # processes are not started, only recorded (each "fails" at once).
+    real_get = run_command.implementations.get
+    monkeypatch.setattr(run_command.implementations, "get", lambda name: SimpleNamespace(
+        device="cuda") if name == "jax" else real_get(name))
+    selections: list[list[str]] = []
+    monkeypatch.setattr(launcher, "run_process", lambda cmd, env, **kw: selections.append(
+        cmd[cmd.index("--isolated"):]) or 1)
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    args = parser.parse_args(["--backends", "numpy", "jax", "--workloads", "crops", "--out",
+                              str(tmp_path)])
+    code, saved = run_command.run_suite(args)
+    assert (code, saved) == (1, None)
+    assert [s[s.index("--roofline") + 1] for s in selections] == ["with", "without", "gpu"]
 
 
 def _stand_in_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

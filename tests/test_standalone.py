@@ -10,8 +10,10 @@ backend is asserted here.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -201,3 +203,83 @@ def test_the_standalone_rounds_are_timed_with_the_collector_off_as_the_suites(
     standalone.measure(backend, *crops, seconds=0.05, check_seconds=0.05)
     assert seen and not any(seen)  # every timed call ran with the collector off
     assert gc.isenabled()  # and it is on again afterwards
+
+
+class LaunchBound(Sleeper):
+    """A GPU loop that does not synchronize, on a fake CUDA stream: the host "launches" each
+    step (sleeps its steps' worth) while the GPU keeps up, so when run returns only the
+    last step is left on the stream, and a wait finds almost nothing pending."""
+
+    name = "launch-bound"
+    device = "cuda"
+
+    def __init__(self, stream: FakeStream) -> None:
+        self.stream = stream
+
+    def run(self, state: dict[str, Any]) -> None:
+        self.work(state)
+        self.stream.pending = True  # the last step's kernels, still queued
+
+    def wait(self, state: dict[str, Any]) -> None:
+        time.sleep(STEP_S)  # one step of GPU work
+        self.stream.pending = False
+
+
+class Synchronized(LaunchBound):
+    """LaunchBound with the synchronize at the end of run."""
+
+    def run(self, state: dict[str, Any]) -> None:
+        super().run(state)
+        self.wait(state)
+
+
+class FakeStream:
+    """torch.cuda.current_stream() on a machine with no GPU: query() is False while work
+    is queued."""
+
+    pending = False
+
+    def query(self) -> bool:
+        return not self.pending
+
+
+def test_a_cuda_run_that_returns_with_work_queued_fails_though_no_timing_shows_it(
+    monkeypatch: pytest.MonkeyPatch, crops: tuple[Problem, Problem]
+) -> None:
+    # Fakes torch with a CUDA device whose stream is the backend's FakeStream. The timed
+    # checks cannot see one step's pending work in 250 (0.4%, under the 10% limit); the
+    # stream does.
+    stream = FakeStream()
+    fake = SimpleNamespace(cuda=SimpleNamespace(is_initialized=lambda: True,
+                                                current_stream=lambda: stream))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    row = _audit(LaunchBound(stream), crops)
+    assert row.alone.queued_after_run is True
+    assert verdicts.failures(row) == [
+        "sync: the CUDA stream still had work queued when run returned, so run returns "
+        "before its work is done"]
+    assert row.sync_change < verdicts.SYNC_LIMIT  # the timing alone would have passed it
+    # The same loop with the stream drained before run returns passes.
+    row = _audit(Synchronized(stream), crops)
+    assert row.alone.queued_after_run is False and verdicts.failures(row) == []
+
+
+def test_a_cpu_row_is_never_asked_about_a_cuda_stream(crops: tuple[Problem, Problem]) -> None:
+    assert _audit(Sleeper(), crops).alone.queued_after_run is None
+
+
+@pytest.mark.parametrize("name", ["torch-cuda", "torch-cuda-graph", "torch-compile-cuda"])
+def test_a_cuda_backends_run_returns_with_its_stream_idle(
+    name: str, backend_status: dict[str, str | None]
+) -> None:
+    # On a GPU only: right after run returns, torch's stream has nothing left queued, on
+    # a workload whose steps give the GPU work of its own.
+    if backend_status[name]:
+        pytest.skip(f"backend {name}: {backend_status[name]}")
+    from gdbench.harness import gpu
+    from gdbench.implementations.base import prepare
+
+    prepared = prepare(name, WORKLOADS["large"].build())
+    for _ in range(3):
+        prepared.run()
+        assert gpu.work_queued("cuda") is False

@@ -204,6 +204,34 @@ def test_roofline_keeps_or_drops_the_roofline_benchmarks_and_reports_the_dropped
     assert deselected == ([] if roofline == "with" else [n for n in names if n not in kept])
 
 
+@pytest.mark.parametrize(("roofline", "isolated", "kept"), [
+    ("with", True, ["bench_training[crops-numpy]", "bench_roofline[crops]"]),
+    ("with", False, ["bench_training[crops-numpy]", "bench_roofline[crops]",
+                     "bench_gpu_roofline[crops]"]),
+    ("without", False, ["bench_training[crops-numpy]"]),
+    ("only", False, ["bench_roofline[crops]"]),
+    ("gpu", True, ["bench_gpu_roofline[crops]"]),
+])
+def test_the_gpus_yardsticks_are_timed_in_a_process_of_their_own_or_in_a_shared_one(
+        roofline: str, isolated: bool, kept: list[str]) -> None:
+    # gdbench run's isolated processes (numpy's: --roofline with) never load torch for
+    # them; a plain pytest session (make test), where every backend shares the process, does.
+    names = ["bench_training[crops-numpy]", "bench_roofline[crops]", "bench_gpu_roofline[crops]",
+             "test_agreement[jax-crops]"]
+    kept = [*kept, "test_agreement[jax-crops]"]  # a test collected beside: always kept
+    items = [SimpleNamespace(name=n) for n in names]
+    deselected: list[str] = []
+    config = _config(roofline=roofline, isolated=isolated)
+    config.hook = SimpleNamespace(pytest_deselected=lambda items: deselected.extend(
+        i.name for i in items))
+    suite.pytest_collection_modifyitems(config, items)  # type: ignore[arg-type]
+    assert [i.name for i in items] == kept
+    assert deselected == [n for n in names if n not in kept]
+    # A process timing the GPU's yardsticks alone wakes no NumPy BLAS threads.
+    assert suite._uses_numpy_blas(_config(backends=["jax"], roofline=roofline)) is (
+        roofline in ("with", "only"))
+
+
 # --- settings, machine_info and numpy's BLAS ------------------------------------------------
 
 @pytest.mark.parametrize(("quick", "memory", "measured"), [

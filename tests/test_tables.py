@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _benchjson import bad_run_files, machine_info, make_run, run_cli, write_run
+from _benchjson import bad_run_files, machine_info, make_run, on_gpu, run_cli, write_run
 
 from gdbench.records.results import load_run, load_runs
 from gdbench.report.tables import break_even, fit_table, render_run, side_by_side, summary
@@ -28,6 +28,59 @@ def test_summary_speedup_and_efficiency(run: Path) -> None:
     assert s.loc[("crops", "numpy"), "speedup"] == pytest.approx(1.0)
     assert s.loc[("crops", "jax"), "speedup"] == pytest.approx(numpy_us / jax_us)
     assert s.loc[("crops", "jax"), "efficiency_pct"] == pytest.approx(100 * roof_us / jax_us)
+
+
+def _gpu_run(tmp_path: Path, yardsticks: dict[str, tuple[float, float]] | None) -> Path:
+    """A constructed run in which jax and jax-scan trained on the GPU (device "cuda") beside
+    numpy on the CPU, with the GPU's yardsticks of ``yardsticks`` (GFLOP/s, GB/s)."""
+    doc = on_gpu(make_run(workloads=("crops", "small"), seed=1), ("jax", "jax-scan"),
+                 yardsticks)
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_gpu_rows_limit_and_efficiency_come_from_the_gpus_yardsticks(tmp_path: Path,
+                                                                      capsys) -> None:
+    path = _gpu_run(tmp_path, {"crops": (50.0, 900.0), "small": (400.0, 1500.0)})
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    # small: B=32, d=16, k=2, float32; the GPU's roofs are its best torch.mm rate (small's
+    # 400 GFLOP/s) and small's own 1,500 GB/s copy (the largest, and the fastest).
+    flops_step = 32 * (4 * 16 * 2 + 6 * 2)
+    bytes_step = (32 * 18 + 2 * (2 * 16 + 2)) * 4
+    bound = max(flops_step / 400e9, bytes_step / 1500e9)
+    assert s.loc[("small", "jax"), "limit_us"] == pytest.approx(bound * 1e6)
+    assert s.loc[("small", "jax"), "limit_kind"] == "compute"  # 11 ns of GEMM, 1.7 of copy
+    # numpy, on the CPU, keeps the CPU's roofs: 20 GB/s and the CPU's best GEMM rate.
+    gemm = max(s.loc[("small", "roofline"), "gflops"], s.loc[("crops", "roofline"), "gflops"])
+    cpu_bound = max(flops_step / (gemm * 1e9), bytes_step / 20e9)
+    assert s.loc[("small", "numpy"), "limit_us"] == pytest.approx(cpu_bound * 1e6)
+    # Efficiency: over the roofline loop of the row's own device.
+    for backend, roof in (("jax", "roofline-cuda"), ("numpy", "roofline")):
+        assert s.loc[("small", backend), "efficiency_pct"] == pytest.approx(
+            100 * s.loc[("small", roof), "step_us"] / s.loc[("small", backend), "step_us"])
+    code, out, _ = run_cli(capsys, "compare", str(path))
+    assert code == 0
+    assert ("(cuda) compute 400 GFLOP/s: the fastest GPU yardstick, two torch.mm on "
+            "cuda of small's step shapes") in out
+    header = next(line for line in render_run(path).splitlines() if "workload" in line)
+    assert header.split()[-2:] == ["roofline", "roofline-cuda"]  # the rooflines last
+
+
+def test_a_gpu_row_without_gpu_yardsticks_has_no_limit_and_the_table_says_why(
+        tmp_path: Path, capsys) -> None:
+    path = _gpu_run(tmp_path, None)
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    for workload in ("crops", "small"):
+        for backend in ("jax", "jax-scan"):  # never the CPU's roofs
+            assert math.isnan(s.loc[(workload, backend), "limit_us"])
+            assert math.isnan(s.loc[(workload, backend), "efficiency_pct"])
+            assert s.loc[(workload, backend), "limit_kind"] == ""
+        assert s.loc[(workload, "numpy"), "limit_us"] > 0  # the CPU's row keeps its own
+    code, out, _ = run_cli(capsys, "compare", str(path))
+    assert code == 0
+    assert ("(cuda) no limit: no cuda yardstick in this run (gdbench run measures "
+            "one") in out.replace("\n", " ")
 
 
 def test_summary_limit_from_the_roofline_rates(run: Path) -> None:

@@ -9,6 +9,9 @@ interference  the suite's µs/step against the standalone µs/step; flagged when
 sync          the timed call must wait for the device: re-timed with one more explicit
               wait after it (``backend.wait``), it must not move by more than 10%, once
               the wait's own cost (waits timed alone, which find nothing) is taken out.
+              On a CUDA device, torch's stream must also be idle the moment ``run``
+              returns: a loop whose GPU keeps up with its launches leaves only its last
+              kernels pending, too little for any timing to show, but not for the stream.
 x2 plan       doubling the epochs must roughly double the time (1.25x to 2.5x: a fixed
               per-call cost makes short runs scale below 2x, down to 1.5x when it is as
               long as the loop); a call that returns before its work is done barely moves.

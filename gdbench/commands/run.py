@@ -1,18 +1,20 @@
 """Run the benchmark suite (benches/) through pytest, save the run, and print the table.
 
 Each backend is timed in a pytest process of its own (the numpy process also times the
-rooflines), so that no other library's threads share the machine with it; thread
-settings (--threads) are in the environment before any library is imported. A training
-benchmark that a host neighbour spoiled for most of its rounds (its paired reference
-more than 25% over the workload's quiet level) is timed again in a fresh process of its
-backend, and the better-settled timing is kept (machine_info.gdbench.resettled says
-which). Interrupted (Ctrl-C, SIGTERM), it saves the jobs that finished as a run marked
-``machine_info.gdbench.interrupted``. The processes' runs are merged into one
-pytest-benchmark JSON (with every round's time) under results/runs/ in the current directory
-(or --out), named by time, machine and profile so that no run overwrites another:
-``pytest-benchmark compare``, pandas and ``gdbench compare`` all read it. Extra
-arguments after ``--`` go to every pytest process, e.g. ``gdbench run --quick --
---benchmark-max-time=2``."""
+rooflines; when a backend trains on a GPU, one more process times the GPU's yardsticks),
+so that no other library's threads share the machine with it; thread settings
+(--threads) are in the environment before any library is imported. A training benchmark
+that a host neighbour spoiled for most of its rounds (its paired reference more than 25%
+over the workload's quiet level) is timed again in a fresh process of its backend, and
+the better-settled timing is kept (machine_info.gdbench.resettled says which). Stopped
+before its end (Ctrl-C, SIGTERM), it still saves what its finished jobs measured, named
+``...-cut-short`` (``machine_info.gdbench.cut_short`` says what was kept). The
+processes' runs are merged into one pytest-benchmark JSON (with every round's time)
+under results/runs/ in the current directory (or --out), named by time, machine and
+profile so that no run overwrites another: ``pytest-benchmark compare``, pandas and
+``gdbench compare`` all read it. Extra arguments after ``--`` go to every pytest
+process, e.g. ``gdbench run --quick -- --benchmark-max-time=2``.
+"""
 
 from __future__ import annotations
 
@@ -108,9 +110,11 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     print(f"gdbench run: {profile} profile on {machine.label({'gdbench': machine.describe()})}",
           flush=True)
     unavailable = {name: why for name in backends if (why := status[name])}
-    procs = launcher.processes(backends, status)
+    devices = {implementations.get(name).device for name in backends if not status[name]}
+    procs = launcher.processes(backends, status) + launcher.yardstick_processes(devices)
     executor = launcher.LocalExecutor()
     parts: list[dict[str, Any]] = []
+    finished: list[str] = []  # the labels of the jobs whose part is kept
     code = 0
     failures: list[str] = []  # one line per failed process, said last
     seconds: dict[str, float] = {}
@@ -133,8 +137,8 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
                             "above")
         return None if outcome.failed else outcome.part
 
-    def save(doc: dict[str, Any]) -> Path:
-        path = unused_path(out, run_name(profile, doc["machine_info"], started))
+    def save(doc: dict[str, Any], suffix: str = "") -> Path:
+        path = unused_path(out, run_name(profile + suffix, doc["machine_info"], started))
         write_atomic(path, json.dumps(doc, indent=4))  # a reader never sees half a run
         return path
 
@@ -145,8 +149,9 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
                 part = run_one(label, selection, f"process {i + 1} of {len(procs)}")
                 if part is not None:
                     parts.append(part)
+                    finished.append(label)
         except (KeyboardInterrupt, SystemExit):
-            _keep_finished(parts, unavailable, len(procs), save)
+            _keep_cut_short(parts, unavailable, finished, [label for label, _ in procs], save)
             raise
         if not parts or not any(Run(p).trained for p in parts):
             for line in failures:
@@ -159,7 +164,7 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
             resettled = retime.resettle(parts, run_one, seconds,
                                         time.perf_counter() - first_began, policy)
         except (KeyboardInterrupt, SystemExit):  # the first timings are all there
-            _keep_finished(parts, unavailable, len(procs), save)
+            _keep_cut_short(parts, unavailable, finished, [label for label, _ in procs], save)
             raise
         doc = merge(parts, unavailable)
         doc["machine_info"]["gdbench"]["resettled"] = resettled
@@ -174,15 +179,22 @@ def run_suite(args: argparse.Namespace) -> tuple[int, Path | None]:
     return code, final
 
 
-def _keep_finished(parts: list[dict[str, Any]], unavailable: dict[str, str], jobs: int,
-                   save: Callable[[dict[str, Any]], Path]) -> None:
-    """Save the parts of the jobs that finished before gdbench was interrupted, as a run
-    that says so (``machine_info.gdbench.interrupted``); nothing when none trained."""
+def _keep_cut_short(parts: list[dict[str, Any]], unavailable: dict[str, str],
+                    finished: list[str], labels: list[str],
+                    save: Callable[..., Path]) -> None:
+    """Save what the jobs that finished measured when the run is stopped before its end
+    (Ctrl-C, SIGTERM: a CI job's timeout), as a run of its own whose profile ends in
+    ``-cut-short`` and whose ``machine_info.gdbench.cut_short`` names the jobs kept and
+    those lost; nothing when no training benchmark finished. A benchmark timed again and
+    interrupted keeps its first timing."""
     if not any(Run(p).trained for p in parts):
         return
+    lost = [label for label in labels if label not in finished]
     doc = merge(parts, unavailable)
-    doc["machine_info"]["gdbench"]["interrupted"] = {"jobs_finished": len(parts),
-                                                     "jobs": jobs}
-    path = save(doc)
-    print(f"\ngdbench run: interrupted; the {len(parts)} of {jobs} jobs that finished are "
-          f"saved in {path}", file=sys.stderr, flush=True)
+    doc["machine_info"]["gdbench"]["cut_short"] = {"kept": list(finished),
+                                                   "not_finished": lost}
+    path = save(doc, "-cut-short")
+    print(f"gdbench run: stopped before the end; kept the finished processes "
+          f"({', '.join(finished)}), lost {', '.join(lost) or 'none'}",
+          file=sys.stderr, flush=True)
+    print(f"saved {path}", flush=True)

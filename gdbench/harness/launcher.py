@@ -23,12 +23,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gdbench.harness import machine
+from gdbench.harness import gpu, machine
 from gdbench.implementations.data_parallel import WORLD_ENV
 
 
@@ -82,7 +82,7 @@ class Job:
     def command(self, json_path: Path) -> list[str]:
         """Its pytest command line, saving its run to ``json_path``; a job from another
         checkout (``tree``) runs that checkout's own suite."""
-        cmd = pytest_command(self, json_path, self.selection)
+        cmd = pytest_command(self, json_path, list(self.selection))
         if self.tree is None:
             return cmd
         ours, theirs = str(BENCHES), str(Path(self.tree) / "benches")
@@ -180,6 +180,15 @@ def processes(backends: Sequence[str], status: dict[str, str | None]) -> list[
         procs.append(("roofline", ["--isolated", "--backends", "numpy", "--roofline", "only"]))
     return procs
 
+def yardstick_processes(devices: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """(label, pytest options) of the processes that time the GPU's yardsticks: one when a
+    backend of the run trains on a CUDA device, so that its rows have a limit of their own
+    device (:func:`gdbench.judge.limits.limit_roofs`); none for a CPU-only run."""
+    if gpu.DEVICE not in set(devices):
+        return []
+    return [(f"roofline-{gpu.DEVICE}",
+             ["--isolated", "--backends", "numpy", "--roofline", "gpu"])]
+
 def retime_selection(backend: str, workloads: Sequence[str]) -> list[str]:
     """The pytest options that time ``backend``'s training benchmarks on ``workloads``
     again, in a process of their own (no rooflines)."""
@@ -234,9 +243,10 @@ def run_process(cmd: list[str], env: dict[str, str], *, cwd: str | os.PathLike[s
 
 @contextlib.contextmanager
 def terminate_as_exit() -> Iterator[None]:
-    """Inside the block, SIGTERM (a cancelled CI job, ``kill``) raises SystemExit(143) as
-    Ctrl-C raises KeyboardInterrupt, so that the cleanup runs: the benchmark process is
-    stopped and no partial file is left behind."""
+    """Inside the block, SIGTERM (a cancelled CI job, ``kill``, ``timeout``) raises
+    SystemExit(143) as Ctrl-C raises KeyboardInterrupt, so that the cleanup runs: the
+    benchmark process is stopped, no partial file is left behind, and the caller can keep
+    what the jobs that finished measured."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

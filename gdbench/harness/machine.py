@@ -168,15 +168,28 @@ def describe(load_libraries: bool = True) -> dict[str, Any]:
         "versions": _versions(),
     }
     info.update(_torch_info(load_libraries))
-    if load_libraries or "jax" in sys.modules:
-        try:
-            import jax
-
-            info["jax_backend"] = jax.default_backend()
-            info["jax_devices"] = [str(d) for d in jax.devices()]
-        except ImportError:
-            pass
+    jax_info = _jax_info(load_libraries)
+    if not info.get("gpu") and jax_info.get("jax_gpu"):
+        info["gpu"] = jax_info["jax_gpu"]  # a run without torch's CUDA still names its GPU
+    info.update(jax_info)
     info["fingerprint"] = fingerprint({"gdbench": info, **platform_info()})
+    return info
+
+
+def _jax_info(load_libraries: bool) -> dict[str, Any]:
+    """jax's default backend and devices, and, when that backend is a GPU, the GPU's name
+    (``jax_gpu``, the device kind: "NVIDIA H100 80GB HBM3")."""
+    if not load_libraries and "jax" not in sys.modules:
+        return {}
+    try:
+        import jax
+    except ImportError:
+        return {}
+    devices = jax.devices()
+    info: dict[str, Any] = {"jax_backend": jax.default_backend(),
+                            "jax_devices": [str(d) for d in devices]}
+    if info["jax_backend"] == "gpu" and devices:
+        info["jax_gpu"] = str(getattr(devices[0], "device_kind", "") or devices[0])
     return info
 
 
@@ -202,8 +215,9 @@ def _flags(value: Any) -> str | None:
 def fingerprint(machine_info: dict[str, Any]) -> str:
     """A short stable id of the hardware and software that decide the speed of a run.
 
-    Built from the CPU (brand, family and model), core count, architecture, GPU, pinned
-    thread count and thread environment variables, BLAS (internal_api and version) and
+    Built from the CPU (brand, family and model), core count, architecture, GPU (named by
+    torch, or by jax when jax runs on it), pinned thread count and thread environment
+    variables, BLAS (internal_api and version) and
     the versions of :data:`SPEED_LIBRARIES`, never from the host name, so two identical
     CI runners share a fingerprint, and a changed CPU, BLAS or thread setting makes
     another. Takes pytest-benchmark's machine_info with gdbench's part under "gdbench".

@@ -11,8 +11,20 @@ torch-profiler    PyTorch on the CPU. torch.profiler with profile_memory: the by
                   the peak of allocated-minus-freed bytes over the run.
 torch-cuda        PyTorch on a GPU. torch.cuda.max_memory_allocated after
                   reset_peak_memory_stats, and the allocator's own allocation counter.
-jax-device        JAX. The device's memory_stats() peak, where the device keeps them (GPUs
-                  do, the CPU does not: then no figure, and the reason).
+torch-cuda-graph-pool
+                  PyTorch replaying CUDA graphs (torch-cuda-graph, torch-compile-cuda). A
+                  replay allocates nothing: its memory is the graph's private pool, taken
+                  while prepare captured the graphs. The figure is the memory the caching
+                  allocator reserved during that capture (the backend's state records it as
+                  ``graph_pool_bytes``); the allocations per step are the run's own (none).
+jax-device        JAX, where the device keeps memory statistics (GPUs do) and its peak
+                  rose during the run: that peak above the run's starting use. The peak is
+                  the process's since it started, so a peak that did not rise belongs to
+                  something earlier (prepare, compilation, the timed rounds) and is not given.
+jax-memory-analysis
+                  JAX otherwise (always on the CPU, whose device keeps no statistics): XLA's
+                  memory analysis of the compiled calls, the temporaries and outputs of the
+                  largest one, which is what a call adds to the arguments already placed.
 
 Each covers the run alone: the data, the plan and the initial weights were placed in
 prepare and are not counted.
@@ -106,9 +118,14 @@ def _torch_cuda(prepared: Prepared, steps: int) -> Memory:
     bytes_before = torch.cuda.memory_stats().get("allocated_bytes.all.allocated", 0)
     prepared.run()
     stats = torch.cuda.memory_stats()
-    return Memory("torch-cuda", float(torch.cuda.max_memory_allocated() - before),
-                  (stats.get("allocation.all.allocated", 0) - count) / steps,
-                  (stats.get("allocated_bytes.all.allocated", 0) - bytes_before) / steps,
+    per_step = ((stats.get("allocation.all.allocated", 0) - count) / steps,
+                (stats.get("allocated_bytes.all.allocated", 0) - bytes_before) / steps)
+    pool = getattr(prepared.state, "graph_pool_bytes", None)
+    if pool is not None:  # replays allocate from the pool captured in prepare
+        return Memory("torch-cuda-graph-pool", float(pool), *per_step,
+                      "the CUDA graph pool: memory reserved while prepare captured the "
+                      "graphs; the run allocates from it")
+    return Memory("torch-cuda", float(torch.cuda.max_memory_allocated() - before), *per_step,
                   "the CUDA caching allocator's counters")
 
 
@@ -116,13 +133,33 @@ def _jax(prepared: Prepared) -> Memory:
     import jax
 
     device = jax.devices()[0]
-    stats = device.memory_stats()
-    if not stats:
-        prepared.run()
-        return Memory("jax-device", None, None, None,
-                      f"the {device.platform} device keeps no memory statistics")
-    before = stats.get("bytes_in_use", 0)
+    before = device.memory_stats() or {}
     prepared.run()
-    stats = device.memory_stats() or {}
-    return Memory("jax-device", float(stats.get("peak_bytes_in_use", 0) - before), None, None,
-                  "the device's peak since start, above the run's starting use")
+    after = device.memory_stats() or {}
+    peak_before, peak = before.get("peak_bytes_in_use", 0), after.get("peak_bytes_in_use", 0)
+    if before and peak > peak_before:
+        return Memory("jax-device", float(peak - before.get("bytes_in_use", 0)), None, None,
+                      "the device's peak, which rose during the run, above its starting use")
+    device_said = (f"the {device.platform} device keeps no memory statistics" if not before
+                   else "the device's peak did not rise during the run")
+    analysed = compiled_bytes(getattr(prepared.state, "compiled", None))
+    if analysed is None:
+        return Memory("jax-device", None, None, None,
+                      f"{device_said}, and XLA gave no memory analysis")
+    return Memory("jax-memory-analysis", analysed, None, None,
+                  f"XLA's memory analysis: temporaries and outputs of the largest compiled "
+                  f"call ({device_said})")
+
+
+def compiled_bytes(compiled: Any) -> float | None:
+    """The most memory one compiled JAX call adds to its arguments: the largest, over the
+    executables in ``compiled`` (a dict of them), of XLA's temp_size_in_bytes plus
+    output_size_in_bytes; None when there are none or XLA analyses none."""
+    sizes = []
+    for executable in (compiled or {}).values():
+        analysis = executable.memory_analysis() if hasattr(executable, "memory_analysis") \
+            else None
+        if analysis is not None:
+            sizes.append(float(getattr(analysis, "temp_size_in_bytes", 0))
+                         + float(getattr(analysis, "output_size_in_bytes", 0)))
+    return max(sizes) if sizes else None

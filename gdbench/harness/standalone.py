@@ -28,7 +28,7 @@ import numpy as np
 
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, get_workload, make_problem
-from gdbench.harness import launcher, machine, timing
+from gdbench.harness import gpu, launcher, machine, timing
 from gdbench.implementations.base import Backend, Prepared, prepare
 
 STANDALONE_S = 1.5  # seconds of standalone rounds per benchmark
@@ -67,6 +67,9 @@ class Standalone:
     # The wake probe's reading then (the slower of those just before and just after its
     # block, seconds per round trip); empty on one CPU, where there is no probe.
     round_wake_s: tuple[float, ...] = ()
+    # Whether torch's CUDA stream still had work queued right after run returned (None:
+    # not a CUDA backend, or no torch in the process: see gpu.work_queued).
+    queued_after_run: bool | None = None
 
     def pooled(self, other: Standalone) -> Standalone:
         """This timing with ``other``'s plain rounds added (a retry of the same backend)."""
@@ -257,6 +260,7 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
     plain = segmented(prepared.run, reference, plan, ref_iterations, SEGMENTS, clock, probe)
     per_run = statistics.median(plain.times)
     prepared.run()
+    queued = gpu.work_queued(prepared.backend.device)
     busy = timing.busy_after()
 
     def run_and_wait() -> None:
@@ -283,6 +287,7 @@ def _measure(prepared: Prepared, twice: Prepared, problem: Problem, seconds: flo
         round_us=tuple(t / steps * 1e6 for t in plain.times),
         round_ref_s=tuple(plain.refs),
         round_wake_s=tuple(plain.wakes),
+        queued_after_run=queued,
     )
 
 

@@ -224,6 +224,9 @@ def failures(row: Row) -> list[str]:
         out.append(f"sync: an extra wait finds {row.sync_change:.0%} of run still "
                    "pending (its own cost taken out), so run returns before its work "
                    "is done")
+    if row.alone.queued_after_run:
+        out.append("sync: the CUDA stream still had work queued when run returned, so "
+                   "run returns before its work is done")
     low, high = DOUBLING_RANGE
     if not low <= row.alone.doubled_ratio <= high:
         out.append(f"x2 plan: twice the steps took x{row.alone.doubled_ratio:.2f} the "

@@ -23,6 +23,14 @@ random rows, which can only be slower, so the bound stays a lower bound.
 Patterson, 2009), a step of intensity I = FLOPs / bytes runs at most
 min(compute roof, memory roof × I) FLOP/s.
 
+A step bounds only by the yardsticks of its own device. The roofline rows above are the
+CPU's; a row whose device is a GPU (``device != "cpu"``) is bounded by the GPU
+yardsticks measured in the same run, rows with that device: ``torch.mm`` of each step's
+shapes on the device (its compute roof) and a device-to-device copy as large as the
+dataset (its memory roofs), chosen by the same rules. The CPU's GEMM rate and bandwidth
+say nothing of a GPU step, so a run without GPU yardsticks gives its GPU rows no limit,
+and :func:`limit_roofs` says why.
+
 Fixed cost against throughput. Over the workloads of a run, a backend's step time is
 fitted as ``step = α + FLOPs / β``: α (µs) is what a step costs however small (dispatch,
 launches, Python), β (GFLOP/s) the rate it sustains on large steps. The fit weighs each
@@ -70,23 +78,35 @@ def bound_kind(flops: float, nbytes: float, gemm_flops_per_s: float,
 
 # --- the roofs of a run -----------------------------------------------------------------------
 
+CPU = "cpu"
+
+
+def device_of(value: Any) -> str:
+    """A row's device: its recorded ``device``, "cpu" when none is recorded (roofline and
+    training rows of runs saved before rows named their device ran on the CPU)."""
+    return value if isinstance(value, str) and value else CPU
+
+
 @dataclass(frozen=True)
 class Yardstick:
-    """What the run measured beside one workload: the rate of its roofline loop (two
-    cached NumPy GEMMs of a step's shapes, FLOP/s) and of a streaming copy as large as its
-    dataset (bytes/s; NaN when not measured), with the copy's size (bytes; NaN when not
-    recorded) and threads (0 when not recorded)."""
+    """What the run measured beside one workload on one device: the rate of its roofline
+    loop (two GEMMs of a step's shapes, FLOP/s: cached NumPy GEMMs on the CPU, torch.mm on
+    a GPU) and of a copy as large as its dataset (bytes/s; NaN when not measured), with the
+    copy's size (bytes; NaN when not recorded) and threads (0 when not recorded or on a
+    GPU)."""
 
     workload: str
     gemm_flops_per_s: float
     copy_bytes_per_s: float
     copy_bytes: float = math.nan
     copy_threads: int = 0
+    device: str = CPU
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Yardstick:
         """From a roofline row of a loaded run (``gflops``, ``bandwidth_gbs``,
-        ``copy_bytes``, ``copy_threads``; missing or bad values read as not measured)."""
+        ``copy_bytes``, ``copy_threads``, ``device``; missing or bad values read as not
+        measured, a missing device as the CPU)."""
         def number(key: str) -> float:
             try:
                 value = float(record.get(key))  # type: ignore[arg-type]
@@ -97,7 +117,7 @@ class Yardstick:
         threads = number("copy_threads")
         return cls(str(record.get("workload")), number("gflops") * 1e9,
                    number("bandwidth_gbs") * 1e9, number("copy_bytes"),
-                   0 if math.isnan(threads) else int(threads))
+                   0 if math.isnan(threads) else int(threads), device_of(record.get("device")))
 
 
 @dataclass(frozen=True)
@@ -143,8 +163,12 @@ class Roofs:
 
     def describe(self) -> list[str]:
         """One line per roof: its rate and what measured it."""
-        lines = [f"compute {self.compute_flops_per_s / 1e9:.3g} GFLOP/s: the fastest roofline "
-                 f"loop, two cached NumPy GEMMs of {self.compute_by.workload}'s step shapes"]
+        by = self.compute_by
+        if by.device == CPU:
+            loop = f"the fastest roofline loop, two cached NumPy GEMMs of {by.workload}'s"
+        else:
+            loop = f"the fastest GPU yardstick, two torch.mm on {by.device} of {by.workload}'s"
+        lines = [f"compute {self.compute_flops_per_s / 1e9:.3g} GFLOP/s: {loop} step shapes"]
         lines += [f"memory {m.bytes_per_s / 1e9:.3g} GB/s: {_copy_text(m.measured_by)}, for "
                   f"{', '.join(m.workloads)}" for m in self.memory]
         return lines
@@ -152,8 +176,11 @@ class Roofs:
 
 def _copy_text(y: Yardstick) -> str:
     """What measured a copy bandwidth: 'a streaming copy of 8.5 MiB on 1 thread
-    (medium's roofline)'."""
+    (medium's roofline)', 'a device-to-device copy of 8.5 MiB on cuda (medium's GPU
+    yardstick)'."""
     size = "" if math.isnan(y.copy_bytes) else f" of {y.copy_bytes / 2**20:.3g} MiB"
+    if y.device != CPU:
+        return f"a device-to-device copy{size} on {y.device} ({y.workload}'s GPU yardstick)"
     threads = f" on {y.copy_threads} thread{'s' * (y.copy_threads != 1)}" \
         if y.copy_threads else ""
     return f"a streaming copy{size}{threads} ({y.workload}'s roofline)"
@@ -163,15 +190,16 @@ def _size(y: Yardstick) -> float:
     return -math.inf if math.isnan(y.copy_bytes) else y.copy_bytes
 
 
-def run_roofs(records: Iterable[Mapping[str, Any]]) -> Roofs | None:
-    """The roofs of a run, from its roofline rows of one dtype (see :meth:`Yardstick.from_record`);
-    None when no roofline loop was timed.
+def run_roofs(records: Iterable[Mapping[str, Any]], device: str = CPU) -> Roofs | None:
+    """The roofs of a run on ``device``, from its roofline rows of one dtype (see
+    :meth:`Yardstick.from_record`): only the rows measured on that device count. None when
+    no roofline loop was timed there.
 
     Compute roof: the best GEMM rate of any roofline loop. Memory roof of a workload: the
     fastest copy of a buffer at least as large as its own (its own when sizes are not
     recorded); workloads bounded by the same copy share one roof.
     """
-    sticks = [Yardstick.from_record(r) for r in records]
+    sticks = [y for y in map(Yardstick.from_record, records) if y.device == device]
     timed = [y for y in sticks if not math.isnan(y.gemm_flops_per_s)]
     if not timed:
         return None
@@ -188,6 +216,24 @@ def run_roofs(records: Iterable[Mapping[str, Any]]) -> Roofs | None:
                                 tuple(dict.fromkeys(ws)))
                      for j, ws in bounded_by.items()), key=lambda m: -m.bytes_per_s)
     return Roofs(best.gemm_flops_per_s, best, tuple(memory))
+
+
+NO_CPU_ROOFLINE = "no roofline loop in this run"
+NO_GPU_YARDSTICK = (
+    "no {device} yardstick in this run (gdbench run measures one, torch.mm of each step's "
+    "shapes and a device-to-device copy as large as the dataset, when torch sees the "
+    "device); the CPU's roofs do not bound a {device} step")
+
+
+def limit_roofs(records: Iterable[Mapping[str, Any]],
+                device: str) -> tuple[Roofs | None, str]:
+    """The roofs that bound a step on ``device`` (:func:`run_roofs` of that device's
+    yardsticks), or None and why there are none. A GPU row never falls back on the CPU's
+    roofs: it gets no limit, and the reason names the missing yardstick."""
+    roofs = run_roofs(records, device)
+    if roofs is not None:
+        return roofs, ""
+    return None, NO_CPU_ROOFLINE if device == CPU else NO_GPU_YARDSTICK.format(device=device)
 
 
 # --- the bandwidth measurement ---------------------------------------------------------------

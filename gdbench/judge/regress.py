@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench.data.errors import InputError
+from gdbench.judge.limits import CPU, device_of
 from gdbench.judge.stats import (
     CONFIDENCE,
     RESAMPLES,
@@ -39,6 +40,7 @@ DISAGREES = "disagrees with numpy"
 PAIRED = "paired"
 UNPAIRED = "unpaired roofline"
 RAW = "raw"
+GPU_RAW_NOTE = "GPU benchmark: raw times (the NumPy reference measures the CPU, not the GPU)"
 
 
 # --- the statistics (pure) ---------------------------------------------------------------
@@ -77,12 +79,14 @@ def verdict(estimate: Estimate, threshold: float) -> str:
 # --- the gate ------------------------------------------------------------------------------
 
 def roofline_row(frame: pd.DataFrame, row: pd.Series) -> pd.Series | None:
-    """The roofline row of the same workload and dtype in the same run.
+    """The CPU roofline row of the same workload and dtype in the same run.
 
     A roofline without a recorded dtype will do; one of another dtype will not (a float64
-    benchmark over a float32 roofline measures the dtype, not the machine).
+    benchmark over a float32 roofline measures the dtype, not the machine). A GPU's
+    yardstick rows are never one: they measure another device.
     """
-    roof = frame[(frame["kind"] == "roofline") & (frame["workload"] == row["workload"])]
+    roof = frame[(frame["kind"] == "roofline") & (frame["workload"] == row["workload"])
+                 & (frame["device"].map(device_of) == CPU)]
     if not pd.isna(row["dtype"]):
         same = roof["dtype"] == row["dtype"]
         roof = roof[same] if same.any() else roof[roof["dtype"].isna()]
@@ -95,10 +99,30 @@ def _samples(row: pd.Series) -> list[float] | None:
     return data if isinstance(data, list) and len(data) >= 2 else None
 
 
+def on_gpu(row: pd.Series) -> bool:
+    """Whether a benchmark ran on another device than the CPU (``device != "cpu"``)."""
+    return device_of(row["device"]) != CPU
+
+
+def _compare_raw(b: pd.Series, n: pd.Series, notes: list[str]) -> Estimate:
+    """new/baseline of the raw median times, with the interval of the rounds when both
+    runs saved two or more."""
+    rounds = [_samples(n), _samples(b)]
+    if rounds[0] is not None and rounds[1] is not None:
+        return ratio_of_medians(rounds[0], rounds[1])
+    notes.append("no per-round data: medians only, no significance test")
+    return Estimate(n["median_s"] / b["median_s"])
+
+
 def _compare_training(base: pd.DataFrame, new: pd.DataFrame, b: pd.Series, n: pd.Series,
                       notes: list[str]) -> tuple[str, Estimate, float, float]:
     """(method, new/baseline estimate, baseline and new normalised medians) of one
     training benchmark; appends what the reader must know to ``notes``."""
+    if on_gpu(b) or on_gpu(n):
+        # The paired reference and the roofline are NumPy loops on one CPU thread: they
+        # say nothing of the GPU's speed, so a GPU benchmark is judged by its raw times.
+        notes.append(GPU_RAW_NOTE)
+        return RAW, _compare_raw(b, n, notes), math.nan, math.nan
     if has_paired_rounds(b) and has_paired_rounds(n):
         # The paired design: each round over the reference round timed just before it,
         # from the rounds taken on a settled machine (stats.settled_pair): judged by the
@@ -121,23 +145,20 @@ def _compare_training(base: pd.DataFrame, new: pd.DataFrame, b: pd.Series, n: pd
     base_norm = new_norm = math.nan
     if broof is None or nroof is None:
         # Nothing to normalise by: compare raw times, which include the machine's speed.
-        method = RAW
         notes.append("no roofline: raw times")
-        present = [n, b]
-    else:
-        method = UNPAIRED
-        notes.append(f"unpaired roofline (no per-round reference in the "
-                     f"{' or '.join(lacking)})")
-        base_norm = b["median_s"] / broof["median_s"]
-        new_norm = n["median_s"] / nroof["median_s"]
-        present = [n, b, nroof, broof]  # the argument order of ratio_of_medians
+        return RAW, _compare_raw(b, n, notes), base_norm, new_norm
+    notes.append(f"unpaired roofline (no per-round reference in the "
+                 f"{' or '.join(lacking)})")
+    base_norm = b["median_s"] / broof["median_s"]
+    new_norm = n["median_s"] / nroof["median_s"]
+    present = [n, b, nroof, broof]  # the argument order of ratio_of_medians
     rounds = [_samples(r) for r in present]
     if all(x is not None for x in rounds):
         est = ratio_of_medians(*[x for x in rounds if x is not None])
     else:
         notes.append("no per-round data: medians only, no significance test")
         est = Estimate(ratio_of_medians(*[[r["median_s"]] for r in present]).ratio)
-    return method, est, base_norm, new_norm
+    return UNPAIRED, est, base_norm, new_norm
 
 
 def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -145,10 +166,12 @@ def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.
 
     ``base_norm``/``new_norm`` are the benchmark's normalised median (unitless: the median
     of its rounds over their reference rounds, or, unpaired, its median over its
-    roofline's); ``ratio``, ``low``, ``high`` are new/baseline and its 95% CI; ``raw_ratio``
-    is the plain new/baseline median time; ``method`` is paired, unpaired roofline or raw
-    (empty for roofline rows and missing benchmarks). Roofline rows are kept as the
-    machine's reference.
+    roofline's; NaN for raw); ``ratio``, ``low``, ``high`` are new/baseline and its 95% CI;
+    ``raw_ratio`` is the plain new/baseline median time; ``method`` is paired, unpaired
+    roofline or raw (empty for roofline rows and missing benchmarks). A benchmark on a GPU
+    (``device != "cpu"``) is always compared raw: the reference loop and the roofline are
+    NumPy on the CPU. Roofline rows are kept as the machine's reference (a GPU's yardstick
+    rows as the GPU's).
     """
     rows: list[dict[str, Any]] = []
     base_by_name = {r["name"]: r for _, r in base.iterrows()}
@@ -174,7 +197,8 @@ def compare_runs(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> pd.
         out["raw_ratio"] = n["median_s"] / b["median_s"]
         if any_row["kind"] == "roofline":
             out["verdict"] = REFERENCE
-            out["note"] = "machine speed: raw new/baseline time"
+            out["note"] = "machine speed: raw new/baseline time" if not on_gpu(any_row) \
+                else "GPU speed: raw new/baseline time"
             continue
         method, est, base_norm, new_norm = _compare_training(base, new, b, n, notes)
         out.update(base_norm=base_norm, new_norm=new_norm, ratio=est.ratio, low=est.low,
@@ -345,6 +369,11 @@ def build_report(base: pd.DataFrame, new: pd.DataFrame, threshold: float, fmt: s
     if confirmation is not None:
         notes.append(f"Confirmation run: `{confirmation.iloc[0]['path']}`; a regression "
                      "counts only when it shows there too.")
+    on_gpus = int(gate["note"].str.contains(GPU_RAW_NOTE, regex=False).sum())
+    if on_gpus:
+        notes.append(f"{on_gpus} GPU benchmark{'s' * (on_gpus != 1)} compared by raw time "
+                     "(new/baseline median): the reference loop runs NumPy on the CPU, so it "
+                     "cancels none of the GPU's drift; raw time includes the GPU's speed.")
     unpaired = int((gate["method"] == UNPAIRED).sum())
     if unpaired:
         notes.append(f"{unpaired} benchmark{'s' * (unpaired != 1)} lacked per-round "

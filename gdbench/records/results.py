@@ -26,7 +26,9 @@ Data-parallel rows (torch-ddp, jax-sharded) carry ``world`` (workers), ``single_
 (the one-process backend they are set against), ``compute_only_step_us`` (the same loop
 without its collective, µs per step; ``compute_only_data`` its rounds, seconds per run)
 and ``collective_step_us`` (what the collective costs per step: the median over rounds
-timed in turns of the loop with it less the loop without it). Any
+timed in turns of the loop with it less the loop without it). A GPU's
+yardsticks are roofline rows too, with their ``device`` (backend ``roofline-cuda``:
+torch.mm of the step's shapes on the device, and a device-to-device copy; no target). Any
 problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming
 the file.
 """
@@ -326,7 +328,9 @@ def workloads_in(frame: pd.DataFrame) -> list[str]:
 
 
 def backends_in(frame: pd.DataFrame) -> list[str]:
-    """The frame's backends in registry order (numpy first), the roofline last."""
-    names = [n for n in frame["backend"] if n != "roofline"]
-    has_roofline = bool((frame["backend"] == "roofline").any())
-    return ordered(names, implementations.names()) + (["roofline"] if has_roofline else [])
+    """The frame's backends in registry order (numpy first), the rooflines last (the
+    CPU's, then a GPU's yardsticks, ``roofline-cuda``)."""
+    rooflines = sorted({n for n in frame["backend"] if isinstance(n, str)
+                        and n.startswith("roofline")})
+    names = [n for n in frame["backend"] if n not in rooflines]
+    return ordered(names, implementations.names()) + rooflines

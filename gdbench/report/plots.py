@@ -60,11 +60,13 @@ def scaling_figure(frame: pd.DataFrame) -> Figure:
     ax = fig.add_subplot()
     for i, label in enumerate(backends_in(s.assign(backend=s["label"]))):
         rows = s[s["label"] == label].sort_values("flops_per_step")
-        roofline = label == "roofline"
+        roofline = label.startswith("roofline")  # the CPU's, or a GPU's yardsticks
+        name = "roofline (NumPy matmul pair)" if label == "roofline" else \
+            f"{label} (torch.mm pair)" if roofline else label
         ax.plot(rows["flops_per_step"], rows["step_us"], marker=_MARKERS[i % len(_MARKERS)],
-                linestyle="--" if roofline else "-", color="black" if roofline else None,
-                linewidth=2.5 if roofline else 1.5,
-                label="roofline (NumPy matmul pair)" if roofline else label)
+                linestyle="--" if roofline else "-",
+                color=("black" if label == "roofline" else "0.45") if roofline else None,
+                linewidth=2.5 if roofline else 1.5, label=name)
     for workload in workloads_in(s):
         x = s.loc[s["workload"] == workload, "flops_per_step"].iloc[0]
         ax.annotate(workload, (x, 1), xycoords=("data", "axes fraction"),
@@ -122,9 +124,9 @@ def speedup_figure(frame: pd.DataFrame) -> Figure:
 
 def roofline_points(frame: pd.DataFrame) -> tuple[pd.DataFrame, limits.Roofs | None]:
     """The roofline's points and roofs: one row per training benchmark of the run's
-    first (run, dtype) with a limit (``label``, ``workload``, ``intensity`` FLOPs per
-    byte, ``gflops``, ``roof_gflops`` the roof above it, ``limit_kind`` which roof that
-    is, ``above`` whether the point beats it), and that run's roofs
+    first (run, dtype, device) with a limit, the CPU's first (``label``, ``workload``,
+    ``intensity`` FLOPs per byte, ``gflops``, ``roof_gflops`` the roof above it,
+    ``limit_kind`` which roof that is, ``above`` whether the point beats it), and those roofs
     (:func:`gdbench.report.tables.roofs_by_run`, which the tables' limit uses too); no rows and
     None when the run has no roofs."""
     s = summary(frame)
@@ -133,9 +135,11 @@ def roofline_points(frame: pd.DataFrame) -> tuple[pd.DataFrame, limits.Roofs | N
                "above"]
     if not roofs:
         return pd.DataFrame(columns=columns), None
-    (run, dtype), run_roofs = next(iter(roofs.items()))
+    # The CPU's roofs when the run has them, else the first device's; the points are the
+    # rows bounded by those roofs (a GPU row only by a GPU's).
+    (run, dtype, device), run_roofs = min(roofs.items(), key=lambda kv: kv[0][2] != limits.CPU)
     train = s[(s["kind"] == "training") & (s["run"] == run) & (s["dtype"] == dtype)
-              & s["limit_us"].notna()].copy()
+              & (s["device"].map(limits.device_of) == device) & s["limit_us"].notna()].copy()
     train["above"] = train["gflops"] > train["roof_gflops"]
     return train[columns].reset_index(drop=True), run_roofs
 
@@ -330,7 +334,8 @@ def loss_time_figure(frame: pd.DataFrame, workload: str) -> Figure:
     float64 reference's loss curve (every backend agrees with it); the shared target is
     the horizontal line."""
     s = summary(frame)
-    roof = s[(s["kind"] == "roofline") & (s["workload"] == workload)]
+    roof = s[(s["kind"] == "roofline") & (s["workload"] == workload)
+             & (s["device"].map(limits.device_of) == limits.CPU)]  # it records the curve
     train = s[(s["kind"] == "training") & (s["workload"] == workload)]
     fig = _figure()
     ax = fig.add_subplot()

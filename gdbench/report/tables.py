@@ -42,11 +42,17 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     out["dtype"] = out["dtype"].fillna("")
     key = ["run", "workload", "dtype"]
     numpy_us = out[out["backend"] == "numpy"].drop_duplicates(key).set_index(key)["step_us"]
-    roof = out[out["kind"] == "roofline"].drop_duplicates(key).set_index(key)
+    # The roofline rows of each device: a GPU row's efficiency is over the GPU's roofline
+    # loop, never the CPU's; the shared target is recorded by the CPU's.
+    devices = out["device"].map(limits.device_of)
+    roofs = out[out["kind"] == "roofline"].assign(_device=devices)
+    roof = roofs[roofs["_device"] == limits.CPU].drop_duplicates(key).set_index(key)
+    own_roof = roofs.drop_duplicates([*key, "_device"]).set_index([*key, "_device"])
     idx = pd.MultiIndex.from_frame(out[key])
+    idx_device = pd.MultiIndex.from_frame(out[key].assign(_device=devices))
     step_us = out["step_us"].to_numpy(dtype=float)
     out["speedup"] = numpy_us.reindex(idx).to_numpy() / step_us
-    out["efficiency_pct"] = 100 * roof["step_us"].reindex(idx).to_numpy() / step_us
+    out["efficiency_pct"] = 100 * own_roof["step_us"].reindex(idx_device).to_numpy() / step_us
     out["label"] = [b if d in ("", "float32") else f"{b} {d}"
                     for b, d in zip(out["backend"], out["dtype"], strict=True)]
     training = (out["kind"] == "training").to_numpy()
@@ -65,23 +71,25 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def roofs_by_run(frame: pd.DataFrame) -> dict[tuple[str, str], limits.Roofs]:
-    """The roofs of each run and dtype in the frame (:func:`gdbench.judge.limits.run_roofs`),
-    keyed by (run, dtype); a run without a timed roofline loop has none. The tables'
-    limit and the roofline figure both read them."""
+def roofs_by_run(frame: pd.DataFrame) -> dict[tuple[str, str, str], limits.Roofs]:
+    """The roofs of each run, dtype and device in the frame
+    (:func:`gdbench.judge.limits.run_roofs`), keyed by (run, dtype, device); a run without
+    a timed roofline loop on a device has none for it. The tables' limit and the roofline
+    figure both read them."""
     roof = frame[frame["kind"] == "roofline"]
     out = {}
-    for (run, dtype), rows in roof.groupby(["run", roof["dtype"].fillna("")], sort=False):
-        roofs = limits.run_roofs(rows.to_dict("records"))
+    keys = ["run", roof["dtype"].fillna(""), roof["device"].map(limits.device_of)]
+    for (run, dtype, device), rows in roof.groupby(keys, sort=False):
+        roofs = limits.run_roofs(rows.to_dict("records"), str(device))
         if roofs is not None:
-            out[(str(run), str(dtype))] = roofs
+            out[(str(run), str(dtype), str(device))] = roofs
     return out
 
 
 def _limits(out: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Each row's limit (µs per step), which roof binds, and the step's arithmetic
-    intensity (FLOPs per byte); NaN and "" where the run lacks the roofs, or the
-    workload's copy (:func:`roofs_by_run`)."""
+    intensity (FLOPs per byte); NaN and "" where the run lacks the roofs of the row's
+    device, or the workload's copy (:func:`roofs_by_run`)."""
     roofs = roofs_by_run(out)
     result = np.full(len(out), np.nan)
     intensity = np.full(len(out), np.nan)
@@ -92,7 +100,7 @@ def _limits(out: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
             d, k, flops = int(r.d), int(r.k), float(r.flops)
         except (TypeError, ValueError):
             continue
-        run_roofs = roofs.get((str(r.run), str(r.dtype)))
+        run_roofs = roofs.get((str(r.run), str(r.dtype), limits.device_of(r.device)))
         if not (steps > 0 and math.isfinite(flops)) or run_roofs is None:
             continue
         bandwidth = run_roofs.bandwidth(str(r.workload))
@@ -161,29 +169,44 @@ def run_sections(frame: pd.DataFrame) -> list[Section]:
 
 
 LIMIT_NOTE = ("limit = max(FLOPs / compute roof, bytes / memory roof) per step, both roofs "
-              "measured in this run: the compute roof is the best GEMM rate of its roofline "
-              "loops (two cached GEMMs of a step's shapes), a workload's memory roof the "
-              "fastest streaming copy of a buffer at least as large as its dataset; bytes = "
-              "the step's rows of X and Y, and W and b read and written once. gdbench plot "
-              "draws the same roofs.")
+              "measured in this run on the row's own device: the compute roof is the best "
+              "GEMM rate of its roofline loops (two cached GEMMs of a step's shapes), a "
+              "workload's memory roof the fastest copy of a buffer at least as large as its "
+              "dataset; bytes = the step's rows of X and Y, and W and b read and written "
+              "once. GPU rows are bounded only by GPU yardsticks. gdbench plot draws the "
+              "same roofs.")
 
 
 def _limits_line(s: pd.DataFrame) -> str:
     roofs = roofs_by_run(s)
-    if not roofs:
+    train = s[s["kind"] == "training"]
+    # A device with training rows but no roofs of its own: its rows have no limit, and why.
+    missing = [(str(dtype), str(device)) for (dtype, device) in dict.fromkeys(zip(
+        train["dtype"].fillna(""), train["device"].map(limits.device_of), strict=True))
+        if not any(k[1:] == (dtype, device) for k in roofs)]
+    if not roofs and all(device == limits.CPU for _, device in missing):
         return "roofs: not in this run"
-    several = len(roofs) > 1
-    return "roofs: " + "; ".join(
-        (f"({dtype}) " if several else "") + line
-        for (_, dtype), r in roofs.items() for line in r.describe())
+    kinds = {k[1:] for k in roofs} | set(missing)
+    gpus = any(device != limits.CPU for _, device in kinds)
+
+    def prefix(dtype: str, device: str) -> str:  # which roofs, when the run has several
+        if gpus:
+            return f"({dtype}, {device}) " if len({d for d, _ in kinds}) > 1 else f"({device}) "
+        return f"({dtype}) " if len(kinds) > 1 else ""
+
+    lines = [prefix(dtype, device) + line
+             for (_, dtype, device), r in roofs.items() for line in r.describe()]
+    lines += [f"{prefix(dtype, device)}no limit: {limits.limit_roofs([], device)[1]}"
+              for dtype, device in missing]
+    return "roofs: " + "; ".join(lines)
 
 
 def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
     """Time to target, memory, break-even and the α/β fit, where the run has them."""
     train = s[s["kind"] == "training"]
     out = []
-    roof = s[s["kind"] == "roofline"]
-    if roof["target_plan_steps"].notna().any():
+    roof = s[(s["kind"] == "roofline") & s["target_plan_steps"].notna()]  # the CPU's rows
+    if not roof.empty:
         reached = [f"{r['workload']}: {_target_steps(r)}" for _, r in roof.iterrows()]
         out.append(Section(
             f"time to the shared target, hot s / cold s (cold adds prepare and compile){where}",
@@ -201,8 +224,10 @@ def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
         out.append(Section(f"memory of one run: peak above its start, allocations per "
                            f"step{where}", _pivot(train, _memory_cell),
                            ["see gdbench.harness.memory: tracemalloc (numpy), torch.profiler "
-                            "(torch CPU), the CUDA allocator, JAX device stats (none on "
-                            "the CPU: n/a)"]))
+                            "(torch CPU), the CUDA allocator (for CUDA graphs, the graph "
+                            "pool reserved in prepare), JAX: the device's peak when it rose "
+                            "during the run, else XLA's memory analysis of the compiled "
+                            "calls"]))
     out += data_parallel_sections(s, where)
     fits = fit_table(s)
     if not fits.empty:
@@ -225,7 +250,12 @@ def _memory_cell(r: pd.Series) -> str:
         return "n/a" if isinstance(r["memory_method"], str) else ""
     allocs = r["memory_allocations_per_step"]
     count = "" if pd.isna(allocs) else f", {allocs:.3g}/step"
-    return f"{formats.number(peak / 1024)} KiB{count}"
+    what = MEMORY_KIND.get(str(r["memory_method"]), "")
+    return f"{formats.number(peak / 1024)} KiB{what}{count}"
+
+
+# Figures that are not a peak measured during the run say what they are.
+MEMORY_KIND = {"torch-cuda-graph-pool": " graph pool", "jax-memory-analysis": " (XLA analysis)"}
 
 
 COMPILED_MIN_S = 0.05  # a backend whose prepare compiled for longer than this is compiled
