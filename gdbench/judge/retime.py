@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -75,9 +75,16 @@ def quiet_levels(parts: Sequence[dict[str, Any]]) -> dict[str, float]:
     its last stands out against the others; the median, not the pooled low percentile,
     because one process can read the reference faster throughout: numpy's, whose loop
     warms the very array the reference gathers from."""
+    return workload_levels((bench.workload, bench.ref_data or []) for bench in _paired(parts))
+
+
+def workload_levels(refs: Iterable[tuple[str, Sequence[float]]]) -> dict[str, float]:
+    """{workload: its reference's quiet level} from (workload, one benchmark's reference
+    times) pairs, as :func:`quiet_levels` judges them: the median of each benchmark's own
+    quiet level. The tables judge a saved run's benchmarks with it."""
     levels: dict[str, list[float]] = {}
-    for bench in _paired(parts):
-        levels.setdefault(bench.workload, []).append(quiet_level(bench.ref_data or []))
+    for workload, ref_data in refs:
+        levels.setdefault(workload, []).append(quiet_level(ref_data))
     return {workload: float(np.median(each)) for workload, each in levels.items()}
 
 
