@@ -35,6 +35,7 @@ from gdbench.data.workloads import Problem
 from gdbench.harness import memory, timing
 from gdbench.implementations.base import prepare
 from gdbench.judge import limits, target
+from gdbench.judge.stats import neighbour_rounds
 
 
 def _shape_info(problem: Problem) -> dict[str, Any]:
@@ -58,12 +59,17 @@ class Paired:
 
     ref: list[float] = field(default_factory=list)  # the drift reference's seconds per call
     wake: list[float] = field(default_factory=list)  # the wake probe's seconds per trip
+    # CPU seconds other programs used on this process's CPUs while the round was timed,
+    # and seconds stolen from them (timing.NeighbourMeter)
+    busy: list[float] = field(default_factory=list)
+    steal: list[float] = field(default_factory=list)
 
 
 def _time(benchmark: Any, settings: Any, run: Callable[[], None],
           reference: Callable[[], None] | None = None,
           clock: timing.Clock = time.perf_counter,
-          probe: Callable[[], float] | None = None) -> Paired:
+          probe: Callable[[], float] | None = None,
+          meter: timing.NeighbourMeter | None = None) -> Paired:
     """Time ``run`` and return what its rounds were paired with (empty without a
     reference). With --benchmark-disable, ``run`` is called once.
 
@@ -73,7 +79,9 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     Before each timed round, the wake probe (when given; see
     :func:`gdbench.harness.timing.wake_probe`) reads the machine's wake-up latency, then the
     reference round runs, repeated the same way; a short run is then called untimed
-    (``plan.warm_ups`` times) to take back the cache and wake its own runtime.
+    (``plan.warm_ups`` times) to take back the cache and wake its own runtime. The
+    ``meter``, when given, reads what the rest of the machine did during each timed round
+    alone: it starts last before a round and stops first after it.
     """
     paired = Paired()
     if benchmark.disabled:
@@ -87,28 +95,39 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     plan = settings.plan(run, reference, probe)
     timed_reference = timing.repeat(reference, plan.ref_iterations)
 
+    def stop_meter() -> None:
+        if meter is not None and meter.running:
+            busy, steal = meter.stop()
+            paired.busy.append(busy)
+            paired.steal.append(steal)
+
     def time_reference() -> None:  # pytest-benchmark calls it before every round
+        stop_meter()  # the round before this one has ended
         wake, ref = timing.before_round(run, timed_reference, plan, probe, clock)
         if wake is not None:
             paired.wake.append(wake)
         paired.ref.append(ref)
+        if meter is not None:
+            meter.start()
 
     # pytest-benchmark refuses iterations > 1 with a setup function, so the round repeats
     # run itself; the per-round times are then divided as its iterations would be.
     benchmark.pedantic(timing.repeat(run, plan.iterations), setup=time_reference,
                        rounds=plan.rounds, iterations=1, warmup_rounds=1)
+    stop_meter()
     if plan.iterations > 1:
         metadata = benchmark.stats
         metadata.stats.data[:] = timing.per_run_times(metadata.stats.data, plan.iterations)
         metadata.iterations = plan.iterations
     # drop the warm-up round's
-    return Paired(paired.ref[-plan.rounds:], paired.wake[-plan.rounds:])
+    return Paired(paired.ref[-plan.rounds:], paired.wake[-plan.rounds:],
+                  paired.busy[-plan.rounds:], paired.steal[-plan.rounds:])
 
 
 def _record_timing(benchmark: Any, request: pytest.FixtureRequest, flops: float,
                    paired: Paired) -> None:
-    """Add step_us, GFLOP/s (from the median round), the paired ratios and each round's
-    wake probe reading to extra_info."""
+    """Add step_us, GFLOP/s (from the median round), the paired ratios, each round's
+    wake probe reading and what the neighbours did during each round to extra_info."""
     info = benchmark.extra_info
     if benchmark.disabled or benchmark.stats is None:
         request.node.user_properties.append(("progress", "ran once (timing disabled)"))
@@ -128,7 +147,26 @@ def _record_timing(benchmark: Any, request: pytest.FixtureRequest, flops: float,
         line += f" raw, {(q3 - q1) / norm_median:.1%} paired"
     if paired.wake:
         info["wake_data"] = list(paired.wake)
+    if paired.busy:
+        line += _record_neighbours(info, paired, stats.data, benchmark.stats.iterations)
     request.node.user_properties.append(("progress", line))
+
+
+def _record_neighbours(info: dict[str, Any], paired: Paired, data: Any,
+                       iterations: int) -> str:
+    """Save each round's neighbour readings (``busy_data``, ``steal_data``: seconds) and
+    their load over the whole benchmark (``neighbour_cores``, ``steal_cores``: seconds per
+    second of timed rounds); return what the progress line adds ("" for none seen)."""
+    timed_s = float(np.sum(data)) * iterations
+    info.update(busy_data=list(paired.busy), steal_data=list(paired.steal),
+                neighbour_cores=sum(paired.busy) / timed_s,
+                steal_cores=sum(paired.steal) / timed_s)
+    seen = neighbour_rounds(np.add(paired.busy, paired.steal),
+                            np.asarray(data, dtype=float) * iterations)
+    if not seen.any():
+        return ""
+    return (f"; a neighbour on its CPUs in {seen.mean():.0%} of its rounds "
+            f"({info['neighbour_cores']:.2f} cores, {info['steal_cores']:.2f} stolen)")
 
 
 def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name: str,
@@ -151,7 +189,7 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     reference = timing.single_threaded(timing.reference_loop(
         problem.dataset.X, problem.W0, problem.plan.batches()), blas)
     paired = _time(benchmark, settings, prepared.run, reference,
-                   probe=timing.wake_probe())
+                   probe=timing.wake_probe(), meter=timing.NeighbourMeter())
     result = prepared.result()
     max_diff, agrees = problems.agreement(workload_name, result)
     benchmark.extra_info.update(final_loss=result.final_loss, max_abs_diff_vs_numpy=max_diff,

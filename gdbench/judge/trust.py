@@ -11,6 +11,9 @@ A cell is doubted, and the tables mark it, for any of these reasons:
 - ``unsettled``: most of its rounds had a paired reference more than gdbench run's
   tolerance over the workload's quiet level (:data:`gdbench.judge.retime.RUN`, the same
   judgement that times a benchmark again): the machine was slower while it was timed;
+- ``neighbour``: other programs (or the hypervisor, stealing) took from this process's
+  CPUs during :data:`NEIGHBOUR_SHARE` or more of its rounds
+  (:func:`gdbench.judge.stats.neighbour_rounds`);
 - ``wide``: its interval reaches more than :data:`WIDE` either side of the median.
 """
 
@@ -27,13 +30,18 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from gdbench.judge import retime
-from gdbench.judge.stats import CONFIDENCE, RESAMPLES, UNSETTLED_SHARE
+from gdbench.judge.stats import CONFIDENCE, RESAMPLES, UNSETTLED_SHARE, neighbour_rounds
 
 WIDE = 0.10  # an interval reaching further than this either side of the median is marked
+# A cell is marked when a neighbour was seen beside this share of its rounds or more:
+# enough to move its median, if not to spoil it (gdbench run times again a benchmark most
+# of whose rounds were unsettled).
+NEIGHBOUR_SHARE = 0.10
 
 UNSETTLED = "unsettled"
+NEIGHBOUR = "neighbour"
 WIDE_INTERVAL = "wide"
-DOUBTS = (UNSETTLED, WIDE_INTERVAL)
+DOUBTS = (UNSETTLED, NEIGHBOUR, WIDE_INTERVAL)
 
 
 @dataclass(frozen=True)
@@ -105,12 +113,13 @@ def cell_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     interval of ``step_us`` (``step_us_low``, ``step_us_high``) and its ``spread``
     (see :attr:`Interval.spread`); for training rows with numpy in the same run, workload
     and dtype, that of the speed-up (``speedup_low``, ``speedup_high``,
-    ``speedup_spread``); the share of rounds unsettled (``unsettled_share``); and
-    ``doubts``, the reasons to doubt the figure (a tuple of :data:`DOUBTS`)."""
+    ``speedup_spread``); the share of rounds unsettled (``unsettled_share``) and beside a
+    busy neighbour (``neighbour_share``); and ``doubts``, the reasons to doubt the figure
+    (a tuple of :data:`DOUBTS`)."""
     boots: dict[Any, np.ndarray] = {}
     out = pd.DataFrame(index=frame.index, columns=[
         "step_us_low", "step_us_high", "spread", "speedup_low", "speedup_high",
-        "speedup_spread", "unsettled_share"], dtype=float)
+        "speedup_spread", "unsettled_share", "neighbour_share"], dtype=float)
     for i, r in frame.iterrows():
         data = _rounds(r["data"])
         if data is None or not r["steps"] or pd.isna(r["steps"]):
@@ -121,6 +130,7 @@ def cell_intervals(frame: pd.DataFrame) -> pd.DataFrame:
                                                                  est.spread]
     _speedups(frame, boots, out)
     out["unsettled_share"] = _unsettled_shares(frame)
+    out["neighbour_share"] = _neighbour_shares(frame)
     out["doubts"] = [_doubts(r) for _, r in out.iterrows()]
     return out
 
@@ -154,10 +164,28 @@ def _unsettled_shares(frame: pd.DataFrame) -> pd.Series:
     return shares
 
 
+def _neighbour_shares(frame: pd.DataFrame) -> pd.Series:
+    """Each row's share of rounds timed beside a busy neighbour (NaN: not recorded)."""
+    shares = pd.Series(math.nan, index=frame.index)
+    if "busy_data" not in frame.columns:
+        return shares
+    for i, r in frame.iterrows():
+        busy, steal, data = r["busy_data"], r["steal_data"], r["data"]
+        if not (isinstance(busy, list) and isinstance(data, list)):
+            continue
+        taken = np.add(busy, steal) if isinstance(steal, list) else np.asarray(busy)
+        iterations = int(r["iterations"]) if pd.notna(r["iterations"]) else 1
+        shares[i] = float(np.mean(neighbour_rounds(
+            taken, np.asarray(data, dtype=float) * iterations)))
+    return shares
+
+
 def _doubts(cell: pd.Series) -> tuple[str, ...]:
     reasons = []
     if cell["unsettled_share"] > UNSETTLED_SHARE:
         reasons.append(UNSETTLED)
+    if cell["neighbour_share"] >= NEIGHBOUR_SHARE:
+        reasons.append(NEIGHBOUR)
     if cell["spread"] > WIDE:
         reasons.append(WIDE_INTERVAL)
     return tuple(reasons)

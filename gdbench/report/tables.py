@@ -126,7 +126,7 @@ def _pivot(s: pd.DataFrame, cell: Any) -> pd.DataFrame:
 
 # --- how far a cell can be trusted ------------------------------------------------------
 
-MARKS = {trust.UNSETTLED: "†", trust.WIDE_INTERVAL: "§"}
+MARKS = {trust.UNSETTLED: "†", trust.NEIGHBOUR: "‡", trust.WIDE_INTERVAL: "§"}
 INTERVAL_NOTE = ("±: the 95% bootstrap interval of the median round, the farther side, "
                  "relative to the figure")
 FOOTNOTES = {
@@ -135,6 +135,10 @@ FOOTNOTES = {
                       "workload's quiet level), even after gdbench run timed it again: close "
                       "other programs and run it again; gdbench audit tells whether this "
                       "machine can time it within 10%."),
+    trust.NEIGHBOUR: (f"‡ other programs took a share of its CPUs (or the hypervisor stole "
+                      f"it) beside {trust.NEIGHBOUR_SHARE:.0%} or more of its rounds: close "
+                      "other programs and run it again, or leave CPUs to spare with --threads N "
+                      "below the machine's count."),
     trust.WIDE_INTERVAL: (f"§ its interval reaches further than ±{trust.WIDE:.0%}: its rounds "
                           "disagree. Run with --threads 1 (a thread pool that loses a core to "
                           "another program slows by several times), close other programs, or "
@@ -380,7 +384,8 @@ def _run_cell(r: pd.Series) -> str:
 
 _CSV = ["run", "machine", "fingerprint", "workload", "backend", "dtype", "kind", "device",
         "step_us", "step_us_low", "step_us_high", "speedup", "speedup_low", "speedup_high",
-        "unsettled_share", "doubts", "gflops", "efficiency_pct", "limit_us", "limit_pct",
+        "unsettled_share", "neighbour_share", "neighbour_cores", "steal_cores", "doubts",
+        "gflops", "efficiency_pct", "limit_us", "limit_pct",
         "limit_kind", "compile_s", "prepare_s", "steps_to_target", "hot_s", "cold_s",
         "memory_peak_bytes", "memory_allocations_per_step", "agrees",
         "max_abs_diff_vs_numpy", "final_loss", "median_s", "iqr_s", "rounds", "steps"]
