@@ -1,5 +1,8 @@
 """Options, parametrisation and machine_info for the timed suite.
 
+The options are registered by the suite's pytest plugin (gdbench.benches.plugin), so that
+they parse from anywhere: each has a --gdbench- spelling besides the one shown here.
+
     pytest benches                                   # default workloads, every backend
     pytest benches --quick                           # the small CI profile
     pytest benches --backends numpy jax-scan --workloads crops small
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 
 from gdbench import implementations
+from gdbench.benches import plugin
 from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
 from gdbench.harness import machine, timing
 from gdbench.harness.timing import RoundPlan
@@ -27,33 +31,10 @@ from gdbench.implementations.base import TrainResult, agreement, train_once
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("gdbench", "gdbench benchmark suite")
-    g.addoption("--backends", nargs="+", metavar="NAME", default=None,
-                help=f"backends to run (default: all of {', '.join(implementations.names())})")
-    g.addoption("--workloads", nargs="+", metavar="NAME", default=None,
-                help=f"workloads to run, of {', '.join(WORKLOADS)} "
-                     f"(default: {' '.join(DEFAULT)}; with --quick: {' '.join(QUICK)})")
-    g.addoption("--quick", action="store_true",
-                help="the CI profile: the crops, small and medium workloads, 1.5 s of rounds "
-                     "per benchmark (default: crops to large, 2 s)")
-    g.addoption("--dtype", choices=["float32", "float64"], default="float32",
-                help="dtype of data and weights (default: float32)")
-    g.addoption("--threads", type=int, default=None, metavar="N",
-                help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
-                     "threads (default: the libraries' own)")
-    g.addoption("--progress", action="store_true",
-                help="print one line per finished benchmark (gdbench run sets this)")
-    g.addoption("--roofline", choices=["with", "without", "only"], default="with",
-                help="whether to time each workload's roofline loop: with the training "
-                     "benchmarks (default), without them, or only them")
-    g.addoption("--memory", choices=["auto", "on", "off"], default="auto",
-                help="after timing, instrument one more run of each backend for its peak "
-                     "memory and allocations per step (gdbench.harness.memory): auto measures it "
-                     "except with --quick, whose CI runs gate speed only (the profilers "
-                     "start in seconds)")
-    g.addoption("--isolated", action="store_true",
-                help="this process times one backend (gdbench run starts one per backend): "
-                     "record machine_info without importing the other backends' libraries")
+    """The suite's options come from its plugin (gdbench.benches.plugin), which an install
+    loads through its pytest11 entry point; without it, register them here."""
+    if not plugin.registered(parser):
+        plugin.pytest_addoption(parser)
 
 
 def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
