@@ -45,6 +45,8 @@ def _shape_info(problem: Problem) -> dict[str, Any]:
         "n": ds.n_samples, "d": ds.n_features, "k": ds.n_outputs,
         "batch_size": plan.batch_size, "epochs": plan.epochs, "steps": len(plan),
         "dtype": str(problem.dtype),
+        # What the workload is made of, so that a run can be made again from its file.
+        **({"workload_def": problem.definition} if problem.definition else {}),
     }
 
 

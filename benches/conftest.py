@@ -16,6 +16,7 @@ per benchmark, paired reference rounds included), --benchmark-min-rounds,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,8 @@ import pytest
 
 from gdbench import implementations
 from gdbench.benches import plugin
-from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
+from gdbench.data.errors import InputError
+from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem, Workload, define
 from gdbench.harness import machine, timing
 from gdbench.harness.timing import RoundPlan
 from gdbench.implementations.base import TrainResult, agreement, train_once
@@ -37,6 +39,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         plugin.pytest_addoption(parser)
 
 
+_OWN: dict[tuple[str, ...], dict[str, Workload]] = {}  # parsed once per set of options
+
+
+def own_workloads(config: pytest.Config) -> dict[str, Workload]:
+    """The user's workloads given with --workload-def NAME=JSON, checked as gdbench run
+    checks them (gdbench.data.workloads.define); a bad one is a usage error."""
+    texts = tuple(config.getoption("workload_defs", None) or ())
+    if texts not in _OWN:
+        own = {}
+        for text in texts:
+            name, sep, body = text.partition("=")
+            where = f"--workload-def {name}"
+            if not sep:
+                raise pytest.UsageError(f"--workload-def: expected NAME=JSON, got {text!r}")
+            try:
+                own[name] = define(name, json.loads(body), where)
+            except json.JSONDecodeError as exc:
+                raise pytest.UsageError(f"{where}: not JSON ({exc.msg})") from None
+            except InputError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        _OWN[texts] = own
+    return _OWN[texts]
+
+
+def known_workloads(config: pytest.Config) -> dict[str, Workload]:
+    """gdbench's workloads and the user's (:func:`own_workloads`), by name."""
+    return {**WORKLOADS, **own_workloads(config)}
+
+
 def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
     backends = config.getoption("backends") or implementations.names()
     workloads = config.getoption("workloads") or (
@@ -45,10 +76,11 @@ def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
         if name not in implementations.names():
             raise pytest.UsageError(f"unknown backend {name!r}; the known backends are: "
                                     f"{', '.join(implementations.names())}")
+    known = known_workloads(config)
     for name in workloads:
-        if name not in WORKLOADS:
+        if name not in known:
             raise pytest.UsageError(f"unknown workload {name!r}; the known workloads are: "
-                                    f"{', '.join(WORKLOADS)}")
+                                    f"{', '.join(known)}")
     return list(backends), list(workloads)
 
 
@@ -156,13 +188,14 @@ def settings(request: pytest.FixtureRequest) -> Settings:
 class Problems:
     """Each workload's Problem and NumPy reference result, built once per session."""
 
-    def __init__(self, dtype: str) -> None:
+    def __init__(self, dtype: str, workloads: dict[str, Workload] | None = None) -> None:
         self.dtype = dtype
+        self.workloads = WORKLOADS if workloads is None else workloads
         self._cache: dict[str, tuple[Problem, TrainResult]] = {}
 
     def get(self, workload: str) -> tuple[Problem, TrainResult]:
         if workload not in self._cache:
-            problem = WORKLOADS[workload].build(self.dtype)
+            problem = self.workloads[workload].build(self.dtype)
             reference, *_ = train_once(implementations.REFERENCE, problem)
             self._cache[workload] = (problem, reference)
         return self._cache[workload]
@@ -175,8 +208,8 @@ class Problems:
 
 
 @pytest.fixture(scope="session")
-def problems(settings: Settings) -> Problems:
-    return Problems(settings.dtype)
+def problems(settings: Settings, request: pytest.FixtureRequest) -> Problems:
+    return Problems(settings.dtype, known_workloads(request.config))
 
 
 @pytest.fixture(scope="session")

@@ -30,9 +30,9 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
                       help="backends to run (default: every backend; gdbench run --help "
                            "and the README list them)")),
     ("workloads", dict(nargs="+", metavar="NAME", default=None,
-                       help="workloads to run, of crops, small, medium, large, xl "
-                            "(default: crops small medium large; with --quick: crops small "
-                            "medium)")),
+                       help="workloads to run, of crops, small, medium, large, xl and any "
+                            "given with --workload-def (default: crops small medium large; "
+                            "with --quick: crops small medium)")),
     ("quick", dict(action="store_true",
                    help="the CI profile: the crops, small and medium workloads, 1.5 s of "
                         "rounds per benchmark (default: crops to large, 2 s)")),
@@ -55,6 +55,12 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
                       help="this process times one backend (gdbench run starts one per "
                            "backend): record machine_info without importing the other "
                            "backends' libraries")),
+    ("workload-def", dict(action="append", default=None, metavar="NAME=JSON",
+                          dest="workload_defs",
+                          help="a workload of the user's, to time by NAME with --workloads: "
+                               "its definition as JSON, the keys of a table "
+                               "[tool.gdbench.workloads.NAME] in pyproject.toml (gdbench run "
+                               "passes the user's this way); repeat for more")),
 ]
 
 
