@@ -336,3 +336,25 @@ def test_two_runs_side_by_side_give_each_sides_interval(tmp_path: Path, capsys) 
     line = next(x for x in out.splitlines() if x.startswith("crops     jax "))
     assert f"{formats.us(jax['new_step_us'])} {formats.plus_minus(jax['new_spread'])} §" in line
     assert "§ its interval reaches further than ±10%" in out
+
+
+def test_time_to_target_past_the_plan_and_the_stated_cap(tmp_path: Path, capsys) -> None:
+    """small's target lies past its plan (the reference trained on to step 600); crops
+    does not reach it by the cap."""
+    doc = make_run(workloads=("crops", "small"), seed=1)
+    for bench in doc["benchmarks"]:
+        info = bench["extra_info"]
+        if info["kind"] == "roofline":
+            info["target_steps"] = 600 if info["workload"] == "small" else None
+            info["target_cap_steps"] = 50 * info["target_plan_steps"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    jax = s.loc[("small", "jax")]
+    assert jax["steps_to_target"] == 600
+    assert jax["hot_s"] == pytest.approx(600 * jax["step_us"] * 1e-6)
+    code, out, _ = run_cli(capsys, "compare", str(path))
+    assert code == 0
+    assert "small: 600 steps (2.34 × its plan of 256)" in out
+    assert "crops: not reached in 12,500 steps (50 × its plan: the cap)" in out
+    assert "up to 50 × the plan's steps or 2e+11 FLOPs" in out

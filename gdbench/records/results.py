@@ -23,8 +23,8 @@ Training rows also carry ``prepare_s`` (seconds of prepare, compilation included
 memory of one instrumented run (``memory_*``, see :mod:`gdbench.harness.memory`); roofline rows
 carry the workload's facts: ``bandwidth_gbs`` (the bandwidth of a streaming copy as large
 as the workload's dataset, GB/s; ``copy_bytes`` its size, ``copy_threads`` its threads),
-the shared target (``target_loss``, ``target_steps``: steps of the plan to reach it, NaN
-when never) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``. Any
+the shared target (``target_loss``, ``target_steps``: steps to reach it, trained past
+the plan if need be, NaN when not within ``target_cap_steps``) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``. Any
 problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming
 the file.
 """
@@ -56,7 +56,7 @@ COLUMNS = [
     "steps", "dtype", "sync", "gc_off", "data", "norm_data", "ref_data", "wake_data",
     "busy_data", "steal_data", "neighbour_cores", "steal_cores", "norm_median", "ref_s",
     "prepare_s", "bandwidth_gbs", "copy_bytes", "copy_threads", "target_loss", "target_steps",
-    "target_plan_steps",
+    "target_plan_steps", "target_cap_steps",
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
 ]
@@ -66,7 +66,7 @@ _FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us",
                   "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "norm_median",
                   "neighbour_cores", "steal_cores",
                   "ref_s", "prepare_s", "bandwidth_gbs", "copy_bytes", "target_loss",
-                  "target_steps", "target_plan_steps", "memory_peak_bytes",
+                  "target_steps", "target_plan_steps", "target_cap_steps", "memory_peak_bytes",
                   "memory_allocations_per_step", "memory_allocated_bytes_per_step"]
 
 
@@ -279,6 +279,7 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "target_loss": extra.get("target_loss"),
         "target_steps": extra.get("target_steps"),
         "target_plan_steps": extra.get("target_plan_steps"),
+        "target_cap_steps": extra.get("target_cap_steps"),
         "loss_curve_steps": extra.get("loss_curve_steps"),
         "loss_curve": extra.get("loss_curve"),
         "memory_method": extra.get("memory_method"),

@@ -242,7 +242,9 @@ def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
             _pivot(train, lambda r: "" if pd.isna(r["hot_s"]) else
                    f"{formats.with_interval(formats.number(r['hot_s']), r['spread'])} / "
                    f"{formats.number(r['cold_s'])}"),
-            ["target: 1.01 × the least-squares MSE, steps from the float64 reference: "
+            ["target: 1.01 × the least-squares MSE, steps from the float64 reference, "
+             f"trained past its plan if need be, up to {target.CAP_PLANS} × the plan's steps "
+             f"or {target.CAP_FLOPS:.0e} FLOPs, whichever is fewer (the cap): "
              + "; ".join(reached) + "; hot = steps × µs/step, cold = prepare_s + hot"]))
         breakeven = break_even(s)
         if not breakeven.empty:
@@ -265,9 +267,16 @@ def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
 
 
 def _target_steps(r: pd.Series) -> str:
+    """How far the float64 reference trained to reach a workload's target."""
+    plan = int(r["target_plan_steps"])
+    cap = r.get("target_cap_steps")
     if pd.isna(r["target_steps"]):
-        return f"not reached in {int(r['target_plan_steps'])} steps"
-    return f"{int(r['target_steps'])} of {int(r['target_plan_steps'])} steps"
+        most = plan if cap is None or pd.isna(cap) else int(cap)
+        return f"not reached in {most:,} steps ({most / plan:.3g} × its plan: the cap)"
+    steps = int(r["target_steps"])
+    if steps <= plan:
+        return f"{steps:,} of {plan:,} steps"
+    return f"{steps:,} steps ({steps / plan:.3g} × its plan of {plan:,})"
 
 
 def _memory_cell(r: pd.Series) -> str:
