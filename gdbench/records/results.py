@@ -24,9 +24,9 @@ memory of one instrumented run (``memory_*``, see :mod:`gdbench.harness.memory`)
 carry the workload's facts: ``bandwidth_gbs`` (the bandwidth of a streaming copy as large
 as the workload's dataset, GB/s; ``copy_bytes`` its size, ``copy_threads`` its threads),
 the shared target (``target_loss``, ``target_steps``: steps to reach it, trained past
-the plan if need be, NaN when not within ``target_cap_steps``) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``. Any
-problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming
-the file.
+the plan if need be, NaN when not within ``target_cap_steps``) and the float64
+reference's ``loss_curve`` at ``loss_curve_steps``. Any problem with a file raises
+:class:`gdbench.data.errors.InputError` with one line naming the file.
 """
 
 from __future__ import annotations
