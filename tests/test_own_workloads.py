@@ -19,13 +19,15 @@ import pytest
 from _benchjson import run_cli
 
 import gdbench.benches.conftest as suite
+from gdbench.commands import audit
 from gdbench.commands import run as run_command
 from gdbench.data.datasets import synthetic
 from gdbench.data.errors import InputError
 from gdbench.data.loader import BatchPlan
 from gdbench.data.workloads import WORKLOADS, declared, define, get_workload, to_json
-from gdbench.harness import launcher
+from gdbench.harness import launcher, standalone
 from gdbench.records.results import load_run
+from gdbench.records.run import Run
 
 CSV = "region,rain,sun,yield\na,1.0,2.0,3.0\nb,2.0,1.0,4.0\nc,3.0,0.5,5.5\nd,4.0,3.0,7.0\n"
 
@@ -256,3 +258,48 @@ def test_gdbench_run_times_a_shape_and_a_declared_workload_and_saves_their_defin
     frame = load_run(saved)
     assert set(frame["workload"]) == {"wide", "128x4x2-b16-e1"}
     assert "128x4x2-b16-e1" in printed.getvalue() and "wide" in printed.getvalue()
+    # gdbench audit times them again from the definitions the run saved, even where no
+    # pyproject.toml declares them (here: a folder away from it).
+    run = Run.load(saved)
+    with _cwd(tmp_path):
+        for name in ("wide", "128x4x2-b16-e1"):
+            definition = audit._definition(run, name)
+            assert definition is not None
+            assert json.loads(definition) == infos[f"bench_training[{name}-numpy]"][
+                "workload_def"]
+            assert name in standalone._command("numpy", name, "float32", None, 0.1,
+                                               definition)
+    assert audit._definition(run, "crops") is None  # gdbench's own: known by name
+
+
+def test_the_audit_times_a_users_workload_again_with_its_definition(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """launcher.run_job is faked: it records the job it was given and fails it."""
+    jobs: list[launcher.Job] = []
+
+    def run_job(job: launcher.Job) -> launcher.Outcome:
+        jobs.append(job)
+        return launcher.Outcome(job, 1, None, 0.0)
+
+    monkeypatch.setattr(launcher, "run_job", run_job)
+    assert audit.retime("numpy", "mine", "float32", None, 1.0, '{"shape": [8, 2, 1]}') is None
+    command = jobs[0].command(Path("part.json"))
+    assert command[command.index("--workload-def") + 1] == 'mine={"shape": [8, 2, 1]}'
+
+
+@pytest.mark.skipif(not os.environ.get("GDBENCH_SLOW_TESTS"),
+                    reason="slow (a real audit, minutes): set GDBENCH_SLOW_TESTS=1")
+def test_gdbench_audit_of_a_run_of_the_users_own_workload(tmp_path: Path) -> None:
+    from gdbench.commands.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", "--quick", "--backends", "numpy", "--shape", "128,4,2",
+                     "--batch", "16", "--out", str(tmp_path), "--",
+                     "--benchmark-max-time=0.05"])
+    (saved,) = tmp_path.glob("*.json")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["audit", "--run", str(saved), "--seconds", "0.1"])
+    assert code in (0, 1), printed.getvalue()  # 1: a verdict failed on a busy machine
+    rows = json.loads(saved.read_text())["machine_info"]["gdbench"]["audit"]["rows"]
+    assert [r["workload"] for r in rows] == ["128x4x2-b16-e1"]

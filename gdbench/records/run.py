@@ -148,6 +148,15 @@ class Run:
     def replace(self, index: int, bench: dict[str, Any]) -> None:
         self.doc["benchmarks"][index] = bench
 
+    def workload_definition(self, workload: str) -> dict[str, Any] | None:
+        """The definition its benchmarks saved of ``workload`` (``extra_info.workload_def``),
+        None when they saved none (runs from before definitions)."""
+        for bench in self.benchmarks:
+            definition = bench.extra.get("workload_def")
+            if bench.workload == workload and isinstance(definition, dict):
+                return definition
+        return None
+
     def note(self, key: str, entry: dict[str, Any]) -> None:
         """Append ``entry`` to the list ``machine_info.gdbench[key]`` (what was decided)."""
         self.gdbench.setdefault(key, []).append(entry)
