@@ -233,10 +233,11 @@ def _synthetic(n: int, d: int, k: int, seed: int = 0,
 
 
 def _builtin(name: str, description: str, **definition: Any) -> Workload:
-    return replace_description(define(name, definition), description)
+    return _described(define(name, definition), description)
 
 
-def replace_description(workload: Workload, description: str) -> Workload:
+def _described(workload: Workload, description: str) -> Workload:
+    """``workload`` with its description replaced (gdbench's own have hand-written ones)."""
     return Workload(workload.name, workload.make_dataset, workload.batch_size,
                     workload.epochs, workload.lr, description, workload.seed,
                     workload.definition)
