@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gdbench.data.workloads import WORKLOADS, Problem
+from gdbench.data.workloads import Problem
 from gdbench.harness import gpu, memory, timing
 from gdbench.implementations.base import prepare
 from gdbench.judge import limits, target
+from gdbench.judge.stats import neighbour_rounds
 
 
 def _shape_info(problem: Problem) -> dict[str, Any]:
@@ -44,6 +45,8 @@ def _shape_info(problem: Problem) -> dict[str, Any]:
         "n": ds.n_samples, "d": ds.n_features, "k": ds.n_outputs,
         "batch_size": plan.batch_size, "epochs": plan.epochs, "steps": len(plan),
         "dtype": str(problem.dtype),
+        # What the workload is made of, so that a run can be made again from its file.
+        **({"workload_def": problem.definition} if problem.definition else {}),
     }
 
 
@@ -58,12 +61,17 @@ class Paired:
 
     ref: list[float] = field(default_factory=list)  # the drift reference's seconds per call
     wake: list[float] = field(default_factory=list)  # the wake probe's seconds per trip
+    # CPU seconds other programs used on this process's CPUs while the round was timed,
+    # and seconds stolen from them (timing.NeighbourMeter)
+    busy: list[float] = field(default_factory=list)
+    steal: list[float] = field(default_factory=list)
 
 
 def _time(benchmark: Any, settings: Any, run: Callable[[], None],
           reference: Callable[[], None] | None = None,
           clock: timing.Clock = time.perf_counter,
-          probe: Callable[[], float] | None = None) -> Paired:
+          probe: Callable[[], float] | None = None,
+          meter: timing.NeighbourMeter | None = None) -> Paired:
     """Time ``run`` and return what its rounds were paired with (empty without a
     reference). With --benchmark-disable, ``run`` is called once.
 
@@ -73,7 +81,9 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     Before each timed round, the wake probe (when given; see
     :func:`gdbench.harness.timing.wake_probe`) reads the machine's wake-up latency, then the
     reference round runs, repeated the same way; a short run is then called untimed
-    (``plan.warm_ups`` times) to take back the cache and wake its own runtime.
+    (``plan.warm_ups`` times) to take back the cache and wake its own runtime. The
+    ``meter``, when given, reads what the rest of the machine did during each timed round
+    alone: it starts last before a round and stops first after it.
     """
     paired = Paired()
     if benchmark.disabled:
@@ -87,28 +97,39 @@ def _time(benchmark: Any, settings: Any, run: Callable[[], None],
     plan = settings.plan(run, reference, probe)
     timed_reference = timing.repeat(reference, plan.ref_iterations)
 
+    def stop_meter() -> None:
+        if meter is not None and meter.running:
+            busy, steal = meter.stop()
+            paired.busy.append(busy)
+            paired.steal.append(steal)
+
     def time_reference() -> None:  # pytest-benchmark calls it before every round
+        stop_meter()  # the round before this one has ended
         wake, ref = timing.before_round(run, timed_reference, plan, probe, clock)
         if wake is not None:
             paired.wake.append(wake)
         paired.ref.append(ref)
+        if meter is not None:
+            meter.start()
 
     # pytest-benchmark refuses iterations > 1 with a setup function, so the round repeats
     # run itself; the per-round times are then divided as its iterations would be.
     benchmark.pedantic(timing.repeat(run, plan.iterations), setup=time_reference,
                        rounds=plan.rounds, iterations=1, warmup_rounds=1)
+    stop_meter()
     if plan.iterations > 1:
         metadata = benchmark.stats
         metadata.stats.data[:] = timing.per_run_times(metadata.stats.data, plan.iterations)
         metadata.iterations = plan.iterations
     # drop the warm-up round's
-    return Paired(paired.ref[-plan.rounds:], paired.wake[-plan.rounds:])
+    return Paired(paired.ref[-plan.rounds:], paired.wake[-plan.rounds:],
+                  paired.busy[-plan.rounds:], paired.steal[-plan.rounds:])
 
 
 def _record_timing(benchmark: Any, request: pytest.FixtureRequest, flops: float,
                    paired: Paired) -> None:
-    """Add step_us, GFLOP/s (from the median round), the paired ratios and each round's
-    wake probe reading to extra_info."""
+    """Add step_us, GFLOP/s (from the median round), the paired ratios, each round's
+    wake probe reading and what the neighbours did during each round to extra_info."""
     info = benchmark.extra_info
     if benchmark.disabled or benchmark.stats is None:
         request.node.user_properties.append(("progress", "ran once (timing disabled)"))
@@ -128,7 +149,26 @@ def _record_timing(benchmark: Any, request: pytest.FixtureRequest, flops: float,
         line += f" raw, {(q3 - q1) / norm_median:.1%} paired"
     if paired.wake:
         info["wake_data"] = list(paired.wake)
+    if paired.busy:
+        line += _record_neighbours(info, paired, stats.data, benchmark.stats.iterations)
     request.node.user_properties.append(("progress", line))
+
+
+def _record_neighbours(info: dict[str, Any], paired: Paired, data: Any,
+                       iterations: int) -> str:
+    """Save each round's neighbour readings (``busy_data``, ``steal_data``: seconds) and
+    their load over the whole benchmark (``neighbour_cores``, ``steal_cores``: seconds per
+    second of timed rounds); return what the progress line adds ("" for none seen)."""
+    timed_s = float(np.sum(data)) * iterations
+    info.update(busy_data=list(paired.busy), steal_data=list(paired.steal),
+                neighbour_cores=sum(paired.busy) / timed_s,
+                steal_cores=sum(paired.steal) / timed_s)
+    seen = neighbour_rounds(np.add(paired.busy, paired.steal),
+                            np.asarray(data, dtype=float) * iterations)
+    if not seen.any():
+        return ""
+    return (f"; a neighbour on its CPUs in {seen.mean():.0%} of its rounds "
+            f"({info['neighbour_cores']:.2f} cores, {info['steal_cores']:.2f} stolen)")
 
 
 def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name: str,
@@ -151,7 +191,7 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     reference = timing.single_threaded(timing.reference_loop(
         problem.dataset.X, problem.W0, problem.plan.batches()), blas)
     paired = _time(benchmark, settings, prepared.run, reference,
-                   probe=timing.wake_probe())
+                   probe=timing.wake_probe(), meter=timing.NeighbourMeter())
     result = prepared.result()
     max_diff, agrees = problems.agreement(workload_name, result)
     benchmark.extra_info.update(final_loss=result.final_loss, max_abs_diff_vs_numpy=max_diff,
@@ -215,17 +255,15 @@ def bench_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name
                    problems: Any, settings: Any) -> None:
     """The roofline loop on its own: the machine's GEMM rate at one step's shapes, and,
     measured before it (untimed), the bandwidth of a copy the size of the dataset: the
-    two ceilings of the workload's limit, measured in the same run. It also records the
-    workload's shared target loss (:mod:`gdbench.judge.target`) and the float64 reference's
-    loss at each checkpoint, which every backend's time to target is read against."""
+    two ceilings of the workload's limit, measured in the same run. After timing it, it
+    records the workload's shared target loss (:mod:`gdbench.judge.target`), the steps the
+    float64 reference takes to reach it (trained on past the plan, up to the stated cap) and
+    its loss at each checkpoint of the plan, which every backend's time to target is read
+    against."""
     problem, _ = problems.get(workload_name)
     run, flops = roofline_loop(problem)
     benchmark.group = workload_name
     bandwidth, copy_bytes, copy_threads = copy_bandwidth(problem)
-    curve = target.checkpoint_losses(problem)
-    goal = target.shared_target(problem, curve=curve)
-    benchmark.extra_info.update(
-        **goal.record(), loss_curve_steps=curve[0], loss_curve=curve[1])
     benchmark.extra_info.update(
         kind="roofline", backend="roofline", device="cpu", sync="none", flops=flops,
         compile_s=0.0, final_loss=None, max_abs_diff_vs_numpy=None, agrees=True,
@@ -234,10 +272,14 @@ def bench_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name
     )
     _time(benchmark, settings, run)
     _record_timing(benchmark, request, flops, Paired())
+    curve = target.checkpoint_losses(problem)  # untimed, and after the timing
+    goal = target.shared_target(problem, curve=curve)
+    benchmark.extra_info.update(
+        **goal.record(), loss_curve_steps=curve[0], loss_curve=curve[1])
 
 
 def bench_gpu_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_name: str,
-                       settings: Any) -> None:
+                       problems: Any, settings: Any) -> None:
     """The GPU's yardsticks beside one workload, the limit of its GPU rows
     (:mod:`gdbench.harness.gpu`): the roofline loop as torch.mm on the device, timed like
     the CPU's, and, measured before it (untimed), a device-to-device copy as large as the
@@ -246,7 +288,7 @@ def bench_gpu_roofline(benchmark: Any, request: pytest.FixtureRequest, workload_
     why = gpu.unavailable()
     if why:
         pytest.skip(f"GPU yardsticks: {why}")
-    problem = WORKLOADS[workload_name].build(settings.dtype)
+    problem, _ = problems.get(workload_name)
     run, flops = gpu.roofline_loop(problem.dataset.X, problem.W0, problem.plan.batch_sizes())
     copy_bytes = max(MIN_COPY_BYTES, problem.dataset.X.nbytes + problem.dataset.Y.nbytes)
     bandwidth = gpu.copy_bandwidth(copy_bytes)

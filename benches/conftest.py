@@ -1,5 +1,8 @@
 """Options, parametrisation and machine_info for the timed suite.
 
+The options are registered by the suite's pytest plugin (gdbench.benches.plugin), so that
+they parse from anywhere: each has a --gdbench- spelling besides the one shown here.
+
     pytest benches                                   # default workloads, every backend
     pytest benches --quick                           # the small CI profile
     pytest benches --backends numpy jax-scan --workloads crops small
@@ -13,6 +16,7 @@ per benchmark, paired reference rounds included), --benchmark-min-rounds,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,43 +24,48 @@ from typing import Any
 import pytest
 
 from gdbench import implementations
-from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem
+from gdbench.benches import plugin
+from gdbench.data.errors import InputError
+from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS, Problem, Workload, define
 from gdbench.harness import machine, timing
 from gdbench.harness.timing import RoundPlan
 from gdbench.implementations.base import TrainResult, agreement, train_once
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("gdbench", "gdbench benchmark suite")
-    g.addoption("--backends", nargs="+", metavar="NAME", default=None,
-                help=f"backends to run (default: all of {', '.join(implementations.names())})")
-    g.addoption("--workloads", nargs="+", metavar="NAME", default=None,
-                help=f"workloads to run, of {', '.join(WORKLOADS)} "
-                     f"(default: {' '.join(DEFAULT)}; with --quick: {' '.join(QUICK)})")
-    g.addoption("--quick", action="store_true",
-                help="the CI profile: the crops, small and medium workloads, 1.5 s of rounds "
-                     "per benchmark (default: crops to large, 2 s)")
-    g.addoption("--dtype", choices=["float32", "float64"], default="float32",
-                help="dtype of data and weights (default: float32)")
-    g.addoption("--threads", type=int, default=None, metavar="N",
-                help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
-                     "threads (default: the libraries' own)")
-    g.addoption("--progress", action="store_true",
-                help="print one line per finished benchmark (gdbench run sets this)")
-    g.addoption("--roofline", choices=["with", "without", "only", "gpu"], default="with",
-                help="whether to time each workload's roofline loop: with the training "
-                     "benchmarks (default; with the GPU's yardsticks too, torch.mm and a "
-                     "device copy on CUDA, unless --isolated), without them, or only them; "
-                     "gpu: only the GPU's yardsticks (gdbench run times them in a process "
-                     "of their own)")
-    g.addoption("--memory", choices=["auto", "on", "off"], default="auto",
-                help="after timing, instrument one more run of each backend for its peak "
-                     "memory and allocations per step (gdbench.harness.memory): auto measures it "
-                     "except with --quick, whose CI runs gate speed only (the profilers "
-                     "start in seconds)")
-    g.addoption("--isolated", action="store_true",
-                help="this process times one backend (gdbench run starts one per backend): "
-                     "record machine_info without importing the other backends' libraries")
+    """The suite's options come from its plugin (gdbench.benches.plugin), which an install
+    loads through its pytest11 entry point; without it, register them here."""
+    if not plugin.registered(parser):
+        plugin.pytest_addoption(parser)
+
+
+_OWN: dict[tuple[str, ...], dict[str, Workload]] = {}  # parsed once per set of options
+
+
+def own_workloads(config: pytest.Config) -> dict[str, Workload]:
+    """The user's workloads given with --workload-def NAME=JSON, checked as gdbench run
+    checks them (gdbench.data.workloads.define); a bad one is a usage error."""
+    texts = tuple(config.getoption("workload_defs", None) or ())
+    if texts not in _OWN:
+        own = {}
+        for text in texts:
+            name, sep, body = text.partition("=")
+            where = f"--workload-def {name}"
+            if not sep:
+                raise pytest.UsageError(f"--workload-def: expected NAME=JSON, got {text!r}")
+            try:
+                own[name] = define(name, json.loads(body), where)
+            except json.JSONDecodeError as exc:
+                raise pytest.UsageError(f"{where}: not JSON ({exc.msg})") from None
+            except InputError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        _OWN[texts] = own
+    return _OWN[texts]
+
+
+def known_workloads(config: pytest.Config) -> dict[str, Workload]:
+    """gdbench's workloads and the user's (:func:`own_workloads`), by name."""
+    return {**WORKLOADS, **own_workloads(config)}
 
 
 def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
@@ -67,10 +76,11 @@ def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
         if name not in implementations.names():
             raise pytest.UsageError(f"unknown backend {name!r}; the known backends are: "
                                     f"{', '.join(implementations.names())}")
+    known = known_workloads(config)
     for name in workloads:
-        if name not in WORKLOADS:
+        if name not in known:
             raise pytest.UsageError(f"unknown workload {name!r}; the known workloads are: "
-                                    f"{', '.join(WORKLOADS)}")
+                                    f"{', '.join(known)}")
     return list(backends), list(workloads)
 
 
@@ -189,13 +199,14 @@ def settings(request: pytest.FixtureRequest) -> Settings:
 class Problems:
     """Each workload's Problem and NumPy reference result, built once per session."""
 
-    def __init__(self, dtype: str) -> None:
+    def __init__(self, dtype: str, workloads: dict[str, Workload] | None = None) -> None:
         self.dtype = dtype
+        self.workloads = WORKLOADS if workloads is None else workloads
         self._cache: dict[str, tuple[Problem, TrainResult]] = {}
 
     def get(self, workload: str) -> tuple[Problem, TrainResult]:
         if workload not in self._cache:
-            problem = WORKLOADS[workload].build(self.dtype)
+            problem = self.workloads[workload].build(self.dtype)
             reference, *_ = train_once(implementations.REFERENCE, problem)
             self._cache[workload] = (problem, reference)
         return self._cache[workload]
@@ -208,8 +219,8 @@ class Problems:
 
 
 @pytest.fixture(scope="session")
-def problems(settings: Settings) -> Problems:
-    return Problems(settings.dtype)
+def problems(settings: Settings, request: pytest.FixtureRequest) -> Problems:
+    return Problems(settings.dtype, known_workloads(request.config))
 
 
 @pytest.fixture(scope="session")

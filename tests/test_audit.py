@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from _benchjson import write_run
 
@@ -247,7 +248,8 @@ def test_a_suite_timing_mostly_unsettled_is_timed_again_and_the_better_one_kept(
     assert row.suite_unsettled() and not row.alone_unsettled()
     assert row.unsettled_shares() == (1.0, 0.0)
     kept = audit._resettle_suite(row, Run(doc), name, "float32", None, 2.0)
-    assert asked == [("jax-scan", "large", "float32", None, 2.0)]  # once: settled then
+    # once: settled then; gdbench's own workload, so no definition to pass
+    assert asked == [("jax-scan", "large", "float32", None, 2.0, None)]
     assert kept.suite_us == pytest.approx(245.0) and verdicts.failures(kept) == []
     # The run now holds the timing the audit compared, with the first one's memory.
     assert doc["benchmarks"][0]["stats"]["data"] == fast["stats"]["data"]
@@ -536,3 +538,52 @@ def test_an_audit_that_runs_the_suite_exits_with_the_runs_code_when_the_run_fail
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.main(["audit", "--seconds", "0.1"]) == code
     assert read_run(run)["machine_info"]["gdbench"]["audit"]["passed"] is (alone_us == 6.0)
+
+
+# --- the machine's noise (A/A of the drift reference) ---------------------------------------
+
+def test_a_quiet_machine_raises_no_noise_warning_and_records_its_figures() -> None:
+    a = list(np.linspace(0.99, 1.01, 101))
+    n = verdicts.noise(a, list(reversed(a)), 0.15)
+    assert n["warning"] is None and n["threshold"] == 0.15
+    assert n["aa_ratio"] == pytest.approx(1.0) and n["aa_low"] <= 1.0 <= n["aa_high"]
+    q1, med, q3 = np.percentile(a + a, [25, 50, 75])
+    assert n["iqr_over_median"] == pytest.approx((q3 - q1) / med)
+
+
+@pytest.mark.parametrize("shift", [1.2, 0.8])
+def test_an_aa_ratio_whose_interval_reaches_half_the_threshold_warns(shift: float) -> None:
+    a = list(np.linspace(0.99, 1.01, 101))
+    n = verdicts.noise(a, [x * shift for x in a], 0.15)
+    assert n["aa_ratio"] == pytest.approx(shift, rel=0.01)
+    assert n["warning"].startswith("this machine is noisy for a 15% gate: A/A ")
+    # Half the threshold is the line: a 5% shift passes a 15% gate (7.5% from 1).
+    assert verdicts.noise(a, [x * 1.05 for x in a], 0.15)["warning"] is None
+    assert verdicts.noise(a, [x * 1.05 for x in a], 0.08)["warning"] is not None
+
+
+def test_a_spread_wider_than_the_threshold_warns_though_the_medians_agree() -> None:
+    a = list(np.linspace(0.8, 1.2, 401))  # IQR/median 0.2; the median is steady
+    n = verdicts.noise(a, list(reversed(a)), 0.15)
+    assert max(n["aa_high"] - 1, 1 - n["aa_low"]) < 0.075  # the ratio alone would pass
+    assert n["iqr_over_median"] == pytest.approx(0.2, rel=0.01)
+    assert n["warning"] is not None and n["warning"].endswith("spread 20.0%")
+    assert verdicts.noise(a, list(reversed(a)), 0.25)["warning"] is None
+
+
+def test_two_timings_pooled_are_named_in_the_wording() -> None:
+    settled = verdicts.Row("crops", "numpy", 130.0, 1.0, SETTLED_ALONE,
+                           (130.0,) * 20, (1.0,) * 20, timings=2)
+    assert settled.compared().endswith("(2 timings each)")
+    medians = verdicts.Row("crops", "numpy", 130.0, None, ALONE, timings=2)
+    assert medians.compared() == "medians of 2 timings each, taking turns (no per-round refs)"
+    assert medians.interference == pytest.approx(1.3)  # uncorrected: the turns are the control
+
+
+def test_without_per_round_references_on_every_timing_nothing_is_judged_unsettled() -> None:
+    bare = verdicts.Row("crops", "numpy", 130.0, None, ALONE)
+    assert bare.unsettled_shares() == (0.0, 0.0) and not bare.suite_unsettled()
+    settled = verdicts.Row("crops", "numpy", 130.0, 1.0, SETTLED_ALONE,
+                           (130.0,) * 20, (1.0,) * 20)
+    assert settled.unsettled_shares() == (0.0, 0.5)  # half the alone rounds ran slow
+    assert settled.unsettled_shares(bare) == (0.0, 0.0)  # another timing without refs

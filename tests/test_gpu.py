@@ -114,7 +114,8 @@ def test_the_suite_saves_the_gpus_yardsticks_as_a_roofline_row_of_the_gpu(
     monkeypatch.setattr(gpu, "copy_bandwidth", lambda nbytes: copied.append(nbytes) or 5e11)
     b = _Benchmark()
     request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
-    bench.bench_gpu_roofline(b, request, "small", SimpleNamespace(dtype="float32"))
+    problems = SimpleNamespace(get=lambda name: (WORKLOADS[name].build(), None))
+    bench.bench_gpu_roofline(b, request, "small", problems, SimpleNamespace(dtype="float32"))
     problem = WORKLOADS["small"].build()
     data_bytes = problem.dataset.X.nbytes + problem.dataset.Y.nbytes
     assert copied == [max(bench.MIN_COPY_BYTES, data_bytes)]
@@ -132,4 +133,5 @@ def test_without_a_gpu_the_suites_gpu_yardsticks_skip_with_the_reason(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpu, "unavailable", lambda device=gpu.DEVICE: "torch sees no CUDA device")
     with pytest.raises(pytest.skip.Exception, match="GPU yardsticks: torch sees no CUDA device"):
-        bench.bench_gpu_roofline(_Benchmark(), None, "crops", SimpleNamespace(dtype="float32"))
+        bench.bench_gpu_roofline(_Benchmark(), None, "crops", None,
+                                 SimpleNamespace(dtype="float32"))

@@ -92,6 +92,28 @@ def test_each_point_is_the_median_of_its_paired_rounds_with_a_bootstrap_interval
     assert "roofline" not in set(h.points["backend"])
 
 
+def test_each_point_has_its_step_time_with_its_interval_and_the_page_marks_doubts(
+        tmp_path: Path) -> None:
+    path = _run(tmp_path / "r1.json", 1, rounds=40)
+    doc = json.loads(path.read_text())
+    for bench in doc["benchmarks"]:  # jax: bimodal rounds, so a wide interval
+        if bench["extra_info"]["backend"] == "jax":
+            data = [12e-6 * 250 * (1 + i % 2) for i in range(40)]
+            bench["stats"].update(data=data, median=18e-6 * 250)
+    path.write_text(json.dumps(doc))
+    h = history.build_history([path])
+    pts = h.points.set_index("backend")
+    frame = load_run(path).set_index("backend")
+    for backend in ("numpy", "jax"):
+        assert pts.loc[backend, "step_us"] == pytest.approx(frame.loc[backend, "step_us"])
+    assert pts.loc["jax", "doubts"] == ("wide",) and pts.loc["numpy", "doubts"] == ()
+    assert pts.loc["jax", "step_spread"] > 0.10 > pts.loc["numpy", "step_spread"]
+    cells = history.points_table(h.points).set_index("run")["µs/step"].tolist()
+    assert "18.0 ±" in " ".join(cells) and sum(c.endswith(" §") for c in cells) == 1
+    page = history.render_page(h)
+    assert "§ its interval reaches further than ±10%" in page
+
+
 def test_a_run_without_paired_rounds_falls_back_on_its_roofline_and_says_so(
         tmp_path: Path) -> None:
     old = _run(tmp_path / "old.json", 1, paired=False)

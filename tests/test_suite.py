@@ -103,13 +103,14 @@ def test_the_suites_options_and_their_defaults() -> None:
     assert _options() == {
         "backends": None, "workloads": None, "quick": False, "dtype": "float32",
         "threads": None, "progress": False, "roofline": "with", "memory": "auto",
-        "isolated": False}
+        "isolated": False, "workload_defs": None}
+    mine = 'mine={"shape": [64, 4, 2], "batch_size": 8}'
     assert _options("--backends", "numpy", "jax", "--workloads", "crops", "small", "--quick",
                     "--dtype", "float64", "--threads", "2", "--progress", "--roofline", "only",
-                    "--memory", "off", "--isolated") == {
+                    "--memory", "off", "--isolated", "--workload-def", mine) == {
         "backends": ["numpy", "jax"], "workloads": ["crops", "small"], "quick": True,
         "dtype": "float64", "threads": 2, "progress": True, "roofline": "only",
-        "memory": "off", "isolated": True}
+        "memory": "off", "isolated": True, "workload_defs": [mine]}
     assert _options("--roofline", "without", "--memory", "on")["memory"] == "on"
 
 

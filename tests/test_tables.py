@@ -8,10 +8,12 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from _benchjson import bad_run_files, machine_info, make_run, on_gpu, run_cli, write_run
 
+from gdbench.records import formats
 from gdbench.records.results import load_run, load_runs
 from gdbench.report.tables import break_even, fit_table, render_run, side_by_side, summary
 
@@ -305,3 +307,107 @@ def test_bad_files_exit_2_with_one_line(tmp_path: Path, run: Path, capsys,
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gdbench compare: error: ")
     assert str(bad) in lines[0]
+
+
+# --- an interval in every cell, and marks on the cells to doubt ----------------------------
+
+def _doubtful_run(tmp_path: Path) -> Path:
+    """A calm run of crops in which jax's rounds are bimodal (half at twice the time of
+    the other half): its interval is wide. The other cells are narrow."""
+    doc = make_run(workloads=("crops",), backends=("numpy", "jax"), rounds=40, sigma=0.01,
+                   slow_share=0.0, seed=4)
+    for bench in doc["benchmarks"]:
+        if bench["extra_info"]["backend"] == "jax":
+            data = [12e-6 * 250 * (1 + i % 2) for i in range(40)]
+            bench["stats"].update(data=data, median=float(np.median(data)))
+    path = tmp_path / "doubtful.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_the_run_table_gives_every_cell_its_interval_and_marks_a_wide_one(
+        tmp_path: Path) -> None:
+    path = _doubtful_run(tmp_path)
+    s = summary(load_run(path)).set_index("backend")
+    text = render_run(path)
+    crops = next(line for line in text.splitlines() if line.startswith("crops"))
+    numpy, jax = s.loc["numpy"], s.loc["jax"]
+    assert (f"{formats.us(numpy['step_us'])} {formats.plus_minus(numpy['spread'])} (×1.00, "
+            in crops)
+    assert (f"{formats.us(jax['step_us'])} {formats.plus_minus(jax['spread'])} "
+            f"({formats.times(jax['speedup'])} {formats.plus_minus(jax['speedup_spread'])}, "
+            in crops)
+    assert jax["doubts"] == ("wide",) and numpy["doubts"] == ()
+    assert crops.count("§") == 1 and crops.rstrip().split("  ")[-1].strip().startswith(
+        formats.us(s.loc["roofline", "step_us"]))
+    footnote = text.splitlines()[-1]
+    assert footnote.startswith("§ its interval reaches further than ±10%")
+    assert "--threads 1" in footnote and "gdbench audit" in footnote
+    assert "†" not in text  # nothing unsettled: no such footnote
+
+
+def test_a_run_of_narrow_cells_has_no_marks_and_no_footnotes(tmp_path: Path) -> None:
+    path = write_run(tmp_path / "calm.json", workloads=("crops",), rounds=40, sigma=0.01,
+                     slow_share=0.0)
+    text = render_run(path)
+    assert "±" in text and not {"†", "§"} & set(text)
+
+
+@pytest.mark.parametrize("fmt", ["table", "md", "html"])
+def test_compare_puts_the_interval_in_every_figure_and_the_footnote_after_the_table(
+        tmp_path: Path, capsys, fmt: str) -> None:
+    path = _doubtful_run(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(path), "--format", fmt)
+    assert code == 0
+    jax = summary(load_run(path)).set_index("backend").loc["jax"]
+    us = f"{formats.us(jax['step_us'])} {formats.plus_minus(jax['spread'])} §"
+    assert us in out
+    assert f"{formats.times(jax['speedup'])} {formats.plus_minus(jax['speedup_spread'])}" in out
+    assert f"{formats.number(jax['gflops'])} {formats.plus_minus(jax['spread'])}" in out
+    assert out.index(us) < out.index("§ its interval reaches") < out.index("speed-up vs numpy")
+
+
+def test_the_csv_has_each_interval_in_columns_of_its_own(tmp_path: Path, capsys) -> None:
+    path = _doubtful_run(tmp_path)
+    code, out, _ = run_cli(capsys, "compare", str(path), "--format", "csv")
+    frame = pd.read_csv(io.StringIO(out), keep_default_na=False).set_index("backend")
+    for backend in ("numpy", "jax", "roofline"):
+        row = frame.loc[backend]
+        assert float(row["step_us_low"]) < float(row["step_us"]) < float(row["step_us_high"])
+    assert float(frame.loc["jax", "speedup_low"]) < float(frame.loc["jax", "speedup"]) < \
+        float(frame.loc["jax", "speedup_high"])
+    assert frame.loc["jax", "doubts"] == "wide" and frame.loc["numpy", "doubts"] == ""
+
+
+def test_two_runs_side_by_side_give_each_sides_interval(tmp_path: Path, capsys) -> None:
+    old, new = write_run(tmp_path / "old.json", workloads=("crops",)), _doubtful_run(tmp_path)
+    sbs = side_by_side(load_runs([old, new])).set_index("backend")
+    jax = sbs.loc["jax"]
+    assert jax["new_step_us_low"] < jax["new_step_us"] < jax["new_step_us_high"]
+    assert jax["new_doubts"] == "wide"
+    code, out, _ = run_cli(capsys, "compare", str(old), str(new))
+    line = next(x for x in out.splitlines() if x.startswith("crops     jax "))
+    assert f"{formats.us(jax['new_step_us'])} {formats.plus_minus(jax['new_spread'])} §" in line
+    assert "§ its interval reaches further than ±10%" in out
+
+
+def test_time_to_target_past_the_plan_and_the_stated_cap(tmp_path: Path, capsys) -> None:
+    """small's target lies past its plan (the reference trained on to step 600); crops
+    does not reach it by the cap."""
+    doc = make_run(workloads=("crops", "small"), seed=1)
+    for bench in doc["benchmarks"]:
+        info = bench["extra_info"]
+        if info["kind"] == "roofline":
+            info["target_steps"] = 600 if info["workload"] == "small" else None
+            info["target_cap_steps"] = 50 * info["target_plan_steps"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    jax = s.loc[("small", "jax")]
+    assert jax["steps_to_target"] == 600
+    assert jax["hot_s"] == pytest.approx(600 * jax["step_us"] * 1e-6)
+    code, out, _ = run_cli(capsys, "compare", str(path))
+    assert code == 0
+    assert "small: 600 steps (2.34 × its plan of 256)" in out
+    assert "crops: not reached in 12,500 steps (50 × its plan: the cap)" in out
+    assert "up to 50 × the plan's steps or 2e+11 FLOPs" in out

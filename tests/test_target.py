@@ -39,10 +39,11 @@ def test_the_target_is_the_first_checkpoint_within_one_percent() -> None:
                            if loss <= 1.01 * t.optimum_loss)
 
 
-def test_a_plan_that_never_gets_there_says_so() -> None:
+def test_a_plan_that_never_gets_there_by_the_cap_says_so() -> None:
     problem = make_problem("crops", load_dataset("crops"), batch_size=3, epochs=50, lr=1e-6)
     t = target.shared_target(problem)
     assert t.steps is None and t.plan_steps == 250
+    assert t.cap_steps == target.CAP_PLANS * 250  # tiny steps: the FLOPs never bind
     assert all(math.isnan(x) for x in target.time_to_target(t.steps, 1e-6, 0.5))
 
 
@@ -72,6 +73,36 @@ def test_the_record_saved_in_a_run_names_its_rule() -> None:
     t = target.Target(0.0101, 0.01, 128, 256, 4)
     assert t.record() == {"target_loss": 0.0101, "target_optimum_loss": 0.01,
                           "target_steps": 128, "target_plan_steps": 256,
-                          "target_checked_every": 4, "target_rule": target.RULE}
+                          "target_checked_every": 4, "target_cap_steps": None,
+                          "target_rule": target.RULE}
     assert "1.01 x the least-squares MSE" in target.RULE and "every steps_per_epoch // 8" in \
         target.RULE
+
+
+def test_a_plan_too_short_is_trained_on_as_a_longer_plan_would_be() -> None:
+    """The 8-epoch plan reaches the target at step 44 (above); its first 2 epochs, trained
+    on past their plan with later epochs drawn alike, reach it at the same step."""
+    data = synthetic(500, 6, 2, seed=4, noise=0.3).standardized()
+    short = make_problem("s", data, batch_size=50, epochs=2, lr=0.1)
+    long = make_problem("s", data, batch_size=50, epochs=8, lr=0.1)
+    t = target.shared_target(short)
+    assert t.plan_steps == 20 and t.steps == 44 == target.shared_target(long).steps
+    assert t.cap_steps == target.CAP_PLANS * 20
+    assert target.shared_target(short, cap=40).steps is None  # the cap binds first
+    assert target.shared_target(short, cap=40).cap_steps == 40
+
+
+def test_the_gram_form_loss_finds_the_same_first_checkpoint_as_the_full_mse() -> None:
+    problem = make_problem("s", synthetic(500, 6, 2, seed=4, noise=0.3).standardized(),
+                           batch_size=50, epochs=8, lr=0.1)
+    t = target.shared_target(problem, cap=0)  # the plan's own curve: the full-data MSE
+    assert t.steps == 44
+    assert target.steps_to_target(problem, t.loss, cap=10_000) == 44
+
+
+def test_the_cap_is_fifty_plans_or_the_flops_whichever_is_fewer() -> None:
+    small = make_problem("s", synthetic(100, 3, 1, seed=0), batch_size=10, epochs=1, lr=0.01)
+    assert target.cap_steps(small) == 50 * 10
+    per_step = 10 * (4 * 3 * 1 + 6 * 1)
+    assert target.cap_steps(small, flops=100 * per_step) == 100  # the FLOPs bind
+    assert target.cap_steps(small, flops=per_step) == 10  # never fewer than the plan's

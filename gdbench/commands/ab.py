@@ -458,7 +458,8 @@ def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],
               tried: set[Block] | None = None) -> list[tuple[Block, str]]:
     """The processes to run again, and why: those where more than half the rounds of a
     training benchmark were unsettled (reference more than retime.AB.tolerance over its quiet
-    level, pooled over every process of both sides, as the gate judges them).
+    level, pooled over every process of both sides, as the gate judges them; or a busy
+    neighbour on its CPUs, :func:`gdbench.judge.retime.neighbours`).
 
     The gate leaves unsettled rounds out; a process that lost most of them to a host
     neighbour leaves its side short of rounds, or, when the slow moment lasted the whole
@@ -475,14 +476,21 @@ def unsettled(done: Sequence[tuple[Block, dict[str, Any]]],
     for block, part in done:
         if tried and block in tried:
             continue
-        judged = {name: retime.AB.spoiled(refs, levels[name])
+        seen = {b.key: retime.neighbours(b) for b in Run(part).paired_training()}
+        judged = {name: retime.AB.spoiled(refs, levels[name], seen.get(name))
                   for name, refs in _references(part).items()}
         spoiled = [(share, name) for name, (mostly, share) in judged.items() if mostly]
         if spoiled:
             share, name = max(spoiled)
             redo.append((block, f"{share:.0%} of {name}'s rounds had a reference over "
-                                f"{retime.AB.tolerance:.0%} above its quiet level"))
+                                f"{retime.AB.tolerance:.0%} above its quiet level"
+                                + _neighbour_note(seen.get(name))))
     return redo
+
+
+def _neighbour_note(seen: Any) -> str:
+    return "" if seen is None or not seen.any() else \
+        f", or a busy neighbour beside {seen.mean():.0%} of them"
 
 
 def _measure(plan: Sequence[Block], suite: argparse.Namespace, started: float,

@@ -46,6 +46,7 @@ the machine was unsettled (:data:`gdbench.judge.retime.AUDIT`), and saves the ve
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -58,7 +59,7 @@ import pandas as pd
 from gdbench.commands import run as run_command
 from gdbench.commands.options import world_env
 from gdbench.data.errors import InputError
-from gdbench.data.workloads import get_workload
+from gdbench.data.workloads import WORKLOADS, define, get_workload
 from gdbench.harness import launcher, timing
 from gdbench.harness.standalone import STANDALONE_S, Standalone, aa_rounds, standalone, timer_info
 from gdbench.judge import retime as retime_policy
@@ -133,7 +134,8 @@ def _audit(args: argparse.Namespace, threshold: float, path: Path, frame: pd.Dat
         print(f"[{i:>3}/{len(training)}] alone: {r['backend']} on {r['workload']}", flush=True)
         def alone_now(r: pd.Series = r) -> Standalone:
             return standalone(str(r["backend"]), str(r["workload"]),
-                              str(r["dtype"] or "float32"), threads, args.seconds)
+                              str(r["dtype"] or "float32"), threads, args.seconds,
+                              _definition(run, str(r["workload"])))
 
         ref_s = None if pd.isna(r["ref_s"]) else float(r["ref_s"])
         rounds_us, refs, wakes = suite_rounds(r)
@@ -149,7 +151,10 @@ def _audit(args: argparse.Namespace, threshold: float, path: Path, frame: pd.Dat
         row = _confirm(row, run, str(r["name"]), str(r["dtype"] or "float32"), threads,
                        info.get("max_time_s"), alone_now)
         rows.append(row)
-    first = get_workload(str(training["workload"].iloc[0])).build(
+    first_workload = str(training["workload"].iloc[0])
+    own = _definition(run, first_workload)
+    workload = define(first_workload, json.loads(own)) if own else get_workload(first_workload)
+    first = workload.build(
         str(training["dtype"].iloc[0] or "float32"))
     reference = timing.single_threaded(timing.reference_loop(
         first.dataset.X, first.W0, first.plan.batches()))
@@ -164,6 +169,13 @@ def _audit(args: argparse.Namespace, threshold: float, path: Path, frame: pd.Dat
     run.save(path)
     print(render(rows, machine_checks, path, args.format))
     return run_code or (1 if failed else 0)
+
+
+def _definition(run: Run, workload: str) -> str | None:
+    """A user's workload's definition as the run saved it (JSON), for the processes that
+    time it again; None for gdbench's own, which every process knows by name."""
+    definition = None if workload in WORKLOADS else run.workload_definition(workload)
+    return None if definition is None else json.dumps(definition, sort_keys=True)
 
 
 def _record_resettled(run: Run, decision: dict[str, Any]) -> None:
@@ -183,7 +195,8 @@ def _resettle_suite(row: Row, run: Run, name: str, dtype: str,
             break
         print("      the machine was unsettled while the suite timed it: the suite again",
               flush=True)
-        again = retime(row.backend, row.workload, dtype, threads, max_time_s)
+        again = retime(row.backend, row.workload, dtype, threads, max_time_s,
+                       _definition(run, row.workload))
         if again is None:
             break
         candidate = row.with_suite(again)
@@ -223,7 +236,8 @@ def _confirm(row: Row, run: Run, name: str, dtype: str, threads: int | None,
           flush=True)
     copies, alone = [run.benchmarks[index].raw], row.alone
     for _ in range(CONFIRM_PAIRS):
-        again = retime(row.backend, row.workload, dtype, threads, max_time_s)
+        again = retime(row.backend, row.workload, dtype, threads, max_time_s,
+                       _definition(run, row.workload))
         if again is None:
             break
         copies.append(again)
@@ -240,13 +254,15 @@ def _confirm(row: Row, run: Run, name: str, dtype: str, threads: int | None,
 
 
 def retime(backend: str, workload: str, dtype: str, threads: int | None,
-           max_time_s: float | None) -> dict[str, Any] | None:
+           max_time_s: float | None, definition: str | None = None) -> dict[str, Any] | None:
     """The suite's training benchmark of ``backend`` on ``workload``, timed again in a fresh
-    process as ``gdbench run`` times it (no memory instrumentation), or None if it fails."""
+    process as ``gdbench run`` times it (no memory instrumentation), or None if it fails;
+    ``definition`` (JSON) for a workload of the user's."""
     selection = [*launcher.retime_selection(backend, [workload]), "--memory", "off"]
     if max_time_s:
         selection.append(f"--benchmark-max-time={max_time_s}")
-    job = launcher.Job(f"{backend} again", tuple(selection), dtype=dtype, threads=threads)
+    job = launcher.Job(f"{backend} again", tuple(selection), dtype=dtype, threads=threads,
+                       definitions=((workload, definition),) if definition else ())
     outcome = launcher.run_job(job)
     found = [] if outcome.failed else list(retime_policy.paired_training([outcome.part or {}]))
     return found[0] if found else None

@@ -67,6 +67,8 @@ class Job:
     pytest_args: tuple[str, ...] = ()
     tree: str | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
+    # The user's workloads among ``workloads``: (name, its definition as JSON).
+    definitions: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, args: argparse.Namespace, label: str, selection: Sequence[str] = (),
@@ -77,7 +79,8 @@ class Job:
                    threads=args.threads, backends=tuple(args.backends or ()),
                    workloads=tuple(args.workloads or ()),
                    pytest_args=tuple(args.pytest_args or ()), tree=tree,
-                   extra_env=((WORLD_ENV, str(world)),) if world else ())
+                   extra_env=((WORLD_ENV, str(world)),) if world else (),
+                   definitions=tuple(getattr(args, "definitions", None) or ()))
 
     def command(self, json_path: Path) -> list[str]:
         """Its pytest command line, saving its run to ``json_path``; a job from another
@@ -157,6 +160,8 @@ def pytest_command(args: argparse.Namespace | Job, json_path: Path,
         cmd += ["--workloads", *args.workloads]
     if args.threads:
         cmd.append(f"--threads={args.threads}")
+    for name, definition in getattr(args, "definitions", None) or ():
+        cmd += ["--workload-def", f"{name}={definition}"]
     cmd += list(selection)
     extra = list(args.pytest_args or [])
     if extra[:1] == ["--"]:

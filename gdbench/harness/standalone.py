@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from gdbench.data.errors import InputError
-from gdbench.data.workloads import Problem, get_workload, make_problem
+from gdbench.data.workloads import Problem, define, get_workload, make_problem
 from gdbench.harness import gpu, launcher, machine, timing
 from gdbench.implementations.base import Backend, Prepared, prepare
 
@@ -321,16 +321,18 @@ def aa_rounds(reference: Callable[[], None], rounds: int = 40,
 
 
 def _command(backend: str, workload: str, dtype: str, threads: int | None,
-             seconds: float) -> list[str]:
+             seconds: float, definition: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "gdbench.harness.standalone", backend, workload,
            "--dtype", dtype, "--seconds", str(seconds)]
+    cmd += ["--definition", definition] if definition else []
     return cmd + ([f"--threads={threads}"] if threads else [])
 
 
 def standalone(backend: str, workload: str, dtype: str, threads: int | None,
-               seconds: float) -> Standalone:
-    """:func:`measure` in a fresh process with the run's thread settings in its environment."""
-    proc = subprocess.run(_command(backend, workload, dtype, threads, seconds),
+               seconds: float, definition: str | None = None) -> Standalone:
+    """:func:`measure` in a fresh process with the run's thread settings in its environment;
+    ``definition`` (JSON) for a workload of the user's, as the run saved it."""
+    proc = subprocess.run(_command(backend, workload, dtype, threads, seconds, definition),
                           env=launcher.process_env(threads), capture_output=True, text=True,
                           check=False)
     if proc.returncode:
@@ -348,10 +350,14 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seconds", type=float, default=STANDALONE_S)
     p.add_argument("--threads", type=int)
+    p.add_argument("--definition", metavar="JSON",
+                   help="the workload's definition, for one of the user's")
     args = p.parse_args(argv)
     if args.threads:
         machine.pin_threads(args.threads)
-    problem = get_workload(args.workload).build(args.dtype)
+    workload = define(args.workload, json.loads(args.definition), "--definition") \
+        if args.definition else get_workload(args.workload)
+    problem = workload.build(args.dtype)
     result = measure(args.backend, problem, doubled_problem(problem), seconds=args.seconds)
     print(json.dumps(asdict(result)))
     return 0

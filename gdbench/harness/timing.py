@@ -318,3 +318,68 @@ def busy_after(window_s: float = 0.05, *, wall: Clock = time.perf_counter,
     sleep(window_s)
     elapsed = wall() - t0
     return max(0.0, (cpu() - c0) / elapsed) if elapsed > 0 else 0.0
+
+
+# --- the neighbours --------------------------------------------------------------------------
+#
+# A thread pool that loses a core to another program slows by several times while the
+# single-threaded drift reference hardly moves, so the reference cannot see such a
+# neighbour. The kernel's CPU accounting can: the time the CPUs this process may run on
+# were busy, less this process's own CPU time, is what the rest of the machine used on
+# them; and on a VM, steal is the time the hypervisor gave those CPUs to other guests.
+
+def _busy_and_steal(cpus: Sequence[int] | None) -> tuple[float, float]:
+    """Seconds the given CPUs (default: all) have been busy, and stolen, since boot."""
+    import psutil
+
+    per_cpu = psutil.cpu_times(percpu=True)
+    chosen = per_cpu if cpus is None else [per_cpu[c] for c in cpus if c < len(per_cpu)]
+    busy = steal = 0.0
+    for t in chosen:
+        # guest time is counted in user already; idle and iowait are not busy.
+        busy += sum(getattr(t, name, 0.0) for name in
+                    ("user", "nice", "system", "irq", "softirq"))
+        steal += getattr(t, "steal", 0.0)
+    return busy, steal
+
+
+def allowed_cpus() -> list[int] | None:
+    """The CPUs this process may run on, None where the system cannot say (macOS)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+class NeighbourMeter:
+    """What the rest of the machine did on this process's CPUs between ``start`` and
+    ``stop``: the CPU seconds other programs used there, and the seconds stolen from them.
+
+    ``machine`` reads (busy, steal) seconds since boot of those CPUs, ``own`` this
+    process's CPU seconds; both are arguments so that tests can fake them. The kernel
+    counts the machine's time in ticks (10 ms), this process's exactly, so one short
+    round's reading is coarse: judge a neighbour over many rounds
+    (:func:`gdbench.judge.stats.neighbour_rounds`).
+    """
+
+    def __init__(self, machine: Callable[[], tuple[float, float]] | None = None,
+                 own: Clock = time.process_time) -> None:
+        cpus = allowed_cpus()
+        self._machine = machine or (lambda: _busy_and_steal(cpus))
+        self._own = own
+        self._start: tuple[float, float, float] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._start is not None
+
+    def start(self) -> None:
+        busy, steal = self._machine()
+        self._start = (busy, steal, self._own())
+
+    def stop(self) -> tuple[float, float]:
+        """(CPU seconds others used, seconds stolen) since ``start``."""
+        if self._start is None:
+            raise RuntimeError("NeighbourMeter.stop before start")
+        own = self._own()
+        busy, steal = self._machine()
+        busy0, steal0, own0 = self._start
+        self._start = None
+        return (busy - busy0) - (own - own0), steal - steal0

@@ -1,9 +1,11 @@
 """The re-timing policy: which benchmarks a host neighbour spoiled, and which timing to keep.
 
 A training benchmark saves, with every round, the time of its workload's single-threaded
-reference loop taken just before it. A benchmark most of whose rounds read that reference
-more than a tolerance over the workload's quiet level was timed while the machine was busy;
-it is timed again in a fresh job, and the timing with fewer spoiled rounds is kept.
+reference loop taken just before it, and what other programs took from its CPUs while the
+round was timed. A round whose reference read more than a tolerance over the workload's
+quiet level, or that was timed beside a busy neighbour (:func:`neighbours`), is unsettled;
+a benchmark most of whose rounds were unsettled was timed while the machine was busy: it
+is timed again in a fresh job, and the timing with fewer unsettled rounds is kept.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from gdbench.harness import launcher
-from gdbench.judge.stats import SETTLED_TOLERANCE, mostly_unsettled, quiet_level
+from gdbench.judge.stats import (
+    SETTLED_TOLERANCE,
+    mostly_unsettled,
+    neighbour_rounds,
+    quiet_level,
+)
 from gdbench.records.run import Benchmark, Run
 
 
@@ -37,9 +44,11 @@ class Policy:
     passes: int
     budget_share: float = math.inf
 
-    def spoiled(self, refs: Sequence[float], level: float) -> tuple[bool, float]:
-        """Whether most rounds with these reference times were unsettled, and their share."""
-        return mostly_unsettled(refs, level, self.tolerance)
+    def spoiled(self, refs: Sequence[float], level: float,
+                neighbours: Sequence[bool] | np.ndarray | None = None) -> tuple[bool, float]:
+        """Whether most rounds with these reference times (and, where given, these
+        neighbour flags: :func:`neighbours`) were unsettled, and their share."""
+        return mostly_unsettled(refs, level, self.tolerance, neighbours)
 
 
 # gdbench run judges each benchmark against its workload's quiet level over every backend's
@@ -75,18 +84,35 @@ def quiet_levels(parts: Sequence[dict[str, Any]]) -> dict[str, float]:
     its last stands out against the others; the median, not the pooled low percentile,
     because one process can read the reference faster throughout: numpy's, whose loop
     warms the very array the reference gathers from."""
+    return workload_levels((bench.workload, bench.ref_data or []) for bench in _paired(parts))
+
+
+def workload_levels(refs: Iterable[tuple[str, Sequence[float]]]) -> dict[str, float]:
+    """{workload: its reference's quiet level} from (workload, one benchmark's reference
+    times) pairs, as :func:`quiet_levels` judges them: the median of each benchmark's own
+    quiet level. The tables judge a saved run's benchmarks with it."""
     levels: dict[str, list[float]] = {}
-    for bench in _paired(parts):
-        levels.setdefault(bench.workload, []).append(quiet_level(bench.ref_data or []))
+    for workload, ref_data in refs:
+        levels.setdefault(workload, []).append(quiet_level(ref_data))
     return {workload: float(np.median(each)) for workload, each in levels.items()}
+
+
+def neighbours(bench: Benchmark) -> np.ndarray | None:
+    """Which of a benchmark's rounds were timed beside a busy neighbour
+    (:func:`gdbench.judge.stats.neighbour_rounds` of what others took from its CPUs,
+    stolen time included); None when the suite did not record it."""
+    taken, rounds = bench.neighbour_data, bench.round_seconds
+    if taken is None or rounds is None:
+        return None
+    return neighbour_rounds(taken, rounds)
 
 
 def unsettled(bench: dict[str, Any], levels: dict[str, float],
               policy: Policy = RUN) -> tuple[bool, float]:
     """Whether most of a training benchmark's rounds had a reference more than the policy's
-    tolerance over its workload's quiet level, and their share."""
+    tolerance over its workload's quiet level or a busy neighbour, and their share."""
     b = Benchmark(bench)
-    return policy.spoiled(b.ref_data or [], levels[b.workload])
+    return policy.spoiled(b.ref_data or [], levels[b.workload], neighbours(b))
 
 
 def spoiled(parts: Sequence[dict[str, Any]], tried: Collection[tuple[str, str]] = (),
@@ -127,6 +153,16 @@ def keep_settled(parts: list[dict[str, Any]], again: dict[str, Any],
     return decided
 
 
+def _neighbour_note(parts: Sequence[dict[str, Any]], backend: str, workload: str) -> str:
+    """", or a busy neighbour beside N% of them" when the suite saw one."""
+    for bench in _paired(parts):
+        if (bench.backend, bench.workload) == (backend, workload):
+            seen = neighbours(bench)
+            if seen is not None and seen.any():
+                return f", or a busy neighbour beside {seen.mean():.0%} of them"
+    return ""
+
+
 def resettle(parts: list[dict[str, Any]],
               run_one: Callable[[str, list[str], str], dict[str, Any] | None],
               seconds: dict[str, float], first_pass_s: float,
@@ -150,7 +186,8 @@ def resettle(parts: list[dict[str, Any]],
         for backend, shares in todo.items():
             worst = max(shares, key=shares.__getitem__)
             why = (f"{shares[worst]:.0%} of its rounds on {worst} had a reference over "
-                   f"{policy.tolerance:.0%} above the quiet level")
+                   f"{policy.tolerance:.0%} above the quiet level"
+                   f"{_neighbour_note(parts, backend, worst)}")
             if per_workload.get(backend, math.inf) * len(shares) > budget:
                 skipped.update((backend, w) for w in shares)
                 print(f"-- {backend}: {why}; no time left to time it again ({budget:.0f} s "

@@ -129,11 +129,59 @@ def settled_rounds(refs: ArrayLike, level: float, wakes: ArrayLike | None = None
 
 
 def mostly_unsettled(refs: ArrayLike, level: float,
-                     tolerance: float = SETTLED_TOLERANCE) -> tuple[bool, float]:
+                     tolerance: float = SETTLED_TOLERANCE,
+                     neighbours: ArrayLike | None = None) -> tuple[bool, float]:
     """Whether more than UNSETTLED_SHARE of the rounds with these reference times were
-    unsettled against ``level`` (more than ``tolerance`` over it), and that share."""
-    share = float(np.mean(~settled_mask(refs, level, tolerance)))
+    unsettled against ``level`` (more than ``tolerance`` over it, or, where ``neighbours``
+    is given, aligned with them, taken beside a busy neighbour), and that share."""
+    unsettled = ~settled_mask(refs, level, tolerance)
+    if neighbours is not None:
+        unsettled |= np.asarray(neighbours, dtype=bool)
+    share = float(np.mean(unsettled))
     return share > UNSETTLED_SHARE, share
+
+
+# --- neighbours ------------------------------------------------------------------------------
+#
+# The suite records, per round, the CPU seconds that other programs used on the CPUs it
+# ran on while the round was timed, and the seconds the hypervisor stole from them
+# (timing.NeighbourMeter). The kernel counts them in 10 ms ticks, so a single round of a
+# few milliseconds reads zero or a whole tick: a round's load is judged over the rounds
+# around it, spanning NEIGHBOUR_WINDOW_S. An idle machine's own daemons take a few
+# hundredths of a core; NEIGHBOUR_CORES is a quarter of one, which taken from a backend
+# that uses every CPU of a small machine already moves it by more than the 10% that
+# gdbench promises.
+
+NEIGHBOUR_CORES = 0.25
+NEIGHBOUR_WINDOW_S = 0.1
+
+
+def neighbour_load(busy_s: ArrayLike, round_s: ArrayLike,
+                   window_s: float = NEIGHBOUR_WINDOW_S) -> np.ndarray:
+    """Each round's neighbour load in cores: the CPU seconds others used (``busy_s``, per
+    round, steal included where the caller adds it) over the rounds' seconds
+    (``round_s``), summed over the rounds around it that span about ``window_s``."""
+    busy, wall = np.asarray(busy_s, dtype=float), np.asarray(round_s, dtype=float)
+    if busy.shape != wall.shape:
+        raise ValueError("each round needs one neighbour reading")
+    n = busy.size
+    if n == 0:
+        return np.zeros(0)
+    typical = float(np.median(wall))
+    # Rounds either side: none for rounds as long as the window.
+    half = min(n, int(window_s / typical / 2)) if typical > 0 else n
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + half + 1, 0, n)
+    cum_busy = np.concatenate([[0.0], np.cumsum(busy)])
+    cum_wall = np.concatenate([[0.0], np.cumsum(wall)])
+    return (cum_busy[hi] - cum_busy[lo]) / np.maximum(cum_wall[hi] - cum_wall[lo], 1e-12)
+
+
+def neighbour_rounds(busy_s: ArrayLike, round_s: ArrayLike,
+                     cores: float = NEIGHBOUR_CORES) -> np.ndarray:
+    """Which rounds were timed beside a busy neighbour: a :func:`neighbour_load` over
+    ``cores``."""
+    return neighbour_load(busy_s, round_s) > cores
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,13 @@ FORMATS = ("table", "md", "csv", "html")
 
 @dataclass
 class Section:
-    """One titled table, with notes printed before it (warnings, legends)."""
+    """One titled table, with notes printed before it (warnings, legends) and footnotes
+    after it (what a mark in its cells means)."""
 
     title: str
     table: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    footnotes: list[str] = field(default_factory=list)
 
 
 def render(sections: Sequence[Section], fmt: str, warnings: Sequence[str] = ()) -> str:
@@ -34,6 +36,7 @@ def render(sections: Sequence[Section], fmt: str, warnings: Sequence[str] = ()) 
             parts.append(f"### {s.title}")
             parts.extend(s.notes)
             parts.append(markdown(s.table))
+            parts.extend(s.footnotes)
         return "\n\n".join(parts) + "\n"
     if fmt == "html":
         parts = [f'<p style="color:#b00"><strong>⚠ {html.escape(w)}</strong></p>'
@@ -42,11 +45,12 @@ def render(sections: Sequence[Section], fmt: str, warnings: Sequence[str] = ()) 
             parts.append(f"<h3>{html.escape(s.title)}</h3>")
             parts.extend(f"<p>{html.escape(n)}</p>" for n in s.notes)
             parts.append(s.table.to_html(index=False, escape=True, border=0))
+            parts.extend(f"<p>{html.escape(n)}</p>" for n in s.footnotes)
         return "\n".join(parts) + "\n"
     if fmt == "table":
         parts = [f"!! WARNING: {w}" for w in warnings]
         for s in sections:
-            block = [s.title, "=" * len(s.title), *s.notes, plain(s.table)]
+            block = [s.title, "=" * len(s.title), *s.notes, plain(s.table), *s.footnotes]
             parts.append("\n".join(block))
         return "\n\n".join(parts) + "\n"
     raise ValueError(f"unknown format {fmt!r}; expected one of table, md, html")
@@ -123,6 +127,22 @@ def times(value: float) -> str:
 
 def percent(value: float) -> str:
     return "" if _blank(value) else f"{value:.0f}%" if value >= 10 else f"{value:.2g}%"
+
+
+def plus_minus(spread: float) -> str:
+    """An interval's reach either side of its figure, relative to it: 0.021 -> ±2.1%,
+    0.0043 -> ±0.43%, 0.25 -> ±25%; "" without an interval."""
+    if _blank(spread):
+        return ""
+    pct = 100 * spread
+    return f"±{pct:.0f}%" if pct >= 10 else f"±{pct:.2g}%"
+
+
+def with_interval(text: str, spread: float) -> str:
+    """A formatted figure followed by its :func:`plus_minus` (the figure alone without
+    an interval or a figure): ``99.3 ±2.1%``."""
+    pm = plus_minus(spread)
+    return f"{text} {pm}" if text and pm else text
 
 
 def signed_percent(ratio: float) -> str:

@@ -12,7 +12,10 @@ is GFLOP/s; ``compile_s`` is seconds. Training benchmarks pair each round with a
 reference round (the workload's reference loop) timed just before it: ``norm_data`` is
 each round's time over its reference's (unitless, aligned with ``data``), ``norm_median``
 its median, ``ref_s`` the reference's median seconds; None / NaN for roofline rows and
-for runs saved before paired timing. ``commit`` and ``dirty`` come from pytest-benchmark's
+for runs saved before paired timing. ``busy_data`` and ``steal_data`` (aligned with
+``data``) are the CPU seconds other programs used on the process's CPUs during each
+round, and the seconds stolen from them; ``neighbour_cores`` and ``steal_cores`` both
+over the seconds of timed rounds. ``commit`` and ``dirty`` come from pytest-benchmark's
 commit_info: the commit id the run was made from, and whether the tree had uncommitted
 changes (None when not recorded).
 
@@ -20,8 +23,9 @@ Training rows also carry ``prepare_s`` (seconds of prepare, compilation included
 memory of one instrumented run (``memory_*``, see :mod:`gdbench.harness.memory`); roofline rows
 carry the workload's facts: ``bandwidth_gbs`` (the bandwidth of a streaming copy as large
 as the workload's dataset, GB/s; ``copy_bytes`` its size, ``copy_threads`` its threads),
-the shared target (``target_loss``, ``target_steps``: steps of the plan to reach it, NaN
-when never) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``.
+the shared target (``target_loss``, ``target_steps``: steps to reach it, trained past
+the plan if need be, NaN when not within ``target_cap_steps``) and the float64
+reference's ``loss_curve`` at ``loss_curve_steps``.
 Data-parallel rows (torch-ddp, jax-sharded) carry ``world`` (workers), ``single_process``
 (the one-process backend they are set against), ``compute_only_step_us`` (the same loop
 without its collective, µs per step; ``compute_only_data`` its rounds, seconds per run)
@@ -58,9 +62,9 @@ COLUMNS = [
     "iterations", "step_us", "gflops", "flops", "compile_s", "final_loss",
     "max_abs_diff_vs_numpy", "agrees", "device", "n", "d", "k", "batch_size", "epochs",
     "steps", "dtype", "sync", "gc_off", "data", "norm_data", "ref_data", "wake_data",
-    "norm_median", "ref_s",
+    "busy_data", "steal_data", "neighbour_cores", "steal_cores", "norm_median", "ref_s",
     "prepare_s", "bandwidth_gbs", "copy_bytes", "copy_threads", "target_loss", "target_steps",
-    "target_plan_steps",
+    "target_plan_steps", "target_cap_steps",
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
     "world", "single_process", "compute_only_step_us", "collective_step_us",
@@ -70,8 +74,9 @@ _INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "
                 "copy_threads", "world"]
 _FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us", "gflops",
                   "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "norm_median",
+                  "neighbour_cores", "steal_cores",
                   "ref_s", "prepare_s", "bandwidth_gbs", "copy_bytes", "target_loss",
-                  "target_steps", "target_plan_steps", "memory_peak_bytes",
+                  "target_steps", "target_plan_steps", "target_cap_steps", "memory_peak_bytes",
                   "memory_allocations_per_step", "memory_allocated_bytes_per_step",
                   "compute_only_step_us", "collective_step_us"]
 
@@ -178,6 +183,17 @@ def _rounds(raw: Any) -> list[float] | None:
     return [float(v) for v in values if v is not None]
 
 
+def _aligned(raw: Any, data: list[float] | None) -> list[float] | None:
+    """A list of finite numbers (any sign: readings in kernel ticks less exact CPU time
+    can dip below zero) as long as ``data``, else None."""
+    if not isinstance(raw, list) or data is None or len(raw) != len(data):
+        return None
+    values = [_number(x) for x in raw]
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return [float(v) for v in values if v is not None]
+
+
 def _positive(value: Any) -> float | None:
     number = _number(value)
     return number if number is not None and math.isfinite(number) and number > 0 else None
@@ -217,6 +233,10 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
     wake_data = _rounds(extra.get("wake_data"))
     if wake_data is not None and (norm_data is None or len(wake_data) != len(norm_data)):
         wake_data = None
+    # What other programs took from its CPUs during each round (CPU seconds; stolen
+    # seconds apart), kept only when aligned with the rounds.
+    busy_data, steal_data = (_aligned(extra.get(key), data) for key in ("busy_data",
+                                                                         "steal_data"))
     norm_median = _positive(extra.get("norm_median"))
     if norm_median is None and norm_data is not None:
         norm_median = float(statistics.median(norm_data))
@@ -256,6 +276,10 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "norm_data": norm_data,
         "ref_data": ref_data,
         "wake_data": wake_data,
+        "busy_data": busy_data,
+        "steal_data": steal_data,
+        "neighbour_cores": extra.get("neighbour_cores"),
+        "steal_cores": extra.get("steal_cores"),
         "norm_median": norm_median,
         "ref_s": _positive(extra.get("ref_s")),
         # Written by later suites; a run from before them has None here.
@@ -266,6 +290,7 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "target_loss": extra.get("target_loss"),
         "target_steps": extra.get("target_steps"),
         "target_plan_steps": extra.get("target_plan_steps"),
+        "target_cap_steps": extra.get("target_cap_steps"),
         "loss_curve_steps": extra.get("loss_curve_steps"),
         "loss_curve": extra.get("loss_curve"),
         "memory_method": extra.get("memory_method"),

@@ -76,6 +76,28 @@ class Benchmark:
         return [float(x) for x in refs] if isinstance(refs, list) and refs else None
 
     @property
+    def round_seconds(self) -> list[float] | None:
+        """Each round's wall-clock seconds (its time per run × the runs in it), when saved."""
+        stats = self.raw.get("stats") or {}
+        data = stats.get("data")
+        if not isinstance(data, list) or not data:
+            return None
+        iterations = stats.get("iterations") or 1
+        return [float(x) * iterations for x in data]
+
+    @property
+    def neighbour_data(self) -> list[float] | None:
+        """Each round's CPU seconds taken from this process's CPUs by others, stolen
+        time included (``busy_data`` + ``steal_data``), when saved aligned with the rounds."""
+        busy, steal = self.extra.get("busy_data"), self.extra.get("steal_data")
+        rounds = self.round_seconds
+        if not (isinstance(busy, list) and rounds and len(busy) == len(rounds)):
+            return None
+        if not (isinstance(steal, list) and len(steal) == len(busy)):
+            steal = [0.0] * len(busy)
+        return [float(b) + float(s) for b, s in zip(busy, steal, strict=True)]
+
+    @property
     def paired(self) -> bool:
         """A training benchmark that saved a reference time with every round."""
         return self.training and self.ref_data is not None
@@ -125,6 +147,15 @@ class Run:
 
     def replace(self, index: int, bench: dict[str, Any]) -> None:
         self.doc["benchmarks"][index] = bench
+
+    def workload_definition(self, workload: str) -> dict[str, Any] | None:
+        """The definition its benchmarks saved of ``workload`` (``extra_info.workload_def``),
+        None when they saved none (runs from before definitions)."""
+        for bench in self.benchmarks:
+            definition = bench.extra.get("workload_def")
+            if bench.workload == workload and isinstance(definition, dict):
+                return definition
+        return None
 
     def note(self, key: str, entry: dict[str, Any]) -> None:
         """Append ``entry`` to the list ``machine_info.gdbench[key]`` (what was decided)."""
@@ -182,9 +213,10 @@ def merge(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[
 def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One benchmark entry from its entries in several blocks: rounds concatenated.
 
-    stats.data, extra_info.norm_data, ref_data and wake_data are concatenated in block
-    order (each block's stay aligned with its data), and every statistic derived from
-    them (pytest-benchmark's stats, step_us, gflops, norm_median, ref_s) is recomputed.
+    stats.data, extra_info.norm_data, ref_data, wake_data, busy_data and steal_data are
+    concatenated in block order (each block's stay aligned with its data), and every
+    statistic derived from them (pytest-benchmark's stats, step_us, gflops, norm_median,
+    ref_s, neighbour_cores, steal_cores) is recomputed.
     The result agrees only if every block agreed; max_abs_diff_vs_numpy is the largest.
     """
     first = copies[0]
@@ -213,6 +245,7 @@ def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
         extra["wake_data"] = wake
     else:
         extra.pop("wake_data", None)
+    _merge_neighbours(extra, infos, rounds, first["stats"].get("iterations", 1))
     median = float(stats.median)
     if extra.get("steps"):
         extra["step_us"] = median / extra["steps"] * 1e6
@@ -230,3 +263,23 @@ def merge_rounds(copies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     extra["blocks"] = len(copies)
     extra["block_rounds"] = [len(r or []) for r in rounds]
     return {**first, "stats": merged_stats, "extra_info": extra}
+
+
+NEIGHBOUR_KEYS = ("busy_data", "steal_data")
+
+
+def _merge_neighbours(extra: dict[str, Any], infos: Sequence[dict[str, Any]],
+                      rounds: Sequence[list[float] | None], iterations: int) -> None:
+    """busy_data and steal_data concatenated where every block kept them aligned with its
+    rounds, with their loads recomputed over all the rounds; else left out."""
+    aligned = all(isinstance(i.get(key), list) and len(i[key]) == len(r or [])
+                  for i, r in zip(infos, rounds, strict=True) for key in NEIGHBOUR_KEYS)
+    if not aligned:
+        for key in (*NEIGHBOUR_KEYS, "neighbour_cores", "steal_cores"):
+            extra.pop(key, None)
+        return
+    timed_s = sum(float(x) for r in rounds for x in r or []) * iterations
+    for key, load in zip(NEIGHBOUR_KEYS, ("neighbour_cores", "steal_cores"), strict=True):
+        values = [float(x) for i in infos for x in i[key]]
+        extra[key] = values
+        extra[load] = sum(values) / timed_s if timed_s > 0 else 0.0

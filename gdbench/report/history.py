@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench.data.errors import InputError
-from gdbench.judge import regress
+from gdbench.judge import regress, trust
 from gdbench.judge.stats import CONFIDENCE, RESAMPLES, Estimate, ratio_of_medians
 from gdbench.records import formats
 from gdbench.records.results import (
@@ -26,6 +26,7 @@ from gdbench.records.results import (
     read_run,
     workloads_in,
 )
+from gdbench.report.tables import footnotes, us_cell
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -130,7 +131,9 @@ def history_points(frame: pd.DataFrame, baseline: pd.DataFrame | None,
     unpaired roofline / ""), value (×ref, unitless), low, high (its 95% CI), against
     (what the run was judged by, "" for none), verdict, change, change_low, change_high
     (the gate's new/reference ratio and CI), flag (the verdict when it fails the gate,
-    else ""). gates: run -> regress.compare_runs of that run against its reference.
+    else ""), step_us, step_spread and doubts (its µs/step, the relative reach of that
+    figure's interval and the reasons to doubt it: :func:`gdbench.judge.trust.cell_intervals`).
+    gates: run -> regress.compare_runs of that run against its reference.
     against: run -> a description of that reference.
     """
     rows: list[dict[str, Any]] = []
@@ -138,6 +141,7 @@ def history_points(frame: pd.DataFrame, baseline: pd.DataFrame | None,
     against: dict[str, str] = {}
     previous: dict[str, pd.DataFrame] = {}  # fingerprint -> the last run seen on it
     series: dict[str, int] = {}
+    cells = trust.cell_intervals(frame)
     for name in dict.fromkeys(frame["run"]):
         run = frame[frame["run"] == name]
         head = run.iloc[0]
@@ -155,7 +159,7 @@ def history_points(frame: pd.DataFrame, baseline: pd.DataFrame | None,
         if gate is not None:
             gates[name] = gate
         by_name = {} if gate is None else {g["name"]: g for _, g in gate.iterrows()}
-        for _, row in run[run["kind"] == "training"].iterrows():
+        for i, row in run[run["kind"] == "training"].iterrows():
             basis, est = point_metric(run, row)
             g = by_name.get(row["name"])
             verdict = "" if g is None else str(g["verdict"])
@@ -171,6 +175,8 @@ def history_points(frame: pd.DataFrame, baseline: pd.DataFrame | None,
                 "change_low": math.nan if g is None else g["low"],
                 "change_high": math.nan if g is None else g["high"],
                 "flag": verdict if verdict in FLAGS else "",
+                "step_us": row["step_us"], "step_spread": cells.loc[i, "spread"],
+                "doubts": cells.loc[i, "doubts"],
             })
     return pd.DataFrame(rows), gates, against
 
@@ -440,6 +446,7 @@ def points_table(pts: pd.DataFrame) -> pd.DataFrame:
         "commit": [short_commit(r) for _, r in pts.iterrows()],
         "branch": pts["branch"].fillna(""),
         "machine": pts["fingerprint"],
+        "µs/step": [_us_cell(p) for _, p in pts.iterrows()],
         "×ref": pts["value"].map(formats.number),
         f"{CONFIDENCE:.0%} CI": [_ci(lo, hi, formats.number)
                                  for lo, hi in zip(pts["low"], pts["high"], strict=True)],
@@ -450,6 +457,17 @@ def points_table(pts: pd.DataFrame) -> pd.DataFrame:
         "verdict": [v if v else "first on machine" if not a else ""
                     for v, a in zip(pts["verdict"], pts["against"], strict=True)],
     })
+
+
+def _us_cell(p: pd.Series) -> str:
+    """µs/step with the reach of its interval and the marks of its doubts."""
+    return us_cell(pd.Series({"step_us": p["step_us"], "spread": p["step_spread"],
+                              "doubts": p["doubts"]}))
+
+
+def doubt_note(pts: pd.DataFrame) -> str:
+    """What the marks among these points mean, and what to do ("" when none)."""
+    return " ".join(footnotes(pts))
 
 
 def _title(pts: pd.DataFrame) -> str:
@@ -540,6 +558,10 @@ def render_page(history: History) -> str:
     parts.append("</section>")
 
     parts.append('<section id="benchmarks"><h2>Benchmarks</h2>')
+    note = doubt_note(pts)
+    parts.append(f'<p class="note">µs/step: the median round over its steps, ± the reach of '
+                 f"its {CONFIDENCE:.0%} bootstrap interval relative to it. "
+                 f"{html.escape(note)}</p>")
     for workload in workloads_in(pts):
         parts.append(f"<h3>{html.escape(workload)}</h3><div class=\"grid\">")
         for name in names:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gdbench.judge import limits, target
+from gdbench.judge import limits, retime, target, trust
 from gdbench.judge.stats import ratio_of_medians
 from gdbench.records import formats
 from gdbench.records.formats import Section
@@ -36,7 +36,12 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     it: min(compute roof, memory roof × intensity), GFLOP/s; a step's GFLOP/s above it
     is a limit_pct above 100),
     ``steps_to_target`` (steps of the plan to the workload's shared target, NaN when
-    never), ``hot_s`` (steps_to_target × the step time) and ``cold_s`` (prepare_s + hot_s).
+    never), ``hot_s`` (steps_to_target × the step time) and ``cold_s`` (prepare_s + hot_s);
+    and each figure's interval and the reasons to doubt it
+    (:func:`gdbench.judge.trust.cell_intervals`: ``step_us_low``, ``step_us_high``,
+    ``spread``, ``speedup_low``, ``speedup_high``, ``speedup_spread``,
+    ``unsettled_share``, ``doubts``). GFLOP/s, % of the limit and hot_s are the step time
+    in other units: their relative interval is ``spread``.
     """
     out = frame.copy()
     out["dtype"] = out["dtype"].fillna("")
@@ -68,7 +73,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     out["steps_to_target"] = np.where(training, target_steps, np.nan)
     out["hot_s"] = out["steps_to_target"] * step_us * 1e-6
     out["cold_s"] = pd.to_numeric(out["prepare_s"], errors="coerce") + out["hot_s"]
-    return out
+    return out.join(trust.cell_intervals(out))
 
 
 def roofs_by_run(frame: pd.DataFrame) -> dict[tuple[str, str, str], limits.Roofs]:
@@ -127,6 +132,51 @@ def _pivot(s: pd.DataFrame, cell: Any) -> pd.DataFrame:
     return table.rename_axis("workload").reset_index()
 
 
+# --- how far a cell can be trusted ------------------------------------------------------
+
+MARKS = {trust.UNSETTLED: "†", trust.NEIGHBOUR: "‡", trust.WIDE_INTERVAL: "§"}
+INTERVAL_NOTE = ("±: the 95% bootstrap interval of the median round, the farther side, "
+                 "relative to the figure")
+FOOTNOTES = {
+    trust.UNSETTLED: (f"† most of its rounds were timed while the machine ran slower (their "
+                      f"paired reference read over {retime.RUN.tolerance:.0%} above the "
+                      "workload's quiet level), even after gdbench run timed it again: close "
+                      "other programs and run it again; gdbench audit tells whether this "
+                      "machine can time it within 10%."),
+    trust.NEIGHBOUR: (f"‡ other programs took a share of its CPUs (or the hypervisor stole "
+                      f"it) beside {trust.NEIGHBOUR_SHARE:.0%} or more of its rounds: close "
+                      "other programs and run it again, or leave CPUs to spare with --threads N "
+                      "below the machine's count."),
+    trust.WIDE_INTERVAL: (f"§ its interval reaches further than ±{trust.WIDE:.0%}: its rounds "
+                          "disagree. Run with --threads 1 (a thread pool that loses a core to "
+                          "another program slows by several times), close other programs, or "
+                          "check the machine with gdbench audit."),
+}
+
+
+def marks(r: pd.Series) -> str:
+    """The marks of a row's doubts ("" when none), to follow its cell."""
+    doubts = r.get("doubts")
+    return "".join(MARKS[d] for d in doubts) if isinstance(doubts, tuple) else ""
+
+
+def footnotes(rows: pd.DataFrame) -> list[str]:
+    """What each mark among these rows means and what to do about it."""
+    doubts = rows["doubts"] if "doubts" in rows.columns else []
+    return [FOOTNOTES[d] for d in trust.doubted([d for d in doubts if isinstance(d, tuple)])]
+
+
+def us_cell(r: pd.Series) -> str:
+    """µs/step with its interval and its marks: ``99.3 ±2.1% §``."""
+    mark = marks(r)
+    text = formats.with_interval(formats.us(r["step_us"]), r["spread"])
+    return f"{text} {mark}" if mark else text
+
+
+def _speedup_cell(r: pd.Series) -> str:
+    return formats.with_interval(formats.times(r["speedup"]), r["speedup_spread"])
+
+
 def _agreement(r: pd.Series) -> str:
     if r["agrees"] is True:
         return "✓"
@@ -151,13 +201,15 @@ def run_sections(frame: pd.DataFrame) -> list[Section]:
         train = s[s["kind"] != "roofline"]
         where = f" — {run['machine']}"
         sections += [
-            Section(f"µs per step{where}", _pivot(s, lambda r: formats.us(r["step_us"])),
-                    [_header(run)]),
+            Section(f"µs per step{where}", _pivot(s, us_cell), [_header(run), INTERVAL_NOTE],
+                    footnotes(s)),
             Section(f"speed-up vs numpy (higher is faster){where}",
-                    _pivot(train, lambda r: formats.times(r["speedup"]))),
-            Section(f"GFLOP/s{where}", _pivot(s, lambda r: formats.number(r["gflops"]))),
+                    _pivot(train, _speedup_cell)),
+            Section(f"GFLOP/s{where}", _pivot(s, lambda r: formats.with_interval(
+                formats.number(r["gflops"]), r["spread"]))),
             Section(f"% of the limit (the least time a step can take ÷ the backend's){where}",
-                    _pivot(train, lambda r: formats.percent(r["limit_pct"])),
+                    _pivot(train, lambda r: formats.with_interval(
+                        formats.percent(r["limit_pct"]), r["spread"])),
                     [LIMIT_NOTE, _limits_line(s)]),
             Section(f"compile seconds (outside the timed loop){where}",
                     _pivot(train, lambda r: f"{r['compile_s']:.3g}")),
@@ -211,8 +263,11 @@ def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
         out.append(Section(
             f"time to the shared target, hot s / cold s (cold adds prepare and compile){where}",
             _pivot(train, lambda r: "" if pd.isna(r["hot_s"]) else
-                   f"{formats.number(r['hot_s'])} / {formats.number(r['cold_s'])}"),
-            ["target: 1.01 × the least-squares MSE, steps from the float64 reference: "
+                   f"{formats.with_interval(formats.number(r['hot_s']), r['spread'])} / "
+                   f"{formats.number(r['cold_s'])}"),
+            ["target: 1.01 × the least-squares MSE, steps from the float64 reference, "
+             f"trained past its plan if need be, up to {target.CAP_PLANS} × the plan's steps "
+             f"or {target.CAP_FLOPS:.0e} FLOPs, whichever is fewer (the cap): "
              + "; ".join(reached) + "; hot = steps × µs/step, cold = prepare_s + hot"]))
         breakeven = break_even(s)
         if not breakeven.empty:
@@ -239,9 +294,16 @@ def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
 
 
 def _target_steps(r: pd.Series) -> str:
+    """How far the float64 reference trained to reach a workload's target."""
+    plan = int(r["target_plan_steps"])
+    cap = r.get("target_cap_steps")
     if pd.isna(r["target_steps"]):
-        return f"not reached in {int(r['target_plan_steps'])} steps"
-    return f"{int(r['target_steps'])} of {int(r['target_plan_steps'])} steps"
+        most = plan if cap is None or pd.isna(cap) else int(cap)
+        return f"not reached in {most:,} steps ({most / plan:.3g} × its plan: the cap)"
+    steps = int(r["target_steps"])
+    if steps <= plan:
+        return f"{steps:,} of {plan:,} steps"
+    return f"{steps:,} steps ({steps / plan:.3g} × its plan of {plan:,})"
 
 
 def _memory_cell(r: pd.Series) -> str:
@@ -459,23 +521,28 @@ def render_run(frame_or_path: pd.DataFrame | str | os.PathLike[str], fmt: str = 
     for run in runs_of(frame):
         s = summary(frame[frame["run"] == run["run"]])
 
-        def cell(r: pd.Series) -> str:
-            if r["kind"] == "roofline":
-                return formats.us(r["step_us"])
-            extras = [x for x in (formats.times(r["speedup"]),
-                                  formats.percent(r["limit_pct"])) if x]
-            mark = " ✗" if r["agrees"] is False else ""
-            return f"{formats.us(r['step_us'])} ({', '.join(extras)}){mark}"
-
         sections.append(Section(
             f"µs per step (×speed-up vs numpy, % of the limit) — {run['machine']}",
-            _pivot(s, cell), [_header(run)]))
+            _pivot(s, _run_cell), [_header(run), INTERVAL_NOTE], footnotes(s)))
         sections += data_parallel_sections(s, f" — {run['machine']}")
     return formats.render(sections, fmt)
 
 
+def _run_cell(r: pd.Series) -> str:
+    """One cell of the table gdbench run prints: ``99.3 ±2.1% (×1.25 ±3%, 45%) §``."""
+    mark = marks(r)
+    us = formats.with_interval(formats.us(r["step_us"]), r["spread"])
+    if r["kind"] != "roofline":
+        extras = [x for x in (_speedup_cell(r), formats.percent(r["limit_pct"])) if x]
+        us += f" ({', '.join(extras)})"
+        mark += "✗" if r["agrees"] is False else ""
+    return f"{us} {mark}" if mark else us
+
+
 _CSV = ["run", "machine", "fingerprint", "workload", "backend", "dtype", "kind", "device",
-        "step_us", "speedup", "gflops", "efficiency_pct", "limit_us", "limit_pct",
+        "step_us", "step_us_low", "step_us_high", "speedup", "speedup_low", "speedup_high",
+        "unsettled_share", "neighbour_share", "neighbour_cores", "steal_cores", "doubts",
+        "gflops", "efficiency_pct", "limit_us", "limit_pct",
         "limit_kind", "compile_s", "prepare_s", "steps_to_target", "hot_s", "cold_s",
         "memory_peak_bytes", "memory_allocations_per_step", "agrees",
         "max_abs_diff_vs_numpy", "final_loss", "median_s", "iqr_s", "rounds", "steps",
@@ -483,7 +550,10 @@ _CSV = ["run", "machine", "fingerprint", "workload", "backend", "dtype", "kind",
 
 
 def _csv_columns(s: pd.DataFrame) -> pd.DataFrame:
-    return s[_CSV]
+    """The csv's columns; ``doubts`` as words joined by ";" ("" when none)."""
+    out = s[_CSV].copy()
+    out["doubts"] = [";".join(d) if isinstance(d, tuple) else "" for d in out["doubts"]]
+    return out
 
 
 # --- two or more runs ----------------------------------------------------------------------
@@ -514,8 +584,11 @@ def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
     both runs paired the benchmark's rounds with reference rounds; ``low``/``high`` is the
     interval of ``norm_ratio`` when there is one, else of ``ratio`` (``tested`` says
     which: "normalised" or "raw"); ``significant`` is True when it excludes 1, None when a
-    run has no rounds saved.
+    run has no rounds saved. Each side's µs/step has its own interval (``old_step_us_low``,
+    ``old_step_us_high``, ``old_spread``, and the same for new) and its doubts
+    (``old_doubts``, ``new_doubts``: :data:`gdbench.judge.trust.DOUBTS` joined by ";").
     """
+    frame = frame.join(trust.cell_intervals(frame))
     old_run, new_run = [r["run"] for r in runs_of(frame)]
     old = frame[frame["run"] == old_run].drop_duplicates("name").set_index("name")
     new = frame[frame["run"] == new_run].drop_duplicates("name").set_index("name")
@@ -526,8 +599,7 @@ def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
         r = n if n is not None else o
         assert r is not None
         row: dict[str, Any] = {"name": name, "workload": r["workload"], "backend": r["backend"],
-                               "old_step_us": math.nan if o is None else o["step_us"],
-                               "new_step_us": math.nan if n is None else n["step_us"],
+                               **_side("old", o), **_side("new", n),
                                "ratio": math.nan, "norm_ratio": math.nan, "low": math.nan,
                                "high": math.nan, "tested": "", "significant": None}
         if o is not None and n is not None:
@@ -549,6 +621,22 @@ def side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
     order_b = {b: i for i, b in enumerate(backends_in(out))}
     keys = pd.DataFrame({"w": out["workload"].map(order_w), "b": out["backend"].map(order_b)})
     return out.loc[keys.sort_values(["w", "b"], kind="stable").index].reset_index(drop=True)
+
+
+def _side(prefix: str, r: pd.Series | None) -> dict[str, Any]:
+    """One run's µs/step of a benchmark, its interval and its doubts, keys prefixed."""
+    keys = ["step_us", "step_us_low", "step_us_high", "spread"]
+    values = dict.fromkeys(keys, math.nan) if r is None else {k: r[k] for k in keys}
+    doubts = "" if r is None else ";".join(r["doubts"])
+    return {**{f"{prefix}_{k}": v for k, v in values.items()}, f"{prefix}_doubts": doubts}
+
+
+def _side_cell(sbs: pd.DataFrame, prefix: str) -> list[str]:
+    """One side's µs/step cells of a side-by-side table, with intervals and marks."""
+    return [us_cell(pd.Series({"step_us": r[f"{prefix}_step_us"],
+                               "spread": r[f"{prefix}_spread"],
+                               "doubts": tuple(filter(None, r[f"{prefix}_doubts"].split(";")))}))
+            for _, r in sbs.iterrows()]
 
 
 def _change(r: pd.Series) -> str:
@@ -575,15 +663,15 @@ def side_by_side_section(frame: pd.DataFrame) -> Section:
     table = pd.DataFrame({
         "workload": sbs["workload"],
         "backend": sbs["backend"],
-        f"µs/step {names[old_run]}": sbs["old_step_us"].map(formats.us),
-        f"µs/step {names[new_run]}": sbs["new_step_us"].map(formats.us),
+        f"µs/step {names[old_run]}": _side_cell(sbs, "old"),
+        f"µs/step {names[new_run]}": _side_cell(sbs, "new"),
         "new/old": ["" if math.isnan(x) else f"{x:.3f}" for x in sbs["ratio"]],
         "new/old ÷ref": ["" if math.isnan(x) else f"{x:.3f}" for x in sbs["norm_ratio"]],
         "95% CI": [ci(r) for _, r in sbs.iterrows()],
         "change": [_change(r) for _, r in sbs.iterrows()],
     })
     notes = [f"old = {_header(r)}" if i == 0 else f"new = {_header(r)}"
-             for i, r in enumerate(runs_of(frame))]
+             for i, r in enumerate(runs_of(frame))] + [INTERVAL_NOTE]
     if sbs["norm_ratio"].isna().all():
         table = table.drop(columns="new/old ÷ref")
         notes.append("new/old is the ratio of median times; ▲/▼ mark changes whose 95% "
@@ -595,7 +683,10 @@ def side_by_side_section(frame: pd.DataFrame) -> Section:
                      "▲/▼ mark changes whose 95% bootstrap interval over the rounds excludes "
                      "1: the interval of new/old ÷ref where there is one, else (marked raw) "
                      "of new/old.")
-    return Section(f"{new_run} vs {old_run}", table, notes)
+    doubts = [tuple(filter(None, d.split(";")))
+              for d in [*sbs["old_doubts"], *sbs["new_doubts"]]]
+    return Section(f"{new_run} vs {old_run}", table, notes,
+                   footnotes(pd.DataFrame({"doubts": doubts})))
 
 
 def merged_section(frame: pd.DataFrame) -> Section:
@@ -605,16 +696,17 @@ def merged_section(frame: pd.DataFrame) -> Section:
     keys = s[["workload", "label"]].drop_duplicates()
     table = pd.DataFrame({"workload": keys["workload"], "backend": keys["label"]})
     for run, column in names.items():
-        us = s[s["run"] == run].drop_duplicates(["workload", "label"]).set_index(
-            ["workload", "label"])["step_us"]
-        table[f"µs/step {column}"] = [formats.us(x) for x in us.reindex(
-            pd.MultiIndex.from_frame(keys)).to_numpy()]
+        cells = s[s["run"] == run].drop_duplicates(["workload", "label"]).set_index(
+            ["workload", "label"]).apply(us_cell, axis=1)
+        table[f"µs/step {column}"] = cells.reindex(
+            pd.MultiIndex.from_frame(keys)).fillna("").to_numpy()
     order_w = {w: i for i, w in enumerate(workloads_in(s))}
     order_b = {b: i for i, b in enumerate(backends_in(s.assign(backend=s["label"])))}
     order = pd.DataFrame({"w": table["workload"].map(order_w),
                           "b": table["backend"].map(order_b)})
     table = table.loc[order.sort_values(["w", "b"], kind="stable").index]
-    return Section("µs per step, every run", table, [_header(r) for r in runs_of(frame)])
+    return Section("µs per step, every run", table,
+                   [*(_header(r) for r in runs_of(frame)), INTERVAL_NOTE], footnotes(s))
 
 
 def render_compare(frame: pd.DataFrame, fmt: str = "table") -> str:
