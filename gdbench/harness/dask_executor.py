@@ -149,7 +149,7 @@ class DaskExecutor:
                     pending.discard(future)
                     yield cluster.Done(futures[future], None, lost=(
                         f"no bench worker of its machine was seen for "
-                        f"{self._lost_after_s:.0f} s"))
+                        f"{self._lost_after_s:g} s"))
                 continue
             for future in [f for f in pending if f.done()]:
                 pending.discard(future)
