@@ -48,13 +48,26 @@ def _names(path: Path) -> Counter[str]:
     return Counter(b["name"] for b in json.loads(path.read_text())["benchmarks"])
 
 
+# This process's environment before any nanny ran in it.
+ENVIRON = dict(os.environ)
+
+
 @pytest.fixture(scope="module")
 def two_workers() -> Iterator[str]:
     """A real dask cluster: a scheduler and two worker processes (each under a nanny that
-    restarts it), one thread and one bench slot each; its address."""
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  resources={"bench": 1}, **QUIET) as local:
-        yield local.scheduler_address
+    restarts it), one thread and one bench slot each; its address. The nannies run in this
+    process and set their workers' variables (OMP_NUM_THREADS=1, ...) in its environment
+    too: it is put back afterwards."""
+    try:
+        with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                      resources={"bench": 1}, **QUIET) as local:
+            yield local.scheduler_address
+    finally:
+        for name in [*dask.config.get("distributed.nanny.pre-spawn-environ"), "PYTHONHASHSEED"]:
+            if name in ENVIRON:
+                os.environ[name] = ENVIRON[name]
+            else:
+                os.environ.pop(name, None)
 
 
 @pytest.fixture
@@ -83,6 +96,9 @@ def test_two_bench_workers_run_numpy_and_jax_on_crops_and_small_each_cell_once(
             ("roofline", ("crops", "small"))) for cell in cells})
     info = json.loads(saved.read_text())["machine_info"]["gdbench"]
     assert info["executor"] == f"dask scheduler {two_workers}"
+    # The benchmark processes had this process's thread settings, not the ones dask's
+    # nanny gives its workers (OMP_NUM_THREADS=1, ...).
+    assert info["thread_env"] == {name: ENVIRON.get(name) for name in info["thread_env"]}
     assert f"through dask scheduler {two_workers}, on 1 kind(s) of machine" in printed
     assert "-- numpy (job 1 of 2)" in printed and "-- jax (job 2 of 2)" in printed
     assert f"saved {saved}" in printed and "crops" in printed and "jax" in printed
@@ -298,9 +314,9 @@ def test_each_machine_runs_every_job_and_gets_its_own_run_and_table(
                                         "bench_training[crops-jax]": 1,
                                         "bench_roofline[crops]": 1})
     assert "through a stand-in cluster, on 2 kind(s) of machine:" in printed
-    assert "  CPU B, 8 cores (fingerprint fb, hosts b1, b2)" in printed
+    assert "  CPU B, 8 cores (hosts b1, b2)" in printed
     assert "-- jax on CPU A, 4 cores (job 2 of 2)" in printed
-    for label in ("CPU A, 4 cores (fa)", "CPU B, 8 cores (fb)"):
+    for label in ("CPU A, 4 cores", "CPU B, 8 cores"):
         assert f"== {label}" in printed
     assert all(f"saved {path}" in printed for path in saved)
 

@@ -22,6 +22,7 @@ each machine's table is printed (docs/cluster.md)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -151,27 +152,23 @@ class _Matrix:
         self.first_began = time.perf_counter()
 
     def run(self, backends: list[str], status: dict[str, str | None]) -> tuple[int, list[Path]]:
-        machines = self.executor.machines(backends, status)
-        out: Path = self.args.out
-        out.mkdir(parents=True, exist_ok=True)
-        self._header(machines)
-        tasks = []
-        for m in machines:
-            procs = launcher.processes(backends, m.status)
-            self.boards[m.key] = _Board(m, len(procs))
-            tasks += [cluster.Task(m.key, launcher.Job.of(self.args, label, selection), i)
-                      for i, (label, selection) in enumerate(procs, start=1)]
         with launcher.terminate_as_exit():  # stopped by SIGTERM, it cleans up as on Ctrl-C
+            machines = self.executor.machines(backends, status)
+            out: Path = self.args.out
+            out.mkdir(parents=True, exist_ok=True)
+            self._header(machines)
+            tasks = []
+            for m in machines:
+                procs = launcher.processes(backends, m.status)
+                self.boards[m.key] = _Board(m, len(procs))
+                tasks += [cluster.Task(m.key, launcher.Job.of(self.args, label, selection), i)
+                          for i, (label, selection) in enumerate(procs, start=1)]
             try:
                 self.first_began = time.perf_counter()
-                for done in self.executor.start(tasks, self._announce):
-                    board = self.boards[done.task.machine]
-                    part = self._record(board, done)
-                    board.finished += 1
-                    if part is not None:
-                        board.parts.append((done.host, part))
-                    if board.finished == board.jobs:
-                        self._close(board)
+                # closing: interrupted, the jobs not yet finished are cancelled first
+                with contextlib.closing(self.executor.start(tasks, self._announce)) as stream:
+                    for done in stream:
+                        self._take(done)
             except (KeyboardInterrupt, SystemExit):
                 for board in self.boards.values():
                     if not board.closed:
@@ -179,6 +176,16 @@ class _Matrix:
                                        board.machine.unavailable, board.jobs, self._save)
                 raise
         return self._report()
+
+    def _take(self, done: cluster.Done) -> None:
+        """A job is back: keep its part, and close its machine when it was the last."""
+        board = self.boards[done.task.machine]
+        part = self._record(board, done)
+        board.finished += 1
+        if part is not None:
+            board.parts.append((done.host, part))
+        if board.finished == board.jobs:
+            self._close(board)
 
     @property
     def _several(self) -> bool:
@@ -194,8 +201,8 @@ class _Matrix:
         print(f"gdbench run: {self.profile} profile through {self.executor.where}, on "
               f"{len(machines)} kind(s) of machine:", flush=True)
         for m in machines:
-            hosts = f", hosts {', '.join(m.where)}" if m.where else ""
-            print(f"  {m.label} (fingerprint {m.key}{hosts})", flush=True)
+            hosts = f" (hosts {', '.join(m.where)})" if m.where else ""
+            print(f"  {m.label}{hosts}", flush=True)
 
     def _announce(self, task: cluster.Task) -> None:
         board = self.boards[task.machine]
@@ -277,7 +284,7 @@ class _Matrix:
             for path in board.saved:
                 print()
                 if self._several:
-                    print(f"== {board.machine.label} ({board.machine.key})")
+                    print(f"== {board.machine.label}")
                 print(tables.render_run(path, fmt=self.args.format))
                 for name, why in board.machine.unavailable.items():
                     print(f"skipped {name}: {why}")

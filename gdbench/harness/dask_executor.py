@@ -18,10 +18,13 @@ their benchmark processes on the workers.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import closing
+from dataclasses import replace
 from typing import Any
 
 from gdbench.data.errors import InputError
@@ -36,6 +39,7 @@ LOST_AFTER_S = 60.0  # a machine with no bench worker for this long loses its wa
 NO_GPU_SLOT = ("its dask workers have no GPU resource (start the worker of a GPU host with "
                "--resources bench=1,GPU=1)")
 WORKER_HINT = "dask worker --nthreads 1 --resources bench=1"
+NANNY_HASH_SEED = "6640"  # what a dask nanny sets PYTHONHASHSEED to when it is unset
 
 
 def connect(address: str | None) -> DaskExecutor:
@@ -124,7 +128,7 @@ class DaskExecutor:
                 self._handed += 1
                 mark = f"{self._run_id}/{self._handed}"
                 future = self.client.submit(
-                    cluster.run_remote, self._run, task.job, mark,
+                    run_on_worker, self._run, task.job, mark,
                     key=f"gdbench-{task.job.label}-{mark.replace('/', '-')}",
                     workers=list(self._machines[task.machine].where), allow_other_workers=False,
                     resources=self._resources(task), retries=RETRIES, pure=False)
@@ -177,8 +181,12 @@ class DaskExecutor:
         this run that are still running on any worker."""
         if not futures:
             return
-        self.client.cancel(futures)
-        self.client.run(cluster.stop_jobs, f"{self._run_id}/")
+        try:
+            self.client.cancel(futures)
+            self.client.run(cluster.stop_jobs, f"{self._run_id}/")
+        except Exception as exc:  # the scheduler is gone: what it ran is beyond reach
+            print(f"gdbench: could not stop the jobs on the dask workers: {exc}",
+                  file=sys.stderr, flush=True)
 
     def run(self, machine: cluster.Machine, job: launcher.Job) -> cluster.Done:
         with closing(self.start([cluster.Task(machine.key, job, 0)], lambda task: None)) as done:
@@ -186,6 +194,32 @@ class DaskExecutor:
 
     def close(self) -> None:
         self.client.close()
+
+
+def run_on_worker(run: Callable[[launcher.Job], launcher.Outcome], job: launcher.Job,
+                  mark: str) -> tuple[launcher.Outcome, cluster.Host]:
+    """:func:`gdbench.harness.cluster.run_remote` on a dask worker, the job's process
+    freed of what the worker's nanny put in the worker's environment (:func:`nanny_environ`):
+    its thread settings are the job's own, as when it runs locally."""
+    return cluster.run_remote(run, replace(job, unset_env=(*job.unset_env, *nanny_environ())),
+                              mark)
+
+
+def nanny_environ() -> list[str]:
+    """The variables that a dask nanny set in this worker's environment for the worker's
+    sake (``distributed.nanny.pre-spawn-environ`` and ``environ``: BLAS and OpenMP pools
+    capped at 1 thread, malloc trimming, a fixed hash seed), found by their value; none in
+    a worker started without a nanny. A variable the user set to the same value is taken
+    for the nanny's: thread caps come from ``gdbench run --threads``, as locally."""
+    import dask
+
+    settings = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+                **dask.config.get("distributed.nanny.environ", {})}
+    names = [name for name, value in settings.items()
+             if value is not None and os.environ.get(name) == str(value)]
+    if os.environ.get("PYTHONHASHSEED") == NANNY_HASH_SEED:
+        names.append("PYTHONHASHSEED")
+    return names
 
 
 def _done(task: cluster.Task, future: Any) -> cluster.Done:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +66,9 @@ class Job:
     pytest_args: tuple[str, ...] = ()
     tree: str | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
+    # Variables of the environment it runs in that it must not inherit: an engine's own
+    # settings for its workers (dask's nanny caps their BLAS and OpenMP pools at 1 thread).
+    unset_env: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, args: argparse.Namespace, label: str, selection: Sequence[str] = (),
@@ -92,7 +95,7 @@ class Job:
         extra = dict(self.extra_env)
         if self.tree is not None:
             extra["PYTHONPATH"] = self.tree
-        return process_env(self.threads, **extra)
+        return process_env(self.threads, without=self.unset_env, **extra)
 
 
 @dataclass(frozen=True)
@@ -183,10 +186,13 @@ def retime_selection(backend: str, workloads: Sequence[str]) -> list[str]:
     return ["--isolated", "--backends", backend, "--roofline", "without",
             "--workloads", *workloads]
 
-def process_env(threads: int | None, **extra: str) -> dict[str, str]:
-    """The environment of a benchmark process: this one's, unbuffered, with ``extra`` and
-    the thread settings of ``--threads`` (before any library is imported)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+def process_env(threads: int | None, without: Collection[str] = (),
+                **extra: str) -> dict[str, str]:
+    """The environment of a benchmark process: this one's but the variables ``without``,
+    unbuffered, with ``extra`` and the thread settings of ``--threads`` (before any library
+    is imported)."""
+    env = {name: value for name, value in os.environ.items() if name not in without}
+    env.update(PYTHONUNBUFFERED="1", **extra)
     if threads:
         env.update(machine.thread_env(threads))
     return env
