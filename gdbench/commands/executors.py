@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--slurm-account", metavar="NAME", help="the account charged for the jobs")
 
 
-def from_args(args: argparse.Namespace) -> cluster.Matrix:
+def from_args(args: argparse.Namespace) -> cluster.MatrixExecutor:
     """The executor that ``args`` ask for; InputError (one line) for an option of another
     executor, a missing extra, an unreachable dask scheduler, or no SLURM here."""
     kind = getattr(args, "executor", "local")

@@ -108,18 +108,18 @@ def _profile(args: argparse.Namespace) -> str:
 
 
 def run_suite(args: argparse.Namespace,
-              executor: cluster.Matrix | None = None) -> tuple[int, Path | None]:
+              executor: cluster.MatrixExecutor | None = None) -> tuple[int, Path | None]:
     """Run, save and print the suite: (the exit code of the first benchmark process that
     failed, else 0; the saved run, the first machine's when there are several, or None).
     Each machine's run keeps the parts of the processes that passed; each failed process
     is named on stderr, last. ``executor``: where the jobs run (default: what ``args``
     ask for, :func:`gdbench.commands.executors.from_args`)."""
     status, backends = _selection(args)
-    matrix = executor if executor is not None else executors.from_args(args)
+    chosen = executor if executor is not None else executors.from_args(args)
     try:
-        code, saved = _Matrix(args, matrix).run(backends, status)
+        code, saved = _Driver(args, chosen).run(backends, status)
     finally:
-        matrix.close()
+        chosen.close()
     return code, saved[0] if saved else None
 
 
@@ -137,11 +137,11 @@ class _Board:
     closed: bool = False  # its runs are saved (or it had nothing to save)
 
 
-class _Matrix:
+class _Driver:
     """One ``gdbench run``: every job on every machine of the executor, one run saved per
     machine as soon as its jobs are done (here: one machine, the jobs in turn)."""
 
-    def __init__(self, args: argparse.Namespace, executor: cluster.Matrix) -> None:
+    def __init__(self, args: argparse.Namespace, executor: cluster.MatrixExecutor) -> None:
         self.args, self.executor = args, executor
         self.profile = _profile(args)
         self.started = time.time()

@@ -1,7 +1,7 @@
 """Where the job matrix runs: the kinds of machine an executor reaches, and each job on each.
 
 ``gdbench run`` times the same jobs (:class:`gdbench.harness.launcher.Job`) wherever they
-run. An executor (a :class:`Matrix`) first says which kinds of machine it reaches
+run. An executor (a :class:`MatrixExecutor`) first says which kinds of machine it reaches
 (:class:`Machine`: hosts that share a fingerprint) and what can run on each, asked there
 in a fresh process (:func:`probe`); it then runs every job on every kind and hands back
 each job as it finishes (:class:`Done`), with the host that ran it (:class:`Host`), so
@@ -165,7 +165,7 @@ class Done:
     lost: str = ""
 
 
-class Matrix(Protocol):
+class MatrixExecutor(Protocol):
     """An executor of the whole matrix. ``machines`` says where the jobs can run (it may
     raise InputError: no machine reached); ``start`` hands the tasks over, calling
     ``announce`` with each as it goes, and yields each as it finishes (closed early, it
