@@ -70,10 +70,10 @@ MUTATE := \
 	gdbench/judge/stats.py:tests/test_stats.py,tests/test_regress.py \
 	gdbench/judge/regress.py:tests/test_regress.py \
 	gdbench/records/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
-	gdbench/harness/timing.py:tests/test_timing.py,tests/test_audit.py \
+	gdbench/harness/timing.py:tests/test_timing.py,tests/test_audit.py,tests/test_standalone.py \
 	gdbench/commands/audit.py:tests/test_audit.py \
-	gdbench/judge/audit.py:tests/test_audit.py \
-	gdbench/harness/standalone.py:tests/test_audit.py \
+	gdbench/judge/audit.py:tests/test_audit.py,tests/test_standalone.py \
+	gdbench/harness/standalone.py:tests/test_audit.py,tests/test_standalone.py \
 	gdbench/records/run.py:tests/test_records.py,tests/test_run.py,tests/test_ab.py \
 	gdbench/judge/limits.py:tests/test_limits.py \
 	gdbench/judge/target.py:tests/test_target.py \

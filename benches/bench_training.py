@@ -160,9 +160,40 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     benchmark.extra_info["prepare_s"] = prepared.prepare_s
     if settings.memory and not benchmark.disabled:  # after timing, never in it
         benchmark.extra_info.update(memory.measure(prepared, len(problem.plan)).record())
+    if hasattr(backend, "run_compute_only"):
+        benchmark.extra_info.update(_collective_cost(prepared, settings, len(problem.plan),
+                                                     timed=not benchmark.disabled))
     assert agrees, (
         f"{backend_name} on {workload_name} disagrees with numpy: max |diff| = {max_diff:.3g}"
     )
+
+
+def _collective_cost(prepared: Any, settings: Any, steps: int, timed: bool = True,
+                     clock: timing.Clock = time.perf_counter) -> dict[str, Any]:
+    """A data-parallel backend's world size, its single-process counterpart, and what its
+    collective costs per step: after the benchmark, ``run`` and ``run_compute_only`` (the
+    same loop on the same workers, without the collective) timed in turns, the same
+    number of each, half the benchmark's budget each; ``collective_step_us`` is the median
+    over turns of their difference. Untimed (--benchmark-disable), each runs once."""
+    backend, state = prepared.backend, prepared.state
+    info: dict[str, Any] = {"world": backend.world, "single_process": backend.single_process}
+
+    def compute_only() -> None:
+        backend.run_compute_only(state)
+
+    if not timed:
+        compute_only()
+        return info
+    plan = settings.plan(prepared.run, None)
+    rounds = max(settings.min_rounds, plan.rounds // 2)
+    with timing.collector_off():  # as the benchmark's own rounds
+        full, alone = timing.turns([prepared.run, compute_only], rounds, plan.iterations,
+                                   clock)
+    differences = [f - c for f, c in zip(full, alone, strict=True)]
+    info.update(compute_only_data=alone,
+                compute_only_step_us=float(np.median(alone)) / steps * 1e6,
+                collective_step_us=float(np.median(differences)) / steps * 1e6)
+    return info
 
 
 # A buffer this small sits in L2; copying less measures thread start-up, not bandwidth.

@@ -39,8 +39,11 @@ _REGISTRY: dict[str, Spec] = {
     "torch-compile-cuda": Spec("gdbench.implementations.torch_compile", "cuda", _TORCH, "cuda"),
     "torch-cuda-graph": Spec("gdbench.implementations.torch_cuda_graph", "TorchCudaGraph",
                              _TORCH, "cuda"),
+    "torch-ddp": Spec("gdbench.implementations.torch_ddp", "cpu", _TORCH, "torch"),
+    "torch-ddp-cuda": Spec("gdbench.implementations.torch_ddp", "cuda", _TORCH, "cuda"),
     "jax": Spec("gdbench.implementations.jax_jit", "JaxJit", _JAX, "jax"),
     "jax-scan": Spec("gdbench.implementations.jax_jit", "JaxScan", _JAX, "jax"),
+    "jax-sharded": Spec("gdbench.implementations.jax_sharded", "JaxSharded", _JAX, "jax"),
 }
 
 REFERENCE = "numpy"

@@ -35,7 +35,13 @@ class TrainResult:
 
 
 class Backend(Protocol):
-    """One way of training. Each method's promise is part of the timing rules."""
+    """One way of training. Each method's promise is part of the timing rules.
+
+    A data-parallel backend (torch-ddp, jax-sharded) also has ``world`` (its workers),
+    ``workers`` ("processes" or "devices"), ``single_process`` (the one-process backend
+    it is set against) and ``run_compute_only(state)``: the same loop on the same workers
+    without its collective, which the suite times beside ``run`` for the collective's cost.
+    """
 
     name: str  # the registry key: "numpy", "torch-cpu", "jax-scan", ...
     device: str  # "cpu" or "cuda"

@@ -105,8 +105,13 @@ def _to_device(problem: Problem) -> State:
 
 class _JaxBase:
     name = "jax"
-    device = "cuda" if jax.default_backend() == "gpu" else jax.default_backend()
     sync = "block_until_ready"
+
+    @property
+    def device(self) -> str:
+        # Asked when read, not at import: importing a backend must not start JAX, so that
+        # jax-sharded, imported later in the same process, can still ask for its devices.
+        return "cuda" if jax.default_backend() == "gpu" else jax.default_backend()
 
     def wait(self, state: State) -> None:
         jax.block_until_ready(state.params)

@@ -3,6 +3,7 @@ hiding an optional library to simulate a machine without it."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,10 @@ from gdbench import implementations
 from gdbench.data.workloads import Problem
 from gdbench.implementations.base import TrainResult, train_once
 
+# jax-sharded needs two CPU devices, which JAX fixes when it starts: ask before any test
+# starts it (JAX reads JAX_NUM_CPU_DEVICES then). The other JAX backends use the first.
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "2")
+
 # The implementation modules that import each optional library at the top.
 MODULES_USING = {
     "torch": [
@@ -20,8 +25,9 @@ MODULES_USING = {
         "gdbench.implementations.torch_manual",
         "gdbench.implementations.torch_tutorial",
         "gdbench.implementations.torch_common",
+        "gdbench.implementations.torch_ddp",
     ],
-    "jax": ["gdbench.implementations.jax_jit"],
+    "jax": ["gdbench.implementations.jax_jit", "gdbench.implementations.jax_sharded"],
 }
 
 

@@ -199,7 +199,10 @@ def test_memory_fields_for_every_cpu_backend(
     assert set(record) == {"memory_method", "memory_peak_bytes", "memory_allocations_per_step",
                            "memory_allocated_bytes_per_step", "memory_note"}
     assert m.note  # every figure says what it covers
-    if name.startswith("jax"):
+    if name == "torch-ddp":  # its ranks are other processes: nothing here to measure
+        assert (m.method, m.peak_bytes, m.allocations_per_step) == ("none", None, None)
+        assert "processes of their own" in m.note
+    elif name.startswith("jax"):
         assert m.method == "jax-device"
         assert m.peak_bytes is None and "no memory statistics" in m.note  # the CPU keeps none
     elif name.startswith("torch"):

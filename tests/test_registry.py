@@ -11,10 +11,11 @@ from gdbench.data.errors import InputError
 from gdbench.implementations import BackendUnavailable
 
 EXPECTED = ["numpy", "torch-cpu", "torch-cuda", "torch-manual", "torch-tutorial",
-            "torch-compile", "torch-compile-cuda", "torch-cuda-graph", "jax", "jax-scan"]
+            "torch-compile", "torch-compile-cuda", "torch-cuda-graph", "torch-ddp",
+            "torch-ddp-cuda", "jax", "jax-scan", "jax-sharded"]
 USES = {"torch": ["torch-cpu", "torch-cuda", "torch-manual", "torch-tutorial", "torch-compile",
-                  "torch-compile-cuda", "torch-cuda-graph"],
-        "jax": ["jax", "jax-scan"]}
+                  "torch-compile-cuda", "torch-cuda-graph", "torch-ddp", "torch-ddp-cuda"],
+        "jax": ["jax", "jax-scan", "jax-sharded"]}
 
 
 def test_names_lists_every_backend() -> None:
@@ -30,7 +31,8 @@ def test_available_lists_every_name_with_none_or_a_reason() -> None:
         assert why is None or (isinstance(why, str) and why.strip()), name
 
 
-@pytest.mark.parametrize("name", ["torch-cuda", "torch-compile-cuda", "torch-cuda-graph"])
+@pytest.mark.parametrize("name", ["torch-cuda", "torch-compile-cuda", "torch-cuda-graph",
+                                  "torch-ddp-cuda"])
 def test_torch_cuda_backends_say_no_cuda_device_without_a_gpu(name: str) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

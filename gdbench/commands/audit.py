@@ -56,6 +56,7 @@ from typing import Any
 import pandas as pd
 
 from gdbench.commands import run as run_command
+from gdbench.commands.options import world_env
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.harness import launcher, timing
@@ -108,6 +109,19 @@ def main(args: argparse.Namespace) -> int:
             return run_code or 1
         print()
     frame = load_run(path)
+    # The data-parallel backends' workers as the run had them, for every process timed again.
+    with world_env(recorded_world(frame)):
+        return _audit(args, threshold, path, frame, run_code)
+
+
+def recorded_world(frame: pd.DataFrame) -> int | None:
+    """The world size the run's data-parallel benchmarks ran with (None: it has none)."""
+    worlds = frame["world"].dropna()
+    return int(worlds.iloc[0]) if not worlds.empty else None
+
+
+def _audit(args: argparse.Namespace, threshold: float, path: Path, frame: pd.DataFrame,
+           run_code: int) -> int:
     run = Run.load(path)
     info = run.gdbench
     threads = info.get("threads_pinned")

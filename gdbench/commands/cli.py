@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from gdbench import implementations
-from gdbench.commands.options import positive_float, positive_int
+from gdbench.commands.options import add_world_argument, positive_float, positive_int, world_env
 from gdbench.data.datasets import Dataset, least_squares, load_dataset
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import Problem, make_problem
@@ -67,7 +67,8 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
 
 def cmd_train(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
-    result, seconds, prepare_s = train_once(args.backend, problem)
+    with world_env(getattr(args, "world", None)):
+        result, seconds, prepare_s = train_once(args.backend, problem)
     ds, plan = problem.dataset, problem.plan
     if args.json:
         print(json.dumps({
@@ -111,6 +112,11 @@ def _weights_table(ds: Dataset, result: TrainResult) -> str:
 # --- verify ----------------------------------------------------------------------------
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    with world_env(getattr(args, "world", None)):
+        return _verify(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
     names = args.backends or implementations.names()
     status = implementations.available()
@@ -195,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backend", default="numpy",
                        help=f"one of: {', '.join(implementations.names())} (default: numpy)")
     add_problem_arguments(train)
+    add_world_argument(train)
     train.add_argument("--json", action="store_true", help="print one JSON object instead")
     train.set_defaults(func=cmd_train)
 
@@ -205,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--backends", nargs="+", metavar="NAME",
                         help="only these backends (default: all)")
     add_problem_arguments(verify)
+    add_world_argument(verify)
     verify.set_defaults(func=cmd_verify)
 
     for name, (module_name, help_text) in _MODULE_COMMANDS.items():

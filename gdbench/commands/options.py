@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
+from collections.abc import Iterator
 
 from gdbench.data.errors import InputError
+from gdbench.implementations.data_parallel import WORLD_ENV
 from gdbench.judge.regress import parse_threshold
 
 
@@ -37,3 +41,30 @@ def threshold(text: str) -> float:
         return parse_threshold(text)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_world_argument(parser: argparse.ArgumentParser) -> None:
+    """--world N: the workers of the data-parallel backends."""
+    parser.add_argument("--world", type=positive_int, metavar="N",
+                        help="workers of the data-parallel backends: torch-ddp's ranks (one "
+                             "thread each) and jax-sharded's devices (default: 2, or "
+                             f"{WORLD_ENV})")
+
+
+@contextlib.contextmanager
+def world_env(world: int | None) -> Iterator[None]:
+    """``world`` (when given) as GDBENCH_WORLD inside the block, put back after it: the
+    data-parallel backends, their rank processes and every benchmark process the block
+    starts read it from there."""
+    if not world:
+        yield
+        return
+    before = os.environ.get(WORLD_ENV)
+    os.environ[WORLD_ENV] = str(world)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(WORLD_ENV, None)
+        else:
+            os.environ[WORLD_ENV] = before

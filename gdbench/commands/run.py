@@ -33,7 +33,7 @@ from typing import Any
 
 from gdbench import implementations
 from gdbench.commands import executors
-from gdbench.commands.options import positive_int
+from gdbench.commands.options import add_world_argument, positive_int
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import get_workload
 from gdbench.harness import cluster, launcher
@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser, where: bool = True) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="pin the run to N CPUs and cap BLAS, OpenMP, torch and XLA at N "
                              "threads; the CI gate uses 1 (recorded either way)")
+    add_world_argument(parser)
     parser.add_argument("--out", type=Path, default=RUNS, metavar="DIR",
                         help=f"where to save the run JSON (default: {RUNS}, under the current "
                              "directory)")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gdbench.harness import machine
+from gdbench.implementations.data_parallel import WORLD_ENV
 
 
 def _suite_folder() -> Path:
@@ -74,10 +75,12 @@ class Job:
     def of(cls, args: argparse.Namespace, label: str, selection: Sequence[str] = (),
            tree: str | None = None) -> Job:
         """The job ``label`` of a run with the options ``args`` (gdbench run's)."""
+        world = getattr(args, "world", None)  # the data-parallel backends' workers
         return cls(label, tuple(selection), dtype=args.dtype, quick=bool(args.quick),
                    threads=args.threads, backends=tuple(args.backends or ()),
                    workloads=tuple(args.workloads or ()),
-                   pytest_args=tuple(args.pytest_args or ()), tree=tree)
+                   pytest_args=tuple(args.pytest_args or ()), tree=tree,
+                   extra_env=((WORLD_ENV, str(world)),) if world else ())
 
     def command(self, json_path: Path) -> list[str]:
         """Its pytest command line, saving its run to ``json_path``; a job from another

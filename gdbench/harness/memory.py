@@ -46,6 +46,9 @@ def measure(prepared: Prepared, steps: int) -> Memory:
     """One extra, instrumented run of a prepared backend (never a timed one)."""
     name = prepared.backend.name
     device = prepared.backend.device
+    if getattr(prepared.backend, "workers", None) == "processes":
+        return Memory("none", None, None, None,
+                      "its ranks run in processes of their own: not measured")
     if name.startswith("torch"):
         return _torch_cuda(prepared, steps) if device == "cuda" else _torch_cpu(prepared, steps)
     if name.startswith("jax"):

@@ -150,6 +150,21 @@ def time_rounds(run: Callable[[], None], plan: RoundPlan,
     return per_run_times([timed(body, clock) for _ in range(plan.rounds)], plan.iterations)
 
 
+def turns(fns: Sequence[Callable[[], None]], rounds: int, iterations: int = 1,
+          clock: Clock = time.perf_counter) -> list[list[float]]:
+    """Seconds per run of each function, round by round, the functions taking turns
+    (A B, A B, ...) so that a drift of the machine's speed hits them alike; each round
+    is ``iterations`` runs, and every function is called once, untimed, first."""
+    bodies = [repeat(fn, iterations) for fn in fns]
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for body, out in zip(bodies, times, strict=True):
+            out.append(timed(body, clock) / iterations)
+    return times
+
+
 # --- the drift reference -------------------------------------------------------------------
 
 def roofline_loop(X: np.ndarray, W: np.ndarray, batch_sizes: list[int]) -> tuple[

@@ -21,7 +21,12 @@ memory of one instrumented run (``memory_*``, see :mod:`gdbench.harness.memory`)
 carry the workload's facts: ``bandwidth_gbs`` (the bandwidth of a streaming copy as large
 as the workload's dataset, GB/s; ``copy_bytes`` its size, ``copy_threads`` its threads),
 the shared target (``target_loss``, ``target_steps``: steps of the plan to reach it, NaN
-when never) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``. Any
+when never) and the float64 reference's ``loss_curve`` at ``loss_curve_steps``.
+Data-parallel rows (torch-ddp, jax-sharded) carry ``world`` (workers), ``single_process``
+(the one-process backend they are set against), ``compute_only_step_us`` (the same loop
+without its collective, µs per step; ``compute_only_data`` its rounds, seconds per run)
+and ``collective_step_us`` (what the collective costs per step: the median over rounds
+timed in turns of the loop with it less the loop without it). Any
 problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming
 the file.
 """
@@ -56,14 +61,17 @@ COLUMNS = [
     "target_plan_steps",
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
+    "world", "single_process", "compute_only_step_us", "collective_step_us",
+    "compute_only_data",
 ]
 _INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps",
-                "copy_threads"]
+                "copy_threads", "world"]
 _FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us", "gflops",
                   "flops", "compile_s", "final_loss", "max_abs_diff_vs_numpy", "norm_median",
                   "ref_s", "prepare_s", "bandwidth_gbs", "copy_bytes", "target_loss",
                   "target_steps", "target_plan_steps", "memory_peak_bytes",
-                  "memory_allocations_per_step", "memory_allocated_bytes_per_step"]
+                  "memory_allocations_per_step", "memory_allocated_bytes_per_step",
+                  "compute_only_step_us", "collective_step_us"]
 
 
 def read_run(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -262,6 +270,13 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "memory_peak_bytes": extra.get("memory_peak_bytes"),
         "memory_allocations_per_step": extra.get("memory_allocations_per_step"),
         "memory_allocated_bytes_per_step": extra.get("memory_allocated_bytes_per_step"),
+        # Data-parallel backends only: their workers, the one-process backend they are set
+        # against, and the same loop timed without its collective (per-run seconds).
+        "world": extra.get("world"),
+        "single_process": extra.get("single_process"),
+        "compute_only_step_us": extra.get("compute_only_step_us"),
+        "collective_step_us": extra.get("collective_step_us"),
+        "compute_only_data": _rounds(extra.get("compute_only_data")),
     }
 
 

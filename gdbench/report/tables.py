@@ -203,11 +203,13 @@ def _extra_sections(s: pd.DataFrame, where: str) -> list[Section]:
                            ["see gdbench.harness.memory: tracemalloc (numpy), torch.profiler "
                             "(torch CPU), the CUDA allocator, JAX device stats (none on "
                             "the CPU: n/a)"]))
+    out += data_parallel_sections(s, where)
     fits = fit_table(s)
     if not fits.empty:
         out.append(Section(f"fixed cost α and throughput β: step = α + FLOPs / β{where}", fits,
                            ["fitted over the run's workloads, weighted by relative error; "
-                            "95% intervals from resampling each workload's rounds"]))
+                            "95% intervals from resampling each workload's rounds",
+                            *_collective_fit_lines(s)]))
     return out
 
 
@@ -269,20 +271,135 @@ def fits(s: pd.DataFrame) -> dict[str, limits.Fit]:
     return out
 
 
+COMPUTE_ONLY = " compute-only"  # the label suffix of a data-parallel loop without its collective
+
+
+def compute_only_fits(s: pd.DataFrame) -> dict[str, limits.Fit]:
+    """Each data-parallel backend's fit of its loop without the collective
+    (``compute_only_data``), labelled "<backend> compute-only"; set beside the backend's
+    own fit, the difference in α is what the collective adds to every step."""
+    out = {}
+    train = s[(s["kind"] == "training") & s["steps"].notna()]
+    only = train[train["compute_only_data"].map(lambda d: isinstance(d, list))]
+    for label, group in only.groupby("label", sort=False):
+        if group["workload"].nunique() < 2:
+            continue
+        steps = group["steps"].astype(float).to_numpy()
+        flops = (group["flops"].astype(float) / steps).tolist()
+        rounds = [np.asarray(d) / n for d, n in zip(group["compute_only_data"], steps,
+                                                       strict=True)]
+        out[f"{label}{COMPUTE_ONLY}"] = limits.fit_with_interval(flops, rounds)
+    return out
+
+
 def fit_table(s: pd.DataFrame) -> pd.DataFrame:
-    """α (µs) and β (GFLOP/s) per backend with 95% intervals, over the run's workloads."""
+    """α (µs) and β (GFLOP/s) per backend with 95% intervals, over the run's workloads;
+    a data-parallel backend's compute-only fit follows its own."""
     rows = [{
         "backend": label,
         "α µs/step": formats.number(fit.alpha_s * 1e6),
         "α 95% CI": _interval(fit.alpha_low * 1e6, fit.alpha_high * 1e6),
         "β GFLOP/s": formats.number(fit.beta / 1e9),
         "β 95% CI": _interval(fit.beta_low / 1e9, fit.beta_high / 1e9),
-    } for label, fit in fits(s).items()]
+    } for label, fit in {**fits(s), **compute_only_fits(s)}.items()]
     table = pd.DataFrame(rows)
     if not table.empty:
-        order = {b: i for i, b in enumerate(backends_in(table))}
-        table = table.sort_values("backend", key=lambda c: c.map(order)).reset_index(drop=True)
+        bases = table["backend"].str.removesuffix(COMPUTE_ONLY)
+        order = {b: i for i, b in enumerate(backends_in(table.assign(backend=bases)))}
+        key = bases.map(order) + table["backend"].str.endswith(COMPUTE_ONLY) * 0.5
+        table = table.loc[key.sort_values(kind="stable").index].reset_index(drop=True)
     return table
+
+
+def _collective_fit_lines(s: pd.DataFrame) -> list[str]:
+    """For each data-parallel backend fitted with and without its collective: the
+    difference in α, the collective's fixed cost per step."""
+    own, only = fits(s), compute_only_fits(s)
+    lines = []
+    for label, fit in own.items():
+        alone = only.get(f"{label}{COMPUTE_ONLY}")
+        if alone is not None:
+            lines.append(f"{label}: α − α compute-only = "
+                         f"{formats.us((fit.alpha_s - alone.alpha_s) * 1e6)} µs per step, the "
+                         "collective's fixed cost (the same loop without it is the "
+                         "compute-only row)")
+    return lines
+
+
+# --- data parallelism ----------------------------------------------------------------------
+
+COLLECTIVE_NOTE = ("collective = the data-parallel loop's µs/step less the same loop's "
+                   "without its collective (compute-only: each worker updates its own "
+                   "replica), on the same workers, timed in turns after the benchmark, in "
+                   "the same run; the median over turns of the difference. Its share is of "
+                   "the median step.")
+PARALLEL_NOTE = ("×: the one-process backend's µs/step over the data-parallel one's, in the "
+                 "same run (above ×1 the workers are faster); the one process runs with the "
+                 "run's threads (--threads N, else its library's default, every core). "
+                 "faster from: the smallest workload of the run on which the workers win, "
+                 "or never.")
+
+
+def collective_table(s: pd.DataFrame) -> pd.DataFrame:
+    """workload × data-parallel backend: what its collective costs per step (µs), out of
+    its whole step, and its share of it."""
+    dp = s[(s["kind"] == "training") & s["collective_step_us"].notna()]
+    if dp.empty:
+        return pd.DataFrame()
+    return _pivot(dp, lambda r: (
+        f"{formats.us(r['collective_step_us'])} of {formats.us(r['step_us'])} "
+        f"({formats.percent(100 * r['collective_step_us'] / r['step_us'])})"))
+
+
+def parallel_break_even(s: pd.DataFrame) -> pd.DataFrame:
+    """Per data-parallel backend: on each workload, its one-process counterpart's µs/step
+    over its own (``single_process``, the same dtype, the same run), and the smallest
+    workload from which its workers are faster, or "never"."""
+    train = s[s["kind"] == "training"]
+    dp = train[train["single_process"].map(lambda x: isinstance(x, str))]
+    workloads = workloads_in(dp)
+    rows = []
+    for label, group in dp.groupby("label", sort=False):
+        first = group.iloc[0]
+        against = str(first["single_process"])
+        other = train[(train["backend"] == against) & (train["dtype"] == first["dtype"])]
+        theirs = other.drop_duplicates("workload").set_index("workload")["step_us"]
+        mine = group.drop_duplicates("workload").set_index("workload")["step_us"]
+        row: dict[str, Any] = {"backend": label, "workers": _workers(first["world"]),
+                               "against": against}
+        faster = None
+        for w in workloads:
+            if w not in mine.index or w not in theirs.index:
+                row[w] = ""
+                continue
+            ratio = float(theirs[w] / mine[w])
+            row[w] = formats.times(ratio)
+            if ratio > 1 and faster is None:
+                faster = w
+        compared = any(row[w] for w in workloads)
+        row["faster from"] = faster or ("never" if compared else f"no {against} in this run")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["backend", "workers", "against", *workloads,
+                                       "faster from"])
+
+
+def _workers(world: Any) -> str:
+    return "" if pd.isna(world) else str(int(world))
+
+
+def data_parallel_sections(s: pd.DataFrame, where: str) -> list[Section]:
+    """The collective's cost per step and the workers' break-even, where the run has
+    data-parallel backends."""
+    out = []
+    collective = collective_table(s)
+    if not collective.empty:
+        out.append(Section(f"data parallelism: what the collective costs per step, µs of the "
+                           f"step's µs (share){where}", collective, [COLLECTIVE_NOTE]))
+    parallel = parallel_break_even(s)
+    if not parallel.empty:
+        out.append(Section(f"data parallelism: N workers against one process{where}",
+                           parallel, [PARALLEL_NOTE]))
+    return out
 
 
 def _interval(low: float, high: float) -> str:
@@ -323,6 +440,7 @@ def render_run(frame_or_path: pd.DataFrame | str | os.PathLike[str], fmt: str = 
         sections.append(Section(
             f"µs per step (×speed-up vs numpy, % of the limit) — {run['machine']}",
             _pivot(s, cell), [_header(run)]))
+        sections += data_parallel_sections(s, f" — {run['machine']}")
     return formats.render(sections, fmt)
 
 
@@ -330,7 +448,8 @@ _CSV = ["run", "machine", "fingerprint", "workload", "backend", "dtype", "kind",
         "step_us", "speedup", "gflops", "efficiency_pct", "limit_us", "limit_pct",
         "limit_kind", "compile_s", "prepare_s", "steps_to_target", "hot_s", "cold_s",
         "memory_peak_bytes", "memory_allocations_per_step", "agrees",
-        "max_abs_diff_vs_numpy", "final_loss", "median_s", "iqr_s", "rounds", "steps"]
+        "max_abs_diff_vs_numpy", "final_loss", "median_s", "iqr_s", "rounds", "steps",
+        "world", "compute_only_step_us", "collective_step_us"]
 
 
 def _csv_columns(s: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,137 @@
+"""The data-parallel answers in the tables, on constructed runs: what the collective costs
+per step, the workload from which N workers beat one process (or never), and the α/β fit
+with and without the collective."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from _benchjson import make_run
+
+from gdbench.records.results import load_run
+from gdbench.report.tables import (
+    collective_table,
+    compute_only_fits,
+    fit_table,
+    fits,
+    parallel_break_even,
+    render_compare,
+    render_run,
+    summary,
+)
+
+# µs per step of the constructed data-parallel rows: (step, collective). torch-ddp loses to
+# torch-cpu (25, 30 µs) on crops and wins on small; jax-sharded never beats jax-scan
+# (0.8, 4 µs), and its collective is a fixed 10 µs a step.
+DATA_PARALLEL = {
+    "torch-ddp": ("torch-cpu", {"crops": (600.0, 500.0), "small": (20.0, 5.0)}),
+    "jax-sharded": ("jax-scan", {"crops": (12.0, 10.0), "small": (15.0, 10.0)}),
+}
+
+
+def _data_parallel_bench(like: dict[str, Any], backend: str, single: str, step_us: float,
+                         collective_us: float) -> dict[str, Any]:
+    """A copy of ``like`` (a training benchmark of the same workload) as ``backend``'s,
+    with constant rounds, so that every figure is known exactly."""
+    bench = copy.deepcopy(like)
+    info = bench["extra_info"]
+    workload, steps = info["workload"], info["steps"]
+    round_s = step_us * steps * 1e-6
+    bench["name"] = f"bench_training[{workload}-{backend}]"
+    bench["params"]["backend"] = info["backend"] = backend
+    bench["stats"].update(median=round_s, mean=round_s, min=round_s, max=round_s,
+                          data=[round_s] * 5, rounds=5)
+    only_s = (step_us - collective_us) * steps * 1e-6
+    info.update(world=2, single_process=single, step_us=step_us,
+                collective_step_us=collective_us, compute_only_data=[only_s] * 5,
+                compute_only_step_us=step_us - collective_us)
+    info.pop("norm_data", None)
+    return bench
+
+
+def write_parallel_run(path: Path, against: tuple[str, ...] = ("torch-cpu", "jax-scan"),
+                       ) -> Path:
+    doc = make_run(workloads=("crops", "small"), backends=("numpy", *against), sigma=0.0,
+                   drift=[1.0])
+    benches = doc["benchmarks"]
+    like = {b["extra_info"]["workload"]: b for b in benches
+            if b["extra_info"]["backend"] == "numpy"}
+    for backend, (single, figures) in DATA_PARALLEL.items():
+        for workload, (step_us, collective_us) in figures.items():
+            benches.append(_data_parallel_bench(like[workload], backend, single, step_us,
+                                                collective_us))
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def frame(tmp_path: Path) -> pd.DataFrame:
+    return summary(load_run(write_parallel_run(tmp_path / "run.json")))
+
+
+def test_the_run_loads_the_data_parallel_fields(frame: pd.DataFrame) -> None:
+    r = frame.set_index(["workload", "backend"]).loc[("crops", "torch-ddp")]
+    assert r["world"] == 2 and r["single_process"] == "torch-cpu"
+    assert r["collective_step_us"] == 500.0 and r["compute_only_step_us"] == 100.0
+    assert r["compute_only_data"] == pytest.approx([100e-6 * r["steps"]] * 5)
+    assert pd.isna(frame.set_index(["workload", "backend"]).loc[("crops", "numpy"), "world"])
+
+
+def test_the_collective_s_cost_per_step_and_its_share(frame: pd.DataFrame) -> None:
+    table = collective_table(frame).set_index("workload")
+    assert list(table.columns) == ["torch-ddp", "jax-sharded"]  # only data-parallel rows
+    assert table.loc["crops", "torch-ddp"] == "500 of 600 (83%)"
+    assert table.loc["small", "torch-ddp"] == "5.00 of 20.0 (25%)"
+    assert table.loc["crops", "jax-sharded"] == "10.0 of 12.0 (83%)"
+
+
+def test_the_workers_beat_one_process_from_a_workload_or_never(frame: pd.DataFrame) -> None:
+    table = parallel_break_even(frame).set_index("backend")
+    assert list(table.columns) == ["workers", "against", "crops", "small", "faster from"]
+    ddp = table.loc["torch-ddp"]
+    assert (ddp["workers"], ddp["against"]) == ("2", "torch-cpu")
+    assert ddp["crops"] == "×0.0417"  # 25 / 600
+    assert ddp["small"] == "×1.50"  # 30 / 20
+    assert ddp["faster from"] == "small"
+    assert table.loc["jax-sharded", "faster from"] == "never"
+
+
+def test_without_the_one_process_backend_there_is_no_verdict(tmp_path: Path) -> None:
+    frame = summary(load_run(write_parallel_run(tmp_path / "r.json", against=("torch-cpu",))))
+    table = parallel_break_even(frame).set_index("backend")
+    assert table.loc["jax-sharded", "faster from"] == "no jax-scan in this run"
+    assert table.loc["jax-sharded", "crops"] == ""
+
+
+def test_the_fit_shows_the_collective_as_a_fixed_cost(frame: pd.DataFrame) -> None:
+    table = fit_table(frame)
+    assert list(table["backend"]) == ["numpy", "torch-cpu", "torch-ddp", "torch-ddp compute-only",
+                                     "jax-scan", "jax-sharded", "jax-sharded compute-only"]
+    # jax-sharded's collective is 10 µs on both workloads: α moves by exactly that, and
+    # the throughput β stays.
+    own, alone = fits(frame)["jax-sharded"], compute_only_fits(frame)["jax-sharded compute-only"]
+    assert own.alpha_s - alone.alpha_s == pytest.approx(10e-6, rel=1e-9)
+    assert own.beta == pytest.approx(alone.beta, rel=1e-9)
+
+
+def test_render_run_and_compare_show_the_sections_and_their_notes(tmp_path: Path) -> None:
+    path = write_parallel_run(tmp_path / "run.json")
+    for text in (render_run(path), render_compare(load_run(path))):
+        assert "data parallelism: what the collective costs per step" in text
+        assert "data parallelism: N workers against one process" in text
+        assert "faster from: the smallest workload of the run on which the workers win" in text
+    assert "jax-sharded: α − α compute-only = 10.0" in render_compare(load_run(path))
+    plain = make_run(workloads=("crops",), backends=("numpy",))
+    assert collective_table(summary(load_run(_save(tmp_path, plain)))).empty
+    assert parallel_break_even(summary(load_run(_save(tmp_path, plain)))).empty
+
+
+def _save(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(doc))
+    return path
