@@ -9,7 +9,8 @@ add --detach``) and runs the suite with its own code (``PYTHONPATH=<worktree> py
 pytest <worktree>/benches``), with the options of ``gdbench run``: one process per
 backend (``--isolated``, the rooflines in the numpy process), the same data, workloads,
 dtype and thread settings for both sides, so each side's figures come from the same
-harness as a normal run.
+harness as a normal run. Both sides run here, never through ``gdbench run --executor``:
+taking turns on one machine is what makes them comparable.
 
 Turns: the unit is one backend's process. Each side runs every backend's process K
 times (--blocks; 1 with --quick, else 2), each for a short --benchmark-max-time

@@ -38,6 +38,9 @@ The verdicts are written into the run file (``machine_info.gdbench.audit``), ato
 so a saved run says whether it was audited and what was found. Exit 0 when every row
 passes, 1 when any row fails, 2 on bad input.
 
+The audit runs here, on the machine it proves, never through ``gdbench run --executor``:
+the suite's figures and the standalone ones must come from the same machine.
+
 The standalone timing is :mod:`gdbench.harness.standalone`'s; the verdicts are
 :mod:`gdbench.judge.audit`'s; this module runs the suite, times each side again while
 the machine was unsettled (:data:`gdbench.judge.retime.AUDIT`), and saves the verdicts.
@@ -91,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--run", metavar="RUN.json", type=Path,
                         help="audit this saved run instead of running the suite first")
-    run_command.add_arguments(parser)
+    run_command.add_arguments(parser, where=False)  # the audit runs here
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, metavar="PCT",
                         help="the gate threshold the machine's noise is judged against "
                              f"(default: {DEFAULT_THRESHOLD.replace('%', '%%')})")

@@ -167,15 +167,18 @@ def _verify_table(rows: list[dict[str, Any]]) -> str:
 # add_arguments(parser) and main(args) -> exit code.
 _MODULE_COMMANDS = {
     "run": ("gdbench.commands.run",
-            "run the benchmark suite, save the run JSON and print the table"),
+            "run the benchmark suite (here, or on a cluster: --executor), save the "
+            "run JSON and print the table"),
     "compare": ("gdbench.commands.compare",
                 "tables from saved runs (one run, or two side by side)"),
     "check": ("gdbench.commands.check", "the CI regression gate: compare a run with a baseline"),
     "ab": ("gdbench.commands.ab",
-           "the CI gate on hosted runners: time two git revisions in turns here"),
+           "the CI gate on hosted runners: time two git revisions in turns, here "
+           "(never on a cluster)"),
     "plot": ("gdbench.commands.plot", "scaling, speed-up and convergence figures from a saved run"),
     "audit": ("gdbench.commands.audit",
-              "prove each figure of a run is its backend's loop alone (interference, sync, noise)"),
+              "prove each figure of a run is its backend's loop alone (interference, sync, "
+              "noise); always here, never on a cluster"),
     "history": ("gdbench.commands.history", "one HTML page of every benchmark over many runs"),
 }
 

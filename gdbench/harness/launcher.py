@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +69,9 @@ class Job:
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     # The user's workloads among ``workloads``: (name, its definition as JSON).
     definitions: tuple[tuple[str, str], ...] = ()
+    # Variables of the environment it runs in that it must not inherit: an engine's own
+    # settings for its workers (dask's nanny caps their BLAS and OpenMP pools at 1 thread).
+    unset_env: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, args: argparse.Namespace, label: str, selection: Sequence[str] = (),
@@ -98,7 +101,7 @@ class Job:
         extra = dict(self.extra_env)
         if self.tree is not None:
             extra["PYTHONPATH"] = self.tree
-        return process_env(self.threads, **extra)
+        return process_env(self.threads, without=self.unset_env, **extra)
 
 
 @dataclass(frozen=True)
@@ -185,13 +188,17 @@ def processes(backends: Sequence[str], status: dict[str, str | None]) -> list[
         procs.append(("roofline", ["--isolated", "--backends", "numpy", "--roofline", "only"]))
     return procs
 
+# The label of the job that times the GPU's yardsticks (an executor gives it a GPU).
+GPU_YARDSTICKS = f"roofline-{gpu.DEVICE}"
+
+
 def yardstick_processes(devices: Iterable[str]) -> list[tuple[str, list[str]]]:
     """(label, pytest options) of the processes that time the GPU's yardsticks: one when a
     backend of the run trains on a CUDA device, so that its rows have a limit of their own
     device (:func:`gdbench.judge.limits.limit_roofs`); none for a CPU-only run."""
     if gpu.DEVICE not in set(devices):
         return []
-    return [(f"roofline-{gpu.DEVICE}",
+    return [(GPU_YARDSTICKS,
              ["--isolated", "--backends", "numpy", "--roofline", "gpu"])]
 
 def retime_selection(backend: str, workloads: Sequence[str]) -> list[str]:
@@ -200,10 +207,13 @@ def retime_selection(backend: str, workloads: Sequence[str]) -> list[str]:
     return ["--isolated", "--backends", backend, "--roofline", "without",
             "--workloads", *workloads]
 
-def process_env(threads: int | None, **extra: str) -> dict[str, str]:
-    """The environment of a benchmark process: this one's, unbuffered, with ``extra`` and
-    the thread settings of ``--threads`` (before any library is imported)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+def process_env(threads: int | None, without: Collection[str] = (),
+                **extra: str) -> dict[str, str]:
+    """The environment of a benchmark process: this one's but the variables ``without``,
+    unbuffered, with ``extra`` and the thread settings of ``--threads`` (before any library
+    is imported)."""
+    env = {name: value for name, value in os.environ.items() if name not in without}
+    env.update(PYTHONUNBUFFERED="1", **extra)
     if threads:
         env.update(machine.thread_env(threads))
     return env

@@ -1,0 +1,520 @@
+"""The job matrix on dask.distributed: real clusters (a LocalCluster of worker processes,
+or of workers in this process), real jobs where the figures matter, stand-ins elsewhere.
+
+Faked, and said so where it is: the benchmark processes (stand-in scripts or a stand-in
+``run``, as in test_jobs.py), and the GPU a probe reports. dask itself is never faked."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _cluster_jobs
+import pytest
+from _benchjson import make_run
+
+from gdbench import implementations
+from gdbench.commands import run as run_command
+from gdbench.commands.cli import main
+from gdbench.harness import cluster, launcher
+
+distributed = pytest.importorskip("distributed", reason="the cluster extra is not installed")
+dask = pytest.importorskip("dask")
+from gdbench.harness import dask_executor  # noqa: E402  (needs distributed)
+
+QUIET = {"dashboard_address": ":0"}  # no dashboard on a fixed port
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def _names(path: Path) -> Counter[str]:
+    return Counter(b["name"] for b in json.loads(path.read_text())["benchmarks"])
+
+
+# This process's environment before any nanny ran in it.
+ENVIRON = dict(os.environ)
+
+
+@pytest.fixture(scope="module")
+def two_workers() -> Iterator[str]:
+    """A real dask cluster: a scheduler and two worker processes (each under a nanny that
+    restarts it), one thread and one bench slot each; its address. The nannies run in this
+    process and set their workers' variables (OMP_NUM_THREADS=1, ...) in its environment
+    too: it is put back afterwards."""
+    try:
+        with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                      resources={"bench": 1}, **QUIET) as local:
+            yield local.scheduler_address
+    finally:
+        for name in [*dask.config.get("distributed.nanny.pre-spawn-environ"), "PYTHONHASHSEED"]:
+            if name in ENVIRON:
+                os.environ[name] = ENVIRON[name]
+            else:
+                os.environ.pop(name, None)
+
+
+@pytest.fixture
+def in_process() -> Iterator[Any]:
+    """A real dask cluster whose two workers are threads of this process (so that the
+    stand-in benchmark processes patched in below reach them), a bench slot each."""
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                  resources={"bench": 1}, **QUIET) as local:
+        yield local
+
+
+def test_two_bench_workers_run_numpy_and_jax_on_crops_and_small_each_cell_once(
+        two_workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if implementations.why_unavailable("jax"):
+        pytest.skip(f"jax: {implementations.why_unavailable('jax')}")
+    executor = dask_executor.DaskExecutor(distributed.Client(two_workers, set_as_default=False))
+    args = _parse(["--backends", "numpy", "jax", "--workloads", "crops", "small", "--quick",
+                   "--out", str(tmp_path), "--", "--benchmark-max-time=0.05"])
+    code, saved = run_command.run_suite(args, executor)
+    printed = capsys.readouterr().out
+    assert code == 0 and saved is not None
+    assert list(tmp_path.iterdir()) == [saved]  # one machine, one run
+    assert _names(saved) == Counter({
+        f"bench_{kind}[{cell}]": 1 for kind, cells in (
+            ("training", ("crops-numpy", "small-numpy", "crops-jax", "small-jax")),
+            ("roofline", ("crops", "small"))) for cell in cells})
+    info = json.loads(saved.read_text())["machine_info"]["gdbench"]
+    assert info["executor"] == f"dask scheduler {two_workers}"
+    # The benchmark processes had this process's thread settings, not the ones dask's
+    # nanny gives its workers (OMP_NUM_THREADS=1, ...).
+    assert info["thread_env"] == {name: ENVIRON.get(name) for name in info["thread_env"]}
+    assert f"through dask scheduler {two_workers}, on 1 kind(s) of machine" in printed
+    assert "-- numpy (job 1 of 2)" in printed and "-- jax (job 2 of 2)" in printed
+    assert f"saved {saved}" in printed and "crops" in printed and "jax" in printed
+
+
+def test_a_worker_killed_in_the_middle_of_a_job_runs_it_again_and_keeps_every_cell_once(
+        two_workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The stand-in jax job hangs on its first try; that try's worker process is killed.
+    tries = tmp_path / "tries"
+    tries.mkdir()
+    run = functools.partial(_cluster_jobs.hangs_on_first_try, str(tries), ("jax",))
+    executor = dask_executor.DaskExecutor(
+        distributed.Client(two_workers, set_as_default=False), run=run)
+    killed: list[int] = []
+
+    def kill_the_worker_of_the_first_try() -> None:
+        started = tries / "jax.started"
+        deadline = time.monotonic() + 60
+        while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed.append(int(started.read_text()))
+        os.kill(killed[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker_of_the_first_try)
+    killer.start()
+    try:
+        args = _parse(["--backends", "numpy", "jax", "--workloads", "crops",
+                       "--out", str(tmp_path / "runs")])
+        code, saved = run_command.run_suite(args, executor)
+    finally:
+        killer.join()
+    assert code == 0 and saved is not None, capsys.readouterr().err
+    assert _names(saved) == Counter({"bench_training[crops-numpy]": 1,
+                                     "bench_training[crops-jax]": 1, "bench_roofline[crops]": 1})
+    assert len(list(tries.glob("jax.*.finished"))) == 1  # run again exactly once
+    assert int(next(tries.glob("jax.*.finished")).read_text()) != killed[0]
+    assert "lost" not in capsys.readouterr().out
+
+
+def _stand_in_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        hang: str = "") -> Path:
+    """Stand-in benchmark processes for two jobs, numpy and jax: each copies its part of a
+    constructed run into place and exits, except ``hang``'s, which writes its process id
+    into the file returned and sleeps for a minute."""
+    started = tmp_path / "hanging.pid"
+
+    def command(args: Any, json_path: Path, selection: Any = ()) -> list[str]:
+        backend = list(selection)[list(selection).index("--backends") + 1]
+        if backend == hang:
+            return [sys.executable, "-c", "import os, sys, time; open(sys.argv[1], 'w')"
+                    ".write(str(os.getpid())); time.sleep(60)", str(started)]
+        source = tmp_path / f"{backend}.json"
+        source.write_text(json.dumps(make_run(workloads=("crops",), backends=(backend,),
+                                              slow_share=0.0)))
+        return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
+                str(source), str(json_path)]
+
+    monkeypatch.setattr(launcher, "pytest_command", command)
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
+        (name, ["--isolated", "--backends", name]) for name in ("numpy", "jax")])
+    return started
+
+
+def test_sigterm_cancels_the_remote_jobs_stops_their_processes_and_keeps_whole_files_only(
+        in_process: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    started = _stand_in_processes(tmp_path, monkeypatch, hang="jax")
+    out = tmp_path / "runs"
+    executor = dask_executor.DaskExecutor(distributed.Client(in_process, set_as_default=False))
+
+    def terminate_when_jax_runs() -> None:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and started.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # numpy's job (no wait) is back by now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_when_jax_runs)
+    killer.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_command.run_suite(_parse(["--backends", "numpy", "--workloads", "crops",
+                                          "--out", str(out)]), executor)
+    finally:
+        killer.join()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert time.monotonic() - began < 30  # it did not wait for the jax job
+    pid = int(started.read_text())
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid), "the hanging benchmark process was left running"
+    saved = list(out.iterdir())
+    assert len(saved) == 1 and saved[0].suffix == ".json"  # no partial file beside it
+    doc = json.loads(saved[0].read_text())
+    assert doc["machine_info"]["gdbench"]["cut_short"] == {"kept": ["numpy"],
+                                                           "not_finished": ["jax"]}
+    assert _names(saved[0]) == Counter({"bench_training[crops-numpy]": 1,
+                                        "bench_roofline[crops]": 1})
+    assert "stopped before the end; kept the finished processes (numpy), lost jax" in \
+        capsys.readouterr().err
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_a_failed_remote_job_is_named_and_the_other_jobs_are_saved(
+        in_process: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _stand_in_processes(tmp_path, monkeypatch)
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
+        ("numpy", ["--isolated", "--backends", "numpy"]), ("jax", ["--fail"])])
+    real = launcher.pytest_command
+
+    def command(args: Any, json_path: Path, selection: Any = ()) -> list[str]:
+        if "--fail" in selection:
+            return [sys.executable, "-c", "raise SystemExit(3)"]
+        return real(args, json_path, selection)
+
+    monkeypatch.setattr(launcher, "pytest_command", command)
+    executor = dask_executor.DaskExecutor(distributed.Client(in_process, set_as_default=False))
+    code, saved = run_command.run_suite(_parse(["--backends", "numpy", "--workloads", "crops",
+                                                "--out", str(tmp_path / "runs")]), executor)
+    assert code == 3 and saved is not None
+    assert _names(saved) == Counter({"bench_training[crops-numpy]": 1,
+                                     "bench_roofline[crops]": 1})
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "gdbench run: the jax process failed (pytest exit 3): its benchmarks are not in the "
+        "saved run; its output is in the log of the worker that ran it")
+
+
+def test_a_machine_whose_bench_workers_are_all_gone_loses_its_waiting_jobs(
+        in_process: Any) -> None:
+    executor = dask_executor.DaskExecutor(distributed.Client(in_process, set_as_default=False),
+                                          run=_cluster_jobs.constructed, lost_after_s=0.2)
+    try:
+        [found] = executor.machines(["numpy"], {})
+        in_process.scale(0)  # every bench worker of the machine goes away
+        deadline = time.monotonic() + 10
+        while executor.client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job = launcher.Job("numpy")
+        done = executor.run(found, job)
+    finally:
+        executor.close()
+    assert done.outcome is None and done.task.job == job
+    assert done.lost == "no bench worker of its machine was seen for 0.2 s"
+
+
+# --- several machines: one run each (a stand-in executor) -------------------------------
+
+@dataclass
+class StandInCluster:
+    """Not dask: a stand-in executor whose machines are "fa" (CPU A, one host) and "fb"
+    (CPU B, two hosts). Every job comes back at once, in the reverse order of handing over,
+    with a constructed part from its machine's CPU; the (machine, job) pairs in ``lose``
+    come back lost. ``mixed``: one machine (a SLURM partition) whose jax job runs on a host
+    of another kind."""
+
+    lose: frozenset[tuple[str, str]] = frozenset()
+    mixed: bool = False
+    where: str = "a stand-in cluster"
+    handed: list[str] = field(default_factory=list)
+
+    def machines(self, backends: Any, status: Any) -> list[cluster.Machine]:
+        kinds = [("fa", "CPU A, 4 cores", ("a1",)), ("fb", "CPU B, 8 cores", ("b1", "b2"))]
+        return [cluster.Machine(key, label, {name: None for name in backends}, where=where)
+                for key, label, where in kinds[:1 if self.mixed else 2]]
+
+    def start(self, tasks: Any, announce: Any) -> Iterator[cluster.Done]:
+        for task in tasks:
+            announce(task)
+            self.handed.append(f"{task.machine}:{task.job.label}")
+        for task in reversed(tasks):
+            yield self._done(task)
+
+    def run(self, machine: cluster.Machine, job: launcher.Job) -> cluster.Done:
+        return self._done(cluster.Task(machine.key, job, 0))
+
+    def close(self) -> None:
+        pass
+
+    def _done(self, task: cluster.Task) -> cluster.Done:
+        if (task.machine, task.job.label) in self.lose:
+            return cluster.Done(task, None, lost="its node died")
+        kind = "fb" if self.mixed and task.job.label == "jax" else task.machine
+        cpu = {"fa": "CPU A", "fb": "CPU B"}[kind]
+        host = cluster.Host(f"{kind}-node", kind, f"{cpu}, node")
+        return cluster.Done(task, _cluster_jobs.constructed(task.job, cpu), host)
+
+
+def _cpu(path: Path) -> str:
+    return str(json.loads(path.read_text())["machine_info"]["gdbench"]["cpu_model"])
+
+
+def test_each_machine_runs_every_job_and_gets_its_own_run_and_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    executor = StandInCluster()
+    code, first = run_command.run_suite(_parse(
+        ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
+        executor)
+    printed = capsys.readouterr().out
+    assert code == 0 and first is not None
+    assert sorted(executor.handed) == ["fa:jax", "fa:numpy", "fb:jax", "fb:numpy"]
+    saved = sorted(tmp_path.iterdir(), key=_cpu)
+    assert [_cpu(p) for p in saved] == ["CPU A", "CPU B"]
+    for path in saved:
+        assert _names(path) == Counter({"bench_training[crops-numpy]": 1,
+                                        "bench_training[crops-jax]": 1,
+                                        "bench_roofline[crops]": 1})
+    assert "through a stand-in cluster, on 2 kind(s) of machine:" in printed
+    assert "  CPU B, 8 cores (hosts b1, b2)" in printed
+    assert "-- jax on CPU A, 4 cores (job 2 of 2)" in printed
+    for label in ("CPU A, 4 cores", "CPU B, 8 cores"):
+        assert f"== {label}" in printed
+    assert all(f"saved {path}" in printed for path in saved)
+
+
+def test_a_lost_job_is_named_and_fails_the_run_while_every_other_cell_is_saved(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run_command.run_suite(_parse(
+        ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
+        StandInCluster(lose=frozenset({("fb", "jax")})))
+    captured = capsys.readouterr()
+    assert code == 1
+    by_cpu = {_cpu(p): _names(p) for p in tmp_path.iterdir()}
+    assert by_cpu["CPU B"] == Counter({"bench_training[crops-numpy]": 1,
+                                       "bench_roofline[crops]": 1})
+    assert len(by_cpu["CPU A"]) == 3
+    assert "   jax on CPU B, 8 cores: lost" in captured.out
+    assert captured.err.strip().splitlines()[-1] == (
+        "gdbench run: the jax process on CPU B, 8 cores was lost (its node died): its "
+        "benchmarks are not in the saved run")
+
+
+def test_a_partition_that_mixes_kinds_of_host_gives_one_run_per_kind(
+        tmp_path: Path) -> None:
+    code, _ = run_command.run_suite(_parse(
+        ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
+        StandInCluster(mixed=True))
+    assert code == 0
+    by_cpu = {_cpu(p): _names(p) for p in tmp_path.iterdir()}
+    assert by_cpu == {"CPU A": Counter({"bench_training[crops-numpy]": 1,
+                                        "bench_roofline[crops]": 1}),
+                      "CPU B": Counter({"bench_training[crops-jax]": 1})}
+
+
+# --- GPU jobs go only to a worker that declared a GPU ------------------------------------
+
+RAN_ON: list[tuple[str, str]] = []  # (job, worker): the workers are threads of this process
+
+
+def _record_worker(job: launcher.Job) -> launcher.Outcome:
+    RAN_ON.append((job.label, str(distributed.get_worker().name)))
+    return _cluster_jobs.constructed(job)
+
+
+def _probe_with_a_gpu(backends: list[str]) -> cluster.Probe:
+    """Faked: this host as it is, but with a CUDA device for the CUDA backends."""
+    cuda = {name: name.endswith("cuda") for name in backends}
+    return cluster.Probe(cluster.this_host(), {name: None for name in backends},
+                         {name: "cuda" if cuda[name] else "cpu" for name in backends})
+
+
+@pytest.fixture
+def cpu_and_gpu_workers() -> Iterator[Any]:
+    """Two workers in this process: "cpu" with a bench slot, "gpu" with a bench slot and a
+    GPU resource (the GPU itself is not there: the probe says it is)."""
+    spec = {name: {"cls": distributed.Worker, "options": {"nthreads": 1, "resources": res}}
+            for name, res in (("cpu", {"bench": 1}), ("gpu", {"bench": 1, "GPU": 1}))}
+    with distributed.SpecCluster(workers=spec, scheduler={
+            "cls": distributed.Scheduler, "options": QUIET}) as spec_cluster:
+        yield spec_cluster
+
+
+def test_a_cuda_job_goes_only_to_the_worker_with_a_gpu(
+        cpu_and_gpu_workers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "probe", _probe_with_a_gpu)
+    RAN_ON.clear()
+    for _ in range(3):  # the scheduler may pick either worker for numpy; never for CUDA
+        executor = dask_executor.DaskExecutor(
+            distributed.Client(cpu_and_gpu_workers, set_as_default=False), run=_record_worker)
+        args = _parse(["--backends", "numpy", "torch-cuda", "--workloads", "crops",
+                       "--out", str(tmp_path)])
+        assert run_command.run_suite(args, executor)[0] == 0
+    # The GPU's yardsticks (the limit of the GPU rows) are a job that holds the GPU too.
+    assert {worker for job, worker in RAN_ON if job.endswith("cuda")} == {"gpu"}
+    assert Counter(job for job, _ in RAN_ON) == {"numpy": 3, "torch-cuda": 3,
+                                                 "roofline-cuda": 3}
+
+
+def test_without_a_gpu_worker_the_cuda_backends_are_skipped_with_the_reason(
+        in_process: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cluster, "probe", _probe_with_a_gpu)  # a GPU, but no worker holds it
+    executor = dask_executor.DaskExecutor(distributed.Client(in_process, set_as_default=False),
+                                          run=_cluster_jobs.constructed)
+    code, saved = run_command.run_suite(_parse(
+        ["--backends", "numpy", "torch-cuda", "--workloads", "crops", "--out", str(tmp_path)]),
+        executor)
+    assert code == 0 and saved is not None
+    unavailable = json.loads(saved.read_text())["machine_info"]["gdbench"]["unavailable"]
+    assert unavailable == {"torch-cuda": dask_executor.NO_GPU_SLOT}
+    assert f"skipped torch-cuda: {dask_executor.NO_GPU_SLOT}" in capsys.readouterr().out
+
+
+def test_a_real_probe_on_a_machine_without_cuda_skips_the_cuda_backends(
+        in_process: Any) -> None:
+    executor = dask_executor.DaskExecutor(distributed.Client(in_process, set_as_default=False))
+    try:
+        [found] = executor.machines(["numpy", "torch-cuda"], {})
+    finally:
+        executor.close()
+    assert found.key == cluster.this_host().fingerprint
+    assert found.status["numpy"] is None
+    assert found.status["torch-cuda"] == implementations.why_unavailable("torch-cuda")
+    assert found.gpu_backends == (frozenset({"torch-cuda"}) if not found.status["torch-cuda"]
+                                  else frozenset())
+
+
+# --- the unit of a GPU slot, of a probe, of stopping a job ----------------------------
+
+def test_a_backend_on_the_gpu_needs_a_gpu_slot_else_it_is_skipped_saying_so() -> None:
+    host = cluster.Host("node", "f1", "CPU, 8 cores")
+    found = cluster.Probe(host, {"numpy": None, "torch-cuda": None, "jax": "jax is missing"},
+                          {"numpy": "cpu", "torch-cuda": "cuda", "jax": None})
+    with_gpu = cluster.on_probe(found, ("h1",), gpu_slot=True)
+    assert with_gpu.gpu_backends == {"torch-cuda"} and with_gpu.where == ("h1",)
+    assert with_gpu.unavailable == {"jax": "jax is missing"}
+    without = cluster.on_probe(found, gpu_slot=False, no_gpu_slot="no GPU slot")
+    assert without.gpu_backends == frozenset()
+    assert without.unavailable == {"torch-cuda": "no GPU slot", "jax": "jax is missing"}
+
+
+def test_the_gpu_models_are_read_from_the_nvidia_driver(tmp_path: Path) -> None:
+    for i, model in enumerate(["NVIDIA H100 80GB HBM3", "NVIDIA A10"]):
+        (tmp_path / f"0000:0{i}:00.0").mkdir()
+        (tmp_path / f"0000:0{i}:00.0" / "information").write_text(
+            f"Model: \t\t {model}\nIRQ:   42\n")
+    assert cluster.gpu_models(tmp_path) == ["NVIDIA H100 80GB HBM3", "NVIDIA A10"]
+    assert cluster.gpu_models(tmp_path / "none") == []
+
+
+def test_stop_jobs_stops_the_marked_processes_and_no_other() -> None:
+    marks = ["run1/1", "run1/2", "run2/1"]
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                              env={**os.environ, cluster.JOB_MARK: mark}) for mark in marks]
+    try:
+        assert cluster.stop_jobs("run1/1") == [procs[0].pid]
+        assert procs[0].wait(timeout=10) == -signal.SIGTERM
+        assert cluster.stop_jobs("run1/") == [procs[1].pid]  # every job of run1
+        assert procs[1].wait(timeout=10) == -signal.SIGTERM
+        assert procs[2].poll() is None  # another run's job goes on
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+# --- what the user sees when dask cannot be used ---------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_scheduler_where_nothing_listens_is_one_line_exit_2_and_no_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    out = tmp_path / "runs"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main(["run", "--executor", "dask", "--scheduler", address, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"gdbench run: error: cannot reach the dask scheduler at {address}")
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_cluster_without_a_bench_worker_says_how_to_start_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
+                                  **QUIET) as local:
+        code = main(["run", "--executor", "dask", "--scheduler", local.scheduler_address,
+                     "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "has no bench worker" in err and "dask worker --nthreads 1 --resources bench=1" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_without_the_cluster_extra_dask_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    assert main(["run", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "pip install 'gdbench[cluster]'" in capsys.readouterr().err
+
+
+def test_without_a_scheduler_address_dask_asks_for_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with dask.config.set({"scheduler-address": None}):
+        assert main(["run", "--executor", "dask"]) == 2
+    assert "--executor dask needs --scheduler tcp://HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--scheduler", "tcp://h:1"], ["--slurm-partition", "p"],
+                                    ["--slurm-time", "10"]])
+def test_an_option_of_another_executor_is_one_line_exit_2(
+        option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *option]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is an option of --executor" in err
