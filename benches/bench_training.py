@@ -208,13 +208,19 @@ def bench_training(benchmark: Any, request: pytest.FixtureRequest, workload_name
     )
 
 
+# Rounds of each loop in one turn of the collective's measurement (after an untimed call).
+COLLECTIVE_BLOCK = 5
+
+
 def _collective_cost(prepared: Any, settings: Any, steps: int, timed: bool = True,
                      clock: timing.Clock = time.perf_counter) -> dict[str, Any]:
     """A data-parallel backend's world size, its single-process counterpart, and what its
     collective costs per step: after the benchmark, ``run`` and ``run_compute_only`` (the
-    same loop on the same workers, without the collective) timed in turns, the same
-    number of each, half the benchmark's budget each; ``collective_step_us`` is the median
-    over turns of their difference. Untimed (--benchmark-disable), each runs once."""
+    same loop on the same workers, without the collective) timed in turns of
+    COLLECTIVE_BLOCK rounds each, each turn after an untimed call (a compiled program can
+    run several times slower right after another one ran), about the benchmark's budget
+    in all; ``collective_step_us`` is the difference of their medians. Untimed
+    (--benchmark-disable), each runs once."""
     backend, state = prepared.backend, prepared.state
     info: dict[str, Any] = {"world": backend.world, "single_process": backend.single_process}
 
@@ -226,13 +232,13 @@ def _collective_cost(prepared: Any, settings: Any, steps: int, timed: bool = Tru
         return info
     plan = settings.plan(prepared.run, None)
     rounds = max(settings.min_rounds, plan.rounds // 2)
+    turns = max(2, -(-rounds // COLLECTIVE_BLOCK))
     with timing.collector_off():  # as the benchmark's own rounds
-        full, alone = timing.turns([prepared.run, compute_only], rounds, plan.iterations,
-                                   clock)
-    differences = [f - c for f, c in zip(full, alone, strict=True)]
+        full, alone = timing.turns([prepared.run, compute_only], turns, plan.iterations,
+                                   clock, block=COLLECTIVE_BLOCK)
     info.update(compute_only_data=alone,
                 compute_only_step_us=float(np.median(alone)) / steps * 1e6,
-                collective_step_us=float(np.median(differences)) / steps * 1e6)
+                collective_step_us=float(np.median(full) - np.median(alone)) / steps * 1e6)
     return info
 
 

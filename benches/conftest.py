@@ -69,7 +69,7 @@ def known_workloads(config: pytest.Config) -> dict[str, Workload]:
 
 
 def _selected(config: pytest.Config) -> tuple[list[str], list[str]]:
-    backends = config.getoption("backends") or implementations.names()
+    backends = config.getoption("backends") or implementations.default_names()
     workloads = config.getoption("workloads") or (
         QUICK if config.getoption("quick") else DEFAULT)
     for name in backends:

@@ -27,8 +27,8 @@ GROUP = ("gdbench", "gdbench benchmark suite")
 # (name, argparse keywords): the option is --gdbench-<name>, also --<name>.
 OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("backends", dict(nargs="+", metavar="NAME", default=None,
-                      help="backends to run (default: every backend; gdbench run --help "
-                           "and the README list them)")),
+                      help="backends to run (default: every backend but the data-parallel "
+                           "ones; gdbench run --help and the README list them)")),
     ("workloads", dict(nargs="+", metavar="NAME", default=None,
                        help="workloads to run, of crops, small, medium, large, xl and any "
                             "given with --workload-def (default: crops small medium large; "

@@ -25,6 +25,10 @@ class Spec:
     factory: str  # a class or a function of no arguments that returns the backend
     requires: tuple[str, ...] = ()  # importable names
     extra: str | None = None  # the pip extra that installs them
+    # Timed by default (gdbench run, ab and the suite without --backends). The
+    # data-parallel backends are not: their ranks take every core of the machine and
+    # answer a question of their own, so they run when named.
+    default: bool = True
 
 
 _TORCH, _JAX = ("torch",), ("jax", "jaxlib")
@@ -39,11 +43,14 @@ _REGISTRY: dict[str, Spec] = {
     "torch-compile-cuda": Spec("gdbench.implementations.torch_compile", "cuda", _TORCH, "cuda"),
     "torch-cuda-graph": Spec("gdbench.implementations.torch_cuda_graph", "TorchCudaGraph",
                              _TORCH, "cuda"),
-    "torch-ddp": Spec("gdbench.implementations.torch_ddp", "cpu", _TORCH, "torch"),
-    "torch-ddp-cuda": Spec("gdbench.implementations.torch_ddp", "cuda", _TORCH, "cuda"),
+    "torch-ddp": Spec("gdbench.implementations.torch_ddp", "cpu", _TORCH, "torch",
+                      default=False),
+    "torch-ddp-cuda": Spec("gdbench.implementations.torch_ddp", "cuda", _TORCH, "cuda",
+                           default=False),
     "jax": Spec("gdbench.implementations.jax_jit", "JaxJit", _JAX, "jax"),
     "jax-scan": Spec("gdbench.implementations.jax_jit", "JaxScan", _JAX, "jax"),
-    "jax-sharded": Spec("gdbench.implementations.jax_sharded", "JaxSharded", _JAX, "jax"),
+    "jax-sharded": Spec("gdbench.implementations.jax_sharded", "JaxSharded", _JAX, "jax",
+                        default=False),
 }
 
 REFERENCE = "numpy"
@@ -56,6 +63,12 @@ class BackendUnavailable(InputError):
 def names() -> list[str]:
     """Every known backend name, in registry order."""
     return list(_REGISTRY)
+
+
+def default_names() -> list[str]:
+    """The backends timed when none are named, in registry order (every backend but the
+    data-parallel ones, which run when named)."""
+    return [name for name, spec in _REGISTRY.items() if spec.default]
 
 
 def _spec(name: str) -> Spec:

@@ -1,5 +1,5 @@
 """How the suite measures a data-parallel backend's collective: the loop with and without
-it timed in turns, and the median of their differences. A fake clock (advanced by the
+it timed in turns of blocks, and the difference of their medians. A fake clock (advanced by the
 fake backend's calls) and fake settings stand in for time and pytest-benchmark's flags;
 --world reaches the backends through GDBENCH_WORLD and is put back afterwards."""
 
@@ -56,18 +56,35 @@ def fake_data_parallel(clock: Clock, run_s: list[float], alone_s: list[float]) -
     return SimpleNamespace(backend=backend, state=None, run=run)
 
 
-def test_the_collective_is_the_median_difference_of_turns_per_step() -> None:
+def test_turns_in_blocks_call_each_function_untimed_before_its_block() -> None:
     clock = Clock()
-    # The first call of each is the untimed warm-up; then three turns.
-    prepared = fake_data_parallel(clock, [9.0, 0.010, 0.012, 0.020],
-                                  [9.0, 0.004, 0.005, 0.004])
+
+    def call(name: str, seconds: float) -> Any:
+        def fn() -> None:
+            clock.calls.append(name)
+            clock.now += seconds
+        return fn
+
+    a, b = timing.turns([call("A", 2.0), call("B", 0.5)], rounds=2, iterations=1,
+                        clock=clock, block=3)
+    assert clock.calls == (["A"] * 4 + ["B"] * 4) * 2  # one untimed call, three timed
+    assert a == [2.0] * 6 and b == [0.5] * 6
+
+
+def test_the_collective_is_the_difference_of_the_medians_per_step() -> None:
+    clock = Clock()
+    # Two turns of a block of five after an untimed call each (the 9 s calls): a run right
+    # after a switch would be slow, so it is never timed.
+    full = [9.0, 0.010, 0.012, 0.020, 0.011, 0.010, 9.0, 0.012, 0.011, 0.013, 0.010, 0.012]
+    alone = [9.0, 0.004, 0.005, 0.004, 0.004, 0.006, 9.0, 0.004, 0.005, 0.004, 0.004, 0.004]
+    prepared = fake_data_parallel(clock, full, alone)
     settings = SimpleNamespace(min_rounds=3, plan=lambda run, ref: timing.RoundPlan(4, 1, 1))
     info = _collective_cost(prepared, settings, steps=100, clock=clock)
     assert info["world"] == 2 and info["single_process"] == "torch-cpu"
-    assert info["compute_only_data"] == pytest.approx([0.004, 0.005, 0.004])
+    assert info["compute_only_data"] == pytest.approx([x for x in alone if x < 1])
     assert info["compute_only_step_us"] == pytest.approx(0.004 / 100 * 1e6)
-    # Differences 0.006, 0.007, 0.016: the median, per step.
-    assert info["collective_step_us"] == pytest.approx(0.007 / 100 * 1e6)
+    # Medians 0.0115 and 0.004: the difference, per step.
+    assert info["collective_step_us"] == pytest.approx(0.0075 / 100 * 1e6)
 
 
 def test_untimed_it_runs_the_compute_only_loop_once_and_records_no_figure() -> None:

@@ -88,3 +88,10 @@ def test_missing_library_makes_its_backends_unavailable_with_an_install_hint(
 
     monkeypatch.undo()  # the real library is back: so are its backends
     assert implementations.available() == backend_status
+
+
+def test_the_data_parallel_backends_run_only_when_named() -> None:
+    default = implementations.default_names()
+    assert default == [n for n in implementations.names()
+                       if n not in ("torch-ddp", "torch-ddp-cuda", "jax-sharded")]
+    assert default[0] == "numpy"  # registry order kept

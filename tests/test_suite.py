@@ -125,11 +125,11 @@ def test_a_bad_option_value_is_refused(argv: list[str]) -> None:
 # --- which backends and workloads -----------------------------------------------------------
 
 @pytest.mark.parametrize(("options", "backends", "workloads"), [
-    ({}, implementations.names(), DEFAULT),
-    ({"quick": True}, implementations.names(), QUICK),
+    ({}, implementations.default_names(), DEFAULT),
+    ({"quick": True}, implementations.default_names(), QUICK),
     ({"quick": True, "backends": ["jax"], "workloads": ["large"]}, ["jax"], ["large"]),
 ])
-def test_the_suite_selects_every_backend_and_the_profiles_workloads_unless_told(
+def test_the_suite_selects_the_default_backends_and_the_profiles_workloads_unless_told(
         options: dict[str, Any], backends: list[str], workloads: list[str]) -> None:
     assert suite._selected(_config(**options)) == (backends, workloads)
 

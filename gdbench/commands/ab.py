@@ -109,7 +109,8 @@ import json, sys
 import gdbench, gdbench.data, gdbench.benches
 from gdbench import implementations as impl
 names = impl.names()
-wanted = [n for n in (sys.argv[1:] or names) if n in names]
+default = getattr(impl, "default_names", impl.names)()  # older revisions time every one
+wanted = [n for n in (sys.argv[1:] or default) if n in names]
 print(json.dumps({"files": [gdbench.__file__, gdbench.data.__file__, impl.__file__,
                             gdbench.benches.__file__],
                   "names": names, "status": {n: impl.why_unavailable(n) for n in wanted}}))
@@ -362,7 +363,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of rounds per benchmark in one block (default: "
                              f"{QUICK_MAX_TIME_S} with --quick, else {DEFAULT_MAX_TIME_S})")
     parser.add_argument("--backends", nargs="+", metavar="NAME",
-                        help="only these backends (default: every backend of either side)")
+                        help="only these backends (default: every backend of either side but the "
+                             "data-parallel ones)")
     parser.add_argument("--workloads", nargs="+", metavar="NAME",
                         help="only these workloads (default: the profile's)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")

@@ -62,8 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser, where: bool = True) -> None:
                         help="the CI profile: crops, small and medium, 1.5 s of rounds per "
                              "benchmark (default: crops to large, 2 s)")
     parser.add_argument("--backends", nargs="+", metavar="NAME",
-                        help="only these backends (default: every backend; unavailable ones "
-                             "are listed as skipped with their reason)")
+                        help="only these backends (default: every backend but the "
+                             "data-parallel ones, which run when named; unavailable ones are "
+                             "listed as skipped with their reason)")
     parser.add_argument("--workloads", nargs="+", metavar="NAME",
                         help="only these workloads (default: crops small medium large; "
                              "xl is opt-in)")
@@ -127,7 +128,7 @@ def _selection(args: argparse.Namespace) -> tuple[dict[str, str | None], list[st
         raise InputError(f"{launcher.BENCHES}: the benchmark suite is missing from this "
                          "install; reinstall gdbench")
     status = implementations.available()
-    backends = list(args.backends or implementations.names())
+    backends = list(args.backends or implementations.default_names())
     for name in backends:
         if name not in status:
             raise InputError(f"unknown backend {name!r}; the known backends are: "

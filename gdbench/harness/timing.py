@@ -151,17 +151,23 @@ def time_rounds(run: Callable[[], None], plan: RoundPlan,
 
 
 def turns(fns: Sequence[Callable[[], None]], rounds: int, iterations: int = 1,
-          clock: Clock = time.perf_counter) -> list[list[float]]:
-    """Seconds per run of each function, round by round, the functions taking turns
-    (A B, A B, ...) so that a drift of the machine's speed hits them alike; each round
-    is ``iterations`` runs, and every function is called once, untimed, first."""
+          clock: Clock = time.perf_counter, block: int = 1) -> list[list[float]]:
+    """Seconds per run of each function, the functions taking turns (A B, A B, ...) so
+    that a drift of the machine's speed hits them alike; each round is ``iterations``
+    runs. With ``block`` > 1, each turn is ``block`` rounds of one function after an
+    untimed call of it, so that no round is the first after a switch (a compiled program
+    can run slower right after another ran); with 1, every function is called once,
+    untimed, first. ``rounds`` counts turns: each function gets ``rounds * block``."""
     bodies = [repeat(fn, iterations) for fn in fns]
-    for fn in fns:
-        fn()
+    if block == 1:
+        for fn in fns:
+            fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        for body, out in zip(bodies, times, strict=True):
-            out.append(timed(body, clock) / iterations)
+        for fn, body, out in zip(fns, bodies, times, strict=True):
+            if block > 1:
+                fn()
+            out.extend(timed(body, clock) / iterations for _ in range(block))
     return times
 
 
@@ -348,19 +354,37 @@ def allowed_cpus() -> list[int] | None:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of the processes it started (a data-parallel
+    backend's ranks, live or reaped): the benchmark's own use of the machine, which is
+    no neighbour's."""
+    import psutil
+
+    spent = time.process_time()
+    reaped = os.times()
+    spent += reaped.children_user + reaped.children_system
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:  # it ended between the listing and the reading
+            continue
+        spent += t.user + t.system
+    return spent
+
+
 class NeighbourMeter:
     """What the rest of the machine did on this process's CPUs between ``start`` and
     ``stop``: the CPU seconds other programs used there, and the seconds stolen from them.
 
-    ``machine`` reads (busy, steal) seconds since boot of those CPUs, ``own`` this
-    process's CPU seconds; both are arguments so that tests can fake them. The kernel
-    counts the machine's time in ticks (10 ms), this process's exactly, so one short
-    round's reading is coarse: judge a neighbour over many rounds
-    (:func:`gdbench.judge.stats.neighbour_rounds`).
+    ``machine`` reads (busy, steal) seconds since boot of those CPUs, ``own`` the CPU
+    seconds of this process and its children (:func:`own_cpu_seconds`); both are arguments
+    so that tests can fake them. The kernel counts the machine's time in ticks (10 ms),
+    this process's exactly, so one short round's reading is coarse: judge a neighbour over
+    many rounds (:func:`gdbench.judge.stats.neighbour_rounds`).
     """
 
     def __init__(self, machine: Callable[[], tuple[float, float]] | None = None,
-                 own: Clock = time.process_time) -> None:
+                 own: Clock = own_cpu_seconds) -> None:
         cpus = allowed_cpus()
         self._machine = machine or (lambda: _busy_and_steal(cpus))
         self._own = own

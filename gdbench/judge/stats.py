@@ -145,15 +145,19 @@ def mostly_unsettled(refs: ArrayLike, level: float,
 #
 # The suite records, per round, the CPU seconds that other programs used on the CPUs it
 # ran on while the round was timed, and the seconds the hypervisor stole from them
-# (timing.NeighbourMeter). The kernel counts them in 10 ms ticks, so a single round of a
-# few milliseconds reads zero or a whole tick: a round's load is judged over the rounds
-# around it, spanning NEIGHBOUR_WINDOW_S. An idle machine's own daemons take a few
-# hundredths of a core; NEIGHBOUR_CORES is a quarter of one, which taken from a backend
-# that uses every CPU of a small machine already moves it by more than the 10% that
-# gdbench promises.
+# (timing.NeighbourMeter). The kernel counts them in 10 ms ticks per CPU, so a single
+# round of a few milliseconds reads zero or a whole tick, and each reading errs by up to a
+# tick per CPU (a tick counts the whole 10 ms to whatever ran at its instant): a round's
+# load is judged over the rounds around it, spanning NEIGHBOUR_WINDOW_S. Over 0.1 s that
+# sampling alone reads a fifth of a core on two CPUs, about as much as a neighbour; over
+# half a second, under a tenth, while a neighbour shorter than that is diluted. An idle
+# machine's own
+# daemons take a few hundredths of a core; NEIGHBOUR_CORES is a quarter of one, which
+# taken from a backend that uses every CPU of a small machine already moves it by more
+# than the 10% that gdbench promises.
 
 NEIGHBOUR_CORES = 0.25
-NEIGHBOUR_WINDOW_S = 0.1
+NEIGHBOUR_WINDOW_S = 0.5
 
 
 def neighbour_load(busy_s: ArrayLike, round_s: ArrayLike,

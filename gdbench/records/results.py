@@ -29,8 +29,8 @@ reference's ``loss_curve`` at ``loss_curve_steps``.
 Data-parallel rows (torch-ddp, jax-sharded) carry ``world`` (workers), ``single_process``
 (the one-process backend they are set against), ``compute_only_step_us`` (the same loop
 without its collective, µs per step; ``compute_only_data`` its rounds, seconds per run)
-and ``collective_step_us`` (what the collective costs per step: the median over rounds
-timed in turns of the loop with it less the loop without it). A GPU's
+and ``collective_step_us`` (what the collective costs per step: the median of the loop
+with it less the median of the loop without it, timed in turns of blocks). A GPU's
 yardsticks are roofline rows too, with their ``device`` (backend ``roofline-cuda``:
 torch.mm of the step's shapes on the device, and a device-to-device copy; no target). Any
 problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming

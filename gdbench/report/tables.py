@@ -422,9 +422,9 @@ def _collective_fit_lines(s: pd.DataFrame) -> list[str]:
 
 COLLECTIVE_NOTE = ("collective = the data-parallel loop's µs/step less the same loop's "
                    "without its collective (compute-only: each worker updates its own "
-                   "replica), on the same workers, timed in turns after the benchmark, in "
-                   "the same run; the median over turns of the difference. Its share is of "
-                   "the median step.")
+                   "replica), on the same workers, timed in turns of blocks after the "
+                   "benchmark, in the same run; the difference of the two medians. Its "
+                   "share is of the median step.")
 PARALLEL_NOTE = ("×: the one-process backend's µs/step over the data-parallel one's, in the "
                  "same run (above ×1 the workers are faster); the one process runs with the "
                  "run's threads (--threads N, else its library's default, every core). "
