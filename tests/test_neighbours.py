@@ -370,12 +370,32 @@ def test_the_kernels_ticks_alone_never_read_as_a_neighbour() -> None:
 def test_the_processes_a_backend_starts_are_its_own_not_neighbours() -> None:
     """A data-parallel backend's ranks are child processes: a child that spins while the
     meter runs is counted as this process's own time, not as a neighbour's."""
-    code = "import time\nend = time.time() + 0.6\nwhile time.time() < end:\n    pass\n"
+    code = "import time\nend = time.time() + 1.0\nwhile time.time() < end:\n    pass\n"
+    child = subprocess.Popen([sys.executable, "-c", code])  # started before, as ranks are
+    time.sleep(0.3)  # past its start-up
     meter = timing.NeighbourMeter()
     meter.start()
-    child = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(0.3)  # the child is alive and spinning: read it live
+    time.sleep(0.4)  # the child spins meanwhile
     others, _ = meter.stop()
     child.wait()
-    assert others < 0.15  # the child's ~0.3 s are not a neighbour's (ticks and daemons aside)
+    assert others < 0.15  # the child's ~0.4 s are not a neighbour's (ticks and daemons aside)
     assert timing.own_cpu_seconds() >= time.process_time()
+
+
+def test_the_machine_is_read_inside_this_process_s_own_reading() -> None:
+    """Fakes both counters to log their calls: what reading them costs falls inside this
+    process's interval, so it can never be read as a neighbour's time."""
+    calls: list[str] = []
+
+    def machine() -> tuple[float, float]:
+        calls.append("machine")
+        return 0.0, 0.0
+
+    def own() -> float:
+        calls.append("own")
+        return 0.0
+
+    meter = timing.NeighbourMeter(machine, own)
+    meter.start()
+    meter.stop()
+    assert calls == ["own", "machine", "machine", "own"]
