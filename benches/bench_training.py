@@ -238,6 +238,7 @@ def _collective_cost(prepared: Any, settings: Any, steps: int, timed: bool = Tru
                                    clock, block=COLLECTIVE_BLOCK)
     info.update(compute_only_data=alone,
                 compute_only_step_us=float(np.median(alone)) / steps * 1e6,
+                collective_full_step_us=float(np.median(full)) / steps * 1e6,
                 collective_step_us=float(np.median(full) - np.median(alone)) / steps * 1e6)
     return info
 

@@ -85,6 +85,7 @@ def test_the_collective_is_the_difference_of_the_medians_per_step() -> None:
     assert info["compute_only_step_us"] == pytest.approx(0.004 / 100 * 1e6)
     # Medians 0.0115 and 0.004: the difference, per step.
     assert info["collective_step_us"] == pytest.approx(0.0075 / 100 * 1e6)
+    assert info["collective_full_step_us"] == pytest.approx(0.0115 / 100 * 1e6)
 
 
 def test_untimed_it_runs_the_compute_only_loop_once_and_records_no_figure() -> None:

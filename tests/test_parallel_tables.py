@@ -135,3 +135,18 @@ def _save(tmp_path: Path, doc: dict[str, Any]) -> Path:
     path = tmp_path / "plain.json"
     path.write_text(json.dumps(doc))
     return path
+
+
+def test_the_share_is_of_the_loop_timed_beside_the_compute_only_one(tmp_path: Path) -> None:
+    """A backend with two speeds: its benchmark's rounds read 600 µs/step, the turns
+    beside the compute-only loop 1,000; the collective (500) is a share of the latter."""
+    path = write_parallel_run(tmp_path / "run.json")
+    doc = json.loads(path.read_text())
+    for b in doc["benchmarks"]:
+        info = b["extra_info"]
+        if info["backend"] == "torch-ddp" and info["workload"] == "crops":
+            info["collective_full_step_us"] = 1000.0
+    path.write_text(json.dumps(doc))
+    table = collective_table(summary(load_run(path))).set_index("workload")
+    assert table.loc["crops", "torch-ddp"] == "500 of 1,000 (50%)"
+    assert table.loc["small", "torch-ddp"] == "5.00 of 20.0 (25%)"  # older runs: the median

@@ -30,7 +30,8 @@ Data-parallel rows (torch-ddp, jax-sharded) carry ``world`` (workers), ``single_
 (the one-process backend they are set against), ``compute_only_step_us`` (the same loop
 without its collective, µs per step; ``compute_only_data`` its rounds, seconds per run)
 and ``collective_step_us`` (what the collective costs per step: the median of the loop
-with it less the median of the loop without it, timed in turns of blocks). A GPU's
+with it less the median of the loop without it, timed in turns of blocks;
+``collective_full_step_us`` the former, which its share is of). A GPU's
 yardsticks are roofline rows too, with their ``device`` (backend ``roofline-cuda``:
 torch.mm of the step's shapes on the device, and a device-to-device copy; no target). Any
 problem with a file raises :class:`gdbench.data.errors.InputError` with one line naming
@@ -68,6 +69,7 @@ COLUMNS = [
     "loss_curve_steps", "loss_curve", "memory_method", "memory_peak_bytes",
     "memory_allocations_per_step", "memory_allocated_bytes_per_step",
     "world", "single_process", "compute_only_step_us", "collective_step_us",
+    "collective_full_step_us",
     "compute_only_data",
 ]
 _INT_COLUMNS = ["rounds", "iterations", "n", "d", "k", "batch_size", "epochs", "steps",
@@ -78,7 +80,7 @@ _FLOAT_COLUMNS = ["median_s", "iqr_s", "mean_s", "stddev_s", "min_s", "step_us",
                   "ref_s", "prepare_s", "bandwidth_gbs", "copy_bytes", "target_loss",
                   "target_steps", "target_plan_steps", "target_cap_steps", "memory_peak_bytes",
                   "memory_allocations_per_step", "memory_allocated_bytes_per_step",
-                  "compute_only_step_us", "collective_step_us"]
+                  "compute_only_step_us", "collective_step_us", "collective_full_step_us"]
 
 
 def read_run(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -303,6 +305,7 @@ def _row(path: Path, index: int, bench: Any) -> dict[str, Any]:
         "single_process": extra.get("single_process"),
         "compute_only_step_us": extra.get("compute_only_step_us"),
         "collective_step_us": extra.get("collective_step_us"),
+        "collective_full_step_us": extra.get("collective_full_step_us"),
         "compute_only_data": _rounds(extra.get("compute_only_data")),
     }
 

@@ -424,7 +424,7 @@ COLLECTIVE_NOTE = ("collective = the data-parallel loop's µs/step less the same
                    "without its collective (compute-only: each worker updates its own "
                    "replica), on the same workers, timed in turns of blocks after the "
                    "benchmark, in the same run; the difference of the two medians. Its "
-                   "share is of the median step.")
+                   "share is of the loop's median step in those same turns.")
 PARALLEL_NOTE = ("×: the one-process backend's µs/step over the data-parallel one's, in the "
                  "same run (above ×1 the workers are faster); the one process runs with the "
                  "run's threads (--threads N, else its library's default, every core). "
@@ -438,9 +438,16 @@ def collective_table(s: pd.DataFrame) -> pd.DataFrame:
     dp = s[(s["kind"] == "training") & s["collective_step_us"].notna()]
     if dp.empty:
         return pd.DataFrame()
-    return _pivot(dp, lambda r: (
-        f"{formats.us(r['collective_step_us'])} of {formats.us(r['step_us'])} "
-        f"({formats.percent(100 * r['collective_step_us'] / r['step_us'])})"))
+    def cell(r: pd.Series) -> str:
+        # Of the loop with its collective as timed beside the compute-only one (a
+        # backend with two speeds can run in another in the benchmark's own rounds).
+        full = r["collective_full_step_us"]
+        step = float(full) if isinstance(full, (int, float)) and math.isfinite(full) \
+            else float(r["step_us"])
+        return (f"{formats.us(r['collective_step_us'])} of {formats.us(step)} "
+                f"({formats.percent(100 * r['collective_step_us'] / step)})")
+
+    return _pivot(dp, cell)
 
 
 def parallel_break_even(s: pd.DataFrame) -> pd.DataFrame:
