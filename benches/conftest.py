@@ -88,6 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
     threads = config.getoption("threads", None)
     if threads is not None and threads <= 0:
         raise pytest.UsageError(f"--threads must be a positive integer, got {threads}")
+    # An unknown name is refused here, in one line, not at collection (a traceback there).
+    _selected(config)
     if threads:
         config._gdbench_thread_limit = machine.pin_threads(threads)  # type: ignore[attr-defined]
 

@@ -329,6 +329,24 @@ def test_an_unknown_backend_is_refused(repo: Path, tmp_path: Path,
     assert "unknown backend 'tensorflow'" in _one_line_error(capsys)
 
 
+def test_a_selection_without_a_backend_that_can_run_here_is_refused(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def probe(sides: list[ab.Side], wanted: list[str], threads: int | None) -> dict:
+        return {s.role: {"names": ["numpy", "torch-cuda"],
+                         "status": {"numpy": None, "torch-cuda": "no CUDA device"}}
+                for s in sides}
+
+    monkeypatch.setattr(ab, "probe", probe)
+    monkeypatch.setattr(ab, "run_block", lambda block, args: pytest.fail("nothing may run"))
+    before = _state(repo)
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "torch-cuda") == 2
+    assert "no selected backend can run here: torch-cuda: no CUDA device" in \
+        _one_line_error(capsys)
+    assert _state(repo) == before  # its worktrees are gone
+    assert not (tmp_path / "out").exists()
+
+
 # --- the order of the turns -----------------------------------------------------------------
 
 def test_the_sides_take_turns_backend_by_backend_and_swap_who_goes_first(

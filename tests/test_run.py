@@ -76,6 +76,35 @@ def test_pytest_command_passes_the_selection_through(tmp_path: Path) -> None:
     assert "--benchmark-disable-gc" in cmd  # as the audit's standalone timings
 
 
+def test_pytest_command_runs_the_suite_as_installed_with_gdbench_runs_settings(
+        tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    args = parser.parse_args(["--dtype", "float64", "--workloads", "crops", "small",
+                              "--backends", "jax", "--", "--benchmark-min-rounds=3"])
+    cmd = launcher.pytest_command(args, tmp_path / "p.json", ["--isolated"])
+    suite = str(launcher.BENCHES)
+    assert cmd == [
+        sys.executable, "-m", "pytest", suite, "-q", "-p", "no:cacheprovider",
+        f"--rootdir={suite}",
+        # the suite's collection rules, whatever pytest configuration surrounds it
+        "-o", "python_files=bench_*.py", "-o", "python_functions=bench_*", "-o", "addopts=",
+        "-o", "testpaths=",
+        "--progress", "--benchmark-save-data", "--benchmark-disable-gc",
+        "--benchmark-group-by=group", "--benchmark-sort=name",
+        f"--benchmark-json={tmp_path / 'p.json'}", "--dtype=float64",
+        "--backends", "jax", "--workloads", "crops", "small", "--isolated",
+        "--benchmark-min-rounds=3"]
+    # A selection naming its own workloads replaces the user's; extra pytest options
+    # given without "--" pass through as they are.
+    args = parser.parse_args(["--workloads", "crops"])
+    args.pytest_args = ["--benchmark-max-time=0.1"]
+    cmd = launcher.pytest_command(args, tmp_path / "p.json", ["--workloads", "small"])
+    assert cmd.count("--workloads") == 1 and cmd[-3:] == [
+        "--workloads", "small", "--benchmark-max-time=0.1"]
+    assert "--quick" not in cmd and not any(a.startswith("--threads") for a in cmd)
+
+
 def test_each_runnable_backend_gets_its_own_process() -> None:
     status = {"numpy": None, "torch-cpu": None, "torch-cuda": "no CUDA device", "jax": None}
     procs = launcher.processes(list(status), status)
@@ -367,11 +396,15 @@ def test_gdbench_run_asks_for_the_gpus_yardsticks_after_the_backends(
 
 
 def _stand_in_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                        fails: dict[str, int]) -> list[str]:
+                        fails: dict[str, int],
+                        writes: dict[str, str | None] | None = None) -> list[str]:
     """Replace the benchmark processes of gdbench run by stand-ins, one per backend: each
     writes its backend's part of a constructed run and exits 0, except those in ``fails``,
-    which print a failed benchmark and exit with the given code. Returns the labels run."""
+    which print a failed benchmark and exit with the given code, and those in ``writes``,
+    which exit 0 having written the given text as their part (None: no file at all).
+    Returns the labels run."""
     ran: list[str] = []
+    writes = writes or {}
 
     def command(args: argparse.Namespace, json_path: Path, selection: Any = ()) -> list[str]:
         backend = list(selection)[list(selection).index("--backends") + 1]
@@ -381,6 +414,11 @@ def _stand_in_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                       f"print('AssertionError: {backend} on crops disagrees with numpy'); "
                       f"raise SystemExit({fails[backend]})")
             return [sys.executable, "-c", script]
+        if backend in writes:
+            text = writes[backend]
+            script = "print('[  1/1] bench_training: 1.0 us/step')" if text is None else (
+                "import sys; open(sys.argv[1], 'w').write(sys.argv[2])")
+            return [sys.executable, "-c", script, str(json_path), text or ""]
         source = tmp_path / f"{backend}.json"
         source.write_text(json.dumps(make_run(workloads=("crops",), backends=(backend,))))
         return [sys.executable, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
@@ -440,6 +478,300 @@ def test_run_where_every_process_fails_saves_nothing_and_names_them(
     assert code == 1
     assert "gdbench run: the numpy process failed (pytest exit 1)" in err
     assert "nothing saved" in err and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("written", [None, "", '{"benchmarks": [', '[{"name": "x"}]',
+                                     '{"benchmarks": {}}'])
+def test_run_fails_naming_a_backend_whose_process_exits_0_without_a_readable_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    written: str | None
+) -> None:
+    # torch-cpu's stand-in exits 0 but saves nothing, or nothing pytest-benchmark would
+    # write: its backend would be missing from the run without a word.
+    _stand_in_processes(tmp_path, monkeypatch, {}, {"torch-cpu": written})
+    out = tmp_path / "runs"
+    code = main(["run", "--backends", "numpy", "torch-cpu", "jax", "--workloads", "crops",
+                 "--out", str(out)])
+    printed, err = capsys.readouterr()
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "gdbench run: the torch-cpu process failed (it exited 0 but saved no readable run): "
+        "its benchmarks are not in the saved run"]
+    (saved,) = out.iterdir()
+    assert f"saved {saved}" in printed
+    backends = {b["extra_info"]["backend"] for b in json.loads(saved.read_text())["benchmarks"]}
+    assert backends == {"numpy", "jax", "roofline"}
+
+
+def test_run_where_no_process_saves_a_part_saves_nothing_and_names_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stand_in_processes(tmp_path, monkeypatch, {}, {"numpy": None, "jax": "{}"})
+    out = tmp_path / "runs"
+    code = main(["run", "--backends", "numpy", "jax", "--workloads", "crops", "--out", str(out)])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "gdbench run: the numpy process failed (it exited 0 but saved no readable run): its "
+        "benchmarks are not in the saved run",
+        "gdbench run: the jax process failed (it exited 0 but saved no readable run): its "
+        "benchmarks are not in the saved run",
+        "gdbench run: no backend ran (every one skipped or failed); nothing saved"]
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(("threads", "expected"), [
+    (["--threads", "1"], "thread_env"), ([], "inherited")])
+def test_each_benchmark_process_starts_with_the_thread_settings_in_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: list[str], expected: str
+) -> None:
+    # The stand-in processes write down the thread variables they started with, before
+    # importing anything but the standard library: the libraries they time would read
+    # them at import.
+    from gdbench.harness import machine
+
+    names = sorted(machine.thread_env(1)) + ["PYTHONUNBUFFERED"]
+    seen = tmp_path / "seen.jsonl"
+    source = tmp_path / "part.json"
+    source.write_text(json.dumps(make_run(workloads=("crops",), backends=("numpy",))))
+    script = ("import json, os, shutil, sys; names = json.loads(sys.argv[3]); "
+              "open(sys.argv[4], 'a').write(json.dumps({n: os.environ.get(n) for n in names}) "
+              "+ '\\n'); shutil.copy(sys.argv[1], sys.argv[2])")
+
+    def command(args: argparse.Namespace, json_path: Path, selection: Any = ()) -> list[str]:
+        return [sys.executable, "-c", script, str(source), str(json_path), json.dumps(names),
+                str(seen)]
+
+    monkeypatch.setattr(launcher, "pytest_command", command)
+    monkeypatch.setattr(launcher, "processes", lambda backends, status: [
+        ("numpy", ["--backends", "numpy"]), ("roofline", ["--backends", "numpy"])])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # gdbench sets it, not the user
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")  # the user's own, kept unless --threads
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", "--backends", "numpy", "--workloads", "crops", "--out",
+                     str(tmp_path / "runs"), *threads])
+    assert code == 0
+    envs = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert len(envs) == 2  # every process, the rooflines' too
+    want = dict(machine.thread_env(1)) if expected == "thread_env" else {
+        n: os.environ.get(n) for n in names}
+    want["PYTHONUNBUFFERED"] = "1"
+    assert envs == [want, want]
+    if expected == "inherited":
+        assert want["MKL_NUM_THREADS"] == "7" and want["OMP_NUM_THREADS"] is None
+    else:
+        assert want["OMP_NUM_THREADS"] == want["MKL_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["--backends", "nope"], "unknown backend 'nope'; the known backends are: numpy, "),
+    (["--workloads", "tiny"], "unknown workload 'tiny'"),
+])
+def test_run_refuses_an_unknown_name_in_one_line_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], fragment: str
+) -> None:
+    started: list[Any] = []
+    monkeypatch.setattr(launcher, "run_process", lambda *a, **k: started.append(a) or 0)
+    out = tmp_path / "runs"
+    code = main(["run", *argv, "--out", str(out)])
+    printed, err = capsys.readouterr()
+    assert code == 2 and printed == ""
+    assert err.count("\n") == 1 and err.startswith(f"gdbench run: error: {fragment}"), err
+    assert started == [] and not out.exists()
+
+
+def test_run_without_its_suite_says_to_reinstall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(launcher, "BENCHES", tmp_path / "benches")
+    code = main(["run", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (f"gdbench run: error: {tmp_path / 'benches'}: the benchmark suite is "
+                   "missing from this install; reinstall gdbench\n")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_run_refuses_threads_below_one_in_one_line(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", f"--threads={value}"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("gdbench run: error: argument --threads")
+
+
+# --- the launcher: reading a part back, running a process, stopping on SIGTERM -------------
+
+def test_read_part_reads_a_pytest_benchmark_json(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    path = tmp_path / "part.json"
+    path.write_text(json.dumps(doc))
+    assert launcher.read_part(path) == doc
+    assert launcher.read_part(tmp_path / "missing.json") is None
+    assert launcher.read_part(tmp_path) is None  # a folder
+
+
+@pytest.mark.parametrize("content", [
+    b"", b'{"benchmarks": [', b'[{"name": "x"}]', b'{"benchmarks": {}}', b'{"machine_info": {}}',
+    b'"benchmarks"', b"\xff\xfe{ not utf-8"])
+def test_read_part_answers_none_for_anything_pytest_benchmark_would_not_write(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "part.json"
+    path.write_bytes(content)
+    assert launcher.read_part(path) is None
+
+
+def test_run_process_echoes_progress_lines_only_and_returns_the_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = ("import os, sys; print('collecting'); print('[ 1/2] a: ok'); "
+              "print(' [not at the start'); print('[ 2/2] ' + os.getcwd() + ' ' + "
+              "os.environ['GDBENCH_TEST_VALUE']); print('table', file=sys.stderr)")
+    env = dict(os.environ, GDBENCH_TEST_VALUE="from env")
+    code = launcher.run_process([sys.executable, "-c", script], env, cwd=tmp_path,
+                                prefix="   base: ")
+    printed, err = capsys.readouterr()
+    assert code == 0 and err == ""  # a passing process's whole output is not shown
+    assert printed == f"   base: [ 1/2] a: ok\n   base: [ 2/2] {tmp_path} from env\n"
+
+
+def test_each_progress_line_is_flushed_as_it_comes() -> None:
+    # gdbench's output may be a pipe (CI's log): a line left in a buffer would show only
+    # when the process ends.
+    class Recording(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.events.append(text)
+            return super().write(text)
+
+        def flush(self) -> None:
+            self.events.append("<flush>")
+
+    out = Recording()
+    script = "print('[1/2] a: ok'); print('other'); print('[2/2] b: ok')"
+    with contextlib.redirect_stdout(out):
+        assert launcher.run_process([sys.executable, "-c", script], dict(os.environ)) == 0
+    assert [e for e in out.events if e] == ["[1/2] a: ok\n", "<flush>", "[2/2] b: ok\n",
+                                            "<flush>"]
+
+
+def test_a_failed_process_shows_its_last_200_lines_on_stderr(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = "import sys; [print(f'line {i}') for i in range(250)]; sys.exit(3)"
+    assert launcher.run_process([sys.executable, "-c", script], dict(os.environ)) == 3
+    printed, err = capsys.readouterr()
+    assert printed == ""
+    assert err.splitlines() == [f"line {i}" for i in range(50, 250)]
+
+
+def test_an_interrupted_process_is_asked_to_end_then_killed(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in Popen: reading its output is interrupted (Ctrl-C); it ignores the request
+    # to end (its wait times out), so it is killed, and reaped, before the interrupt goes on.
+    calls: list[Any] = []
+
+    class Stubborn:
+        def __init__(self, cmd: list[str], **kwargs: Any) -> None:
+            calls.append(("start", kwargs["env"]["X"], kwargs["cwd"]))
+            self.stdout = self._lines()
+
+        def _lines(self) -> Any:
+            yield "[ 1/1] a: ok\n"
+            raise KeyboardInterrupt
+
+        def terminate(self) -> None:
+            calls.append("terminate")
+
+        def kill(self) -> None:
+            calls.append("kill")
+
+        def wait(self, timeout: float | None = None) -> int:
+            calls.append(("wait", timeout))
+            if timeout is not None:
+                raise subprocess.TimeoutExpired("stand-in", timeout)
+            return -9
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", Stubborn)
+    with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
+        launcher.run_process(["x"], {"X": "1"}, cwd="/")
+    assert calls == [("start", "1", "/"), "terminate", ("wait", 10), "kill", ("wait", None)]
+
+
+def test_an_interrupted_process_that_ends_when_asked_is_not_killed(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Any] = []
+
+    class Obliging:
+        def __init__(self, cmd: list[str], **kwargs: Any) -> None:
+            self.stdout = self._lines()
+
+        def _lines(self) -> Any:
+            raise KeyboardInterrupt
+            yield ""
+
+        def terminate(self) -> None:
+            calls.append("terminate")
+
+        def kill(self) -> None:
+            calls.append("kill")
+
+        def wait(self, timeout: float | None = None) -> int:
+            calls.append(("wait", timeout))
+            return -15
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", Obliging)
+    with pytest.raises(KeyboardInterrupt):
+        launcher.run_process(["x"], {})
+    assert calls == ["terminate", ("wait", 10)]
+
+
+def test_sigterm_inside_terminate_as_exit_raises_system_exit_143_and_the_handler_returns(
+) -> None:
+    def unhandled(signum: int, frame: Any) -> None:
+        raise RuntimeError("SIGTERM reached the handler outside the block")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with pytest.raises(SystemExit) as stopped, launcher.terminate_as_exit():
+            assert signal.getsignal(signal.SIGTERM) is not unhandled
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal arrives before this ends
+        assert stopped.value.code == 143
+        assert signal.getsignal(signal.SIGTERM) is unhandled
+        with launcher.terminate_as_exit():
+            pass  # a block that ends normally puts the handler back too
+        assert signal.getsignal(signal.SIGTERM) is unhandled
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_terminate_as_exit_outside_the_main_thread_leaves_the_handler_alone() -> None:
+    # signal.signal may only be called from the main thread: elsewhere, the block runs as is.
+    seen: list[Any] = []
+
+    def body() -> None:
+        try:
+            with launcher.terminate_as_exit():
+                seen.append(signal.getsignal(signal.SIGTERM))
+        except BaseException as exc:  # pragma: no cover - what the test fails on
+            seen.append(exc)
+
+    before = signal.getsignal(signal.SIGTERM)
+    worker = threading.Thread(target=body)
+    worker.start()
+    worker.join()
+    assert seen == [before] and signal.getsignal(signal.SIGTERM) is before
 
 
 # --- timing again what the machine's unsettled moments spoiled ----------------------------------

@@ -8,6 +8,8 @@ conftest reads); the agreement check and the NumPy reference it compares with ar
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 import gdbench.benches.conftest as suite
 from gdbench import implementations
 from gdbench.data.workloads import DEFAULT, QUICK, WORKLOADS
-from gdbench.harness import timing
+from gdbench.harness import launcher, timing
 from gdbench.implementations.base import RTOL, TrainResult, train_once
 
 
@@ -142,6 +144,34 @@ def test_an_unknown_name_is_a_usage_error_listing_the_known_ones(
         suite._selected(_config(**{option: [name]}))
     assert str(info.value).startswith(f"unknown {option[:-1]} {name!r}; the known {option} "
                                        f"are: {known}")
+
+
+def test_the_names_are_checked_when_the_suite_is_configured() -> None:
+    # Before collection: a usage error raised there is one line, not a collection traceback.
+    for option, name in (("backends", "numpi"), ("workloads", "tiny")):
+        with pytest.raises(pytest.UsageError, match=f"unknown {option[:-1]} {name!r}"):
+            suite.pytest_configure(_config(**{option: [name]}))
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["--backends", "nope"], "unknown backend 'nope'; the known backends are: "
+                             f"{', '.join(implementations.names())}"),
+    (["--workloads", "crops", "tiny"], "unknown workload 'tiny'; the known workloads are: "
+                                       f"{', '.join(WORKLOADS)}"),
+    (["--threads", "0"], "--threads must be a positive integer, got 0"),
+])
+def test_pytest_benches_with_a_bad_name_says_so_in_one_line(
+        argv: list[str], error: str) -> None:
+    # The real suite in a real pytest process, as a user runs it from a checkout
+    # (``pytest benches --backends nope``): the refusal comes before anything is imported
+    # or timed.
+    folder = launcher.BENCHES
+    proc = subprocess.run([sys.executable, "-m", "pytest", folder.name, "-p", "no:cacheprovider",
+                           *argv], cwd=folder.parent, capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"ERROR: {error}"], proc.stderr
 
 
 @pytest.mark.parametrize("threads", [0, -2])

@@ -118,6 +118,10 @@ def main(args: argparse.Namespace) -> int:
     if args.report:
         report = text if args.format == "md" else build_report(
             base, new, threshold, "md", warning, confirmation)[0]
-        write_atomic(args.report, report)
+        try:
+            write_atomic(args.report, report)
+        except OSError as exc:  # a folder in the way, no permission
+            raise InputError(f"{args.report}: cannot write the report "
+                             f"({exc.strerror or exc})") from None
     print(text, end="")
     return code

@@ -241,8 +241,11 @@ class _Driver:
     def run(self, backends: list[str], status: dict[str, str | None]) -> tuple[int, list[Path]]:
         with launcher.terminate_as_exit():  # stopped by SIGTERM, it cleans up as on Ctrl-C
             machines = self.executor.machines(backends, status)
-            out: Path = self.args.out
-            out.mkdir(parents=True, exist_ok=True)
+            try:  # once the machines are known (a refused cluster leaves no folder)
+                self.args.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file in the way, no permission: before any job
+                raise InputError(f"{self.args.out}: cannot save runs there "
+                                 f"({exc.strerror or exc})") from None
             self._header(machines)
             tasks = []
             for m in machines:
@@ -321,9 +324,10 @@ class _Driver:
         self.code = self.code or outcome.code or 1
         how = (f"pytest exit {outcome.code}" if outcome.code else
                "it exited 0 but saved no readable run")
-        output = "above" if self.local else "in the log of the worker that ran it"
-        self.failures.append(f"gdbench run: {whose} failed ({how}): {kept}; its output is "
-                             f"{output}")
+        # A process that exited 0 had its output echoed only in its progress lines.
+        output = "" if not outcome.code else "; its output is above" if self.local else \
+            "; its output is in the log of the worker that ran it"
+        self.failures.append(f"gdbench run: {whose} failed ({how}): {kept}{output}")
         return None
 
     def _close(self, board: _Board) -> None:

@@ -222,8 +222,8 @@ def read_part(path: Path) -> dict[str, Any] | None:
     """The pytest-benchmark run a job saved at ``path``, or None when it is missing or not
     a run (a process that crashed before pytest-benchmark wrote its file)."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
     return doc if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) else None
 
