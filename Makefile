@@ -74,7 +74,7 @@ MUTATE := \
 	gdbench/commands/audit.py:tests/test_audit.py,tests/test_audit_retime.py \
 	gdbench/judge/audit.py:tests/test_audit.py,tests/test_standalone.py \
 	gdbench/harness/standalone.py:tests/test_audit.py,tests/test_standalone.py,tests/test_audit_retime.py \
-	gdbench/records/run.py:tests/test_records.py,tests/test_run.py,tests/test_ab.py \
+	gdbench/records/run.py:tests/test_records.py,tests/test_ab.py \
 	gdbench/judge/limits.py:tests/test_limits.py \
 	gdbench/judge/target.py:tests/test_target.py \
 	benches/conftest.py:tests/test_suite.py,tests/test_timing.py \
