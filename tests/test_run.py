@@ -606,6 +606,73 @@ def test_run_refuses_threads_below_one_in_one_line(
 
 # --- the launcher: reading a part back, running a process, stopping on SIGTERM -------------
 
+def _run_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_a_job_named_alone_is_the_job_a_plain_gdbench_run_starts(tmp_path: Path) -> None:
+    assert launcher.Job("numpy") == launcher.Job.of(_run_args(), "numpy")
+    cmd = launcher.Job("numpy").command(tmp_path / "p.json")
+    assert "--dtype=float32" in cmd and "--quick" not in cmd
+    assert not any(a.startswith(("--threads", "--backends", "--workloads", "--workload-def"))
+                   for a in cmd)
+
+
+def test_a_job_is_frozen_and_hashable_as_is_its_outcome() -> None:
+    import dataclasses
+
+    job = launcher.Job("numpy", ("--backends", "numpy"))
+    assert {job: 1}[launcher.Job("numpy", ("--backends", "numpy"))] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.label = "jax"  # type: ignore[misc]
+    outcome = launcher.Outcome(job, 0, None, 1.0)
+    assert hash(outcome) == hash(launcher.Outcome(job, 0, None, 1.0))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.code = 1  # type: ignore[misc]
+
+
+def test_a_job_carries_the_runs_world_and_the_users_workloads(tmp_path: Path) -> None:
+    from gdbench.implementations.data_parallel import WORLD_ENV
+
+    args = _run_args("--workloads", "crops")
+    args.world = 2
+    args.definitions = (("mine", '{"shape": [8, 2, 1], "batch_size": 4}'),)
+    job = launcher.Job.of(args, "numpy", ["--backends", "numpy"])
+    assert job.extra_env == ((WORLD_ENV, "2"),)
+    assert job.env()[WORLD_ENV] == "2"
+    assert job.definitions == args.definitions
+    cmd = job.command(tmp_path / "p.json")
+    assert cmd[:4] == [sys.executable, "-m", "pytest", str(launcher.BENCHES)]
+    at = cmd.index("--workload-def")
+    assert cmd[at:at + 2] == ["--workload-def", f"mine={args.definitions[0][1]}"]
+    assert cmd[-2:] == ["--backends", "numpy"]  # the selection after the definitions
+
+
+def test_a_job_from_another_checkout_changes_only_the_suites_folder(tmp_path: Path) -> None:
+    plain = launcher.Job("numpy", ("--backends", "numpy")).command(tmp_path / "p.json")
+    theirs = launcher.Job("numpy", ("--backends", "numpy"), tree=str(tmp_path / "co"))
+    cmd = theirs.command(tmp_path / "p.json")
+    suite = str(tmp_path / "co" / "benches")
+    ours = str(launcher.BENCHES)
+    assert cmd == [suite if a == ours else f"--rootdir={suite}" if a == f"--rootdir={ours}"
+                   else a for a in plain]
+    assert cmd[3] == suite and cmd.count(f"--rootdir={suite}") == 1
+    assert sum(a != b for a, b in zip(cmd, plain, strict=True)) == 2
+
+
+def test_run_job_echoes_the_progress_lines_without_a_prefix_unless_given(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    script = "print('[1/1] bench_training[crops-numpy]: ok')"
+    monkeypatch.setattr(launcher, "pytest_command",
+                        lambda args, json_path, selection=(): [sys.executable, "-c", script])
+    launcher.run_job(launcher.Job("numpy"))
+    assert capsys.readouterr().out == "[1/1] bench_training[crops-numpy]: ok\n"
+    launcher.LocalExecutor().run(launcher.Job("numpy"), prefix="  base: ")
+    assert capsys.readouterr().out == "  base: [1/1] bench_training[crops-numpy]: ok\n"
+
+
 def test_read_part_reads_a_pytest_benchmark_json(tmp_path: Path) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",))
     path = tmp_path / "part.json"
