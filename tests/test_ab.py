@@ -145,8 +145,8 @@ def fake_suite(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Calls]:
 
         def probe(sides: list[ab.Side], wanted: list[str], threads: int | None) -> dict:
             names = implementations.names()
-            return {s.role: {"names": names, "status": {n: None for n in wanted or names}}
-                    for s in sides}
+            return {s.role: {"names": names, "status": {n: None for n in wanted or names},
+                             "own_workloads": True} for s in sides}
 
         def run_block(block: ab.Block, args: argparse.Namespace) -> int:
             calls.append((block.index, block.side.role, block.label))
@@ -344,6 +344,87 @@ def test_a_selection_without_a_backend_that_can_run_here_is_refused(
     assert "no selected backend can run here: torch-cuda: no CUDA device" in \
         _one_line_error(capsys)
     assert _state(repo) == before  # its worktrees are gone
+    assert not (tmp_path / "out").exists()
+
+
+# --- the user's own problem -----------------------------------------------------------------
+
+def test_both_sides_time_the_users_shape_and_declared_workload_from_their_definitions(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        fake_suite: Callable[..., Calls]) -> None:
+    (repo / "pyproject.toml").write_text(
+        (repo / "pyproject.toml").read_text()
+        + '\n[tool.gdbench.workloads.wide]\nshape = "512,64,2"\nbatch_size = 32\n')
+    git(repo, "commit", "-q", "-am", "a workload of the user's")
+    fake_suite()
+    seen: list[argparse.Namespace] = []
+    faked = ab.run_block
+    monkeypatch.setattr(ab, "run_block", lambda block, args: seen.append(args) or faked(block,
+                                                                                        args))
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--workloads", "crops",
+                  "wide", "--shape", "256,8,3", "--batch", "16", "--epochs", "2") == 0
+    assert seen and all(args.workloads == ["crops", "wide", "256x8x3-b16-e2"] for args in seen)
+    definitions = {name: json.loads(text) for name, text in seen[0].definitions}
+    assert definitions == {
+        "wide": {"shape": [512, 64, 2], "batch_size": 32, "epochs": 1, "lr": 0.05, "seed": 0,
+                 "noise": 0.1},
+        "256x8x3-b16-e2": {"shape": [256, 8, 3], "batch_size": 16, "epochs": 2, "lr": 0.05,
+                           "seed": 0, "noise": 0.1}}
+    # ... and each side's suite is given them on its command line.
+    side = ab.Side("base", "HEAD~1", "1" * 40, tmp_path / "base")
+    cmd = ab.side_job(side, seen[0], "numpy").command(tmp_path / "p.json")
+    given = [cmd[i + 1] for i, part in enumerate(cmd) if part == "--workload-def"]
+    assert sorted(given) == sorted(f"{name}={text}" for name, text in seen[0].definitions)
+
+
+def test_a_side_whose_suite_cannot_time_the_users_workload_is_refused(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def probe(sides: list[ab.Side], wanted: list[str], threads: int | None) -> dict:
+        return {s.role: {"names": ["numpy"], "status": {"numpy": None},
+                         **({"own_workloads": True} if s.role == "head" else {})}
+                for s in sides}
+
+    monkeypatch.setattr(ab, "probe", probe)
+    monkeypatch.setattr(ab, "run_block", lambda block, args: pytest.fail("nothing may run"))
+    before = _state(repo)
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--shape", "64,3,2",
+                  "--batch", "8") == 2
+    err = _one_line_error(capsys)
+    assert err.startswith("gdbench ab: error: base side (HEAD~1 = ") and \
+        "too old to time your own workloads (64x3x2-b8-e1)" in err
+    assert _state(repo) == before
+    # Without a workload of the user's, an old suite is fine.
+    sides = {"base": ab.Side("base", "HEAD~1", "0" * 40, tmp_path)}
+    ab._check_own_workloads(sides, {"base": {"names": [], "status": {}}}, ())
+
+
+def test_the_probe_of_a_real_side_says_its_suite_takes_the_users_workloads(
+        repo: Path, origin: dict[str, Any], tmp_path: Path) -> None:
+    side = ab.Side("head", "HEAD", origin["head"], repo)
+    (answer,) = ab.probe([side], ["numpy"], 1).values()
+    assert answer["own_workloads"] is True and answer["status"] == {"numpy": None}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--shape", "64,3,2", "--batch", "0"), "--batch"),
+    (("--shape", "64,3"), "--shape"),
+    (("--batch", "8"), "--batch describes your own problem"),
+    (("--shape", "64,3,2"), "--batch B is needed with --shape or --data"),
+    (("--data", "missing.csv", "--batch", "8"), "missing.csv"),
+    (("--workloads", "nope"), "unknown workload 'nope'"),
+])
+def test_bad_own_problems_are_refused_in_one_line_before_any_worktree(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], message: str) -> None:
+    monkeypatch.setattr(ab, "worktrees", lambda *a: pytest.fail("no worktree may be made"))
+    try:
+        code = run_ab(tmp_path, "HEAD~1", "HEAD", *argv)
+    except SystemExit as exc:  # argparse's own error
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "out").exists()
 
 
@@ -549,21 +630,30 @@ def test_merge_refuses_a_block_without_saved_rounds(tmp_path: Path) -> None:
 
 def test_a_real_ab_of_one_tiny_benchmark(repo: Path, origin: dict[str, Any], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    """Both sides really run their own suite from their worktrees: crops, numpy only."""
+    """Both sides really run their own suite from their worktrees: numpy only, on crops
+    and on a tiny problem of the user's (--shape)."""
     before = _state(repo)
     code = run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--workloads", "crops",
-                  "--max-time", "0.05", "--threshold", "50%")
+                  "--shape", "64,3,2", "--batch", "16", "--max-time", "0.05",
+                  "--threshold", "50%")
     out, err = capsys.readouterr()
     assert code in (0, 1), out + err  # a verdict, whatever this busy machine's noise
-    assert "| crops | numpy |" in out
+    assert "| crops | numpy |" in out and "| 64x3x2-b16-e1 | numpy |" in out
     (folder,) = (tmp_path / "out").iterdir()
     for role in ab.ROLES:
         doc = json.loads((folder / f"{role}.json").read_text())
         assert doc["commit_info"]["id"] == origin[role]  # ran in its own worktree
-        training = [b for b in doc["benchmarks"] if b["extra_info"]["kind"] == "training"]
-        # Two blocks, and up to two more per block when the machine was unsettled.
-        assert 2 <= training[0]["extra_info"]["blocks"] <= 6
-        assert len(training[0]["extra_info"]["norm_data"]) == training[0]["stats"]["rounds"]
+        training = {b["extra_info"]["workload"]: b for b in doc["benchmarks"]
+                    if b["extra_info"]["kind"] == "training"}
+        assert set(training) == {"crops", "64x3x2-b16-e1"}
+        for bench in training.values():
+            # Two blocks, and up to two more per block when the machine was unsettled.
+            assert 2 <= bench["extra_info"]["blocks"] <= 6
+            assert len(bench["extra_info"]["norm_data"]) == bench["stats"]["rounds"]
+        assert training["64x3x2-b16-e1"]["extra_info"]["workload_def"] == {
+            "shape": [64, 3, 2], "batch_size": 16, "epochs": 1, "lr": 0.05, "seed": 0,
+            "noise": 0.1}
+        assert training["64x3x2-b16-e1"]["extra_info"]["steps"] == 4
     assert _state(repo) == before
 
 

@@ -19,7 +19,7 @@ import pytest
 from _benchjson import run_cli
 
 import gdbench.benches.conftest as suite
-from gdbench.commands import audit
+from gdbench.commands import audit, options
 from gdbench.commands import run as run_command
 from gdbench.data.datasets import synthetic
 from gdbench.data.errors import InputError
@@ -158,7 +158,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_shape_and_batch_make_one_workload_named_by_them() -> None:
     args = _args("--shape", "4096,32,4", "--batch", "64", "--epochs", "2")
-    run_command._resolve_workloads(args)
+    options.resolve_workloads(args)
     assert args.workloads == ["4096x32x4-b64-e2"]
     ((name, text),) = args.definitions
     assert name == "4096x32x4-b64-e2"
@@ -176,7 +176,7 @@ def test_a_csv_and_named_workloads_are_timed_together(tmp_path: Path) -> None:
     with _cwd(below):
         args = _args("--workloads", "crops", "wide", "--data", "../farm.csv", "--targets",
                      "yield", "--batch-size", "2", "--lr", "0.01")
-        run_command._resolve_workloads(args)
+        options.resolve_workloads(args)
     assert args.workloads == ["crops", "wide", "farm-b2-e1"]
     assert [name for name, _ in args.definitions] == ["wide", "farm-b2-e1"]
     farm = json.loads(args.definitions[1][1])

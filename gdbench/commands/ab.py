@@ -81,7 +81,6 @@ from typing import Any
 from gdbench.commands import options
 from gdbench.commands.options import positive_float, positive_int
 from gdbench.data.errors import InputError
-from gdbench.data.workloads import get_workload
 from gdbench.harness import launcher
 from gdbench.judge import regress, retime
 from gdbench.judge.stats import quiet_level
@@ -111,9 +110,15 @@ from gdbench import implementations as impl
 names = impl.names()
 default = getattr(impl, "default_names", impl.names)()  # older revisions time every one
 wanted = [n for n in (sys.argv[1:] or default) if n in names]
+try:  # whether its suite takes the user's own workloads (--workload-def)
+    from gdbench.benches.plugin import OPTIONS
+    own = any(name == "workload-def" for name, _ in OPTIONS)
+except ImportError:
+    own = False
 print(json.dumps({"files": [gdbench.__file__, gdbench.data.__file__, impl.__file__,
                             gdbench.benches.__file__],
-                  "names": names, "status": {n: impl.why_unavailable(n) for n in wanted}}))
+                  "names": names, "status": {n: impl.why_unavailable(n) for n in wanted},
+                  "own_workloads": own}))
 """
 
 
@@ -366,7 +371,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these backends (default: every backend of either side but the "
                              "data-parallel ones)")
     parser.add_argument("--workloads", nargs="+", metavar="NAME",
-                        help="only these workloads (default: the profile's)")
+                        help="only these workloads, gdbench's or those declared under "
+                             "[tool.gdbench.workloads.NAME] in pyproject.toml (default: the "
+                             "profile's)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="pin both sides to N CPUs and cap every library at N threads "
@@ -389,6 +396,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "which are not measured")
     parser.add_argument("--format", choices=["md", "table"], default="md",
                         help="what to print (default: md); --report is always markdown")
+    options.add_own_problem(parser)
 
 
 def _resolve_all(repo: Path, args: argparse.Namespace) -> dict[str, str]:
@@ -441,7 +449,22 @@ def _suite_args(args: argparse.Namespace) -> argparse.Namespace:
     max_time = _max_time(args)
     return argparse.Namespace(dtype=args.dtype, quick=args.quick, backends=args.backends,
                               workloads=args.workloads, threads=args.threads,
+                              definitions=tuple(getattr(args, "definitions", None) or ()),
                               pytest_args=[f"--benchmark-max-time={max_time}"])
+
+
+def _check_own_workloads(sides: dict[str, Side], found: dict[str, dict[str, Any]],
+                         definitions: Sequence[tuple[str, str]]) -> None:
+    """Refuse a side whose suite cannot time the user's own workloads, when there are any:
+    both sides time the same problems, from the same definitions."""
+    if not definitions:
+        return
+    for role, side in sides.items():
+        if not found[role].get("own_workloads"):
+            names = ", ".join(name for name, _ in definitions)
+            raise InputError(f"{side.title} is too old to time your own workloads ({names}): "
+                             "its suite has no --workload-def; compare gdbench's own "
+                             "workloads instead")
 
 
 def _out_dir(out: Path, commits: dict[str, str]) -> Path:
@@ -565,8 +588,7 @@ def main(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if isinstance(threshold, str):  # a Namespace built by hand, not by the parser
         threshold = regress.parse_threshold(threshold)
-    for name in args.workloads or []:
-        get_workload(name)  # an unknown name is an InputError listing the known ones
+    options.resolve_workloads(args)  # an unknown name is an InputError listing the known
     repo = repository()
     commits = _resolve_all(repo, args)
     suite = _suite_args(args)
@@ -578,6 +600,7 @@ def main(args: argparse.Namespace) -> int:
         sides = {role: Side(role, rev, commits[role], trees[role])
                  for role, rev in zip(ROLES, (args.base, args.head), strict=True)}
         found = probe(list(sides.values()), args.backends or [], args.threads)
+        _check_own_workloads(sides, found, args.definitions)
         procs, unavailable = _selection(args, found)
         parts = trees["base"].parent / "parts"
         plan = schedule(sides, procs, blocks, parts)
