@@ -258,6 +258,11 @@ def test_gdbench_run_times_a_shape_and_a_declared_workload_and_saves_their_defin
     frame = load_run(saved)
     assert set(frame["workload"]) == {"wide", "128x4x2-b16-e1"}
     assert "128x4x2-b16-e1" in printed.getvalue() and "wide" in printed.getvalue()
+    # gdbench check gates them as any workload: the run against itself passes, row by row.
+    gate = io.StringIO()
+    with contextlib.redirect_stdout(gate):
+        assert main(["check", str(saved), "--baseline", str(saved), "--format", "table"]) == 0
+    assert "wide" in gate.getvalue() and "128x4x2-b16-e1" in gate.getvalue()
     # gdbench audit times them again from the definitions the run saved, even where no
     # pyproject.toml declares them (here: a folder away from it).
     run = Run.load(saved)
