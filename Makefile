@@ -60,8 +60,9 @@ lint: $(STAMP)
 # import path, so an interrupted run never leaves a mutant in your files. Slow (minutes a
 # file), so not part of .ci/run.
 # MUTATE: one entry per file, SOURCE:TESTS, TESTS being the comma-separated test files
-# that cover SOURCE (fast ones only: no benches, no wheel build). Add a file by adding an
-# entry. `make mutate ONLY=gdbench/judge/stats.py` runs the entries whose source is named there.
+# that cover SOURCE (fast ones only: no benches, no wheel build; the tests marked e2e, which
+# take seconds each, are left out, so a score is what the fast tests alone kill). Add a
+# file by adding an entry. `make mutate ONLY=gdbench/judge/stats.py` runs the entries whose source is named there.
 # Each file's survivors, as diffs, go to build/mutate/<source>.txt.
 MUTATE := \
 	data/loader.py:tests/test_loader.py,tests/test_gradients.py,tests/test_cli.py \
@@ -72,18 +73,21 @@ MUTATE := \
 	gdbench/records/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
 	gdbench/harness/timing.py:tests/test_timing.py,tests/test_audit.py,tests/test_standalone.py \
 	gdbench/commands/audit.py:tests/test_audit.py,tests/test_audit_retime.py \
-	gdbench/judge/audit.py:tests/test_audit.py,tests/test_standalone.py \
-	gdbench/harness/standalone.py:tests/test_audit.py,tests/test_standalone.py,tests/test_audit_retime.py \
-	gdbench/records/run.py:tests/test_records.py,tests/test_ab.py \
+	gdbench/judge/audit.py:tests/test_audit.py,tests/test_audit_retime.py,tests/test_standalone.py \
+	gdbench/harness/standalone.py:tests/test_audit_retime.py,tests/test_audit.py,tests/test_own_workloads.py,tests/test_standalone.py \
+	gdbench/records/run.py:tests/test_records.py,tests/test_ab.py,tests/test_own_workloads.py \
 	gdbench/judge/limits.py:tests/test_limits.py \
 	gdbench/judge/target.py:tests/test_target.py \
 	benches/conftest.py:tests/test_suite.py,tests/test_timing.py \
 	gdbench/harness/memory.py:tests/test_memory.py,tests/test_memory_bounds.py \
 	gdbench/harness/launcher.py:tests/test_run.py,tests/test_jobs.py,tests/test_audit_retime.py \
-	gdbench/judge/retime.py:tests/test_run.py,tests/test_neighbours.py \
-	gdbench/commands/run.py:tests/test_run.py,tests/test_jobs.py,tests/test_exit_codes.py \
+	gdbench/judge/retime.py:tests/test_audit_retime.py,tests/test_neighbours.py,tests/test_ab.py,tests/test_run.py \
+	gdbench/commands/run.py:tests/test_jobs.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_run.py \
 	gdbench/commands/cli.py:tests/test_cli.py,tests/test_exit_codes.py \
-	gdbench/commands/check.py:tests/test_regress.py,tests/test_exit_codes.py
+	gdbench/commands/check.py:tests/test_regress.py,tests/test_exit_codes.py \
+	gdbench/commands/ab.py:tests/test_ab.py,tests/test_exit_codes.py \
+	gdbench/judge/trust.py:tests/test_trust.py,tests/test_neighbours.py,tests/test_tables.py \
+	gdbench/commands/options.py:tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_cli.py
 ONLY ?=
 MUTATE_OUT := build/mutate
 # -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a
@@ -91,7 +95,7 @@ MUTATE_OUT := build/mutate
 # 2) into 1; one process, so that mutmut's timeout (10x the clean run) can kill it.
 MUTMUT_RUN := run --CI --simple-output
 MUTATE_PYTEST := -c 'import sys, pytest; sys.exit(min(1, pytest.main(sys.argv[1:])))' \
-	-x -q -p no:cacheprovider --benchmark-disable
+	-x -q -p no:cacheprovider --benchmark-disable -m 'not e2e'
 mutate: $(STAMP)
 	@set -u; tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/gdbench-mutate.XXXXXX") || exit 1; \
 	trap 'rm -rf "$$tmp"' 0; trap 'exit 130' INT TERM HUP; \

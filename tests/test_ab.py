@@ -628,6 +628,7 @@ def test_merge_refuses_a_block_without_saved_rounds(tmp_path: Path) -> None:
 
 # --- one real A/B ---------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_a_real_ab_of_one_tiny_benchmark(repo: Path, origin: dict[str, Any], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Both sides really run their own suite from their worktrees: numpy only, on crops

@@ -79,6 +79,7 @@ def in_process() -> Iterator[Any]:
         yield local
 
 
+@pytest.mark.e2e
 def test_two_bench_workers_run_numpy_and_jax_on_crops_and_small_each_cell_once(
         two_workers: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if implementations.why_unavailable("jax"):

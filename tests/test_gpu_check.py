@@ -243,6 +243,7 @@ def test_on_a_gpu_machine_gpu_rows_of_every_backend_pass_the_check(tmp_path: Pat
     assert audited == {("crops", name) for name in GPU_BACKENDS}  # no large in this run
 
 
+@pytest.mark.e2e
 def test_a_probe_that_does_not_finish_is_no_verdict_of_no_gpu(tmp_path: Path) -> None:
     # Fakes a device probe that hangs (a CUDA start-up that never returns) past a budget
     # whose 10 s floor leaves no step after it.

@@ -22,6 +22,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("scaling", "speedup", "roofline", "fit", "loss-time", "convergence")
 
 
+@pytest.mark.e2e
 def test_plot_writes_every_figure(tmp_path: Path, capsys) -> None:
     run = write_run(tmp_path / "run.json", workloads=("crops", "small", "medium"), seed=1)
     out_dir = tmp_path / "new" / "plots"  # created on demand

@@ -217,6 +217,7 @@ def test_saved_run_loads_in_pytest_benchmark_compare(tiny_run: tuple[Path, str])
     assert "bench_training[crops-numpy]" in proc.stdout
 
 
+@pytest.mark.e2e
 def test_audit_of_a_saved_run_records_its_verdicts_in_the_run(
     tiny_run: tuple[Path, str], tmp_path: Path
 ) -> None:

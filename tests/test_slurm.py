@@ -106,6 +106,7 @@ def test_submitit_runs_the_jobs_and_the_run_has_every_cell_once(
     assert "-- numpy (job 1 of 1)" in printed and f"saved {saved}" in printed
 
 
+@pytest.mark.e2e
 def test_sigterm_cancels_the_submitit_jobs_and_keeps_whole_files_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The jobs are stand-ins (tests/_cluster_jobs.py, imported by the job's own process):

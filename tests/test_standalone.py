@@ -115,6 +115,7 @@ def test_a_backend_that_returns_before_its_work_is_done_fails(
     assert row.alone.step_us < STEP_S * 1e6
 
 
+@pytest.mark.e2e
 def test_a_backend_that_leaves_a_thread_spinning_is_flagged(
     crops: tuple[Problem, Problem]
 ) -> None:
@@ -243,6 +244,7 @@ class FakeStream:
         return not self.pending
 
 
+@pytest.mark.e2e
 def test_a_cuda_run_that_returns_with_work_queued_fails_though_no_timing_shows_it(
     monkeypatch: pytest.MonkeyPatch, crops: tuple[Problem, Problem]
 ) -> None:
