@@ -68,20 +68,20 @@ MUTATE := \
 	data/loader.py:tests/test_loader.py,tests/test_gradients.py,tests/test_cli.py \
 	implementations/reference.py:tests/test_gradients.py,tests/test_cli.py \
 	implementations/base.py:tests/test_cli.py,tests/test_gradients.py,tests/test_registry.py \
-	gdbench/judge/stats.py:tests/test_stats.py,tests/test_regress.py \
+	gdbench/judge/stats.py:tests/test_docs_constants.py,tests/test_stats.py,tests/test_regress.py \
 	gdbench/judge/regress.py:tests/test_regress.py \
 	gdbench/records/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
-	gdbench/harness/timing.py:tests/test_timing.py,tests/test_audit.py,tests/test_standalone.py \
+	gdbench/harness/timing.py:tests/test_docs_constants.py,tests/test_timing.py,tests/test_audit.py,tests/test_standalone.py \
 	gdbench/commands/audit.py:tests/test_audit.py,tests/test_audit_retime.py \
-	gdbench/judge/audit.py:tests/test_audit.py,tests/test_audit_retime.py,tests/test_standalone.py \
-	gdbench/harness/standalone.py:tests/test_audit_retime.py,tests/test_audit.py,tests/test_own_workloads.py,tests/test_standalone.py \
+	gdbench/judge/audit.py:tests/test_docs_constants.py,tests/test_audit.py,tests/test_audit_retime.py,tests/test_standalone.py \
+	gdbench/harness/standalone.py:tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_audit.py,tests/test_own_workloads.py,tests/test_standalone.py \
 	gdbench/records/run.py:tests/test_records.py,tests/test_ab.py,tests/test_own_workloads.py \
 	gdbench/judge/limits.py:tests/test_limits.py \
 	gdbench/judge/target.py:tests/test_target.py \
 	benches/conftest.py:tests/test_suite.py,tests/test_timing.py \
 	gdbench/harness/memory.py:tests/test_memory.py,tests/test_memory_bounds.py \
 	gdbench/harness/launcher.py:tests/test_run.py,tests/test_jobs.py,tests/test_audit_retime.py \
-	gdbench/judge/retime.py:tests/test_audit_retime.py,tests/test_neighbours.py,tests/test_ab.py,tests/test_run.py \
+	gdbench/judge/retime.py:tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_neighbours.py,tests/test_ab.py,tests/test_run.py \
 	gdbench/commands/run.py:tests/test_jobs.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_run.py \
 	gdbench/commands/cli.py:tests/test_cli.py,tests/test_exit_codes.py \
 	gdbench/commands/check.py:tests/test_regress.py,tests/test_exit_codes.py \

@@ -6,6 +6,7 @@ tests/test_standalone.py's. No figure of a real backend is asserted here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import statistics
 import threading
@@ -295,6 +296,18 @@ def test_a_standalone_timing_mostly_unsettled_is_retried_and_pooled() -> None:
     assert pooled.ref_s == pytest.approx(0.95)
     again = replace(row, alone=pooled)
     assert not again.alone_unsettled() and again.interference == pytest.approx(1.0)
+
+
+def test_a_standalone_timing_without_its_rounds_is_a_value_that_pools_as_empty() -> None:
+    bare = standalone.Standalone(step_us=130.0, ref_s=1.0, sync_change=0.0, doubled_ratio=2.0,
+                                 busy_cores=0.0, harness_share=1e-4, rounds=0)
+    assert (bare.round_us, bare.round_ref_s, bare.round_wake_s) == ((), (), ())
+    assert bare.harness_ratio == 1.0 and bare.queued_after_run is None
+    pooled = bare.pooled(SETTLED_ALONE)
+    assert pooled.round_us == SETTLED_ALONE.round_us and pooled.rounds == 20
+    assert pooled.round_ref_s == SETTLED_ALONE.round_ref_s
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.step_us = 1.0  # type: ignore[misc]
 
 
 def test_the_doubled_problem_has_twice_the_steps_and_the_same_first_epochs() -> None:
