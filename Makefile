@@ -87,7 +87,20 @@ MUTATE := \
 	gdbench/commands/check.py:tests/test_regress.py,tests/test_exit_codes.py \
 	gdbench/commands/ab.py:tests/test_ab.py,tests/test_exit_codes.py \
 	gdbench/judge/trust.py:tests/test_trust.py,tests/test_neighbours.py,tests/test_tables.py \
-	gdbench/commands/options.py:tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_cli.py
+	gdbench/commands/options.py:tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_cli.py \
+	gdbench/commands/compare.py:tests/test_exit_codes.py,tests/test_tables.py \
+	gdbench/commands/plot.py:tests/test_exit_codes.py,tests/test_plots.py \
+	gdbench/commands/history.py:tests/test_exit_codes.py,tests/test_history.py \
+	gdbench/commands/executors.py:tests/test_exit_codes.py,tests/test_slurm.py,tests/test_cluster.py \
+	gdbench/records/formats.py:tests/test_tables.py \
+	gdbench/report/tables.py:tests/test_neighbours.py,tests/test_parallel_tables.py,tests/test_tables.py \
+	gdbench/report/history.py:tests/test_history.py \
+	gdbench/report/plots.py:tests/test_plots.py \
+	gdbench/harness/machine.py:tests/test_machine.py,tests/test_timing.py \
+	gdbench/harness/gpu.py:tests/test_gpu.py,tests/test_machine.py \
+	gdbench/harness/cluster.py:tests/test_slurm.py,tests/test_cluster.py \
+	gdbench/harness/dask_executor.py:tests/test_cluster.py \
+	gdbench/harness/slurm_executor.py:tests/test_slurm.py
 ONLY ?=
 MUTATE_OUT := build/mutate
 # -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a
