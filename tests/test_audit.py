@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from _benchjson import write_run
 
@@ -26,6 +27,7 @@ from gdbench.data.workloads import WORKLOADS
 from gdbench.harness import standalone, timing
 from gdbench.judge import audit as verdicts
 from gdbench.judge import retime
+from gdbench.records import formats
 from gdbench.records.results import read_run
 from gdbench.records.run import Run
 
@@ -600,3 +602,115 @@ def test_without_per_round_references_on_every_timing_nothing_is_judged_unsettle
                            (130.0,) * 20, (1.0,) * 20)
     assert settled.unsettled_shares() == (0.0, 0.5)  # half the alone rounds ran slow
     assert settled.unsettled_shares(bare) == (0.0, 0.0)  # another timing without refs
+
+
+# --- the verdicts' exact words and edges (judge/audit's mutants) ---------------------------
+
+def test_each_failure_and_warning_is_worded_for_the_reader() -> None:
+    row = verdicts.Row("crops", "x", 100.0, 1.0,
+                       replace(ALONE, sync_change=0.25, doubled_ratio=1.0, busy_cores=0.5,
+                               queued_after_run=True))
+    assert verdicts.failures(row) == [
+        "sync: an extra wait finds 25% of run still pending (its own cost taken out), so "
+        "run returns before its work is done",
+        "sync: the CUDA stream still had work queued when run returned, so run returns "
+        "before its work is done",
+        "x2 plan: twice the steps took x1.00 the time"]
+    assert verdicts.warnings(row) == ["spins: 0.50 cores busy after run returns"]
+    assert verdicts.verdict(row) == "FAIL"
+    assert verdicts.verdict(verdicts.Row("crops", "x", 100.0, 1.0, ALONE)) == "ok"
+
+
+def test_a_figure_exactly_at_its_limit_passes() -> None:
+    at = replace(ALONE, sync_change=verdicts.SYNC_LIMIT, busy_cores=verdicts.BUSY_LIMIT)
+    row = verdicts.Row("crops", "x", 100.0, 1.0, at)
+    assert verdicts.failures(row) == [] and verdicts.warnings(row) == []
+
+
+def test_a_difference_that_stays_over_two_timings_says_so() -> None:
+    row = verdicts.Row("crops", "x", 150.0, 1.0, ALONE, timings=2)
+    assert verdicts.failures(row) == [
+        "interference: suite +50.0% vs alone; it stays over 2 timings of each side taking "
+        "turns, while the suite's pairing moves the loop +0.0% in one process"]
+    once = verdicts.Row("crops", "x", 150.0, 1.0, ALONE)
+    assert verdicts.failures(once) == [
+        "interference: suite +50.0% vs alone; the suite's pairing moves the loop +0.0% in "
+        "one process, so the machine's speed changed between the two timings (re-run the "
+        "suite)"]
+
+
+def test_two_pooled_timings_compare_medians_uncorrected_by_the_reference() -> None:
+    slower = replace(ALONE, step_us=120.0, ref_s=1.2)  # the reference says: 1.2x slower
+    assert verdicts.Row("large", "x", 100.0, 1.0, slower).interference == pytest.approx(1.0)
+    pooled = verdicts.Row("large", "x", 100.0, 1.0, slower, timings=2)
+    assert pooled.interference == pytest.approx(100 / 120)
+    assert pooled.compared() == "medians of 2 timings each, taking turns (no per-round refs)"
+
+
+def test_a_row_without_the_suites_rounds_has_none_and_no_wake_readings() -> None:
+    row = verdicts.Row("crops", "numpy", 130.0, 1.0, SETTLED_ALONE)
+    assert (row.suite_round_us, row.suite_round_ref_s, row.suite_round_wake_s) == ((), (), ())
+    assert row.settled is None
+    # Wake readings count only where both sides saved them aligned with their rounds.
+    woken = replace(SETTLED_ALONE, round_wake_s=(1e-5,) * 20)
+    suite = ((130.0,) * 20, (1.0,) * 20)
+    assert verdicts.Row("crops", "numpy", 130.0, 1.0, SETTLED_ALONE, *suite,
+                        (1e-5,) * 20)._wakes is None
+    assert verdicts.Row("crops", "numpy", 130.0, 1.0, woken, *suite)._wakes is None
+    assert verdicts.Row("crops", "numpy", 130.0, 1.0, woken, *suite, (1e-5,) * 19)._wakes is None
+    both = verdicts.Row("crops", "numpy", 130.0, 1.0, woken, *suite, (2e-5,) * 20)
+    assert both._wakes == ((2e-5,) * 20, (1e-5,) * 20)
+
+
+def test_a_suite_timing_with_exactly_half_its_rounds_unsettled_is_kept() -> None:
+    calm = replace(SETTLED_ALONE, round_ref_s=(1.0,) * 20)
+    half = verdicts.Row("crops", "numpy", 130.0, 1.0, calm, (130.0,) * 20,
+                        (1.0,) * 10 + (1.25,) * 10)
+    assert half.unsettled_shares() == (0.5, 0.0) and not half.suite_unsettled()
+    most = replace(half, suite_round_ref_s=(1.0,) * 9 + (1.25,) * 11)
+    assert most.suite_unsettled()
+
+
+@pytest.mark.parametrize("series", [
+    {"data": [1.0, 2.0], "ref_data": None, "steps": 10},
+    {"data": None, "ref_data": [1.0, 2.0], "steps": 10},
+    {"data": [1.0, 2.0], "ref_data": [1.0], "steps": 10},
+    {"data": [], "ref_data": [], "steps": 10},
+    {"data": [1.0], "ref_data": [1.0], "steps": float("nan")},
+    {"data": [1.0], "ref_data": [1.0], "steps": 0},
+])
+def test_a_suite_benchmark_without_aligned_rounds_gives_no_rounds(series: dict) -> None:
+    assert verdicts.suite_rounds(pd.Series(series)) == ((), (), ())
+
+
+def test_the_suites_rounds_are_per_step_microseconds_with_their_readings() -> None:
+    r = pd.Series({"data": [0.001, 0.002], "ref_data": [1, 2], "steps": 10,
+                   "wake_data": [3, 4]})
+    assert verdicts.suite_rounds(r) == ((100.0, 200.0), (1.0, 2.0), (3.0, 4.0))
+    r["wake_data"] = [3]  # not aligned: left out
+    assert verdicts.suite_rounds(r)[2] == ()
+
+
+def test_the_spread_is_the_iqr_over_the_median_in_any_unit() -> None:
+    a = list(np.linspace(99.0, 101.0, 101))  # µs, not ratios near 1
+    n = verdicts.noise(a, list(reversed(a)), 0.15)
+    q1, med, q3 = np.percentile(a + a, [25, 50, 75])
+    assert n["iqr_over_median"] == pytest.approx((q3 - q1) / med) and n["warning"] is None
+
+
+def test_noise_exactly_at_the_threshold_does_not_warn() -> None:
+    a = list(np.linspace(0.99, 1.01, 101))
+    spread = verdicts.noise(a, a, 1.0)["iqr_over_median"]
+    assert verdicts.noise(a, a, spread)["warning"] is None  # spread == threshold
+    b = [x * 1.2 for x in a]
+    first = verdicts.noise(a, b, 1.0)
+    reach = max(abs(first["aa_high"] - 1), abs(1 - first["aa_low"]))
+    at = verdicts.noise(a, b, 2 * reach)  # the interval reaches exactly half of it
+    assert at["iqr_over_median"] < 2 * reach and at["warning"] is None
+    warned = verdicts.noise(a, b, 0.15)
+    assert warned["warning"] == (
+        f"this machine is noisy for a 15% gate: A/A "
+        f"{formats.signed_percent(warned['aa_ratio'])} "
+        f"[{formats.signed_percent(warned['aa_low'])}, "
+        f"{formats.signed_percent(warned['aa_high'])}], "
+        f"spread {warned['iqr_over_median']:.1%}")
