@@ -651,6 +651,8 @@ def test_a_row_without_the_suites_rounds_has_none_and_no_wake_readings() -> None
     row = verdicts.Row("crops", "numpy", 130.0, 1.0, SETTLED_ALONE)
     assert (row.suite_round_us, row.suite_round_ref_s, row.suite_round_wake_s) == ((), (), ())
     assert row.settled is None
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a value: replace() makes another
+        row.timings = 2  # type: ignore[misc]
     # Wake readings count only where both sides saved them aligned with their rounds.
     woken = replace(SETTLED_ALONE, round_wake_s=(1e-5,) * 20)
     suite = ((130.0,) * 20, (1.0,) * 20)
