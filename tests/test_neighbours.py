@@ -367,6 +367,7 @@ def test_the_kernels_ticks_alone_never_read_as_a_neighbour() -> None:
         stats.NEIGHBOUR_CORES
 
 
+@pytest.mark.e2e  # real CPU time of a spinning child: a loaded machine starves it
 def test_the_processes_a_backend_starts_are_its_own_not_neighbours() -> None:
     """A data-parallel backend's ranks are child processes: a child that spins while the
     meter runs is counted as this process's own time, not as a neighbour's. The machine's
