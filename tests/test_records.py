@@ -13,7 +13,16 @@ from _benchjson import make_run, write_run
 
 from gdbench.data.errors import InputError
 from gdbench.harness import machine
-from gdbench.records.run import ROOFLINE, TRAINING, Benchmark, Run, merge, merge_rounds, run_name
+from gdbench.records.run import (
+    ROOFLINE,
+    TRAINING,
+    Benchmark,
+    Run,
+    merge,
+    merge_rounds,
+    run_name,
+    unused_path,
+)
 
 
 def _run() -> dict:
@@ -82,6 +91,7 @@ def test_load_and_save_round_trip_atomically(tmp_path: Path) -> None:
     run.gdbench["audit"] = {"passed": True}
     run.save(path)
     assert json.loads(path.read_text())["machine_info"]["gdbench"]["audit"] == {"passed": True}
+    assert path.read_text() == json.dumps(run.doc, indent=4)  # as pytest-benchmark writes it
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary left
     assert os.stat(path).st_mode & 0o777 == 0o644
 
@@ -117,6 +127,8 @@ def test_name_key_workload_and_backend_fall_back_in_order() -> None:
                         "params": {"workload": "pw", "backend": "pb"}})
     assert (params.name, params.key, params.workload, params.backend) == (
         "f.py::n", "f.py::n", "pw", "pb")
+    # A saved kind wins over the name.
+    assert Benchmark({"name": "roofline-ish", "extra_info": {"kind": "training"}}).training
     bare = Benchmark({"name": "bench_training[x]", "group": "g"})
     assert (bare.key, bare.workload, bare.backend) == ("bench_training[x]", "g",
                                                         "bench_training[x]")
@@ -189,14 +201,17 @@ def test_the_run_name_is_time_cpu_count_fingerprint_and_profile() -> None:
     assert name == (f"20261207-083736_intel-r--xeon-r--platinu-2c_"
                     f"{machine.fingerprint(info)}_default-1t")
     assert run_name("quick", {}, when=when).startswith("20261207-083736_unknown-c_")
+    xeon = {"gdbench": {"cpu_model": "(Xeon X)", "cpu_count": 4}}
+    assert run_name("q", xeon, when=when).startswith("20261207-083736_xeon-x-4c_")
 
 
 def test_merge_completes_gdbench_facts_from_every_part_and_dedupes_blas() -> None:
-    lib = {"prefix": "libopenblas", "filepath": "/a.so", "num_threads": 2}
+    lib = {"prefix": "libopenblas", "filepath": "/a.so", "num_threads": 2, "fingerprint": 0}
     a = {"machine_info": {"node": "n1", "gdbench": {"blas": [lib], "torch": None,
                                                       "jax": {}, "cpu_count": 2}},
          "benchmarks": [{"name": "x"}], "commit_info": {"id": "c"}}
-    b = {"machine_info": {"node": "n2", "gdbench": {"blas": [lib, {**lib, "filepath": "/b.so"}],
+    b = {"machine_info": {"node": "n2", "gdbench": {"blas": [lib, {**lib, "filepath": "/b.so"},
+                                                               {**lib, "prefix": "libmkl"}],
                                                       "torch": "2.13", "jax": {"v": 1},
                                                       "cpu_count": 8}},
          "benchmarks": [{"name": "y"}]}
@@ -204,7 +219,8 @@ def test_merge_completes_gdbench_facts_from_every_part_and_dedupes_blas() -> Non
     facts = doc["machine_info"]["gdbench"]
     assert doc["machine_info"]["node"] == "n1" and doc["commit_info"] == {"id": "c"}
     assert facts["torch"] == "2.13" and facts["jax"] == {"v": 1} and facts["cpu_count"] == 2
-    assert [x["filepath"] for x in facts["blas"]] == ["/a.so", "/b.so"]
+    assert [(x["prefix"], x["filepath"]) for x in facts["blas"]] == [
+        ("libopenblas", "/a.so"), ("libopenblas", "/b.so"), ("libmkl", "/a.so")]
     assert facts["unavailable"] == {} and facts["isolation"] == "process per backend"
     without = {k: v for k, v in facts.items() if k != "fingerprint"}
     assert facts["fingerprint"] == machine.fingerprint({**doc["machine_info"],
@@ -264,7 +280,8 @@ def test_merge_rounds_refuses_a_block_that_saved_no_rounds_naming_it() -> None:
         block = _block([1.0])
         block["stats"]["data"] = bad
         with pytest.raises(InputError, match=r"^benchmark bench_training\[crops-numpy\]: a "
-                                             r"block saved no rounds"):
+                                             r"block saved no rounds \(run without "
+                                             r"--benchmark-save-data\?\)$"):
             merge_rounds([_block([1.0]), block])
 
 
@@ -276,6 +293,13 @@ def test_merged_neighbours_are_over_all_the_timed_seconds() -> None:
     timed = (1.0 + 3.0 + 2.0) * 2  # seconds: rounds × their iterations
     assert extra["neighbour_cores"] == pytest.approx(1.6 / timed)
     assert extra["steal_cores"] == pytest.approx(0.8 / timed)
+    short = merge_rounds([_block([0.1], busy_data=[0.05], steal_data=[0.0])] * 2)["extra_info"]
+    assert short["neighbour_cores"] == pytest.approx(0.1 / 0.4)  # under a second timed
+    once = {**_block([1.0, 1.0], busy_data=[0.5, 0.5], steal_data=[0.0, 0.0])}
+    once["stats"] = {"data": [1.0, 1.0]}  # no iterations saved: one run per round
+    merged = merge_rounds([once, once])
+    assert merged["stats"]["iterations"] == 1
+    assert merged["extra_info"]["neighbour_cores"] == pytest.approx(0.5)
     zero = merge_rounds([_block([0.0], busy_data=[1.0], steal_data=[1.0], flops=0)] * 2)[
         "extra_info"]
     assert zero["neighbour_cores"] == 0.0 and zero["steal_cores"] == 0.0
@@ -283,3 +307,13 @@ def test_merged_neighbours_are_over_all_the_timed_seconds() -> None:
     b["extra_info"]["busy_data"] = [1.2, 0.0]  # misaligned: none kept, stale loads dropped
     extra = merge_rounds([a, b])["extra_info"]
     assert not {"busy_data", "steal_data", "neighbour_cores", "steal_cores"} & set(extra)
+
+
+def test_unused_path_never_overwrites(tmp_path: Path) -> None:
+    first = unused_path(tmp_path, "run")
+    first.write_text("{}")
+    second = unused_path(tmp_path, "run")
+    second.write_text("{}")
+    assert first == tmp_path / "run.json"
+    assert second == tmp_path / "run-2.json"
+    assert unused_path(tmp_path, "run").name == "run-3.json"

@@ -34,16 +34,6 @@ EXTRA_INFO_KEYS = {
 }
 
 
-def test_unused_path_never_overwrites(tmp_path: Path) -> None:
-    first = run_file.unused_path(tmp_path, "run")
-    first.write_text("{}")
-    second = run_file.unused_path(tmp_path, "run")
-    second.write_text("{}")
-    assert first.name == "run.json"
-    assert second.name == "run-2.json"
-    assert run_file.unused_path(tmp_path, "run").name == "run-3.json"
-
-
 def test_run_name_says_when_which_machine_and_profile() -> None:
     from gdbench.harness import machine
 

@@ -204,8 +204,7 @@ def merge(parts: Sequence[dict[str, Any]], unavailable: dict[str, str]) -> dict[
     merged["unavailable"] = dict(unavailable)
     merged["isolation"] = "process per backend"
     info["gdbench"] = merged
-    merged["fingerprint"] = machine.fingerprint({**info, "gdbench": {
-        k: v for k, v in merged.items() if k != "fingerprint"}})
+    merged["fingerprint"] = machine.fingerprint(info)  # from the facts, never a part's id
     doc["machine_info"] = info
     return doc
 
