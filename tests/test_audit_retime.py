@@ -213,7 +213,8 @@ def test_standalone_reads_the_childs_last_line_and_gives_it_the_thread_settings(
     result = standalone.Standalone(step_us=12.5, ref_s=0.25, sync_change=0.01,
                                    doubled_ratio=1.9, busy_cores=0.1, harness_share=0.001,
                                    rounds=30)
-    script = ("import json, os, sys; print('warming up'); d = json.loads(sys.argv[1]); "
+    script = ("import json, os, sys; print('warming up'); print('still'); "
+              "d = json.loads(sys.argv[1]); "
               "d['ref_s'] = float(os.environ['OMP_NUM_THREADS']); print(json.dumps(d))")
 
     def child(*args: Any) -> list[str]:

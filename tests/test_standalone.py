@@ -10,6 +10,9 @@ backend is asserted here.
 from __future__ import annotations
 
 import gc
+import math
+import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -18,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from gdbench.data.errors import InputError
 from gdbench.data.workloads import WORKLOADS, Problem
-from gdbench.harness import standalone
+from gdbench.harness import standalone, timing
 from gdbench.implementations.base import TrainResult, make_result
 from gdbench.judge import audit as verdicts
 
@@ -285,3 +289,110 @@ def test_a_cuda_backends_run_returns_with_its_stream_idle(
     for _ in range(3):
         prepared.run()
         assert gpu.work_queued("cuda") is False
+
+
+# --- measure() on a fake clock: every figure it returns, by value ------------------------------
+
+TICK = 1e-9  # what reading the fake clock costs, so that an empty loop is not free
+WORK = 250e-6  # one run of the constructed backend on crops: 250 steps of 1 µs
+
+
+class FakeClock:
+    """Time moves only when read (TICK) or when the constructed code "works"."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += TICK
+        return self.t
+
+    def work(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class Clocked(Sleeper):
+    """An honest backend that works on the fake clock: 1 µs a step, a wait that finds
+    nothing pending."""
+
+    name = "clocked"
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def work(self, state: dict[str, Any]) -> None:
+        self.clock.work(len(state["problem"].plan) * WORK / 250)
+
+
+def test_measure_returns_each_figure_as_the_rounds_on_the_clock_give_it(
+        monkeypatch: pytest.MonkeyPatch, crops: tuple[Problem, Problem]) -> None:
+    clock = FakeClock()
+    ref_calls = [0]
+
+    def reference() -> None:  # slower at each call: each block's reading is its own
+        ref_calls[0] += 1
+        clock.work(1e-3 * ref_calls[0])
+
+    plans: list[dict[str, Any]] = []
+    real_plan = timing.plan_rounds
+
+    def plan_rounds(run: Any, ref: Any, **kwargs: Any) -> timing.RoundPlan:
+        plans.append(kwargs)
+        return real_plan(run, ref, **kwargs)
+
+    monkeypatch.setattr(timing, "reference_loop", lambda X, W, batches: reference)
+    monkeypatch.setattr(timing, "single_threaded", lambda fn: fn)
+    monkeypatch.setattr(timing, "wake_probe", lambda: lambda: 2e-5)
+    monkeypatch.setattr(timing, "busy_after", lambda: 0.3)
+    monkeypatch.setattr(timing, "plan_rounds", plan_rounds)
+    monkeypatch.setattr(standalone.gpu, "work_queued", lambda device: device == "cpu")
+    alone = standalone.measure(Clocked(clock), *crops, seconds=1e-3, check_seconds=3e-3,
+                               clock=clock)
+    iterations = math.ceil(timing.ROUND_FLOOR_S / (WORK + TICK))  # runs in a round
+    per_run = (iterations * WORK + TICK) / iterations
+    assert alone.rounds == 5  # the floor of rounds: 1 ms holds none
+    assert alone.step_us == pytest.approx(per_run / 250 * 1e6, rel=1e-9)
+    assert alone.round_us == pytest.approx((per_run / 250 * 1e6,) * 5, rel=1e-9)
+    # One block per round here (5 rounds in up to 6 blocks), each with its own reading.
+    assert len(alone.round_ref_s) == 5 and list(alone.round_ref_s) == sorted(
+        set(alone.round_ref_s))
+    assert alone.ref_s == statistics.median(alone.round_ref_s)
+    assert alone.round_wake_s == (2e-5,) * 5
+    assert alone.harness_share == pytest.approx(TICK / (iterations * WORK + TICK), rel=1e-6)
+    assert alone.doubled_ratio == pytest.approx(2.0, rel=1e-4)
+    assert abs(alone.sync_change) < 1e-4 and alone.harness_ratio == pytest.approx(1.0, rel=1e-4)
+    assert alone.busy_cores == 0.3 and alone.queued_after_run is True
+    # The plans: the checks share check_seconds, at CHECK_MIN_ROUNDS turns at least; the
+    # pairing gets twice the check's seconds, at least two rounds a pair.
+    checks = [p for p in plans if p.get("min_rounds") == standalone.CHECK_MIN_ROUNDS]
+    assert [p["max_time_s"] for p in checks] == pytest.approx([1e-3] * 3)
+    pairing = [p for p in plans if "probe" in p and p["min_rounds"] > 1]
+    assert [(p["max_time_s"], p["min_rounds"]) for p in pairing] == [
+        (pytest.approx(6e-3), 2 * standalone.HARNESS_PAIRS)]
+
+
+def test_the_timer_info_is_its_smallest_forward_step() -> None:
+    readings = iter([0.0, 0.0, 3e-6, 4e-6, 4e-6, 9e-6] + [9e-6] * 10)
+    info = standalone.timer_info(lambda: next(readings), samples=6)
+    assert info["smallest_step_s"] == pytest.approx(1e-6)
+    assert info["resolution_s"] == time.get_clock_info("perf_counter").resolution
+    assert math.isnan(standalone.timer_info(lambda: 1.0, samples=5)["smallest_step_s"])
+
+
+def test_the_childs_help_and_a_bad_definition_name_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        standalone.main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert out.startswith("usage: python -m gdbench.harness.standalone [-h]")
+    assert "time one backend alone; prints its Standalone as JSON on the last line" in out
+    assert "--definition JSON  the workload's definition, for one of the user's" in out
+    with pytest.raises(InputError, match="^--definition: "):
+        standalone.main(["numpy", "mine", "--definition", '{"shape": "1,2"}'])
+
+
+def test_the_child_runs_as_a_module() -> None:
+    proc = subprocess.run([sys.executable, "-m", "gdbench.harness.standalone", "--help"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m gdbench.harness")
