@@ -72,7 +72,7 @@ MUTATE := \
 	gdbench/judge/regress.py:tests/test_regress.py \
 	gdbench/records/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
 	gdbench/harness/timing.py:tests/test_docs_constants.py,tests/test_timing.py,tests/test_audit.py,tests/test_standalone.py \
-	gdbench/commands/audit.py:tests/test_audit.py,tests/test_audit_retime.py \
+	gdbench/commands/audit.py:tests/test_cli_reference.py,tests/test_audit.py,tests/test_audit_retime.py \
 	gdbench/judge/audit.py:tests/test_docs_constants.py,tests/test_audit.py,tests/test_audit_retime.py,tests/test_standalone.py \
 	gdbench/harness/standalone.py:tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_audit.py,tests/test_own_workloads.py,tests/test_standalone.py \
 	gdbench/records/run.py:tests/test_records.py,tests/test_ab.py,tests/test_own_workloads.py \
@@ -82,16 +82,16 @@ MUTATE := \
 	gdbench/harness/memory.py:tests/test_memory.py,tests/test_memory_bounds.py \
 	gdbench/harness/launcher.py:tests/test_run.py,tests/test_jobs.py,tests/test_audit_retime.py \
 	gdbench/judge/retime.py:tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_neighbours.py,tests/test_ab.py,tests/test_run.py \
-	gdbench/commands/run.py:tests/test_jobs.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_run.py \
-	gdbench/commands/cli.py:tests/test_cli.py,tests/test_exit_codes.py \
-	gdbench/commands/check.py:tests/test_regress.py,tests/test_exit_codes.py \
-	gdbench/commands/ab.py:tests/test_ab.py,tests/test_exit_codes.py \
+	gdbench/commands/run.py:tests/test_cli_reference.py,tests/test_jobs.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_run.py \
+	gdbench/commands/cli.py:tests/test_cli_reference.py,tests/test_cli.py,tests/test_exit_codes.py \
+	gdbench/commands/check.py:tests/test_cli_reference.py,tests/test_regress.py,tests/test_exit_codes.py \
+	gdbench/commands/ab.py:tests/test_cli_reference.py,tests/test_ab.py,tests/test_exit_codes.py \
 	gdbench/judge/trust.py:tests/test_trust.py,tests/test_neighbours.py,tests/test_tables.py \
-	gdbench/commands/options.py:tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_cli.py \
-	gdbench/commands/compare.py:tests/test_exit_codes.py,tests/test_tables.py \
-	gdbench/commands/plot.py:tests/test_exit_codes.py,tests/test_plots.py \
-	gdbench/commands/history.py:tests/test_exit_codes.py,tests/test_history.py \
-	gdbench/commands/executors.py:tests/test_exit_codes.py,tests/test_slurm.py,tests/test_cluster.py \
+	gdbench/commands/options.py:tests/test_cli_reference.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_cli.py \
+	gdbench/commands/compare.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_tables.py \
+	gdbench/commands/plot.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_plots.py \
+	gdbench/commands/history.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_history.py \
+	gdbench/commands/executors.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_slurm.py,tests/test_cluster.py \
 	gdbench/records/formats.py:tests/test_tables.py \
 	gdbench/report/tables.py:tests/test_neighbours.py,tests/test_parallel_tables.py,tests/test_tables.py \
 	gdbench/report/history.py:tests/test_history.py \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -222,6 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(cmd)
         cmd.set_defaults(func=module.main)
     return parser
+
+
+REFERENCE_COLUMNS = "100"  # the width docs/cli.md is wrapped at, whatever the terminal's
+
+
+def help_reference() -> str:
+    """docs/cli.md: every command's ``--help``, as argparse prints it at a fixed width
+    (``python scripts/cli_reference.py`` writes it; a test keeps it current)."""
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = REFERENCE_COLUMNS
+    try:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        pages = [("gdbench", parser.format_help())]
+        pages += [(f"gdbench {name}", cmd.format_help()) for name, cmd in sub.choices.items()]
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
+    version = ".".join(map(str, sys.version_info[:2]))
+    head = ("# gdbench's commands\n\nEvery command's `--help`, as it prints it (argparse of "
+            f"Python {version}, {REFERENCE_COLUMNS} columns). Written by "
+            "`python scripts/cli_reference.py`; `tests/test_cli_reference.py` fails when it "
+            "is out of date.\n")
+    return head + "".join(f"\n## {title}\n\n```text\n{text.rstrip()}\n```\n"
+                          for title, text in pages)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
