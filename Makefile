@@ -81,7 +81,7 @@ MUTATE := \
 	benches/conftest.py:tests/test_suite.py,tests/test_timing.py \
 	gdbench/harness/memory.py:tests/test_memory.py,tests/test_memory_bounds.py \
 	gdbench/harness/launcher.py:tests/test_run.py,tests/test_jobs.py,tests/test_audit_retime.py \
-	gdbench/judge/retime.py:tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_neighbours.py,tests/test_ab.py,tests/test_run.py \
+	gdbench/judge/retime.py:tests/test_retime.py,tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_neighbours.py,tests/test_ab.py,tests/test_run.py \
 	gdbench/commands/run.py:tests/test_cli_reference.py,tests/test_jobs.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_run.py \
 	gdbench/commands/cli.py:tests/test_cli_reference.py,tests/test_cli.py,tests/test_exit_codes.py \
 	gdbench/commands/check.py:tests/test_cli_reference.py,tests/test_regress.py,tests/test_exit_codes.py \

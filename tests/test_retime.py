@@ -124,3 +124,15 @@ def test_the_decision_records_the_shares_to_three_places() -> None:
     (decided,) = retime.keep_settled(parts, again)
     assert decided == {"benchmark": "bench_training[w1-jax]", "by": "run",
                        "unsettled_first": 0.667, "unsettled_again": 0.333, "kept": "again"}
+
+
+def test_the_named_policies_are_what_the_commands_promise() -> None:
+    # gdbench ab's help: a process spoiled that way "is run again at once, at most twice
+    # over"; gdbench run also tries twice, within a quarter of its first pass (a tenth
+    # with --quick); the audit three times. docs/fidelity.md says what set the others.
+    assert (retime.AB.passes, retime.AB.budget_share) == (2, math.inf)
+    assert (retime.RUN.passes, retime.RUN.budget_share) == (2, 0.25)
+    assert (retime.RUN_QUICK.tolerance, retime.RUN_QUICK.passes) == (retime.RUN.tolerance, 2)
+    assert retime.AB.tolerance == retime.AUDIT.tolerance == retime.SETTLED_TOLERANCE
+    with pytest.raises(AttributeError):  # frozen: a command cannot loosen another's policy
+        retime.RUN.passes = 5  # type: ignore[misc]
