@@ -136,3 +136,11 @@ def test_the_named_policies_are_what_the_commands_promise() -> None:
     assert retime.AB.tolerance == retime.AUDIT.tolerance == retime.SETTLED_TOLERANCE
     with pytest.raises(AttributeError):  # frozen: a command cannot loosen another's policy
         retime.RUN.passes = 5  # type: ignore[misc]
+
+
+def test_a_re_run_benchmark_the_run_does_not_have_is_passed_over_not_the_rest() -> None:
+    parts = _parts({("jax", "w1")})
+    again = {"benchmarks": [_bench("mxnet", "w1", False), _bench("jax", "w1", False)]}
+    decided = retime.keep_settled(parts, again)
+    assert [(d["benchmark"], d["kept"]) for d in decided] == [("bench_training[w1-jax]",
+                                                               "again")]
