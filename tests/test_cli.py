@@ -756,3 +756,15 @@ def test_a_train_result_is_a_value() -> None:
     result = _result([[1.0]], [2.0])
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.final_loss = 0.0  # type: ignore[misc]
+
+
+def test_verify_exits_1_when_a_backend_disagrees_before_one_that_agrees(
+    capsys: pytest.CaptureFixture[str], off_backend: str
+) -> None:
+    code, out, _ = run_cli(capsys, "verify", "--backends", off_backend, "numpy")
+    assert code == 1, out
+    assert out.splitlines()[0] == (
+        "crops: 15 x 3 -> 2, batch 3, 50 epochs (250 steps), lr 1e-06, float32; agree means "
+        "max(|dW|, |db|) <= 0.0001 x max(1, |W_numpy|, |b_numpy|)")
+    assert out.splitlines()[1].split() == ["backend", "final", "loss", "max|W-W_numpy|",
+                                           "max|b-b_numpy|", "dist", "to", "lstsq", "agree"]
