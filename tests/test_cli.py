@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _clock import FakeClock
 
 from gdbench import implementations
 from gdbench.commands import cli
@@ -327,22 +328,12 @@ def test_default_train_is_shuffled(tutorial_numpy: tuple[np.ndarray, np.ndarray]
     assert not agreement(unshuffled, default, "float32")[2]
 
 
-class _FakeClock:
-    """A perf_counter that moves only when a fake backend says how long it took (seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def fake_clock(monkeypatch: pytest.MonkeyPatch) -> _FakeClock:
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """train_once's and prepare's time.perf_counter, replaced by a fake clock."""
     from gdbench.implementations import base
 
-    clock = _FakeClock()
+    clock = FakeClock(start=1000.0)
     monkeypatch.setattr(base, "time", types.SimpleNamespace(perf_counter=clock))
     return clock
 
@@ -351,7 +342,7 @@ class _SlowPrepare(NumpyManual):
     """The NumPy backend, whose prepare takes 5 s and whose run 0.25 s on a fake clock."""
 
     name = "numpy-slow-prepare"
-    clock = _FakeClock()  # the test's, set by the slow_prepare fixture
+    clock = FakeClock(start=1000.0)  # the test's, set by the slow_prepare fixture
 
     def prepare(self, problem: Problem) -> Any:
         self.clock.now += 5.0
@@ -363,7 +354,7 @@ class _SlowPrepare(NumpyManual):
 
 
 @pytest.fixture
-def slow_prepare(monkeypatch: pytest.MonkeyPatch, fake_clock: _FakeClock) -> str:
+def slow_prepare(monkeypatch: pytest.MonkeyPatch, fake_clock: FakeClock) -> str:
     """Register 'numpy-slow-prepare', timed by the fake clock, as a real backend would be."""
     module = types.ModuleType("gdbench_test_slow_prepare_backend")
     module.SlowPrepare = _SlowPrepare  # type: ignore[attr-defined]
@@ -684,7 +675,7 @@ class _Sleepy:
     device = "cpu"
     sync = "none"
 
-    def __init__(self, state: Any, clock: _FakeClock) -> None:
+    def __init__(self, state: Any, clock: FakeClock) -> None:
         self.state, self.clock = state, clock
 
     def prepare(self, problem: Problem) -> Any:
@@ -701,14 +692,14 @@ class _Sleepy:
         return TrainResult("sleepy", np.zeros((2, 3)), np.zeros(2), 1.0, 1)
 
 
-def test_train_once_times_prepare_and_run_apart(fake_clock: _FakeClock) -> None:
+def test_train_once_times_prepare_and_run_apart(fake_clock: FakeClock) -> None:
     result, seconds, prepare_s = train_once(_Sleepy(object(), fake_clock), _crops_problem())
     assert result.backend == "sleepy"
     assert (seconds, prepare_s) == (pytest.approx(0.05), pytest.approx(0.15))
 
 
 def test_prepared_reports_compile_seconds_when_the_state_has_them(
-        fake_clock: _FakeClock) -> None:
+        fake_clock: FakeClock) -> None:
     prepared = prepare(_Sleepy(types.SimpleNamespace(compile_s=0.25), fake_clock),
                        _crops_problem())
     assert prepared.compile_s == 0.25 and prepared.prepare_s == pytest.approx(0.15)

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import pytest
+from _clock import FakeClock
 
 from gdbench.judge import retime
 
@@ -26,14 +27,6 @@ def _parts(spoiled: set[tuple[str, str]]) -> list[dict[str, Any]]:
             for b in ("numpy", "jax", "torch-cpu")]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
@@ -49,7 +42,7 @@ def _runner(clock: FakeClock, seconds: float = 0.0,
         workloads = tuple(selection[selection.index("--workloads") + 1:])
         if calls is not None:
             calls.append((backend, workloads))
-        clock.t += seconds
+        clock.advance(seconds)
         return {"benchmarks": [_bench(backend, w, False) for w in workloads]}
     return run_one
 

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _clock import FakeClock
 
 from gdbench.data.errors import InputError
 from gdbench.data.workloads import WORKLOADS, Problem
@@ -297,20 +298,6 @@ TICK = 1e-9  # what reading the fake clock costs, so that an empty loop is not f
 WORK = 250e-6  # one run of the constructed backend on crops: 250 steps of 1 µs
 
 
-class FakeClock:
-    """Time moves only when read (TICK) or when the constructed code "works"."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        self.t += TICK
-        return self.t
-
-    def work(self, seconds: float) -> None:
-        self.t += seconds
-
-
 class Clocked(Sleeper):
     """An honest backend that works on the fake clock: 1 µs a step, a wait that finds
     nothing pending."""
@@ -321,17 +308,17 @@ class Clocked(Sleeper):
         self.clock = clock
 
     def work(self, state: dict[str, Any]) -> None:
-        self.clock.work(len(state["problem"].plan) * WORK / 250)
+        self.clock.advance(len(state["problem"].plan) * WORK / 250)
 
 
 def test_measure_returns_each_figure_as_the_rounds_on_the_clock_give_it(
         monkeypatch: pytest.MonkeyPatch, crops: tuple[Problem, Problem]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(tick=TICK)
     ref_calls = [0]
 
     def reference() -> None:  # slower at each call: each block's reading is its own
         ref_calls[0] += 1
-        clock.work(1e-3 * ref_calls[0])
+        clock.advance(1e-3 * ref_calls[0])
 
     plans: list[dict[str, Any]] = []
     real_plan = timing.plan_rounds

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _clock import FakeClock
 from threadpoolctl import threadpool_info
 
 import gdbench.benches.bench_training as bench
@@ -20,29 +21,15 @@ from gdbench.harness import timing
 from gdbench.harness.timing import RoundPlan
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def work(self, seconds: float) -> Callable[[], None]:
-        """A function whose every call takes ``seconds`` on this clock."""
-        def fn() -> None:
-            self.now += seconds
-        return fn
-
-
 def test_timed_and_fastest_read_the_clock() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     durations = iter([0.5, 0.3, 0.2, 0.4])  # the first call is untimed
     fn = lambda: setattr(clock, "now", clock.now + next(durations))  # noqa: E731
     assert timing.fastest(fn, clock) == pytest.approx(0.2)
 
 
 def test_short_runs_are_repeated_up_to_the_round_floor() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     plan = timing.plan_rounds(clock.work(0.001), clock.work(0.002), max_time_s=1.1005,
                               min_rounds=3, round_floor_s=0.005, clock=clock)
     # 5 runs of 1 ms, 3 reference calls of 2 ms and 10 untimed warm-up runs (WARM_UP_S):
@@ -55,7 +42,7 @@ def test_short_runs_are_repeated_up_to_the_round_floor() -> None:
     (0.049, True, 1), (0.0501, True, 0), (0.2, True, 0), (0.001, False, 0)])
 def test_a_short_run_after_a_reference_is_warmed_up_for_warm_up_s(
         run_s: float, reference: bool, warm_ups: int) -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     plan = timing.plan_rounds(clock.work(run_s), clock.work(0.002) if reference else None,
                               max_time_s=2.0, min_rounds=1, clock=clock)
     assert plan.warm_ups == warm_ups
@@ -65,21 +52,21 @@ def test_a_short_run_after_a_reference_is_warmed_up_for_warm_up_s(
 
 
 def test_a_long_run_is_one_per_round_and_min_rounds_holds() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     plan = timing.plan_rounds(clock.work(0.5), None, max_time_s=1.0, min_rounds=5,
                               round_floor_s=0.005, clock=clock)
     assert plan == RoundPlan(rounds=5, iterations=1, ref_iterations=1)
 
 
 def test_rounds_are_capped() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     plan = timing.plan_rounds(clock.work(0.01), None, max_time_s=1e6, min_rounds=1,
                               clock=clock)
     assert plan.rounds == timing.MAX_ROUNDS
 
 
 def test_time_rounds_gives_seconds_per_run_after_a_warm_up() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     calls = []
     durations = iter([9.0] * 4 + [0.001] * 12)  # the warm-up round is slow, and dropped
 
@@ -93,7 +80,7 @@ def test_time_rounds_gives_seconds_per_run_after_a_warm_up() -> None:
 
 
 def test_busy_after_is_cpu_seconds_over_wall_seconds() -> None:
-    wall, cpu = FakeClock(), FakeClock()
+    wall, cpu = FakeClock(start=100.0), FakeClock(start=100.0)
 
     def sleep(seconds: float) -> None:
         wall.now += seconds
@@ -192,7 +179,7 @@ def _settings(plan: RoundPlan) -> Any:
 
 
 def test_time_pairs_each_round_with_the_reference_just_before_it() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     ref_durations = iter([5.0, 0.010, 0.020, 0.030])  # the warm-up round's is 5 s
     run_durations = iter([7.0] * 2 + [0.001] * 2 + [0.002] * 2 + [0.003] * 2)
 
@@ -213,7 +200,7 @@ def test_time_pairs_each_round_with_the_reference_just_before_it() -> None:
 
 
 def test_a_warmed_up_round_runs_once_untimed_between_its_reference_and_its_timing() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     calls: list[str] = []
     # the warm-up round, then 2 rounds: two untimed warm-up calls and two timed runs each
     run_durations = iter([0.5] * 4 + [0.001, 0.001, 0.002, 0.003] * 2)
@@ -236,7 +223,7 @@ def test_a_warmed_up_round_runs_once_untimed_between_its_reference_and_its_timin
 
 
 def test_reference_rounds_are_repeated_and_divided_too() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     b = FakeBenchmark(clock)
     paired = bench._time(b, _settings(RoundPlan(2, 1, 4)), clock.work(0.01),
                          clock.work(0.003), clock)
@@ -244,7 +231,7 @@ def test_reference_rounds_are_repeated_and_divided_too() -> None:
 
 
 def test_the_wake_probe_reads_before_each_reference_round_and_is_kept_aligned() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     calls: list[str] = []
     readings = iter([9.0, 1e-5, 2e-5, 3e-5])  # the warm-up round's first
 
@@ -271,7 +258,7 @@ def test_the_wake_probe_reads_before_each_reference_round_and_is_kept_aligned() 
 
 
 def test_without_a_reference_pytest_benchmark_repeats_the_rounds_itself() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     b = FakeBenchmark(clock)
     assert bench._time(b, _settings(RoundPlan(4, 3, 1)), clock.work(0.002), None,
                        clock) == bench.Paired()
@@ -279,7 +266,7 @@ def test_without_a_reference_pytest_benchmark_repeats_the_rounds_itself() -> Non
 
 
 def test_disabled_benchmarks_run_once() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     b = FakeBenchmark(clock, disabled=True)
     assert bench._time(b, _settings(RoundPlan(9, 9, 9)), clock.work(1.0), clock.work(1.0),
                        clock) == bench.Paired()
@@ -287,7 +274,7 @@ def test_disabled_benchmarks_run_once() -> None:
 
 
 def test_record_timing_gives_step_time_gflops_and_the_paired_ratios() -> None:
-    b = FakeBenchmark(FakeClock())
+    b = FakeBenchmark(FakeClock(start=100.0))
     data = [0.002, 0.004, 0.003]
     b.stats = SimpleNamespace(stats=SimpleNamespace(data=data, rounds=3, median=0.003,
                                                     iqr=0.001), iterations=1)
@@ -306,7 +293,7 @@ def test_record_timing_gives_step_time_gflops_and_the_paired_ratios() -> None:
 
 
 def test_record_timing_saves_no_wake_data_without_a_probe() -> None:
-    b = FakeBenchmark(FakeClock())
+    b = FakeBenchmark(FakeClock(start=100.0))
     b.stats = SimpleNamespace(stats=SimpleNamespace(data=[0.002], rounds=1, median=0.002,
                                                     iqr=0.0), iterations=1)
     b.extra_info["steps"] = 10
@@ -342,7 +329,7 @@ class _Problems:
 
 @pytest.mark.parametrize("agrees", [True, False])
 def test_the_suite_fails_a_backend_that_disagrees(agrees: bool) -> None:
-    b = FakeBenchmark(FakeClock(), disabled=True)
+    b = FakeBenchmark(FakeClock(start=100.0), disabled=True)
     request = SimpleNamespace(node=SimpleNamespace(user_properties=[]))
     args = (b, request, "crops", "numpy", _Problems(agrees), _settings(RoundPlan(1, 1, 1)),
             {"numpy": None}, timing.numpy_blas())
@@ -357,14 +344,14 @@ def test_the_suite_fails_a_backend_that_disagrees(agrees: bool) -> None:
 
 
 def test_a_long_reference_is_one_call_per_round() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     plan = timing.plan_rounds(clock.work(0.001), clock.work(0.02), max_time_s=1.0,
                               min_rounds=1, round_floor_s=0.005, clock=clock)
     assert plan.ref_iterations == 1 and plan.iterations == 5
 
 
 def test_busy_after_reads_zero_for_a_quiet_process_and_a_frozen_clock() -> None:
-    wall, cpu = FakeClock(), FakeClock()
+    wall, cpu = FakeClock(start=100.0), FakeClock(start=100.0)
     assert timing.busy_after(0.05, wall=wall, cpu=cpu,
                              sleep=lambda s: setattr(wall, "now", wall.now + s)) == 0.0
     assert timing.busy_after(0.05, wall=wall, cpu=cpu, sleep=lambda s: None) == 0.0
@@ -378,7 +365,7 @@ def test_the_documented_round_settings_are_the_codes() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "A round lasts at least 5 ms" in readme
     assert "with 1.5 s of rounds per benchmark" in readme and "large with 2 s" in readme
-    clock = FakeClock()  # the default floor is the documented one
+    clock = FakeClock(start=100.0)  # the default floor is the documented one
     assert timing.plan_rounds(clock.work(0.001), None, max_time_s=1.0, min_rounds=1,
                               clock=clock).iterations == 5
 
@@ -439,7 +426,7 @@ def test_the_wake_probes_partner_waits_for_every_ping() -> None:
 
 
 def test_plan_rounds_counts_the_wake_probe_in_each_round() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     # A 20 ms run is warmed up after its 10 ms reference: 50 ms a round; with a 50 ms probe,
     # 100 ms.
     without = timing.plan_rounds(clock.work(0.02), clock.work(0.01), max_time_s=1.0,
@@ -465,7 +452,7 @@ def test_the_suite_records_the_seconds_of_rounds_it_gives_each_benchmark(
 
 
 def test_before_round_reads_the_probe_times_the_reference_then_warms_up() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     calls: list[str] = []
 
     def run() -> None:
