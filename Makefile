@@ -82,7 +82,7 @@ MUTATE := \
 	gdbench/harness/memory.py:tests/test_memory.py,tests/test_memory_bounds.py \
 	gdbench/harness/launcher.py:tests/test_run.py,tests/test_jobs.py,tests/test_audit_retime.py \
 	gdbench/judge/retime.py:tests/test_retime.py,tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_neighbours.py,tests/test_ab.py,tests/test_run.py \
-	gdbench/commands/run.py:tests/test_cli_reference.py,tests/test_jobs.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_run.py \
+	gdbench/commands/run.py:tests/test_cli_reference.py,tests/test_driver.py,tests/test_jobs.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_run.py \
 	gdbench/commands/cli.py:tests/test_cli_reference.py,tests/test_cli.py,tests/test_exit_codes.py \
 	gdbench/commands/check.py:tests/test_cli_reference.py,tests/test_regress.py,tests/test_exit_codes.py \
 	gdbench/commands/ab.py:tests/test_cli_reference.py,tests/test_ab.py,tests/test_exit_codes.py \
@@ -98,7 +98,7 @@ MUTATE := \
 	gdbench/report/plots.py:tests/test_plots.py \
 	gdbench/harness/machine.py:tests/test_machine.py,tests/test_timing.py \
 	gdbench/harness/gpu.py:tests/test_gpu.py,tests/test_machine.py \
-	gdbench/harness/cluster.py:tests/test_slurm.py,tests/test_cluster.py \
+	gdbench/harness/cluster.py:tests/test_driver.py,tests/test_slurm.py,tests/test_cluster.py \
 	gdbench/harness/dask_executor.py:tests/test_cluster.py \
 	gdbench/harness/slurm_executor.py:tests/test_slurm.py
 ONLY ?=

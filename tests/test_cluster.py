@@ -2,7 +2,9 @@
 or of workers in this process), real jobs where the figures matter, stand-ins elsewhere.
 
 Faked, and said so where it is: the benchmark processes (stand-in scripts or a stand-in
-``run``, as in test_jobs.py), and the GPU a probe reports. dask itself is never faked."""
+``run``, as in test_jobs.py), and the GPU a probe reports. dask itself is never faked.
+How ``gdbench run`` drives several machines, whatever the executor, is tested on a
+stand-in executor in test_driver.py."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -253,104 +254,6 @@ def test_a_machine_whose_bench_workers_are_all_gone_loses_its_waiting_jobs(
         executor.close()
     assert done.outcome is None and done.task.job == job
     assert done.lost == "no bench worker of its machine was seen for 0.2 s"
-
-
-# --- several machines: one run each (a stand-in executor) -------------------------------
-
-@dataclass
-class StandInCluster:
-    """Not dask: a stand-in executor whose machines are "fa" (CPU A, one host) and "fb"
-    (CPU B, two hosts). Every job comes back at once, in the reverse order of handing over,
-    with a constructed part from its machine's CPU; the (machine, job) pairs in ``lose``
-    come back lost. ``mixed``: one machine (a SLURM partition) whose jax job runs on a host
-    of another kind."""
-
-    lose: frozenset[tuple[str, str]] = frozenset()
-    mixed: bool = False
-    where: str = "a stand-in cluster"
-    handed: list[str] = field(default_factory=list)
-
-    def machines(self, backends: Any, status: Any) -> list[cluster.Machine]:
-        kinds = [("fa", "CPU A, 4 cores", ("a1",)), ("fb", "CPU B, 8 cores", ("b1", "b2"))]
-        return [cluster.Machine(key, label, {name: None for name in backends}, where=where)
-                for key, label, where in kinds[:1 if self.mixed else 2]]
-
-    def start(self, tasks: Any, announce: Any) -> Iterator[cluster.Done]:
-        for task in tasks:
-            announce(task)
-            self.handed.append(f"{task.machine}:{task.job.label}")
-        for task in reversed(tasks):
-            yield self._done(task)
-
-    def run(self, machine: cluster.Machine, job: launcher.Job) -> cluster.Done:
-        return self._done(cluster.Task(machine.key, job, 0))
-
-    def close(self) -> None:
-        pass
-
-    def _done(self, task: cluster.Task) -> cluster.Done:
-        if (task.machine, task.job.label) in self.lose:
-            return cluster.Done(task, None, lost="its node died")
-        kind = "fb" if self.mixed and task.job.label == "jax" else task.machine
-        cpu = {"fa": "CPU A", "fb": "CPU B"}[kind]
-        host = cluster.Host(f"{kind}-node", kind, f"{cpu}, node")
-        return cluster.Done(task, _cluster_jobs.constructed(task.job, cpu), host)
-
-
-def _cpu(path: Path) -> str:
-    return str(json.loads(path.read_text())["machine_info"]["gdbench"]["cpu_model"])
-
-
-def test_each_machine_runs_every_job_and_gets_its_own_run_and_table(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    executor = StandInCluster()
-    code, first = run_command.run_suite(_parse(
-        ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
-        executor)
-    printed = capsys.readouterr().out
-    assert code == 0 and first is not None
-    assert sorted(executor.handed) == ["fa:jax", "fa:numpy", "fb:jax", "fb:numpy"]
-    saved = sorted(tmp_path.iterdir(), key=_cpu)
-    assert [_cpu(p) for p in saved] == ["CPU A", "CPU B"]
-    for path in saved:
-        assert _names(path) == Counter({"bench_training[crops-numpy]": 1,
-                                        "bench_training[crops-jax]": 1,
-                                        "bench_roofline[crops]": 1})
-    assert "through a stand-in cluster, on 2 kind(s) of machine:" in printed
-    assert "  CPU B, 8 cores (hosts b1, b2)" in printed
-    assert "-- jax on CPU A, 4 cores (job 2 of 2)" in printed
-    for label in ("CPU A, 4 cores", "CPU B, 8 cores"):
-        assert f"== {label}" in printed
-    assert all(f"saved {path}" in printed for path in saved)
-
-
-def test_a_lost_job_is_named_and_fails_the_run_while_every_other_cell_is_saved(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _ = run_command.run_suite(_parse(
-        ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
-        StandInCluster(lose=frozenset({("fb", "jax")})))
-    captured = capsys.readouterr()
-    assert code == 1
-    by_cpu = {_cpu(p): _names(p) for p in tmp_path.iterdir()}
-    assert by_cpu["CPU B"] == Counter({"bench_training[crops-numpy]": 1,
-                                       "bench_roofline[crops]": 1})
-    assert len(by_cpu["CPU A"]) == 3
-    assert "   jax on CPU B, 8 cores: lost" in captured.out
-    assert captured.err.strip().splitlines()[-1] == (
-        "gdbench run: the jax process on CPU B, 8 cores was lost (its node died): its "
-        "benchmarks are not in the saved run")
-
-
-def test_a_partition_that_mixes_kinds_of_host_gives_one_run_per_kind(
-        tmp_path: Path) -> None:
-    code, _ = run_command.run_suite(_parse(
-        ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
-        StandInCluster(mixed=True))
-    assert code == 0
-    by_cpu = {_cpu(p): _names(p) for p in tmp_path.iterdir()}
-    assert by_cpu == {"CPU A": Counter({"bench_training[crops-numpy]": 1,
-                                        "bench_roofline[crops]": 1}),
-                      "CPU B": Counter({"bench_training[crops-jax]": 1})}
 
 
 # --- GPU jobs go only to a worker that declared a GPU ------------------------------------
