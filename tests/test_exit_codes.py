@@ -81,7 +81,8 @@ def test_check_that_cannot_write_its_report_is_one_line(
     folder.mkdir()  # a folder where the report goes
     code, out, err = run_cli(capsys, "check", "--baseline", str(runs[0]), str(runs[1]),
                              "--report", str(folder))
-    _one_line_error(code, out, err, "check", f"{folder}: cannot write the report")
+    line = _one_line_error(code, out, err, "check")
+    assert line == f"gdbench check: error: {folder}: cannot write the report (Is a directory)"
     assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
         "base.json", "new.json", "report.md"]  # no temporary file left
 

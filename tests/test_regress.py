@@ -951,6 +951,26 @@ def test_a_baseline_timed_with_the_collector_off_is_named(tmp_path: Path, baseli
     assert regress.other_collector(load_run(old), load_run(old)) is None
 
 
+def test_both_warnings_are_said_each_on_its_line_and_joined_in_the_report(
+        tmp_path: Path, baseline: Path, capsys) -> None:
+    old = _collector_off(write_run(tmp_path / "old.json", workloads=WORKLOADS, seed=1))
+    new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2,
+                    info=machine_info(cpu="Another CPU", cores=8))
+    report = tmp_path / "report.md"
+    code, out, err = run_cli(capsys, "check", "--baseline", str(old), str(new), "--format",
+                             "table", "--report", str(report))
+    assert code == 0
+    machines = regress.other_machine(load_run(old), load_run(new))
+    collector = regress.other_collector(load_run(old), load_run(new))
+    assert machines and collector
+    both = [f"{machines}; the reference normalisation cancels most, not all, of that",
+            collector]
+    assert err.splitlines() == [f"gdbench check: warning: {line}" for line in both]
+    # The markdown report (--report is markdown whatever --format says) leads with both.
+    assert report.read_text().startswith(f"> **⚠ {'; '.join(both)}**\n")
+    assert not out.startswith(">")  # what was printed is the table asked for
+
+
 def test_check_needs_a_baseline(tmp_path: Path, capsys) -> None:
     new = write_run(tmp_path / "new.json", workloads=WORKLOADS, seed=2)
     code, out, err = run_cli(capsys, "check", str(new))
