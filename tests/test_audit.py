@@ -716,3 +716,122 @@ def test_noise_exactly_at_the_threshold_does_not_warn() -> None:
         f"[{formats.signed_percent(warned['aa_low'])}, "
         f"{formats.signed_percent(warned['aa_high'])}], "
         f"spread {warned['iqr_over_median']:.1%}")
+
+
+# --- the command's report and what it saves, word for word ------------------------------------
+
+AA = ([1.0, 1.01, 0.99, 1.02] * 10, [1.0, 1.0, 1.01, 0.98] * 10)  # an A/A of a calm machine
+
+
+@pytest.fixture
+def two_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A constructed run of numpy and jax on crops. Stand-ins time them alone: numpy at
+    6 µs/step, leaving half a core busy (it passes, and spins), and jax at 30 µs/step (it
+    fails); the machine's timer and A/A rounds are fixed."""
+    run = write_run(tmp_path / "run.json", workloads=("crops",), backends=("numpy", "jax"),
+                    slow_share=0.0)
+    suite_ref = float(read_run(run)["benchmarks"][1]["extra_info"]["ref_s"])
+    monkeypatch.setattr(audit, "standalone", lambda backend, *args: standalone.Standalone(
+        step_us={"numpy": 6.0, "jax": 30.0}[backend], ref_s=suite_ref, sync_change=0.0,
+        doubled_ratio=2.0, busy_cores={"numpy": 0.5, "jax": 0.0}[backend],
+        harness_share=0.002, rounds=20))
+    monkeypatch.setattr(audit, "_resettle_suite", lambda row, *args: row)
+    monkeypatch.setattr(audit, "_confirm", lambda row, *args: row)
+    monkeypatch.setattr(audit, "timer_info",
+                        lambda: {"resolution_s": 1e-9, "smallest_step_s": 4.2e-8})
+    monkeypatch.setattr(audit, "aa_rounds", lambda reference: AA)
+    return run
+
+
+NOTES = [
+    "suite/alone is µs/step in the suite over µs/step alone in a fresh process, over the "
+    "rounds of both taken while the machine was settled (their single-threaded reference "
+    "within 10% of its quiet level, and their wake probe, where both read one, within 30% "
+    "of its own; compared counts them, suite · alone); when too few were, the medians "
+    "corrected by the reference's drift. A side mostly unsettled is timed again; a row off "
+    "while its pairing is clean is timed again on both sides, taking turns, and each side's "
+    "rounds pooled.",
+    "pairing is a round timed as the suite times it (after a reference round) over one "
+    "timed back to back, blocks of each taking turns in one process: what the harness itself "
+    "costs the loop, whatever the machine does; floor is the share of a round that is timer "
+    "and loop rather than run.",
+    "FAIL when suite/alone or pairing is off by more than 10%, when one more wait finds more "
+    "than 10% of run pending, or when twice the plan takes less than ×1.25 or more than ×2.5 "
+    "the time; 'spins' warns of more than 0.25 cores busy after run returns.",
+    "timer: perf_counter resolution 1e-09 s, smallest step seen 4.2e-08 s",
+    "machine noise (A/A of the drift reference): -0.5% [-1.0%, +0.0%], rounds' IQR/median 1.2%",
+]
+DETAILS = [
+    "numpy on crops: spins: 0.50 cores busy after run returns",
+    "jax on crops: interference: suite -59.2% vs alone; the suite's pairing moves the loop "
+    "+0.0% in one process, so the machine's speed changed between the two timings (re-run "
+    "the suite)",
+]
+
+
+def test_the_audits_report_word_for_word(two_rows: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["audit", "--run", str(two_rows), "--seconds", "0.1"]) == 1
+    title = "gdbench audit: FAIL, 1 of 2 benchmarks failed"
+    header = ("workload  backend  suite µs/step  alone µs/step  suite/alone  compared"
+              + " " * 35 + "+wait  x2 plan  busy after  pairing  floor  verdict")
+    assert capsys.readouterr().out.splitlines() == [
+        "[  1/2] alone: numpy on crops",
+        "[  2/2] alone: jax on crops",
+        title, "=" * len(title),
+        f"run: {two_rows} (the verdicts are saved in it, under machine_info.gdbench.audit)",
+        *NOTES,
+        header,
+        "crops     numpy             6.18           6.00        1.030  medians, drift ×1.000 "
+        "(no per-round refs)  +0.0%    ×2.00        0.50    +0.0%  0.20%  ok, spins",
+        "crops     jax               11.9           30.0        0.408  medians, drift ×1.028 "
+        "(no per-round refs)  +0.0%    ×2.00        0.00    +0.0%  0.20%  FAIL",
+        *DETAILS, "",
+    ]
+
+
+def test_the_audits_markdown_report_and_a_noise_warning(
+        two_rows: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["audit", "--run", str(two_rows), "--seconds", "0.1", "--format", "md",
+                     "--threshold", "1%"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    warning = "this machine is noisy for a 1% gate: A/A -0.5% [-1.0%, +0.0%], spread 1.2%"
+    assert f"> **⚠ {warning}**" in lines
+    assert "| crops | jax | 11.9 | 30.0 | 0.408 | medians, drift ×1.028 (no per-round refs) " \
+           "| +0.0% | ×2.00 | 0.00 | +0.0% | 0.20% | FAIL |" in lines
+    assert lines[-3:] == [*DETAILS, ""]
+    saved = read_run(two_rows)["machine_info"]["gdbench"]["audit"]
+    assert saved["noise"]["warning"] == warning and saved["noise"]["threshold"] == 0.01
+
+
+def test_the_audit_saves_its_limits_rows_and_machine_checks_in_the_run(
+        two_rows: Path) -> None:
+    before = read_run(two_rows)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["audit", "--run", str(two_rows), "--seconds", "0.1"]) == 1
+    doc = read_run(two_rows)
+    saved = doc.pop("machine_info")["gdbench"].pop("audit")
+    before["machine_info"]["gdbench"].pop("audit", None)
+    assert doc == {k: v for k, v in before.items() if k != "machine_info"}  # nothing else
+    assert saved.keys() == {"when", "passed", "limits", "rows", "timer", "noise"}
+    assert time.strptime(saved["when"], "%Y-%m-%dT%H:%M:%S%z")
+    assert saved["passed"] is False
+    assert saved["limits"] == {"interference": 0.1, "pairing": 0.1, "sync": 0.1,
+                               "doubling": [1.25, 2.5], "busy_cores": 0.25}
+    assert saved["timer"] == {"resolution_s": 1e-9, "smallest_step_s": 4.2e-8}
+    assert saved["noise"] == verdicts.noise(*AA, 0.15)
+    numpy_row, jax_row = saved["rows"]
+    assert numpy_row == {
+        "workload": "crops", "backend": "numpy", "suite_step_us": numpy_row["suite_step_us"],
+        "step_us": 6.0, "ref_s": numpy_row["ref_s"], "sync_change": 0.0,
+        "doubled_ratio": 2.0, "busy_cores": 0.5, "harness_share": 0.002, "rounds": 20,
+        "harness_ratio": 1.0, "queued_after_run": None,
+        "suite_settled_us": numpy_row["suite_step_us"], "alone_settled_us": 6.0,
+        "suite_wake_us": None, "alone_wake_us": None,
+        "compared": "medians, drift ×1.000 (no per-round refs)", "timings": 1,
+        "interference": pytest.approx(numpy_row["suite_step_us"] / 6.0),
+        "verdict": "ok, spins", "failures": [],
+        "warnings": ["spins: 0.50 cores busy after run returns"]}
+    assert numpy_row["suite_step_us"] == pytest.approx(6.18, abs=0.005)
+    assert jax_row["verdict"] == "FAIL" and jax_row["failures"] == [DETAILS[1][len(
+        "jax on crops: "):]]
