@@ -293,6 +293,7 @@ def busy_neighbour() -> Iterator[int]:
         os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.e2e  # a real busy process beside seconds of real timing
 def test_a_busy_loop_on_another_cpu_is_seen_beside_a_real_workload(
         busy_neighbour: int) -> None:
     """crops with numpy, timed through the suite's own _time, with a real meter, beside a
