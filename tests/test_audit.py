@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import statistics
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from _benchjson import write_run
+from _benchjson import make_run, write_run
 
 from gdbench.commands import audit, cli
 from gdbench.commands import run as run_command
@@ -835,3 +836,79 @@ def test_the_audit_saves_its_limits_rows_and_machine_checks_in_the_run(
     assert numpy_row["suite_step_us"] == pytest.approx(6.18, abs=0.005)
     assert jax_row["verdict"] == "FAIL" and jax_row["failures"] == [DETAILS[1][len(
         "jax on crops: "):]]
+
+
+def _old_run(path: Path, **gdbench: Any) -> None:
+    """Make ``path`` a run from before the dtype was saved, with these machine facts."""
+    doc = read_run(path)
+    for bench in doc["benchmarks"]:
+        bench["extra_info"].pop("dtype", None)
+    doc["machine_info"]["gdbench"].update(gdbench)
+    path.write_text(json.dumps(doc))
+
+
+def test_every_timing_of_the_audit_gets_the_runs_settings(
+        two_rows: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run that saved no dtype (float32, then) and pinned one thread, 0.75 s of rounds.
+    _old_run(two_rows, threads_pinned=1, max_time_s=0.75)
+    calls: list[tuple[Any, ...]] = []
+    alone = audit.standalone
+
+    def standalone_now(*args: Any) -> standalone.Standalone:
+        calls.append(("alone", *args))
+        return alone(*args)
+
+    def resettle(row: Any, run: Any, *args: Any) -> Any:
+        calls.append(("suite", row.backend, *args))
+        return row
+
+    def confirm(row: Any, run: Any, *args: Any) -> Any:
+        calls.append(("confirm", row.backend, *args[:-1]))
+        return row
+
+    monkeypatch.setattr(audit, "standalone", standalone_now)
+    monkeypatch.setattr(audit, "_resettle_suite", resettle)
+    monkeypatch.setattr(audit, "_confirm", confirm)
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli.main(["audit", "--run", str(two_rows), "--seconds", "0.25"])
+    name = "bench_training[crops-{}]"
+    assert calls == [  # each side once: the machine was settled
+        ("alone", "numpy", "crops", "float32", 1, 0.25, None),
+        ("suite", "numpy", name.format("numpy"), "float32", 1, 0.75),
+        ("confirm", "numpy", name.format("numpy"), "float32", 1, 0.75),
+        ("alone", "jax", "crops", "float32", 1, 0.25, None),
+        ("suite", "jax", name.format("jax"), "float32", 1, 0.75),
+        ("confirm", "jax", name.format("jax"), "float32", 1, 0.75)]
+
+
+def test_an_audit_of_a_saved_run_where_every_row_passes_exits_0(
+        two_rows: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    suite = {b["extra_info"]["backend"]: b["extra_info"]["step_us"]
+             for b in read_run(two_rows)["benchmarks"] if b["extra_info"]["kind"] == "training"}
+    alone = audit.standalone
+    monkeypatch.setattr(audit, "standalone", lambda backend, *args: replace(
+        alone(backend, *args), step_us=suite[backend], busy_cores=0.0))
+    assert cli.main(["audit", "--run", str(two_rows), "--seconds", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "gdbench audit: PASS, 0 of 2 benchmarks failed" in out.splitlines()
+    assert out.endswith(" ok\n\n")  # no details to add
+    assert read_run(two_rows)["machine_info"]["gdbench"]["audit"]["passed"] is True
+
+
+def test_the_recorded_world_is_the_data_parallel_benchmarks_own() -> None:
+    assert audit.recorded_world(pd.DataFrame({"world": [None, 4.0, 4.0]})) == 4
+    assert audit.recorded_world(pd.DataFrame({"world": [3.0]})) == 3
+    assert audit.recorded_world(pd.DataFrame({"world": [None, None]})) is None
+
+
+def test_a_users_workload_is_timed_again_from_the_definition_the_run_saved(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    definition = {"shape": [64, 4, 2], "batch_size": 8, "epochs": 1, "seed": 3}
+    for bench in doc["benchmarks"]:
+        bench["extra_info"]["workload"] = "mine"
+        bench["extra_info"]["workload_def"] = definition
+    run = Run(doc)
+    assert audit._definition(run, "mine") == json.dumps(definition, sort_keys=True)
+    assert audit._definition(run, "crops") is None  # gdbench's own: known by name

@@ -307,7 +307,8 @@ def test_an_audit_of_a_run_without_training_benchmarks_is_one_line_and_changes_n
     path.write_text(json.dumps(doc))
     before = path.read_text()
     code, _, err = run_cli(capsys, "audit", "--run", str(path))
-    _one_line_error(code, err, f"{path}: no training benchmark to audit")
+    _one_line_error(code, err)
+    assert err == f"gdbench audit: error: {path}: no training benchmark to audit\n"
     assert path.read_text() == before
 
 

@@ -110,3 +110,86 @@ def test_a_run_without_saved_rounds_has_figures_but_no_intervals(tmp_path: Path)
     cells = trust.cell_intervals(load_run(path))
     assert cells["step_us_low"].isna().all() and cells["speedup_low"].isna().all()
     assert all(d == () for d in cells["doubts"])
+
+
+def test_an_interval_needs_bounds_and_a_figure_to_have_a_spread() -> None:
+    bare = trust.Interval(5.0)
+    assert math.isnan(bare.low) and math.isnan(bare.high) and math.isnan(bare.spread)
+    assert math.isnan(trust.Interval(0.0, -1.0, 1.0).spread)  # nothing to be relative to
+    assert trust.Interval(10.0, 9.0, 12.0).spread == pytest.approx(0.2)  # the farther side
+    assert trust.Interval(10.0, 7.0, 11.0).spread == pytest.approx(0.3)
+
+
+def test_two_rounds_are_enough_for_an_interval() -> None:
+    # The medians of resamples of {1, 3} are 1, 2 or 3; the 95% interval spans them.
+    est = trust.median_interval([1.0, 3.0], seed=0)
+    assert (est.value, est.low, est.high) == (2.0, 1.0, 3.0)
+
+
+def test_a_row_with_two_rounds_has_an_interval_and_a_row_without_does_not_stop_the_rest(
+        tmp_path: Path) -> None:
+    frame = _calm_run(tmp_path)
+    first, jax = frame.index[0], frame.index[frame["backend"] == "jax"][0]
+    frame.at[first, "data"] = None  # the first row saved no rounds
+    frame.at[jax, "data"] = [4e-3, 6e-3]
+    cells = trust.cell_intervals(frame)
+    assert cells.loc[first, ["step_us_low", "step_us_high", "spread"]].isna().all()
+    rest = cells.drop(index=first)
+    assert rest["step_us_low"].notna().all() and rest["step_us_high"].notna().all()
+    steps = frame.loc[jax, "steps"]
+    assert cells.loc[jax, "step_us_low"] == pytest.approx(4e-3 / steps * 1e6)
+    assert cells.loc[jax, "step_us_high"] == pytest.approx(6e-3 / steps * 1e6)
+
+
+def test_the_cells_columns_and_the_speed_ups_spread(tmp_path: Path) -> None:
+    frame = _calm_run(tmp_path)
+    cells = trust.cell_intervals(frame)
+    assert list(cells.columns) == [
+        "step_us_low", "step_us_high", "spread", "speedup_low", "speedup_high",
+        "speedup_spread", "unsettled_share", "neighbour_share", "doubts"]
+    by = cells.join(frame[["backend", "step_us"]]).set_index("backend")
+    speedup = by.loc["numpy", "step_us"] / by.loc["jax", "step_us"]
+    low, high = by.loc["jax", "speedup_low"], by.loc["jax", "speedup_high"]
+    assert by.loc["jax", "speedup_spread"] == pytest.approx(
+        max(high / speedup - 1, 1 - low / speedup))
+
+
+def test_only_training_rows_with_references_get_an_unsettled_share(tmp_path: Path) -> None:
+    frame = _calm_run(tmp_path)
+    level = np.median(frame[frame["backend"] == "numpy"]["ref_data"].iloc[0])
+    at = {b: frame.index[frame["backend"] == b][0] for b in ("jax", "torch-cpu", "roofline")}
+    frame.at[at["roofline"], "ref_data"] = [level * 2] * 5  # a roofline row is not judged
+    frame.at[at["jax"], "ref_data"] = []  # no reference: no share
+    frame.at[at["torch-cpu"], "ref_data"] = [level * 2]  # one reference, far over: judged
+    cells = trust.cell_intervals(frame)
+    assert math.isnan(cells.loc[at["roofline"], "unsettled_share"])
+    assert math.isnan(cells.loc[at["jax"], "unsettled_share"])
+    assert cells.loc[at["torch-cpu"], "unsettled_share"] == 1.0
+    assert cells.loc[at["torch-cpu"], "doubts"] == (trust.UNSETTLED,)
+
+
+def test_the_neighbour_share_reads_whole_rounds_and_adds_what_was_stolen() -> None:
+    # Rounds of 1 s (each as long as the window: judged alone); a neighbour took 0.3 cores,
+    # over NEIGHBOUR_CORES, during one of ten.
+    one = [0.3] + [0.0] * 9
+    frame = pd.DataFrame({
+        "busy_data": [None, one, one, [0.2] + [0.0] * 9, [0.2] + [0.0] * 9],
+        "steal_data": [None, None, None, [0.1] + [0.0] * 9, None],
+        "data": [None, [0.5] * 10, [1.0] * 10, [1.0] * 10, [1.0] * 10],
+        "iterations": [1, 2, math.nan, 1, 1],  # data is per iteration: a round is x2
+    })
+    shares = trust._neighbour_shares(frame)
+    assert math.isnan(shares[0])  # not recorded
+    assert list(shares[1:]) == [0.1, 0.1, 0.1, 0.0]  # without the steal, 0.2 cores: none
+
+
+def test_a_cell_is_doubted_from_a_tenth_of_its_rounds_beside_a_neighbour_and_past_a_tenth_wide(
+) -> None:
+    def doubts(unsettled: float, neighbour: float, spread: float) -> tuple[str, ...]:
+        return trust._doubts(pd.Series({"unsettled_share": unsettled,
+                                        "neighbour_share": neighbour, "spread": spread}))
+
+    assert doubts(0.5, 0.0, 0.0) == ()  # half unsettled is not most
+    assert doubts(0.51, trust.NEIGHBOUR_SHARE, trust.WIDE + 0.001) == trust.DOUBTS
+    assert doubts(0.0, trust.NEIGHBOUR_SHARE - 0.001, trust.WIDE) == ()
+    assert doubts(math.nan, math.nan, math.nan) == ()
