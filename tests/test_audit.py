@@ -448,9 +448,9 @@ def _drifted_row(name: str, suite_us: float) -> tuple[verdicts.Row, dict[str, An
 
 
 def test_a_row_off_with_a_clean_pairing_is_timed_again_on_both_sides_and_pooled(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     name = "bench_training[large-jax-scan]"
-    row, doc = _drifted_row(name, 125.0)
+    row, doc = _drifted_row(name, 125.37)
     assert row.drifted and verdicts.failures(row)[0].endswith("(re-run the suite)")
     calls: list[str] = []
 
@@ -465,8 +465,10 @@ def test_a_row_off_with_a_clean_pairing_is_timed_again_on_both_sides_and_pooled(
     monkeypatch.setattr(audit, "retime", retime)
     pooled = audit._confirm(row, Run(doc), name, "float32", None, 2.0, alone_now)
     assert calls == ["suite", "alone"] * audit.CONFIRM_PAIRS  # taking turns
+    assert capsys.readouterr().out == ("      suite/alone off with a clean pairing: both timed "
+                                       "again, taking turns\n")
     # Every timing counts: 20 rounds at 125 and 40 at 101 against 20 at 100 and 40 at 99.
-    assert pooled.suite_round_us == (125.0,) * 20 + (101.0,) * 40
+    assert pooled.suite_round_us == (125.37,) * 20 + (101.0,) * 40
     assert pooled.alone.round_us == (100.0,) * 20 + (99.0,) * 40
     assert pooled.interference == pytest.approx(101.0 / 99.0)
     assert verdicts.failures(pooled) == [] and not pooled.drifted
@@ -479,7 +481,7 @@ def test_a_row_off_with_a_clean_pairing_is_timed_again_on_both_sides_and_pooled(
     assert saved["extra_info"]["step_us"] == pytest.approx(101.0)
     assert doc["machine_info"]["gdbench"]["resettled"] == [
         {"benchmark": name, "by": "audit", "kept": "pooled", "timings": 3,
-         "interference_first": 1.25, "interference_pooled": round(101.0 / 99.0, 3)}]
+         "interference_first": 1.254, "interference_pooled": round(101.0 / 99.0, 3)}]
 
 
 def test_a_difference_that_stays_over_the_pooled_timings_still_fails(
@@ -728,12 +730,13 @@ AA = ([1.0, 1.01, 0.99, 1.02] * 10, [1.0, 1.0, 1.01, 0.98] * 10)  # an A/A of a 
 def two_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A constructed run of numpy and jax on crops. Stand-ins time them alone: numpy at
     6 µs/step, leaving half a core busy (it passes, and spins), and jax at 30 µs/step (it
-    fails); the machine's timer and A/A rounds are fixed."""
+    fails), one more wait taking 5% off; the machine's timer and A/A rounds are fixed."""
     run = write_run(tmp_path / "run.json", workloads=("crops",), backends=("numpy", "jax"),
                     slow_share=0.0)
     suite_ref = float(read_run(run)["benchmarks"][1]["extra_info"]["ref_s"])
     monkeypatch.setattr(audit, "standalone", lambda backend, *args: standalone.Standalone(
-        step_us={"numpy": 6.0, "jax": 30.0}[backend], ref_s=suite_ref, sync_change=0.0,
+        step_us={"numpy": 6.0, "jax": 30.0}[backend], ref_s=suite_ref,
+        sync_change={"numpy": 0.0, "jax": -0.05}[backend],
         doubled_ratio=2.0, busy_cores={"numpy": 0.5, "jax": 0.0}[backend],
         harness_share=0.002, rounds=20))
     monkeypatch.setattr(audit, "_resettle_suite", lambda row, *args: row)
@@ -786,7 +789,7 @@ def test_the_audits_report_word_for_word(two_rows: Path,
         "crops     numpy             6.18           6.00        1.030  medians, drift ×1.000 "
         "(no per-round refs)  +0.0%    ×2.00        0.50    +0.0%  0.20%  ok, spins",
         "crops     jax               11.9           30.0        0.408  medians, drift ×1.028 "
-        "(no per-round refs)  +0.0%    ×2.00        0.00    +0.0%  0.20%  FAIL",
+        "(no per-round refs)  -5.0%    ×2.00        0.00    +0.0%  0.20%  FAIL",
         *DETAILS, "",
     ]
 
@@ -799,7 +802,7 @@ def test_the_audits_markdown_report_and_a_noise_warning(
     warning = "this machine is noisy for a 1% gate: A/A -0.5% [-1.0%, +0.0%], spread 1.2%"
     assert f"> **⚠ {warning}**" in lines
     assert "| crops | jax | 11.9 | 30.0 | 0.408 | medians, drift ×1.028 (no per-round refs) " \
-           "| +0.0% | ×2.00 | 0.00 | +0.0% | 0.20% | FAIL |" in lines
+           "| -5.0% | ×2.00 | 0.00 | +0.0% | 0.20% | FAIL |" in lines
     assert lines[-3:] == [*DETAILS, ""]
     saved = read_run(two_rows)["machine_info"]["gdbench"]["audit"]
     assert saved["noise"]["warning"] == warning and saved["noise"]["threshold"] == 0.01
@@ -912,3 +915,49 @@ def test_a_users_workload_is_timed_again_from_the_definition_the_run_saved(
     run = Run(doc)
     assert audit._definition(run, "mine") == json.dumps(definition, sort_keys=True)
     assert audit._definition(run, "crops") is None  # gdbench's own: known by name
+
+
+def test_a_standalone_timing_on_an_unsettled_machine_is_timed_again_and_pooled(
+        two_rows: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # numpy alone: first while the machine ran 1.5x slower (its reference too), then calm.
+    doc = read_run(two_rows)
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if b["extra_info"]["backend"] != "jax"]
+    two_rows.write_text(json.dumps(doc))
+    ref = statistics.median(doc["benchmarks"][-1]["extra_info"]["ref_data"])
+    step = doc["benchmarks"][-1]["extra_info"]["step_us"]
+    timings = [replace(SETTLED_ALONE, step_us=step * f, ref_s=ref * f, rounds=20,
+                       round_us=(step * f,) * 20, round_ref_s=(ref * f,) * 20, round_wake_s=())
+               for f in (1.5, 1.0)]
+    calls: list[tuple[Any, ...]] = []
+
+    def alone_now(*args: Any) -> standalone.Standalone:
+        calls.append(args)
+        return timings[len(calls) - 1]
+
+    monkeypatch.setattr(audit, "standalone", alone_now)
+    assert cli.main(["audit", "--run", str(two_rows), "--seconds", "0.1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(calls) == 2  # settled once pooled: half the rounds unsettled is not most
+    assert lines[:2] == ["[  1/1] alone: numpy on crops",
+                         "      the machine was unsettled while timing alone: again"]
+    row = read_run(two_rows)["machine_info"]["gdbench"]["audit"]["rows"][0]
+    assert row["rounds"] == 40 and row["step_us"] == pytest.approx(step * 1.25)
+    assert row["alone_settled_us"] == pytest.approx(step)  # the calm rounds are compared
+
+
+def test_an_audit_of_a_users_workload_builds_its_reference_from_the_saved_definition(
+        two_rows: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    definition = {"shape": [64, 4, 2], "batch_size": 8, "epochs": 1}
+    doc = read_run(two_rows)
+    for bench in doc["benchmarks"]:
+        bench["extra_info"].update(workload="64x4x2-b8-e1", workload_def=definition)
+    two_rows.write_text(json.dumps(doc))
+    built: list[Any] = []
+    reference_loop = timing.reference_loop
+    monkeypatch.setattr(timing, "reference_loop", lambda X, W0, batches: (
+        built.append((X.shape, W0.shape)), reference_loop(X, W0, batches))[1])
+    assert cli.main(["audit", "--run", str(two_rows), "--seconds", "0.1"]) == 1
+    assert built == [((64, 4), (2, 4))]  # the user's problem, not a workload of gdbench's
+    assert "[  2/2] alone: jax on 64x4x2-b8-e1" in capsys.readouterr().out.splitlines()
