@@ -87,7 +87,7 @@ MUTATE := \
 	gdbench/commands/check.py:tests/test_cli_reference.py,tests/test_regress.py,tests/test_exit_codes.py \
 	gdbench/commands/ab.py:tests/test_cli_reference.py,tests/test_ab.py,tests/test_exit_codes.py \
 	gdbench/judge/trust.py:tests/test_trust.py,tests/test_neighbours.py,tests/test_tables.py \
-	gdbench/commands/options.py:tests/test_cli_reference.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_cli.py \
+	gdbench/commands/options.py:tests/test_options.py,tests/test_cli_reference.py,tests/test_own_workloads.py,tests/test_exit_codes.py,tests/test_cli.py \
 	gdbench/commands/compare.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_tables.py \
 	gdbench/commands/plot.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_plots.py \
 	gdbench/commands/history.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_history.py \
