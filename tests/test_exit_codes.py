@@ -122,7 +122,8 @@ def test_history_that_cannot_write_its_page_is_one_line(
     blocker.write_text("a file where the page's folder goes")
     page = blocker / "history.html"
     code, out, err = run_cli(capsys, "history", str(run), "-o", str(page))
-    _one_line_error(code, out, err, "history", f"{page}: cannot write the page")
+    line = _one_line_error(code, out, err, "history")
+    assert line == f"gdbench history: error: {page}: cannot write the page (File exists)"
 
 
 # --- ab -------------------------------------------------------------------------------------------

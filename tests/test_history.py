@@ -239,7 +239,7 @@ def test_the_page_is_one_self_contained_file(tmp_path: Path, capsys) -> None:
     code, stdout, err = run_cli(capsys, "history", *map(str, paths), "--baseline", str(base),
                                 "--threshold", "15%", "-o", str(out))
     assert code == 0, err
-    assert stdout.startswith(f"wrote {out}: 2 runs, 8 benchmarks, 2 flagged points")
+    assert stdout == f"wrote {out}: 2 runs, 8 benchmarks, 2 flagged points\n"
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     for workload in ("crops", "small"):
@@ -258,6 +258,22 @@ def test_the_page_is_one_self_contained_file(tmp_path: Path, capsys) -> None:
     assert OTHER["gdbench"]["fingerprint"] in page
     assert "Latest run against the baseline" in page and "❌ regression" in page
     assert os.stat(out).st_mode & 0o777 == 0o644
+
+
+def test_one_run_of_one_benchmark_is_counted_in_the_singular(tmp_path: Path, capsys) -> None:
+    one = _run(tmp_path / "one.json", 1, backends=("numpy",))
+    out = tmp_path / "page.html"
+    code, stdout, _ = run_cli(capsys, "history", str(one), "-o", str(out))
+    assert code == 0
+    assert stdout == f"wrote {out}: 1 run, 1 benchmark, 0 flagged points\n"
+
+
+def test_an_output_that_is_a_folder_says_what_to_give(tmp_path: Path, capsys) -> None:
+    run = _run(tmp_path / "one.json", 1)
+    code, _, err = run_cli(capsys, "history", str(run), "-o", str(tmp_path))
+    assert code == 2
+    assert err == (f"gdbench history: error: {tmp_path}: is a directory; give the page's file "
+                   f"name, such as {tmp_path / 'history.html'}\n")
 
 
 def _bad_input_cases(tmp_path: Path) -> dict[str, list[str]]:
