@@ -120,7 +120,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path: Path, capsys, args: list[str
 def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path, capsys) -> None:
     run = write_run(tmp_path / "run.json", workloads=("crops",), seed=1)
     code, _, err = run_cli(capsys, "plot", str(run), "-o", str(run))
-    assert code == 2 and "not a folder" in err
+    assert code == 2 and err == f"gdbench plot: error: {run}: exists and is not a folder\n"
 
 
 def test_the_plotted_losses_are_the_real_ones() -> None:
@@ -307,3 +307,79 @@ def test_the_caption_says_what_each_roof_is_and_what_alpha_allows() -> None:
     # 108 FLOPs in 10 µs, and in 0.1 µs.
     assert "numpy's α of 10 µs allows 0.011 GFLOP/s, and jax-scan's α of 0.1 µs allows " \
            "1.1 GFLOP/s" in lines[2]
+
+
+# --- the command, its figures stood in for -------------------------------------------------
+
+class _Drawn:
+    """gdbench plot with every figure a stand-in: which figures it asks for, of what, and
+    the convergence figure's note."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.saved: list[tuple[str, Any]] = []
+        self.trained: list[tuple[str, list[str], int | None]] = []
+        self.note = ""
+        from gdbench.commands import plot
+
+        def save(figure: Any, out_dir: Path, stem: str) -> list[Path]:
+            self.saved.append((stem, figure))
+            return [out_dir / f"{stem}.png"]
+
+        def losses(workload: str, names: list[str], epochs: int | None,
+                   progress: Any = None) -> tuple[int, dict[str, list[float]]]:
+            self.trained.append((workload, list(names), epochs))
+            return 0, {}
+
+        def convergence(workload: str, losses: Any, note: str) -> str:
+            self.note = note
+            return f"convergence of {workload}"
+
+        monkeypatch.setattr(plot, "save", save)
+        monkeypatch.setattr(plot, "losses_per_epoch", losses)
+        monkeypatch.setattr(plot, "convergence_figure", convergence)
+        monkeypatch.setattr(plot, "loss_time_figure", lambda frame, w: f"loss-time of {w}")
+        for name in ("scaling", "speedup", "roofline", "fit"):
+            monkeypatch.setattr(plot, f"{name}_figure", lambda frame, name=name: name)
+        monkeypatch.setattr(plot.implementations, "available", lambda: {
+            "numpy": None, "jax": None, "torch-cuda": "no CUDA device"})
+
+
+def test_plot_draws_each_figure_once_and_prints_each_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    drawn = _Drawn(monkeypatch)
+    run = write_run(tmp_path / "run.json", workloads=("small", "medium"), seed=1)
+    code, out, _ = run_cli(capsys, "plot", str(run), "-o", str(tmp_path / "p"),
+                           "--workload", "medium")
+    assert code == 0
+    assert drawn.saved == [("scaling", "scaling"), ("speedup", "speedup"),
+                           ("roofline", "roofline"), ("fit", "fit"),
+                           ("loss-time", "loss-time of medium"),
+                           ("convergence", "convergence of medium")]
+    assert out.splitlines() == [str(tmp_path / "p" / f"{s}.png") for s, _ in drawn.saved]
+    # Every backend available here, trained over 10 epochs of medium's recipe (it trains 2).
+    assert drawn.trained == [("medium", ["numpy", "jax"], None)]
+    assert drawn.note == ("; not available here: torch-cuda\nthe benchmark trains 2 epochs; "
+                          f"shown over {MIN_EPOCHS_SHOWN} of the same recipe")
+
+
+def test_plot_of_the_backends_and_epochs_asked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    drawn = _Drawn(monkeypatch)
+    run = write_run(tmp_path / "run.json", workloads=("small",), seed=1)
+    assert run_cli(capsys, "plot", str(run), "-o", str(tmp_path), "--workload", "large",
+                   "--backends", "numpy", "--epochs", "3")[0] == 0
+    assert drawn.trained == [("large", ["numpy"], 3)]
+    assert drawn.note == "\nthe benchmark trains 1 epoch; shown over 3 of the same recipe"
+    # The loss-time figure: the workload asked for is not in the run, so the run's first.
+    assert ("loss-time", "loss-time of small") in drawn.saved
+    drawn.trained.clear()
+    assert run_cli(capsys, "plot", str(run), "-o", str(tmp_path), "--workload", "crops",
+                   "--backends", "numpy")[0] == 0
+    assert drawn.note == ""  # crops trains 50 epochs: shown as benchmarked
+    assert run_cli(capsys, "plot", str(run), "-o", str(tmp_path), "--workload", "crops",
+                   "--backends", "numpy", "--epochs", "50")[0] == 0
+    assert drawn.note == ""
+    drawn.saved.clear()
+    assert run_cli(capsys, "plot", str(run), "-o", str(tmp_path), "--no-convergence")[0] == 0
+    assert [stem for stem, _ in drawn.saved] == ["scaling", "speedup", "roofline", "fit",
+                                                 "loss-time"]
