@@ -74,7 +74,7 @@ MUTATE := \
 	gdbench/harness/timing.py:tests/test_docs_constants.py,tests/test_timing.py,tests/test_audit.py,tests/test_standalone.py \
 	gdbench/commands/audit.py:tests/test_cli_reference.py,tests/test_audit.py,tests/test_audit_retime.py \
 	gdbench/judge/audit.py:tests/test_docs_constants.py,tests/test_audit.py,tests/test_audit_retime.py,tests/test_standalone.py \
-	gdbench/harness/standalone.py:tests/test_docs_constants.py,tests/test_audit_retime.py,tests/test_audit.py,tests/test_own_workloads.py,tests/test_standalone.py \
+	gdbench/harness/standalone.py:tests/test_docs_constants.py,tests/test_cli_reference.py,tests/test_audit_retime.py,tests/test_audit.py,tests/test_own_workloads.py,tests/test_standalone.py \
 	gdbench/records/run.py:tests/test_records.py,tests/test_ab.py,tests/test_own_workloads.py \
 	gdbench/judge/limits.py:tests/test_limits.py \
 	gdbench/judge/target.py:tests/test_target.py \
