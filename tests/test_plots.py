@@ -328,6 +328,7 @@ class _Drawn:
         def losses(workload: str, names: list[str], epochs: int | None,
                    progress: Any = None) -> tuple[int, dict[str, list[float]]]:
             self.trained.append((workload, list(names), epochs))
+            progress(f"trained {workload}")
             return 0, {}
 
         def convergence(workload: str, losses: Any, note: str) -> str:
@@ -341,16 +342,17 @@ class _Drawn:
         for name in ("scaling", "speedup", "roofline", "fit"):
             monkeypatch.setattr(plot, f"{name}_figure", lambda frame, name=name: name)
         monkeypatch.setattr(plot.implementations, "available", lambda: {
-            "numpy": None, "jax": None, "torch-cuda": "no CUDA device"})
+            "numpy": None, "torch-cuda": "no CUDA device", "jax": None,
+            "jax-cuda": "no GPU"})
 
 
 def test_plot_draws_each_figure_once_and_prints_each_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     drawn = _Drawn(monkeypatch)
     run = write_run(tmp_path / "run.json", workloads=("small", "medium"), seed=1)
-    code, out, _ = run_cli(capsys, "plot", str(run), "-o", str(tmp_path / "p"),
-                           "--workload", "medium")
-    assert code == 0
+    code, out, err = run_cli(capsys, "plot", str(run), "-o", str(tmp_path / "p"),
+                             "--workload", "medium")
+    assert code == 0 and err == "trained medium\n"  # the training's progress, on stderr
     assert drawn.saved == [("scaling", "scaling"), ("speedup", "speedup"),
                            ("roofline", "roofline"), ("fit", "fit"),
                            ("loss-time", "loss-time of medium"),
@@ -358,14 +360,14 @@ def test_plot_draws_each_figure_once_and_prints_each_file(
     assert out.splitlines() == [str(tmp_path / "p" / f"{s}.png") for s, _ in drawn.saved]
     # Every backend available here, trained over 10 epochs of medium's recipe (it trains 2).
     assert drawn.trained == [("medium", ["numpy", "jax"], None)]
-    assert drawn.note == ("; not available here: torch-cuda\nthe benchmark trains 2 epochs; "
-                          f"shown over {MIN_EPOCHS_SHOWN} of the same recipe")
+    assert drawn.note == ("; not available here: torch-cuda, jax-cuda\nthe benchmark trains "
+                          f"2 epochs; shown over {MIN_EPOCHS_SHOWN} of the same recipe")
 
 
 def test_plot_of_the_backends_and_epochs_asked_for(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     drawn = _Drawn(monkeypatch)
-    run = write_run(tmp_path / "run.json", workloads=("small",), seed=1)
+    run = write_run(tmp_path / "run.json", workloads=("small", "medium"), seed=1)
     assert run_cli(capsys, "plot", str(run), "-o", str(tmp_path), "--workload", "large",
                    "--backends", "numpy", "--epochs", "3")[0] == 0
     assert drawn.trained == [("large", ["numpy"], 3)]
@@ -383,3 +385,13 @@ def test_plot_of_the_backends_and_epochs_asked_for(
     assert run_cli(capsys, "plot", str(run), "-o", str(tmp_path), "--no-convergence")[0] == 0
     assert [stem for stem, _ in drawn.saved] == ["scaling", "speedup", "roofline", "fit",
                                                  "loss-time"]
+
+
+def test_plot_writes_under_results_plots_by_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    drawn = _Drawn(monkeypatch)
+    run = write_run(tmp_path / "run.json", workloads=("crops",), seed=1)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "plot", str(run), "--no-convergence")
+    assert code == 0 and len(drawn.saved) == 5
+    assert out.splitlines()[0] == str(Path("results") / "plots" / "scaling.png")
