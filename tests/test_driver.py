@@ -21,6 +21,7 @@ import pytest
 from _benchjson import machine_info, make_run
 
 from gdbench.commands import run as run_command
+from gdbench.data.errors import InputError
 from gdbench.harness import cluster, launcher
 from gdbench.judge import retime
 
@@ -160,7 +161,7 @@ def test_a_lost_job_is_named_and_fails_the_run_while_every_other_cell_is_saved(
     assert by_cpu["CPU B"] == Counter({"bench_training[crops-numpy]": 1,
                                        "bench_roofline[crops]": 1})
     assert len(by_cpu["CPU A"]) == 3
-    assert "   jax on CPU B, 8 cores: lost" in captured.out
+    assert "   jax on CPU B, 8 cores: lost" in captured.out.splitlines()
     assert captured.err.strip().splitlines() == [
         "gdbench run: the jax process on CPU B, 8 cores was lost (its node died): its "
         "benchmarks are not in the saved run"]
@@ -296,3 +297,73 @@ def test_a_run_stopped_before_any_training_job_finished_saves_nothing(
                                       "--out", str(tmp_path)]), StandInCluster(stop_after=0))
     assert list(tmp_path.iterdir()) == []
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_stopped_names_every_job_it_kept_and_lost(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--backends", "numpy", "jax", "torch-cpu", "--workloads", "crops", "--out",
+            str(tmp_path)]
+    one = StandInCluster(kinds=KINDS[:1], stop_after=1)
+    with pytest.raises(KeyboardInterrupt):  # torch-cpu came back, then the stop
+        run_command.run_suite(_parse(argv), one)
+    assert capsys.readouterr().err == ("gdbench run: stopped before the end; kept the finished "
+                                       "processes (torch-cpu), lost numpy, jax\n")
+    two = StandInCluster(kinds=KINDS[:1], stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_command.run_suite(_parse([*argv, "--out", str(tmp_path / "two")]), two)
+    assert capsys.readouterr().err == ("gdbench run: stopped before the end; kept the finished "
+                                       "processes (torch-cpu, jax), lost numpy\n")
+
+
+def test_a_failed_remote_job_points_to_its_workers_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    class Failing(StandInCluster):
+        def _done(self, task: cluster.Task) -> cluster.Done:
+            done = super()._done(task)
+            if task.job.label != "jax" or done.outcome is None:
+                return done
+            return cluster.Done(task, launcher.Outcome(task.job, 3, None, 0.0), done.host)
+
+    code, _ = run_command.run_suite(_parse(
+        ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
+        Failing(kinds=KINDS[:1]))
+    assert code == 3
+    assert capsys.readouterr().err == (
+        "gdbench run: the jax process failed (pytest exit 3): its benchmarks are not in the "
+        "saved run; its output is in the log of the worker that ran it\n")
+
+
+def test_a_machine_without_hosts_listed_and_a_backend_it_cannot_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    class Skipping(StandInCluster):
+        def machines(self, backends: Any, status: Any) -> list[cluster.Machine]:
+            return [cluster.Machine("fa", "CPU A, 4 cores", {"numpy": None,
+                                                             "torch-cuda": "no CUDA here"})]
+
+    out = tmp_path / "deep" / "er"  # made, parents and all
+    code, saved = run_command.run_suite(_parse(
+        ["--backends", "numpy", "torch-cuda", "--workloads", "crops", "--out", str(out)]),
+        Skipping())
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and saved is not None and saved.parent == out
+    assert lines[:2] == ["gdbench run: crops profile through a stand-in cluster, on 1 kind(s) "
+                         "of machine:", "  CPU A, 4 cores"]
+    assert "skipped torch-cuda: no CUDA here" in lines
+
+
+def test_a_folder_where_runs_cannot_go_is_one_line_before_any_job(tmp_path: Path) -> None:
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the runs go")
+    executor = StandInCluster()
+    with pytest.raises(InputError) as refused:
+        run_command.run_suite(_parse(["--out", str(blocker)]), executor)
+    assert str(refused.value) == f"{blocker}: cannot save runs there (File exists)"
+    assert executor.handed == []
+
+
+@pytest.mark.parametrize(("argv", "profile"), [
+    ([], "default"), (["--quick"], "quick"), (["--threads", "2"], "default-2t"),
+    (["--workloads", "crops", "small"], "crops-small"),
+    (["--quick", "--workloads", "large", "--threads", "1"], "large-1t")])
+def test_the_profile_in_a_runs_name(argv: list[str], profile: str) -> None:
+    assert run_command._profile(_parse(argv)) == profile

@@ -192,7 +192,7 @@ def test_run_where_every_backend_skips_saves_nothing(
 ) -> None:
     code = main(["run", "--workloads", "crops", "--backends", "torch-cuda", "--out",
                  str(tmp_path), "--", "--benchmark-max-time=0.05"])
-    assert code != 0
+    assert code == 1
     assert "nothing saved" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
