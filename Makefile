@@ -131,6 +131,20 @@ mutate: $(STAMP)
 		mv "$$out.new" "$$out"; head -n 1 "$$out"; echo "  survivors: $$out"; \
 	done
 
+# After tests aimed at a module's survivors: re-run only its survivors (the last
+# `make mutate` of it, build/mutate/<source>.txt) against its tests as they are now. Its score
+# is then the full run's killed plus the survivors caught here (scripts/recheck_survivors.py).
+.PHONY: mutate-recheck
+mutate-recheck: $(STAMP)
+	@set -u; for entry in $(MUTATE); do \
+		src=$${entry%%:*}; tests=$$(echo "$${entry#*:}" | tr , ' '); \
+		case " $(ONLY) " in "  ") ;; *" $$src "*) ;; *) continue ;; esac; \
+		out=$(MUTATE_OUT)/$$(echo "$$src" | tr / _).txt; \
+		[ -f "$$out" ] || { echo "$$src: no $$out: run make mutate ONLY=$$src first"; continue; }; \
+		echo "recheck $$src (tests: $$tests)"; \
+		$(BIN)/python scripts/recheck_survivors.py "$$out" $$tests || exit 1; \
+	done
+
 # Everything a GPU machine has to prove, in under 8 minutes (scripts/gpu-check.sh): no
 # install step, as a GPU box may have no network; logs and runs go to results/gpu-check-<date>.
 # Exit 3 when no GPU is here (see the script's header for every exit status).
