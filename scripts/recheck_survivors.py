@@ -28,10 +28,12 @@ TIMEOUT_S = 300  # a mutant whose tests run this long counts as caught, as mutmu
 
 
 def survivors(text: str) -> list[tuple[str, str]]:
-    """(mutant id, its unified diff) of each survivor in a `make mutate` output file."""
-    if "Survived" not in text:
+    """(mutant id, its unified diff) of each mutant that a `make mutate` output file lists
+    as survived or suspicious (its tests passed, slowly: not killed either)."""
+    starts = [text.index(s) for s in ("Suspicious", "Survived") if s in text]
+    if not starts:
         return []
-    text = text[text.index("Survived"):]
+    text = text[min(starts):]
     chunks = re.split(r"^# mutant (\d+)\n", text, flags=re.M)[1:]
     return [(mid, diff.rstrip("\n") + "\n") for mid, diff in zip(chunks[0::2], chunks[1::2],
                                                                  strict=True)]
