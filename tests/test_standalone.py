@@ -366,6 +366,35 @@ def test_the_timer_info_is_its_smallest_forward_step() -> None:
     assert math.isnan(standalone.timer_info(lambda: 1.0, samples=5)["smallest_step_s"])
 
 
+def test_the_timer_info_reads_ten_thousand_times_and_compares_neighbouring_readings() -> None:
+    readings = iter([0.0, 1e-6, 3e-6, 6e-6])  # steps of 1, 2 and 3 µs
+    assert standalone.timer_info(lambda: next(readings), samples=4)["smallest_step_s"] == \
+        pytest.approx(1e-6)
+    clock = FakeClock(tick=2e-8)
+    calls = []
+
+    def counted() -> float:
+        calls.append(1)
+        return clock()
+
+    assert standalone.timer_info(counted)["smallest_step_s"] == pytest.approx(2e-8)
+    assert len(calls) == 10_000
+
+
+def test_the_aa_blocks_are_forty_rounds_each_of_the_reference_alone() -> None:
+    clock = FakeClock()
+    calls = []
+
+    def reference() -> None:
+        calls.append(1)
+        clock.advance(0.01)  # 10 ms a call: one call a round
+
+    first, second = standalone.aa_rounds(reference, clock=clock)
+    assert first == pytest.approx([0.01] * 40) and second == pytest.approx([0.01] * 40)
+    assert standalone.aa_rounds(reference, rounds=3, clock=clock)[0] == pytest.approx(
+        [0.01] * 3)
+
+
 def test_the_childs_help_and_a_bad_definition_name_it(
         capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
