@@ -422,3 +422,66 @@ def test_time_to_target_past_the_plan_and_the_stated_cap(tmp_path: Path, capsys)
     assert "small: 600 steps (2.34 × its plan of 256)" in out
     assert "crops: not reached in 12,500 steps (50 × its plan: the cap)" in out
     assert "up to 50 × the plan's steps or 2e+11 FLOPs" in out
+
+
+# --- the pieces of a cell and of a section, word for word -------------------------------------
+
+def test_each_doubt_has_its_mark_and_its_footnote() -> None:
+    from gdbench.judge import trust
+    from gdbench.report import tables
+
+    row = pd.Series({"step_us": 99.3, "spread": 0.021, "doubts": (trust.UNSETTLED,
+                                                                    trust.WIDE_INTERVAL)})
+    assert tables.marks(row) == "†§" and tables.us_cell(row) == "99.3 ±2.1% †§"
+    assert tables.marks(pd.Series({"doubts": math.nan})) == ""  # a row without intervals
+    calm = pd.Series({"step_us": 99.3, "spread": 0.021, "doubts": ()})
+    assert tables.us_cell(calm) == "99.3 ±2.1%"
+    rows = pd.DataFrame({"doubts": [(trust.NEIGHBOUR,), math.nan, trust.DOUBTS]})
+    assert tables.footnotes(rows) == [
+        "† most of its rounds were timed while the machine ran slower (their paired reference "
+        "read over 25% above the workload's quiet level), even after gdbench run timed it "
+        "again: close other programs and run it again; gdbench audit tells whether this "
+        "machine can time it within 10%.",
+        "‡ other programs took a share of its CPUs (or the hypervisor stole it) beside 10% or "
+        "more of its rounds: close other programs and run it again, or leave CPUs to spare "
+        "with --threads N below the machine's count.",
+        "§ its interval reaches further than ±10%: its rounds disagree. Run with --threads 1 "
+        "(a thread pool that loses a core to another program slows by several times), close "
+        "other programs, or check the machine with gdbench audit."]
+    assert tables.footnotes(pd.DataFrame({"step_us": [1.0]})) == []
+    assert tables.INTERVAL_NOTE == ("±: the 95% bootstrap interval of the median round, the "
+                                    "farther side, relative to the figure")
+
+
+@pytest.mark.parametrize(("agrees", "diff", "cell"), [
+    (True, 0.0, "✓"), (False, 0.0312, "✗ (0.031)"), (False, math.nan, "✗"),
+    (None, math.nan, "")])
+def test_the_agreement_cell(agrees: object, diff: float, cell: str) -> None:
+    from gdbench.report import tables
+
+    assert tables._agreement(pd.Series({"agrees": agrees, "max_abs_diff_vs_numpy": diff},
+                                       dtype=object)) == cell
+
+
+def test_a_runs_header_names_its_file_machine_fingerprint_and_date() -> None:
+    from gdbench.report import tables
+
+    run = {"run": "r1", "path": "results/runs/r1.json", "machine": "CPU A, 2 cores",
+           "fingerprint": "abc123", "datetime": pd.Timestamp("2026-01-02 12:34:56")}
+    assert tables._header(run) == ("results/runs/r1.json on CPU A, 2 cores (fingerprint "
+                                   "abc123, 2026-01-02 12:34 UTC)")
+    renamed = {**run, "run": "base", "datetime": pd.NaT}
+    assert tables._header(renamed) == ("base: results/runs/r1.json on CPU A, 2 cores "
+                                       "(fingerprint abc123)")
+
+
+def test_a_backend_in_another_dtype_is_labelled_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(make_run(workloads=("crops",), backends=("numpy", "jax"),
+                                        dtype="float64")))
+    s = summary(load_run(path))
+    training = s[s["kind"] == "training"]
+    assert sorted(training["label"]) == ["jax float64", "numpy float64"]
+    assert (training["dtype"] == "float64").all()
+    roof = s[s["kind"] == "roofline"]
+    assert (roof["limit_kind"] == "").all()  # only a training row has a limit
