@@ -92,7 +92,7 @@ MUTATE := \
 	gdbench/commands/plot.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_plots.py \
 	gdbench/commands/history.py:tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_history.py \
 	gdbench/commands/executors.py:tests/test_executors.py,tests/test_cli_reference.py,tests/test_exit_codes.py,tests/test_slurm.py,tests/test_cluster.py \
-	gdbench/records/formats.py:tests/test_formats.py,tests/test_tables.py \
+	gdbench/records/formats.py:tests/test_formats.py,tests/test_cli_reference.py,tests/test_tables.py \
 	gdbench/report/tables.py:tests/test_neighbours.py,tests/test_parallel_tables.py,tests/test_tables.py \
 	gdbench/report/history.py:tests/test_history.py \
 	gdbench/report/plots.py:tests/test_plots.py \

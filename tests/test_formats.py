@@ -36,6 +36,7 @@ def test_percent(value: float, text: str) -> None:
 
 @pytest.mark.parametrize(("spread", "text"), [
     (0.021, "±2.1%"), (0.0043, "±0.43%"), (0.25, "±25%"), (0.1, "±10%"), (0.0999, "±10%"),
+    (0.99, "±99%"),
     (0.0, "±0%"), (math.nan, ""), (None, "")])
 def test_plus_minus(spread: float, text: str) -> None:
     assert formats.plus_minus(spread) == text
@@ -115,9 +116,17 @@ def test_an_html_document_escapes_every_text() -> None:
 
 
 def test_an_unknown_document_format_is_named() -> None:
-    with pytest.raises(ValueError, match="unknown format 'csv'; expected one of table, md, "
-                                         "html"):
+    with pytest.raises(ValueError) as refused:
         formats.render(SECTIONS, "csv")
+    assert str(refused.value) == "unknown format 'csv'; expected one of table, md, html"
+
+
+def test_an_html_table_has_no_index_no_border_and_escaped_cells() -> None:
+    table = pd.DataFrame({"backend": ["a<b"], "µs/step": ["1.00"]})
+    text = formats.render([formats.Section("T", table)], "html")
+    assert '<table class="dataframe">' in text  # border 0: no border attribute
+    assert "<td>a&lt;b</td>" in text and "<th>backend</th>" in text
+    assert text.count("<th>") == 2  # the two columns' headers, no index column
 
 
 def test_csv_has_no_index_and_six_significant_digits() -> None:
