@@ -73,14 +73,16 @@ SPEED_CHANGES: dict[str, Callable[[dict[str, Any]], None]] = {
     "GPU": _set("gdbench", "gpu", value="NVIDIA H100 80GB HBM3"),
     "pinned threads": _set("gdbench", "threads_pinned", value=2),
     "no pinning": _set("gdbench", "threads_pinned", value=None),
+    # Spelled out, not read from machine.THREAD_VARS: a name dropped there is caught here.
     **{f"thread env {var}": _set("gdbench", "thread_env", var, value="2")
-       for var in machine.THREAD_VARS},
+       for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS",
+                   "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")},
     "thread env XLA flag": _set("gdbench", "thread_env", "XLA_FLAGS",
                                 value="intra_op_parallelism_threads=1"),
     "BLAS library": _blas("internal_api", "mkl"),
     "BLAS version": _blas("version", "0.3.28"),
     **{f"{lib} version": _set("gdbench", "versions", lib, value="9.9.9")
-       for lib in machine.SPEED_LIBRARIES},
+       for lib in ("numpy", "torch", "jax", "jaxlib")},
 }
 
 SAME_MACHINE: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -273,3 +275,75 @@ def test_describe_without_libraries_imports_neither_torch_nor_jax() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, timeout=120)
     assert json.loads(out.stdout) == [False, False]
+
+
+def test_describe_records_each_thread_variable_library_version_and_blas_field(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    info = machine.describe(load_libraries=False)
+    assert info["thread_env"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert list(info["thread_env"]) == ["OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                        "OPENBLAS_NUM_THREADS", "XLA_FLAGS",
+                                        "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES"]
+    assert list(info["versions"]) == ["gdbench", "numpy", "torch", "jax", "jaxlib", "pandas",
+                                      "pytest-benchmark"]
+    import importlib.metadata
+
+    assert info["versions"]["numpy"] == importlib.metadata.version("numpy")
+    assert info["blas"] and all(list(b) == ["user_api", "internal_api", "prefix", "version",
+                                            "num_threads", "architecture"]
+                                for b in info["blas"])
+    assert info["cpu"] == machine.cpu_record()
+
+
+def test_a_library_that_is_not_installed_has_no_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machine, "LIBRARIES", ("numpy", "no-such-package-gdbench"))
+    import importlib.metadata
+
+    assert machine._versions() == {"numpy": importlib.metadata.version("numpy"),
+                                   "no-such-package-gdbench": None}
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="no /proc/cpuinfo here")
+def test_the_cpu_record_is_read_from_proc_cpuinfo_by_default() -> None:
+    assert machine.cpu_record() == machine.cpu_record("/proc/cpuinfo")
+    assert "family" in machine.cpu_record()  # only the file has it
+
+
+def _fake_torch(cuda: bool) -> SimpleNamespace:
+    props = SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=int(79.6 * 2**30))
+    return SimpleNamespace(
+        get_num_threads=lambda: 4, get_num_interop_threads=lambda: 2,
+        cuda=SimpleNamespace(is_available=lambda: cuda,
+                             get_device_properties=lambda i: props if i == 0 else None),
+        version=SimpleNamespace(cuda="12.4"))
+
+
+@pytest.mark.parametrize(("smi", "driver"), [
+    ("550.54.15\n550.54.15\n", "550.54.15"), ("", None), (OSError, None)])
+def test_torchs_gpu_is_recorded_with_its_memory_cuda_and_driver(
+        monkeypatch: pytest.MonkeyPatch, smi: Any, driver: str | None) -> None:
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch(cuda=True))
+    asked: list[list[str]] = []
+
+    def run(cmd: list[str], **kwargs: Any) -> SimpleNamespace:
+        asked.append(cmd)
+        assert kwargs == {"capture_output": True, "text": True, "timeout": 10, "check": False}
+        if smi is OSError:
+            raise OSError("no nvidia-smi")
+        return SimpleNamespace(stdout=smi)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    # Loaded already: recorded even when the caller loads no library itself.
+    assert machine._torch_info(load_libraries=False) == {
+        "torch_threads": 4, "torch_interop_threads": 2, "gpu": "NVIDIA H100 80GB HBM3",
+        "gpu_memory_gib": 79.6, "cuda": "12.4", "gpu_driver": driver}
+    assert asked == [["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]]
+
+
+def test_torch_without_cuda_records_its_threads_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", _fake_torch(cuda=False))
+    assert machine._torch_info(load_libraries=True) == {"torch_threads": 4,
+                                                        "torch_interop_threads": 2}
+    monkeypatch.delitem(sys.modules, "torch")
+    assert machine._torch_info(load_libraries=False) == {}  # not loaded, not loaded for it
