@@ -485,3 +485,33 @@ def test_a_backend_in_another_dtype_is_labelled_with_it(tmp_path: Path) -> None:
     assert (training["dtype"] == "float64").all()
     roof = s[s["kind"] == "roofline"]
     assert (roof["limit_kind"] == "").all()  # only a training row has a limit
+
+
+def test_a_runs_first_six_tables_cell_by_cell(tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    path = write_run(tmp_path / "run.json", workloads=("crops",), backends=("numpy", "jax"),
+                     seed=1, slow_share=0.0)
+    sections = tables.run_sections(load_run(path))
+    on = " — Test CPU 9000, 2 cores"
+    expected = [
+        ("µs per step", {"numpy": "5.91 ±2.1%", "jax": "12.1 ±1.8%", "roofline": "1.53 ±3%"}),
+        ("speed-up vs numpy (higher is faster)", {"numpy": "×1.00", "jax": "×0.487 ±2.7%"}),
+        ("GFLOP/s", {"numpy": "0.0183 ±2.1%", "jax": "0.00891 ±1.8%",
+                     "roofline": "0.0705 ±3%"}),
+        ("% of the limit (the least time a step can take ÷ the backend's)",
+         {"numpy": "26% ±2.1%", "jax": "13% ±1.8%"}),  # the roofline's 1.53 over each
+        ("compile seconds (outside the timed loop)", {"numpy": "0", "jax": "0.3"}),
+        ("agrees with numpy (✓ / ✗ with max |ΔW|)", {"numpy": "✓", "jax": "✓"}),
+    ]
+    for section, (title, cells) in zip(sections, expected, strict=False):
+        assert section.title == title + on
+        assert section.table.to_dict("records") == [{"workload": "crops", **cells}]
+    assert sections[0].notes[1] == tables.INTERVAL_NOTE
+    assert sections[3].notes[0] == (
+        "limit = max(FLOPs / compute roof, bytes / memory roof) per step, both roofs measured "
+        "in this run on the row's own device: the compute roof is the best GEMM rate of its "
+        "roofline loops (two cached GEMMs of a step's shapes), a workload's memory roof the "
+        "fastest copy of a buffer at least as large as its dataset; bytes = the step's rows of "
+        "X and Y, and W and b read and written once. GPU rows are bounded only by GPU "
+        "yardsticks. gdbench plot draws the same roofs.")
