@@ -347,3 +347,20 @@ def test_torch_without_cuda_records_its_threads_only(monkeypatch: pytest.MonkeyP
                                                         "torch_interop_threads": 2}
     monkeypatch.delitem(sys.modules, "torch")
     assert machine._torch_info(load_libraries=False) == {}  # not loaded, not loaded for it
+
+
+def test_the_fingerprint_of_a_saved_machine_never_changes_between_versions() -> None:
+    # Baselines are judged by it: a gdbench that computed another fingerprint for the same
+    # machine_info would call every saved baseline another machine's.
+    assert machine.fingerprint(pytest_benchmark_info()) == "f7ff1f8e0196"
+
+
+def test_the_label_prefers_gdbenchs_own_record_and_the_platform_is_named() -> None:
+    both = {"cpu": {"brand_raw": "py-cpuinfo's CPU", "count": 8},
+            "gdbench": {"cpu_model": "gdbench's CPU", "cpu_count": 4}}
+    assert machine.label(both) == "gdbench's CPU, 4 cores"
+    info = machine.platform_info()
+    assert list(info) == ["node", "machine", "system", "python_version"]
+    import platform
+
+    assert info["python_version"] == platform.python_version()
