@@ -56,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("survivors", type=Path, help="build/mutate/<module>.txt")
     parser.add_argument("tests", nargs="+", help="the module's test files, fast ones first")
+    parser.add_argument("--mutants", metavar="ID,ID", default="",
+                        help="only these survivors (those an earlier recheck left)")
     args = parser.parse_args(argv)
     found = survivors(args.survivors.read_text())
+    if args.mutants:
+        only = set(args.mutants.split(","))
+        found = [(mid, diff) for mid, diff in found if mid in only]
     caught = 0
     with tempfile.TemporaryDirectory(prefix="gdbench-recheck-") as tmp:
         tree = Path(tmp)
