@@ -13,7 +13,9 @@ test is deterministic.
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,6 +228,21 @@ def write_run(path: Path, **kwargs: Any) -> Path:
     """make_run(**kwargs) saved as JSON at ``path``; returns the path."""
     path.write_text(json.dumps(make_run(**kwargs), indent=1), encoding="utf-8")
     return path
+
+
+def run_args(argv: Sequence[str]) -> argparse.Namespace:
+    """``gdbench run``'s options parsed from ``argv``, as its parser gives them to the
+    command (for the tests that call run_suite and the launcher directly)."""
+    from gdbench.commands import run as run_command
+
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def counted_names(path: Path) -> Counter[str]:
+    """How many times each benchmark name is in the saved run at ``path``."""
+    return Counter(b["name"] for b in json.loads(path.read_text())["benchmarks"])
 
 
 def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:

@@ -8,7 +8,6 @@ stand-in executor in test_driver.py."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 
 import _cluster_jobs
 import pytest
-from _benchjson import make_run
+from _benchjson import counted_names, make_run, run_args
 
 from gdbench import implementations
 from gdbench.commands import run as run_command
@@ -37,16 +36,6 @@ dask = pytest.importorskip("dask")
 from gdbench.harness import dask_executor  # noqa: E402  (needs distributed)
 
 QUIET = {"dashboard_address": ":0"}  # no dashboard on a fixed port
-
-
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    run_command.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def _names(path: Path) -> Counter[str]:
-    return Counter(b["name"] for b in json.loads(path.read_text())["benchmarks"])
 
 
 # This process's environment before any nanny ran in it.
@@ -86,13 +75,13 @@ def test_two_bench_workers_run_numpy_and_jax_on_crops_and_small_each_cell_once(
     if implementations.why_unavailable("jax"):
         pytest.skip(f"jax: {implementations.why_unavailable('jax')}")
     executor = dask_executor.DaskExecutor(distributed.Client(two_workers, set_as_default=False))
-    args = _parse(["--backends", "numpy", "jax", "--workloads", "crops", "small", "--quick",
-                   "--out", str(tmp_path), "--", "--benchmark-max-time=0.05"])
+    args = run_args(["--backends", "numpy", "jax", "--workloads", "crops", "small", "--quick",
+                     "--out", str(tmp_path), "--", "--benchmark-max-time=0.05"])
     code, saved = run_command.run_suite(args, executor)
     printed = capsys.readouterr().out
     assert code == 0 and saved is not None
     assert list(tmp_path.iterdir()) == [saved]  # one machine, one run
-    assert _names(saved) == Counter({
+    assert counted_names(saved) == Counter({
         f"bench_{kind}[{cell}]": 1 for kind, cells in (
             ("training", ("crops-numpy", "small-numpy", "crops-jax", "small-jax")),
             ("roofline", ("crops", "small"))) for cell in cells})
@@ -127,13 +116,13 @@ def test_a_worker_killed_in_the_middle_of_a_job_runs_it_again_and_keeps_every_ce
     killer = threading.Thread(target=kill_the_worker_of_the_first_try)
     killer.start()
     try:
-        args = _parse(["--backends", "numpy", "jax", "--workloads", "crops",
-                       "--out", str(tmp_path / "runs")])
+        args = run_args(["--backends", "numpy", "jax", "--workloads", "crops",
+                         "--out", str(tmp_path / "runs")])
         code, saved = run_command.run_suite(args, executor)
     finally:
         killer.join()
     assert code == 0 and saved is not None, capsys.readouterr().err
-    assert _names(saved) == Counter({"bench_training[crops-numpy]": 1,
+    assert counted_names(saved) == Counter({"bench_training[crops-numpy]": 1,
                                      "bench_training[crops-jax]": 1, "bench_roofline[crops]": 1})
     assert len(list(tries.glob("jax.*.finished"))) == 1  # run again exactly once
     assert int(next(tries.glob("jax.*.finished")).read_text()) != killed[0]
@@ -183,8 +172,8 @@ def test_sigterm_cancels_the_remote_jobs_stops_their_processes_and_keeps_whole_f
     began = time.monotonic()
     try:
         with pytest.raises(SystemExit) as stopped:
-            run_command.run_suite(_parse(["--backends", "numpy", "--workloads", "crops",
-                                          "--out", str(out)]), executor)
+            run_command.run_suite(run_args(["--backends", "numpy", "--workloads", "crops",
+                                            "--out", str(out)]), executor)
     finally:
         killer.join()
     assert stopped.value.code == 128 + signal.SIGTERM
@@ -199,7 +188,7 @@ def test_sigterm_cancels_the_remote_jobs_stops_their_processes_and_keeps_whole_f
     doc = json.loads(saved[0].read_text())
     assert doc["machine_info"]["gdbench"]["cut_short"] == {"kept": ["numpy"],
                                                            "not_finished": ["jax"]}
-    assert _names(saved[0]) == Counter({"bench_training[crops-numpy]": 1,
+    assert counted_names(saved[0]) == Counter({"bench_training[crops-numpy]": 1,
                                         "bench_roofline[crops]": 1})
     assert "stopped before the end; kept the finished processes (numpy), lost jax" in \
         capsys.readouterr().err
@@ -228,10 +217,10 @@ def test_a_failed_remote_job_is_named_and_the_other_jobs_are_saved(
 
     monkeypatch.setattr(launcher, "pytest_command", command)
     executor = dask_executor.DaskExecutor(distributed.Client(in_process, set_as_default=False))
-    code, saved = run_command.run_suite(_parse(["--backends", "numpy", "--workloads", "crops",
-                                                "--out", str(tmp_path / "runs")]), executor)
+    code, saved = run_command.run_suite(run_args(["--backends", "numpy", "--workloads", "crops",
+                                                  "--out", str(tmp_path / "runs")]), executor)
     assert code == 3 and saved is not None
-    assert _names(saved) == Counter({"bench_training[crops-numpy]": 1,
+    assert counted_names(saved) == Counter({"bench_training[crops-numpy]": 1,
                                      "bench_roofline[crops]": 1})
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "gdbench run: the jax process failed (pytest exit 3): its benchmarks are not in the "
@@ -291,8 +280,8 @@ def test_a_cuda_job_goes_only_to_the_worker_with_a_gpu(
     for _ in range(3):  # the scheduler may pick either worker for numpy; never for CUDA
         executor = dask_executor.DaskExecutor(
             distributed.Client(cpu_and_gpu_workers, set_as_default=False), run=_record_worker)
-        args = _parse(["--backends", "numpy", "torch-cuda", "--workloads", "crops",
-                       "--out", str(tmp_path)])
+        args = run_args(["--backends", "numpy", "torch-cuda", "--workloads", "crops",
+                         "--out", str(tmp_path)])
         assert run_command.run_suite(args, executor)[0] == 0
     # The GPU's yardsticks (the limit of the GPU rows) are a job that holds the GPU too.
     assert {worker for job, worker in RAN_ON if job.endswith("cuda")} == {"gpu"}
@@ -306,7 +295,7 @@ def test_without_a_gpu_worker_the_cuda_backends_are_skipped_with_the_reason(
     monkeypatch.setattr(cluster, "probe", _probe_with_a_gpu)  # a GPU, but no worker holds it
     executor = dask_executor.DaskExecutor(distributed.Client(in_process, set_as_default=False),
                                           run=_cluster_jobs.constructed)
-    code, saved = run_command.run_suite(_parse(
+    code, saved = run_command.run_suite(run_args(
         ["--backends", "numpy", "torch-cuda", "--workloads", "crops", "--out", str(tmp_path)]),
         executor)
     assert code == 0 and saved is not None

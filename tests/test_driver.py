@@ -8,7 +8,6 @@ test_cluster.py and test_slurm.py."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from collections.abc import Generator, Mapping
@@ -18,7 +17,7 @@ from typing import Any
 
 import _cluster_jobs
 import pytest
-from _benchjson import machine_info, make_run
+from _benchjson import counted_names, machine_info, make_run, run_args
 
 from gdbench.commands import run as run_command
 from gdbench.data.errors import InputError
@@ -27,16 +26,6 @@ from gdbench.judge import retime
 
 CPUS = {"fa": "CPU A", "fb": "CPU B"}
 KINDS = (("fa", "CPU A, 4 cores", ("a1",)), ("fb", "CPU B, 8 cores", ("b1", "b2")))
-
-
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    run_command.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def _names(path: Path) -> Counter[str]:
-    return Counter(b["name"] for b in json.loads(path.read_text())["benchmarks"])
 
 
 def _cpu(path: Path) -> str:
@@ -105,7 +94,7 @@ class StandInCluster:
 def test_each_machine_runs_every_job_and_gets_its_own_run_and_table(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     executor = StandInCluster()
-    code, first = run_command.run_suite(_parse(
+    code, first = run_command.run_suite(run_args(
         ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
         executor)
     printed = capsys.readouterr().out
@@ -115,7 +104,7 @@ def test_each_machine_runs_every_job_and_gets_its_own_run_and_table(
     assert first == saved[0]  # the first machine's run
     assert [_cpu(p) for p in saved] == ["CPU A", "CPU B"]
     for path in saved:
-        assert _names(path) == Counter({"bench_training[crops-numpy]": 1,
+        assert counted_names(path) == Counter({"bench_training[crops-numpy]": 1,
                                         "bench_training[crops-jax]": 1,
                                         "bench_roofline[crops]": 1})
         gdbench = json.loads(path.read_text())["machine_info"]["gdbench"]
@@ -137,7 +126,7 @@ def test_each_machine_runs_every_job_and_gets_its_own_run_and_table(
 
 def test_on_one_machine_nothing_names_the_machine_and_each_job_is_a_process(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, saved = run_command.run_suite(_parse(
+    code, saved = run_command.run_suite(run_args(
         ["--backends", "numpy", "--quick", "--out", str(tmp_path)]),
         StandInCluster(where=cluster.HERE, kinds=KINDS[:1]))
     lines = capsys.readouterr().out.splitlines()
@@ -152,12 +141,12 @@ def test_on_one_machine_nothing_names_the_machine_and_each_job_is_a_process(
 
 def test_a_lost_job_is_named_and_fails_the_run_while_every_other_cell_is_saved(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _ = run_command.run_suite(_parse(
+    code, _ = run_command.run_suite(run_args(
         ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
         StandInCluster(lose=frozenset({("fb", "jax")})))
     captured = capsys.readouterr()
     assert code == 1
-    by_cpu = {_cpu(p): _names(p) for p in tmp_path.iterdir()}
+    by_cpu = {_cpu(p): counted_names(p) for p in tmp_path.iterdir()}
     assert by_cpu["CPU B"] == Counter({"bench_training[crops-numpy]": 1,
                                        "bench_roofline[crops]": 1})
     assert len(by_cpu["CPU A"]) == 3
@@ -170,7 +159,7 @@ def test_a_lost_job_is_named_and_fails_the_run_while_every_other_cell_is_saved(
 def test_a_machine_where_every_job_was_lost_saves_nothing_and_fails_the_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lost = frozenset({("fb", "numpy"), ("fb", "jax")})
-    code, first = run_command.run_suite(_parse(
+    code, first = run_command.run_suite(run_args(
         ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
         StandInCluster(lose=lost))
     err = capsys.readouterr().err.strip().splitlines()
@@ -183,11 +172,11 @@ def test_a_machine_where_every_job_was_lost_saves_nothing_and_fails_the_run(
 
 def test_a_partition_that_mixes_kinds_of_host_gives_one_run_per_kind(
         tmp_path: Path) -> None:
-    code, _ = run_command.run_suite(_parse(
+    code, _ = run_command.run_suite(run_args(
         ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
         StandInCluster(mixed=True))
     assert code == 0
-    by_cpu = {_cpu(p): _names(p) for p in tmp_path.iterdir()}
+    by_cpu = {_cpu(p): counted_names(p) for p in tmp_path.iterdir()}
     assert by_cpu == {"CPU A": Counter({"bench_training[crops-numpy]": 1,
                                         "bench_roofline[crops]": 1}),
                       "CPU B": Counter({"bench_training[crops-jax]": 1})}
@@ -231,7 +220,7 @@ def four_backends(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_spoiled_benchmark_is_timed_again_on_its_machine_and_the_settled_timing_kept(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     executor = _spoiled_on("fb", "fb")
-    code, _ = run_command.run_suite(_parse(["--out", str(tmp_path)]), executor)
+    code, _ = run_command.run_suite(run_args(["--out", str(tmp_path)]), executor)
     printed = capsys.readouterr().out.splitlines()
     assert code == 0
     assert executor.ran_again == ["fb:torch-cpu:--isolated --backends torch-cpu --roofline "
@@ -253,7 +242,7 @@ def test_a_spoiled_benchmark_is_timed_again_on_its_machine_and_the_settled_timin
 def test_a_benchmark_timed_again_on_another_kind_of_machine_keeps_its_first_timing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     executor = _spoiled_on("fb", "fa")
-    code, _ = run_command.run_suite(_parse(["--out", str(tmp_path)]), executor)
+    code, _ = run_command.run_suite(run_args(["--out", str(tmp_path)]), executor)
     printed = capsys.readouterr().out.splitlines()
     assert code == 0
     # Still spoiled after each pass: tried once a pass, each time on the wrong kind.
@@ -274,14 +263,15 @@ def test_a_run_stopped_keeps_each_machines_finished_jobs_once(
     # Jobs come back fb:jax, fb:numpy, fa:jax, fa:numpy; stopped after three: CPU B's run is
     # whole and saved as it ends; CPU A kept jax and lost numpy (and with it the roofline).
     with pytest.raises(KeyboardInterrupt):
-        run_command.run_suite(_parse(["--backends", "numpy", "jax", "--workloads", "crops",
-                                      "--out", str(tmp_path)]), StandInCluster(stop_after=3))
+        run_command.run_suite(run_args(["--backends", "numpy", "jax", "--workloads", "crops",
+                                        "--out", str(tmp_path)]), StandInCluster(stop_after=3))
     captured = capsys.readouterr()
     runs = {_cpu(p): p for p in tmp_path.iterdir()}
     assert sorted(runs) == ["CPU A", "CPU B"]
-    assert not runs["CPU B"].name.endswith("-cut-short.json") and len(_names(runs["CPU B"])) == 3
+    assert not runs["CPU B"].name.endswith("-cut-short.json")
+    assert len(counted_names(runs["CPU B"])) == 3
     assert runs["CPU A"].name.endswith("_crops-cut-short.json")
-    assert _names(runs["CPU A"]) == Counter({"bench_training[crops-jax]": 1})
+    assert counted_names(runs["CPU A"]) == Counter({"bench_training[crops-jax]": 1})
     doc = json.loads(runs["CPU A"].read_text())
     assert doc["machine_info"]["gdbench"]["cut_short"] == {"kept": ["jax"],
                                                            "not_finished": ["numpy"]}
@@ -293,8 +283,8 @@ def test_a_run_stopped_keeps_each_machines_finished_jobs_once(
 def test_a_run_stopped_before_any_training_job_finished_saves_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(KeyboardInterrupt):
-        run_command.run_suite(_parse(["--backends", "numpy", "jax", "--workloads", "crops",
-                                      "--out", str(tmp_path)]), StandInCluster(stop_after=0))
+        run_command.run_suite(run_args(["--backends", "numpy", "jax", "--workloads", "crops",
+                                        "--out", str(tmp_path)]), StandInCluster(stop_after=0))
     assert list(tmp_path.iterdir()) == []
     assert capsys.readouterr().err == ""
 
@@ -305,12 +295,12 @@ def test_a_run_stopped_names_every_job_it_kept_and_lost(
             str(tmp_path)]
     one = StandInCluster(kinds=KINDS[:1], stop_after=1)
     with pytest.raises(KeyboardInterrupt):  # torch-cpu came back, then the stop
-        run_command.run_suite(_parse(argv), one)
+        run_command.run_suite(run_args(argv), one)
     assert capsys.readouterr().err == ("gdbench run: stopped before the end; kept the finished "
                                        "processes (torch-cpu), lost numpy, jax\n")
     two = StandInCluster(kinds=KINDS[:1], stop_after=2)
     with pytest.raises(KeyboardInterrupt):
-        run_command.run_suite(_parse([*argv, "--out", str(tmp_path / "two")]), two)
+        run_command.run_suite(run_args([*argv, "--out", str(tmp_path / "two")]), two)
     assert capsys.readouterr().err == ("gdbench run: stopped before the end; kept the finished "
                                        "processes (torch-cpu, jax), lost numpy\n")
 
@@ -324,7 +314,7 @@ def test_a_failed_remote_job_points_to_its_workers_log(
                 return done
             return cluster.Done(task, launcher.Outcome(task.job, 3, None, 0.0), done.host)
 
-    code, _ = run_command.run_suite(_parse(
+    code, _ = run_command.run_suite(run_args(
         ["--backends", "numpy", "jax", "--workloads", "crops", "--out", str(tmp_path)]),
         Failing(kinds=KINDS[:1]))
     assert code == 3
@@ -341,7 +331,7 @@ def test_a_machine_without_hosts_listed_and_a_backend_it_cannot_run(
                                                              "torch-cuda": "no CUDA here"})]
 
     out = tmp_path / "deep" / "er"  # made, parents and all
-    code, saved = run_command.run_suite(_parse(
+    code, saved = run_command.run_suite(run_args(
         ["--backends", "numpy", "torch-cuda", "--workloads", "crops", "--out", str(out)]),
         Skipping())
     lines = capsys.readouterr().out.splitlines()
@@ -356,7 +346,7 @@ def test_a_folder_where_runs_cannot_go_is_one_line_before_any_job(tmp_path: Path
     blocker.write_text("a file where the runs go")
     executor = StandInCluster()
     with pytest.raises(InputError) as refused:
-        run_command.run_suite(_parse(["--out", str(blocker)]), executor)
+        run_command.run_suite(run_args(["--out", str(blocker)]), executor)
     assert str(refused.value) == f"{blocker}: cannot save runs there (File exists)"
     assert executor.handed == []
 
@@ -366,4 +356,4 @@ def test_a_folder_where_runs_cannot_go_is_one_line_before_any_job(tmp_path: Path
     (["--workloads", "crops", "small"], "crops-small"),
     (["--quick", "--workloads", "large", "--threads", "1"], "large-1t")])
 def test_the_profile_in_a_runs_name(argv: list[str], profile: str) -> None:
-    assert run_command._profile(_parse(argv)) == profile
+    assert run_command._profile(run_args(argv)) == profile

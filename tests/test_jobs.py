@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _benchjson import make_run
+from _benchjson import make_run, run_args
 
 from gdbench.commands import run as run_command
 from gdbench.harness import launcher
@@ -111,8 +111,8 @@ def test_run_fails_and_names_a_backend_that_exited_0_without_a_run(
     monkeypatch.setattr(launcher, "pytest_command", command)
     monkeypatch.setattr(launcher, "processes", lambda backends, status: [
         (name, ["--backends", name]) for name in backends])
-    args = _parse(["--backends", "numpy", "jax", "--workloads", "crops",
-                   "--out", str(tmp_path / "runs")])
+    args = run_args(["--backends", "numpy", "jax", "--workloads", "crops",
+                     "--out", str(tmp_path / "runs")])
     code, saved = run_command.run_suite(args)
     err = capsys.readouterr().err
     assert code == 1 and saved is not None
@@ -121,7 +121,3 @@ def test_run_fails_and_names_a_backend_that_exited_0_without_a_run(
         "benchmarks are not in the saved run")
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    run_command.add_arguments(parser)
-    return parser.parse_args(argv)

@@ -4,7 +4,6 @@ processes here: this machine has no SLURM). Nothing of submitit is faked."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import _cluster_jobs
 import pytest
+from _benchjson import run_args
 
 from gdbench.commands import run as run_command
 from gdbench.commands.cli import main
@@ -24,12 +24,6 @@ from gdbench.harness import cluster, slurm_executor
 from gdbench.harness.slurm_executor import SlurmOptions, parse_time
 
 submitit = pytest.importorskip("submitit", reason="the cluster extra is not installed")
-
-
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    run_command.add_arguments(parser)
-    return parser.parse_args(argv)
 
 
 def test_the_sbatch_file_asks_for_the_partition_time_gres_account_and_a_whole_node(
@@ -93,8 +87,8 @@ def test_submitit_runs_the_jobs_and_the_run_has_every_cell_once(
     engine.update_parameters(timeout_min=5)
     executor = slurm_executor.SlurmExecutor(engine, where="submitit's LocalExecutor",
                                             poll_s=0.1)
-    args = _parse(["--backends", "numpy", "--workloads", "crops", "--quick",
-                   "--out", str(tmp_path / "runs"), "--", "--benchmark-max-time=0.05"])
+    args = run_args(["--backends", "numpy", "--workloads", "crops", "--quick",
+                     "--out", str(tmp_path / "runs"), "--", "--benchmark-max-time=0.05"])
     code, saved = run_command.run_suite(args, executor)
     printed = capsys.readouterr().out
     assert code == 0 and saved is not None
@@ -135,8 +129,8 @@ def test_sigterm_cancels_the_submitit_jobs_and_keeps_whole_files_only(
     out = tmp_path / "runs"
     try:
         with pytest.raises(SystemExit) as stopped:
-            run_command.run_suite(_parse(["--backends", "numpy", "jax", "--workloads", "crops",
-                                          "--out", str(out)]), executor)
+            run_command.run_suite(run_args(["--backends", "numpy", "jax", "--workloads", "crops",
+                                            "--out", str(out)]), executor)
     finally:
         killer.join()
     assert stopped.value.code == 128 + signal.SIGTERM
