@@ -39,7 +39,7 @@ def test_copy_bandwidth_is_bytes_moved_over_seconds() -> None:
 def test_the_parallel_copy_copies_every_element(threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    source = np.arange(1001, dtype=np.float32)
+    source = np.arange(1, 1002, dtype=np.float32)  # no zero: dest starts all zeros
     dest = np.zeros_like(source)
     with ThreadPoolExecutor(threads) as pool:
         limits.parallel_copy(source, dest, pool, threads)()
@@ -71,8 +71,9 @@ def test_no_growth_with_flops_means_no_throughput_limit_seen() -> None:
 
 
 def test_the_fit_needs_two_sizes() -> None:
-    with pytest.raises(ValueError, match="two or more"):
+    with pytest.raises(ValueError) as refused:
         limits.fit_alpha_beta([1e6, 1e6], [1e-3, 2e-3])
+    assert str(refused.value) == "the fit needs steps of two or more different sizes"
 
 
 def test_the_interval_from_the_rounds_covers_the_truth() -> None:
@@ -88,7 +89,12 @@ def test_the_interval_from_the_rounds_covers_the_truth() -> None:
     assert 0.8 * fit.beta < fit.beta_low < fit.beta < fit.beta_high < 1.25 * fit.beta
     # One round per workload: the fit, without an interval.
     single = limits.fit_with_interval(flops, [[r[0]] for r in rounds])
-    assert math.isnan(single.alpha_low) and math.isnan(single.beta_high)
+    assert all(math.isnan(x) for x in (single.alpha_low, single.alpha_high,
+                                       single.beta_low, single.beta_high))
+    # Two rounds each are enough to resample.
+    pairs = limits.fit_with_interval(flops, [r[:2] for r in rounds], resamples=50)
+    assert pairs.alpha_low <= pairs.alpha_s <= pairs.alpha_high
+    assert pairs.beta_low <= pairs.beta <= pairs.beta_high and math.isfinite(pairs.beta_low)
 
 
 # --- the roofs of a run ----------------------------------------------------------------------
@@ -182,6 +188,34 @@ def test_a_yardstick_reads_missing_or_bad_values_as_not_measured() -> None:
                                       "copy_threads": None})
     assert y.workload == "small" and y.gemm_flops_per_s == 2e9
     assert math.isnan(y.copy_bytes_per_s) and math.isnan(y.copy_bytes) and y.copy_threads == 0
+    # Zero and infinite rates were not measured either.
+    y = limits.Yardstick.from_record({"workload": "small", "gflops": 0, "bandwidth_gbs": "inf",
+                                      "copy_bytes": -1.0, "copy_threads": 2})
+    assert math.isnan(y.gemm_flops_per_s) and math.isnan(y.copy_bytes_per_s)
+    assert math.isnan(y.copy_bytes) and y.copy_threads == 2
+
+
+def test_a_yardstick_without_a_copy_has_none_and_is_the_cpus() -> None:
+    y = limits.Yardstick("small", 2e9, 40e9)
+    assert math.isnan(y.copy_bytes) and y.copy_threads == 0 and y.device == "cpu"
+
+
+def test_a_copy_on_several_threads_says_how_many() -> None:
+    roofs = limits.run_roofs([_record("medium", 50.0, 60.0, 8.5, threads=2)])
+    assert roofs is not None
+    assert roofs.describe()[1] == ("memory 60 GB/s: a streaming copy of 8.5 MiB on 2 threads "
+                                   "(medium's roofline), for medium")
+
+
+def test_the_yardsticks_and_roofs_of_a_run_cannot_be_changed_once_read() -> None:
+    import dataclasses
+    roofs = limits.run_roofs(RUN)
+    assert roofs is not None
+    fit = limits.fit_with_interval([1e3, 1e6], [[1e-5], [2e-5]])
+    for made in (roofs, roofs.memory[0], roofs.memory[0].measured_by, fit):
+        field = dataclasses.fields(made)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, field, None)
 
 
 def test_copies_at_the_same_rate_make_one_roof() -> None:
