@@ -208,7 +208,8 @@ def test_the_quiet_level_is_the_pooled_tenth_percentile() -> None:
     a, b = [1.0] * 5 + [2.0] * 5, [3.0] * 10
     assert stats.quiet_level(a, b) == pytest.approx(float(np.percentile(a + b, 10)))
     assert stats.quiet_level(a, b) == pytest.approx(1.0)
-    with pytest.raises(ValueError):
+    assert stats.quiet_level(np.arange(51.0), np.arange(51.0, 101.0)) == 10.0
+    with pytest.raises(ValueError, match="^no reference times$"):
         stats.quiet_level([], [])
 
 
@@ -239,8 +240,14 @@ def test_too_few_settled_rounds_compare_every_round() -> None:
     refs = [1.0] * 5 + [1.5] * 7
     assert not stats.settled_pair(list(range(12)), refs, list(range(12)),
                                   [1.0] * 12).fallback
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^each sample needs one reference time per round$"):
         stats.settled_pair([1.0, 2.0], [1.0], [1.0], [1.0])
+
+
+def test_a_settled_pair_cannot_be_changed_once_judged() -> None:
+    kept = stats.settled_pair([1.0] * 5, [1.0] * 5, [2.0] * 5, [1.0] * 5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        kept.fallback = True  # type: ignore[misc]
 
 
 def test_samples_too_short_to_judge_are_kept_whole_without_a_note() -> None:
@@ -283,9 +290,10 @@ def test_slow_wake_ups_leave_rounds_out_like_a_slow_reference() -> None:
     assert both.new == [float(x) for x in range(2, 9)]
     # Wake readings of only one sample are not compared: the reference alone judges.
     assert stats.settled_pair(new, calm, base, calm, wakes, None).new_dropped == 0
-    with pytest.raises(ValueError):
+    misaligned = "^each sample needs one wake probe reading per round$"
+    with pytest.raises(ValueError, match=misaligned):
         stats.settled_pair(new, calm, base, calm, wakes[:5], [50e-6] * 12)
-    with pytest.raises(ValueError):  # the baseline's readings misaligned alone
+    with pytest.raises(ValueError, match=misaligned):  # the baseline's readings alone
         stats.settled_pair(new, calm, base, calm, [50e-6] * 12, wakes[:5])
 
 
@@ -307,3 +315,63 @@ def test_mostly_unsettled_means_more_than_half_of_the_rounds() -> None:
     # A wider tolerance, as gdbench run's re-timing uses (25%).
     assert stats.mostly_unsettled([1.2, 1.2, 1.3], 1.0, 0.25) == (False, pytest.approx(1 / 3))
     assert stats.mostly_unsettled([1.2, 1.3, 1.3], 1.0, 0.25) == (True, pytest.approx(2 / 3))
+
+
+def test_wake_readings_count_only_with_their_quiet_level() -> None:
+    refs, slow_wakes = [1.0, 1.0, 1.5], [9.0, 9.0, 9.0]
+    assert stats.settled_rounds(refs, 1.0).tolist() == [True, True, False]
+    assert stats.settled_rounds(refs, 1.0, slow_wakes, None).tolist() == [True, True, False]
+    assert stats.settled_rounds(refs, 1.0, None, 1.0).tolist() == [True, True, False]
+    assert stats.settled_rounds(refs, 1.0, slow_wakes, 1.0).tolist() == [False] * 3
+
+
+def test_rounds_beside_a_neighbour_count_as_unsettled_too() -> None:
+    assert stats.mostly_unsettled([1.0, 1.0, 1.0, 1.5], 1.0,
+                                  neighbours=[True, True, False, False]) == (True, 0.75)
+    assert stats.mostly_unsettled([1.0, 1.0, 1.0, 1.5], 1.0,
+                                  neighbours=[False, False, False, True]) == (False, 0.25)
+
+
+# --- neighbours ------------------------------------------------------------------------------
+
+
+def _windowed(busy: list[float], wall: list[float], half: int) -> list[float]:
+    """Each round's busy seconds over wall seconds, summed over ``half`` rounds either side."""
+    n = len(busy)
+    return [sum(busy[max(0, i - half):i + half + 1]) / sum(wall[max(0, i - half):i + half + 1])
+            for i in range(n)]
+
+
+def test_a_rounds_neighbour_load_is_summed_over_the_rounds_of_its_window() -> None:
+    wall = [0.1, 0.1, 0.1, 0.12, 0.1, 0.1, 0.1]
+    busy = [0.1, 0.0, 0.0, 0.0, 0.03, 0.0, 0.05]
+    # Rounds of 0.1 s (the median): the 0.5 s window is 2 rounds either side.
+    assert stats.neighbour_load(busy, wall).tolist() == pytest.approx(_windowed(busy, wall, 2))
+    assert stats.neighbour_load(busy, wall, window_s=0.25).tolist() == pytest.approx(
+        _windowed(busy, wall, 1))
+    # Rounds as long as the window are each judged on their own.
+    assert stats.neighbour_load(busy, wall, window_s=0.1).tolist() == pytest.approx(
+        [b / w for b, w in zip(busy, wall, strict=True)])
+    # A window longer than the sample spans all of it.
+    assert stats.neighbour_load(busy, wall, window_s=100).tolist() == pytest.approx(
+        [sum(busy) / sum(wall)] * 7)
+
+
+def test_the_neighbour_load_of_no_rounds_one_round_and_rounds_too_short_to_time() -> None:
+    assert stats.neighbour_load([], []).shape == (0,)
+    assert stats.neighbour_load([0.05], [0.1]).tolist() == pytest.approx([0.5])
+    # Rounds that read 0 s: the whole sample is one window, over at least a picosecond.
+    assert stats.neighbour_load([0.0, 2e-12], [0.0, 0.0]).tolist() == pytest.approx([2.0, 2.0])
+    with pytest.raises(ValueError, match="^each round needs one neighbour reading$"):
+        stats.neighbour_load([0.0], [0.1, 0.1])
+
+
+def test_a_neighbour_is_busy_above_a_quarter_of_a_core_over_half_a_second() -> None:
+    assert stats.neighbour_rounds([0.25, 0.26], [1.0, 1.0]).tolist() == [False, True]
+    assert stats.neighbour_rounds([0.25, 0.26], [1.0, 1.0], cores=0.2).tolist() == [True, True]
+    # 0.1 s rounds: one busy round is diluted over the five rounds of each window it is in.
+    busy = [0.0] * 4 + [0.1] + [0.0] * 4
+    assert not stats.neighbour_rounds(busy, [0.1] * 9).any()
+    busy[4] = 0.15
+    assert stats.neighbour_rounds(busy, [0.1] * 9).tolist() == [False] * 2 + [True] * 5 + [
+        False] * 2
