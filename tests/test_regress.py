@@ -202,6 +202,52 @@ def test_gpu_benchmarks_are_judged_by_raw_times_never_by_the_numpy_reference(
     assert "4 GPU benchmarks compared by raw time" in out
 
 
+def test_a_benchmark_on_the_gpu_in_either_run_is_judged_by_raw_times(tmp_path: Path,
+                                                                     capsys) -> None:
+    """jax ran on the CPU in the baseline and on the GPU in the new run: the NumPy
+    reference says nothing of either's speed across devices, so the raw times decide; the
+    report's note counts one GPU benchmark, in the singular."""
+    base = make_run(workloads=["medium"], seed=1, slow_share=0.0)
+    new = on_gpu(make_run(workloads=["medium"], seed=2, slow_share=0.0), ["jax"])
+    gate = _gate_docs(tmp_path, base, new).set_index("backend")
+    assert gate.loc["jax", "method"] == regress.RAW
+    assert gate.loc["jax", "note"] == regress.GPU_RAW_NOTE == (
+        "GPU benchmark: raw times (the NumPy reference measures the CPU, not the GPU)")
+    assert gate.loc["numpy", "method"] == regress.PAIRED
+    code, out, _ = run_cli(capsys, "check", "--baseline", str(tmp_path / "b.json"),
+                           str(tmp_path / "n.json"))
+    assert "1 GPU benchmark compared by raw time (new/baseline median): the reference loop " \
+        "runs NumPy on the CPU, so it cancels none of the GPU's drift; raw time includes " \
+        "the GPU's speed." in out
+
+
+@pytest.mark.parametrize("saved", [(False, False), (True, False), (False, True)])
+def test_gpu_benchmarks_without_rounds_in_both_runs_compare_medians_only(
+        tmp_path: Path, saved: tuple[bool, bool]) -> None:
+    base = on_gpu(make_run(workloads=["medium"], seed=1, slow_share=0.0, save_data=saved[0]),
+                  ["jax"])
+    new = on_gpu(make_run(workloads=["medium"], seed=2, slow_share=0.0, save_data=saved[1],
+                          factors={"jax": 1.25}), ["jax"])
+    jax = _gate_docs(tmp_path, base, new).set_index("backend").loc["jax"]
+    medians = [next(b["stats"]["median"] for b in doc["benchmarks"]
+                    if b["extra_info"]["backend"] == "jax") for doc in (base, new)]
+    assert jax["method"] == regress.RAW and jax["ratio"] == medians[1] / medians[0]
+    assert math.isnan(jax["low"]) and math.isnan(jax["high"])
+    assert jax["note"] == (f"{regress.GPU_RAW_NOTE}; no per-round data: medians only, "
+                           "no significance test")
+
+
+def test_reference_rounds_in_one_run_only_compare_every_round(tmp_path: Path) -> None:
+    """A baseline saved without the reference's rounds (an older run) cannot be judged
+    for settled rounds: every round of both is compared, and nothing is noted."""
+    base, new = _calm(tmp_path, 1), _calm(tmp_path, 2)
+    _unsettle(new, "numpy", "medium", slice(0, 10), 1.25, 1.6)
+    for bench in base["benchmarks"]:
+        bench["extra_info"].pop("ref_data", None)
+    gate = _gate_docs(tmp_path, base, new).set_index("backend")
+    assert gate.loc["numpy", "method"] == regress.PAIRED and gate.loc["numpy", "note"] == ""
+
+
 def test_different_drift_in_the_two_runs_passes(tmp_path: Path, capsys) -> None:
     """The baseline ran on a calm machine, the new run through long 1.6x slow episodes:
     each round's reference drifted with it, so the paired gate passes. The unpaired
