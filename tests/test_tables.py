@@ -515,3 +515,173 @@ def test_a_runs_first_six_tables_cell_by_cell(tmp_path: Path) -> None:
         "fastest copy of a buffer at least as large as its dataset; bytes = the step's rows of "
         "X and Y, and W and b read and written once. GPU rows are bounded only by GPU "
         "yardsticks. gdbench plot draws the same roofs.")
+
+
+def test_the_time_to_target_table_cell_by_cell(tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    path = write_run(tmp_path / "run.json", workloads=("crops", "small"),
+                     backends=("numpy", "jax"), seed=1, slow_share=0.0)
+    section = next(s for s in tables.run_sections(load_run(path))
+                   if s.title.startswith("time to the shared target"))
+    assert section.title == ("time to the shared target, hot s / cold s (cold adds prepare "
+                             "and compile) — Test CPU 9000, 2 cores")
+    # crops never reaches its target: blank cells. small's at step 128: hot = 128 steps of
+    # its µs per step (with the step's interval), cold adds prepare (jax: 0.35 s).
+    assert section.table.to_dict("records") == [
+        {"workload": "crops", "numpy": "", "jax": ""},
+        {"workload": "small", "numpy": "0.00131 ±2% / 0.00231",
+         "jax": "0.00192 ±1.9% / 0.352"}]
+    assert section.notes == [
+        "target: 1.01 × the least-squares MSE, steps from the float64 reference, trained past "
+        "its plan if need be, up to 50 × the plan's steps or 2e+11 FLOPs, whichever is fewer "
+        "(the cap): crops: not reached in 250 steps (1 × its plan: the cap); small: 128 of "
+        "256 steps; hot = steps × µs/step, cold = prepare_s + hot"]
+
+
+def test_a_float64_rows_limit_moves_eight_bytes_an_item(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(make_run(workloads=("crops",), backends=("numpy", "jax"),
+                                        dtype="float64", seed=1, bandwidths={"crops": 0.01})))
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    jax = s.loc[("crops", "jax")]
+    flops_step, bytes_step = 3 * (4 * 3 * 2 + 6 * 2), (3 * 5 + 2 * 8) * 8
+    assert jax["limit_kind"] == "memory"
+    assert jax["limit_us"] == pytest.approx(bytes_step / 0.01e9 * 1e6)  # a slow copy binds
+    assert jax["intensity"] == pytest.approx(flops_step / bytes_step)
+
+
+def test_a_run_saved_without_dtypes_is_labelled_and_bounded_as_float32(tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    doc = make_run(workloads=("crops",), backends=("numpy", "jax"), seed=1,
+                   bandwidths={"crops": 0.01})
+    for bench in doc["benchmarks"]:
+        bench["extra_info"].pop("dtype", None)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    s = summary(load_run(path))
+    training = s[s["kind"] == "training"].set_index("backend")
+    assert sorted(training["label"]) == ["jax", "numpy"] and (s["dtype"] == "").all()
+    assert training.loc["jax", "limit_us"] == pytest.approx((3 * 5 + 2 * 8) * 4 / 0.01e9 * 1e6)
+    assert tables._limits_line(s).startswith("roofs: compute ")
+
+
+def _edit_first_training_row(tmp_path: Path, **values: object) -> pd.DataFrame:
+    """The summary of a crops-and-small run whose first training row (crops' numpy) is
+    changed to ``values``, indexed by workload and backend."""
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("crops", "small"),
+                               backends=("numpy", "jax"), seed=1))
+    first = frame.index[frame["kind"] == "training"][0]
+    assert frame.loc[first, "backend"] == "numpy" and frame.loc[first, "workload"] == "crops"
+    for key, value in values.items():
+        frame[key] = frame[key].astype(object)
+        frame.at[first, key] = value
+    return summary(frame).set_index(["workload", "backend"])
+
+
+@pytest.mark.parametrize("values", [{"steps": 0}, {"flops": math.inf}, {"d": None},
+                                    {"steps": None}])
+def test_a_row_without_usable_figures_has_no_limit_and_the_rows_after_it_do(
+        tmp_path: Path, values: dict) -> None:
+    s = _edit_first_training_row(tmp_path, **values)
+    assert math.isnan(s.loc[("crops", "numpy"), "limit_us"])
+    assert s.loc[("crops", "numpy"), "limit_kind"] == ""
+    for workload, backend in (("crops", "jax"), ("small", "numpy"), ("small", "jax")):
+        assert s.loc[(workload, backend), "limit_us"] > 0
+
+
+def test_a_one_step_run_has_a_limit(tmp_path: Path) -> None:
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("crops",),
+                               backends=("numpy",), seed=1))
+    one = frame.assign(steps=1, epochs=1, n=3, flops=3 * (4 * 3 * 2 + 6 * 2))
+    numpy = summary(one).set_index("backend").loc["numpy"]
+    assert numpy["intensity"] == pytest.approx(3 * 36 / ((3 * 5 + 2 * 8) * 4))
+    assert numpy["limit_us"] > 0
+
+
+def test_a_row_whose_workload_has_no_copy_has_no_limit_and_the_rows_after_it_do(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops", "small"), backends=("numpy", "jax"), seed=1)
+    for bench in doc["benchmarks"]:
+        info = bench["extra_info"]
+        if info["kind"] == "roofline" and info["workload"] == "crops":
+            info.update(bandwidth_gbs=None, copy_bytes=None)
+        elif info["kind"] == "roofline":  # small's copy, of unknown size: its own only
+            info["copy_bytes"] = None
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    s = summary(load_run(path)).set_index(["workload", "backend"])
+    assert math.isnan(s.loc[("crops", "numpy"), "limit_us"])
+    assert math.isnan(s.loc[("crops", "jax"), "limit_us"])
+    assert s.loc[("small", "numpy"), "limit_us"] > 0 and s.loc[("small", "jax"), "limit_us"] > 0
+
+
+def test_a_run_without_a_roofline_loop_says_its_roofs_are_not_in_it(tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    doc = make_run(workloads=("crops",), backends=("numpy", "jax"), seed=1)
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if b["extra_info"]["kind"] != "roofline"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    assert tables._limits_line(summary(load_run(path))) == "roofs: not in this run"
+
+
+def test_the_roofs_of_each_dtype_and_device_are_named_when_a_run_has_several(
+        tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    def merged(first: dict, second: dict) -> pd.DataFrame:
+        doc = {**first, "benchmarks": first["benchmarks"] + second["benchmarks"]}
+        path = tmp_path / "run.json"
+        path.write_text(json.dumps(doc))
+        return summary(load_run(path))
+
+    f32 = make_run(workloads=("crops",), backends=("numpy", "jax"), seed=1)
+    f64 = make_run(workloads=("crops",), backends=("numpy",), dtype="float64", seed=1)
+    lines = tables._limits_line(merged(f32, f64)).removeprefix("roofs: ").split("; ")
+    assert [line.split(" ")[:2] for line in lines] == [
+        ["(float32)", "compute"], ["(float32)", "memory"],
+        ["(float64)", "compute"], ["(float64)", "memory"]]
+    gpu = on_gpu(f32, ("jax",), {"crops": (50.0, 900.0)})
+    lines = tables._limits_line(merged(gpu, f64)).removeprefix("roofs: ").split("; ")
+    assert sorted(line.split(" ")[:3] for line in lines) == [
+        ["(float32,", "cpu)", "compute"], ["(float32,", "cpu)", "memory"],
+        ["(float32,", "cuda)", "compute"], ["(float32,", "cuda)", "memory"],
+        ["(float64,", "cpu)", "compute"], ["(float64,", "cpu)", "memory"]]
+    lines = tables._limits_line(summary(load_run(_gpu_run(tmp_path, None)))).split("; ")
+    assert lines[0].startswith("roofs: (cpu) compute ") and lines[1].startswith("(cpu) memory")
+    assert lines[2].startswith("(cuda) no limit: no cuda yardstick in this run")
+
+
+def test_a_cell_beside_a_neighbour_is_marked() -> None:
+    from gdbench.judge import trust
+    from gdbench.report import tables
+
+    row = pd.Series({"step_us": 99.3, "spread": 0.021, "doubts": (trust.NEIGHBOUR,)})
+    assert tables.us_cell(row) == "99.3 ±2.1% ‡"
+
+
+def test_every_run_of_a_frame_gets_its_tables(tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    one = write_run(tmp_path / "one.json", workloads=("crops",), backends=("numpy",), seed=1)
+    two = write_run(tmp_path / "two.json", workloads=("crops",), backends=("numpy",), seed=2)
+    titles = [s.title for s in tables.run_sections(load_runs([one, two]))]
+    assert titles.count("µs per step — Test CPU 9000, 2 cores") == 2
+    assert len(titles) == 2 * len(tables.run_sections(load_run(one)))
+
+
+def test_a_backend_missing_from_one_workload_leaves_its_cell_blank(tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    doc = make_run(workloads=("crops", "small"), backends=("numpy", "jax"), seed=1,
+                   slow_share=0.0)
+    doc["benchmarks"] = [b for b in doc["benchmarks"]
+                         if (b["extra_info"]["workload"], b["extra_info"]["backend"])
+                         != ("crops", "jax")]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    table = tables.run_sections(load_run(path))[0].table
+    assert table.loc[table["workload"] == "crops", "jax"].tolist() == [""]
+    assert table.loc[table["workload"] == "small", "jax"].tolist() != [""]
