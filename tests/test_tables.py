@@ -565,6 +565,8 @@ def test_a_run_saved_without_dtypes_is_labelled_and_bounded_as_float32(tmp_path:
     assert sorted(training["label"]) == ["jax", "numpy"] and (s["dtype"] == "").all()
     assert training.loc["jax", "limit_us"] == pytest.approx((3 * 5 + 2 * 8) * 4 / 0.01e9 * 1e6)
     assert tables._limits_line(s).startswith("roofs: compute ")
+    # The roofs read straight from the run (as gdbench plot reads them) are keyed alike.
+    assert list(tables.roofs_by_run(load_run(path))) == [("old", "", "cpu")]
 
 
 def _edit_first_training_row(tmp_path: Path, **values: object) -> pd.DataFrame:
@@ -643,6 +645,9 @@ def test_the_roofs_of_each_dtype_and_device_are_named_when_a_run_has_several(
     assert [line.split(" ")[:2] for line in lines] == [
         ["(float32)", "compute"], ["(float32)", "memory"],
         ["(float64)", "compute"], ["(float64)", "memory"]]
+    # In the order the run has them.
+    lines = tables._limits_line(merged(f64, f32)).removeprefix("roofs: ").split("; ")
+    assert [line.split(" ")[0] for line in lines] == ["(float64)"] * 2 + ["(float32)"] * 2
     gpu = on_gpu(f32, ("jax",), {"crops": (50.0, 900.0)})
     lines = tables._limits_line(merged(gpu, f64)).removeprefix("roofs: ").split("; ")
     assert sorted(line.split(" ")[:3] for line in lines) == [
