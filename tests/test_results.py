@@ -545,3 +545,45 @@ def test_later_suites_fields_come_from_extra_info(tmp_path: Path) -> None:
     roof_extra["bandwidth_gbs"] = 0.0
     path.write_text(json.dumps(doc))
     assert math.isnan(load_run(path).iloc[0]["bandwidth_gbs"])
+
+
+@pytest.mark.parametrize(("busy", "kept"), [
+    ([0.01, -0.002, 0.0, 0.03, 0.0], [0.01, -0.002, 0.0, 0.03, 0.0]),  # any sign: kept
+    ([0.01, 0.0, 0.0, 0.03], None),  # one reading short of the rounds
+    ([0.01, 0.0, 0.0, 0.03, float("inf")], None),
+    ([0.01, 0.0, 0.0, 0.03, "x"], None),
+    ([0.01, 0.0, 0.0, 0.03, True], None),
+    ("0.01", None),
+])
+def test_neighbour_readings_are_kept_only_when_aligned_with_the_rounds(
+        tmp_path: Path, busy: object, kept: list[float] | None) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
+    bench = doc["benchmarks"][1]
+    bench["extra_info"].update(busy_data=busy, steal_data=busy)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    row = load_run(path).iloc[1]
+    for column in ("busy_data", "steal_data"):
+        assert row[column] == kept if kept is not None else row[column] is None
+    assert "busy_data" in COLUMNS and "steal_data" in COLUMNS
+
+
+def test_neighbour_readings_of_a_run_saved_without_rounds_are_left_out(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5, save_data=False)
+    doc["benchmarks"][1]["extra_info"].update(busy_data=[0.0] * 5)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[1]["busy_data"] is None
+
+
+def test_reference_rounds_are_kept_only_when_aligned_with_the_paired_rounds(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
+    extra = doc["benchmarks"][1]["extra_info"]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[1]["ref_data"] == extra["ref_data"]
+    extra["ref_data"] = extra["ref_data"][:4]
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[1]["ref_data"] is None
