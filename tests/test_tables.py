@@ -690,3 +690,42 @@ def test_a_backend_missing_from_one_workload_leaves_its_cell_blank(tmp_path: Pat
     table = tables.run_sections(load_run(path))[0].table
     assert table.loc[table["workload"] == "crops", "jax"].tolist() == [""]
     assert table.loc[table["workload"] == "small", "jax"].tolist() != [""]
+
+
+def test_the_break_even_memory_and_fit_sections_word_for_word(tmp_path: Path) -> None:
+    from gdbench.report import tables
+
+    doc = make_run(workloads=("crops", "small"), backends=("numpy", "jax"), seed=1,
+                   slow_share=0.0)
+    for bench in doc["benchmarks"]:
+        if bench["extra_info"]["kind"] == "training":
+            bench["extra_info"].update(memory_method="tracemalloc", memory_peak_bytes=4096.0,
+                                       memory_allocations_per_step=2.0)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    on = " — Test CPU 9000, 2 cores"
+    sections = {s.title: s for s in tables.run_sections(load_run(path))}
+    breakeven = sections["break-even: steps after which a compiled backend, compile included, "
+                         "overtakes an eager one" + on]
+    assert breakeven.notes == ["(prepare_c - prepare_e) / (step_e - step_c); never when its "
+                               "step is not faster"]
+    memory = sections["memory of one run: peak above its start, allocations per step" + on]
+    assert memory.table.to_dict("records") == [
+        {"workload": w, "numpy": "4.00 KiB, 2/step", "jax": "4.00 KiB, 2/step"}
+        for w in ("crops", "small")]
+    assert memory.notes == [
+        "see gdbench.harness.memory: tracemalloc (numpy), torch.profiler (torch CPU), the CUDA "
+        "allocator (for CUDA graphs, the graph pool reserved in prepare), JAX: the device's "
+        "peak when it rose during the run, else XLA's memory analysis of the compiled calls"]
+    fit = sections["fixed cost α and throughput β: step = α + FLOPs / β" + on]
+    assert fit.notes == ["fitted over the run's workloads, weighted by relative error; 95% "
+                         "intervals from resampling each workload's rounds"]
+
+
+def test_a_target_reached_at_the_plans_last_step_is_within_the_plan() -> None:
+    from gdbench.report import tables
+
+    row = pd.Series({"target_plan_steps": 256, "target_steps": 256, "target_cap_steps": 12800})
+    assert tables._target_steps(row) == "256 of 256 steps"
+    past = pd.Series({"target_plan_steps": 256, "target_steps": 257, "target_cap_steps": 12800})
+    assert tables._target_steps(past) == "257 steps (1 × its plan of 256)"
