@@ -587,3 +587,50 @@ def test_reference_rounds_are_kept_only_when_aligned_with_the_paired_rounds(
     extra["ref_data"] = extra["ref_data"][:4]
     path.write_text(json.dumps(doc))
     assert load_run(path).iloc[1]["ref_data"] is None
+
+
+def test_the_neighbour_and_data_parallel_fields_come_from_extra_info(tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
+    extra = doc["benchmarks"][1]["extra_info"]
+    extra.update(neighbour_cores=0.125, steal_cores=0.25, world=2, single_process="numpy",
+                 compute_only_step_us=7.5, collective_step_us=1.5,
+                 collective_full_step_us=9.0, compute_only_data=[0.5, 0.25])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    row = load_run(path).iloc[1]
+    assert (row["neighbour_cores"], row["steal_cores"], row["world"],
+            row["single_process"]) == (0.125, 0.25, 2, "numpy")
+    assert (row["compute_only_step_us"], row["collective_step_us"],
+            row["collective_full_step_us"]) == (7.5, 1.5, 9.0)
+    assert row["compute_only_data"] == [0.5, 0.25]
+
+
+def test_wake_readings_are_kept_only_when_aligned_with_the_paired_rounds(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
+    extra = doc["benchmarks"][1]["extra_info"]
+    extra["wake_data"] = [50e-6] * 5
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[1]["wake_data"] == [50e-6] * 5
+    extra["wake_data"] = [50e-6] * 4
+    path.write_text(json.dumps(doc))
+    assert load_run(path).iloc[1]["wake_data"] is None
+
+
+def test_a_run_without_pytest_benchmarks_options_did_not_turn_the_collector_off(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",))
+    for bench in doc["benchmarks"]:
+        bench.pop("options", None)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert not load_run(path)["gc_off"].any()
+
+
+def test_one_benchmark_read_alone_names_itself_in_its_errors() -> None:
+    from gdbench.records.results import benchmark_row
+
+    with pytest.raises(InputError) as refused:
+        benchmark_row("not an object")  # type: ignore[arg-type]
+    assert str(refused.value) == "<benchmark>: benchmark #1 is not an object"
