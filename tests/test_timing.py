@@ -474,3 +474,62 @@ def test_before_round_reads_the_probe_times_the_reference_then_warms_up() -> Non
     calls.clear()
     assert timing.before_round(run, reference_round, plan, None, clock)[0] is None
     assert calls == ["ref", "run", "run"]
+
+
+def test_a_run_of_exactly_warm_up_below_s_is_not_warmed_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timing, "WARM_UP_BELOW_S", 0.0625)  # exact in binary, as the clock
+    clock = FakeClock(start=0.0)
+    plan = timing.plan_rounds(clock.work(0.0625), clock.work(0.0625), max_time_s=2.0,
+                              min_rounds=1, clock=clock)
+    assert plan.warm_ups == 0
+    clock = FakeClock(start=0.0)
+    plan = timing.plan_rounds(clock.work(0.03125), clock.work(0.0625), max_time_s=2.0,
+                              min_rounds=1, clock=clock)
+    assert plan.warm_ups == 1
+
+
+def test_a_call_too_fast_for_the_clock_counts_as_a_nanosecond() -> None:
+    assert timing.fastest(lambda: None, clock=lambda: 5.0) == 1e-9
+
+
+def test_a_round_plan_cannot_be_changed_once_made() -> None:
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RoundPlan(rounds=5, iterations=1, ref_iterations=1).rounds = 6  # type: ignore[misc]
+
+
+def test_the_drift_references_blas_is_numpys_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch and jax bring BLAS and OpenMP libraries of their own; the reference limits
+    numpy's, and leaves theirs to the backend being timed."""
+    import threadpoolctl
+
+    paths = ["/venv/lib/numpy.libs/libscipy_openblas64_.so",
+             "/venv/lib/torch/lib/libgomp-a34b3233.so.1",
+             "/venv/lib/jaxlib/libopenblas.so",
+             "/venv/lib/scipy.libs/libopenblas.so"]
+
+    class Selected:
+        def __init__(self) -> None:
+            self.lib_controllers = [type("Lib", (), {"filepath": p})() for p in paths]
+
+    class Controller:
+        def select(self, user_api: str) -> Selected:
+            assert user_api == "blas"
+            return Selected()
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Controller)
+    assert [c.filepath for c in timing.numpy_blas().lib_controllers] == [paths[0], paths[3]]
+
+
+def test_turns_by_default_time_one_run_a_round_after_one_untimed_call() -> None:
+    clock = FakeClock(start=0.0)
+    calls: list[int] = []
+
+    def run() -> None:
+        calls.append(1)
+        clock.advance(0.25)
+
+    assert timing.turns([run], rounds=2, clock=clock) == [[0.25, 0.25]]
+    assert len(calls) == 3
