@@ -729,3 +729,18 @@ def test_a_target_reached_at_the_plans_last_step_is_within_the_plan() -> None:
     assert tables._target_steps(row) == "256 of 256 steps"
     past = pd.Series({"target_plan_steps": 256, "target_steps": 257, "target_cap_steps": 12800})
     assert tables._target_steps(past) == "257 steps (1 × its plan of 256)"
+
+
+@pytest.mark.parametrize(("method", "peak", "allocs", "cell"), [
+    ("tracemalloc", 4096.0, 2.0, "4.00 KiB, 2/step"),
+    ("tracemalloc", 4096.0, math.nan, "4.00 KiB"),  # no allocation count: no count
+    ("tracemalloc", math.nan, math.nan, "n/a"),  # measured, but nothing came of it
+    (math.nan, math.nan, math.nan, ""),  # a run without memory measurements
+    ("jax-memory-analysis", 2048.0, math.nan, "2.00 KiB (XLA analysis)"),
+])
+def test_the_memory_cell(method: object, peak: float, allocs: float, cell: str) -> None:
+    from gdbench.report import tables
+
+    row = pd.Series({"memory_method": method, "memory_peak_bytes": peak,
+                     "memory_allocations_per_step": allocs}, dtype=object)
+    assert tables._memory_cell(row) == cell
