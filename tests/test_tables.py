@@ -709,6 +709,11 @@ def test_the_break_even_memory_and_fit_sections_word_for_word(tmp_path: Path) ->
                          "overtakes an eager one" + on]
     assert breakeven.notes == ["(prepare_c - prepare_e) / (step_e - step_c); never when its "
                                "step is not faster"]
+    # jax compiles (0.3 s) and is slower per step than numpy: it never overtakes it; the
+    # run has no torch-cpu to compare with.
+    assert breakeven.table.to_dict("records") == [
+        {"workload": w, "backend": "jax", "vs torch-cpu": "", "vs numpy": "never"}
+        for w in ("crops", "small")]
     memory = sections["memory of one run: peak above its start, allocations per step" + on]
     assert memory.table.to_dict("records") == [
         {"workload": w, "numpy": "4.00 KiB, 2/step", "jax": "4.00 KiB, 2/step"}
@@ -718,6 +723,11 @@ def test_the_break_even_memory_and_fit_sections_word_for_word(tmp_path: Path) ->
         "allocator (for CUDA graphs, the graph pool reserved in prepare), JAX: the device's "
         "peak when it rose during the run, else XLA's memory analysis of the compiled calls"]
     fit = sections["fixed cost α and throughput β: step = α + FLOPs / β" + on]
+    assert fit.table.to_dict("records") == [
+        {"backend": "numpy", "α µs/step": "5.80", "α 95% CI": "[5.71, 5.93]",
+         "β GFLOP/s": "1.01", "β 95% CI": "[0.967, 1.06]"},
+        {"backend": "jax", "α µs/step": "12.1", "α 95% CI": "[11.8, 12.3]",
+         "β GFLOP/s": "1.54", "β 95% CI": "[1.40, 1.75]"}]
     assert fit.notes == ["fitted over the run's workloads, weighted by relative error; 95% "
                          "intervals from resampling each workload's rounds"]
 
@@ -737,6 +747,7 @@ def test_a_target_reached_at_the_plans_last_step_is_within_the_plan() -> None:
     ("tracemalloc", math.nan, math.nan, "n/a"),  # measured, but nothing came of it
     (math.nan, math.nan, math.nan, ""),  # a run without memory measurements
     ("jax-memory-analysis", 2048.0, math.nan, "2.00 KiB (XLA analysis)"),
+    ("torch-cuda-graph-pool", 10240.0, 0.0, "10.0 KiB graph pool, 0/step"),
 ])
 def test_the_memory_cell(method: object, peak: float, allocs: float, cell: str) -> None:
     from gdbench.report import tables
