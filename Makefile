@@ -71,7 +71,7 @@ MUTATE := \
 	gdbench/judge/stats.py:tests/test_docs_constants.py,tests/test_stats.py,tests/test_regress.py \
 	gdbench/judge/regress.py:tests/test_regress.py \
 	gdbench/records/results.py:tests/test_results.py,tests/test_regress.py,tests/test_tables.py \
-	gdbench/harness/timing.py:tests/test_docs_constants.py,tests/test_timing.py,tests/test_collective_cost.py,tests/test_audit.py,tests/test_standalone.py \
+	gdbench/harness/timing.py:tests/test_docs_constants.py,tests/test_timing.py,tests/test_collective_cost.py,tests/test_neighbours.py,tests/test_audit.py,tests/test_standalone.py \
 	gdbench/commands/audit.py:tests/test_cli_reference.py,tests/test_audit.py,tests/test_audit_retime.py \
 	gdbench/judge/audit.py:tests/test_docs_constants.py,tests/test_audit.py,tests/test_audit_retime.py,tests/test_standalone.py \
 	gdbench/harness/standalone.py:tests/test_docs_constants.py,tests/test_cli_reference.py,tests/test_audit_retime.py,tests/test_audit.py,tests/test_own_workloads.py,tests/test_standalone.py \

@@ -533,3 +533,46 @@ def test_turns_by_default_time_one_run_a_round_after_one_untimed_call() -> None:
 
     assert timing.turns([run], rounds=2, clock=clock) == [[0.25, 0.25]]
     assert len(calls) == 3
+
+
+def test_busy_and_steal_count_each_busy_field_of_the_cpus_chosen(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    fields = "user nice system idle iowait irq softirq steal guest"
+    cpus = [SimpleNamespace(**dict(zip(fields.split(), values, strict=True))) for values in (
+        (1.0, 2.0, 4.0, 100.0, 50.0, 0.25, 0.5, 8.0, 9.0),
+        (16.0, 32.0, 64.0, 100.0, 50.0, 128.0, 256.0, 512.0, 9.0))]
+    asked: list[bool] = []
+    monkeypatch.setattr(psutil, "cpu_times", lambda percpu=False: asked.append(percpu) or cpus)
+    # busy: user + nice + system + irq + softirq (idle, iowait and guest are not).
+    assert timing._busy_and_steal(None) == (7.75 + 496.0, 520.0)
+    assert timing._busy_and_steal([1, 2]) == (496.0, 512.0)  # CPU 2 is not on this machine
+    assert asked == [True, True]
+    # A system without irq, softirq or steal fields (macOS) counts them as nothing.
+    bare = [SimpleNamespace(user=1.0, nice=2.0, system=4.0, idle=8.0)]
+    monkeypatch.setattr(psutil, "cpu_times", lambda percpu=False: bare)
+    assert timing._busy_and_steal(None) == (7.0, 0.0)
+
+
+def test_own_cpu_seconds_add_this_process_its_reaped_children_and_its_live_ones() -> None:
+    import os
+    import time
+
+    import psutil
+
+    class Child:
+        def __init__(self, user: float, system: float, ended: bool = False) -> None:
+            self.user, self.system, self.ended = user, system, ended
+
+        def cpu_times(self) -> SimpleNamespace:
+            if self.ended:
+                raise psutil.NoSuchProcess(1)
+            return SimpleNamespace(user=self.user, system=self.system)
+
+    before = time.process_time()
+    reaped = os.times()
+    spent = timing.own_cpu_seconds([Child(100.0, 20.0), Child(1e6, 1e6, ended=True)])
+    after = time.process_time()
+    own = reaped.children_user + reaped.children_system + 120.0
+    assert before + own <= spent <= after + own
