@@ -576,3 +576,38 @@ def test_own_cpu_seconds_add_this_process_its_reaped_children_and_its_live_ones(
     after = time.process_time()
     own = reaped.children_user + reaped.children_system + 120.0
     assert before + own <= spent <= after + own
+
+
+def test_busy_after_sleeps_fifty_milliseconds_by_default() -> None:
+    wall, cpu = FakeClock(start=10.0), FakeClock(start=10.0)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        wall.now += seconds
+
+    assert timing.busy_after(wall=wall, cpu=cpu, sleep=sleep) == 0.0
+    assert slept == [0.05]
+
+
+def test_the_wake_probe_plays_its_pings_on_a_daemon_partner(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the wake probe needs two CPUs to run on")
+    readings: list[int] = []
+    partners: list[threading.Thread] = []
+
+    class Partner(threading.Thread):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            partners.append(self)
+
+    monkeypatch.setattr(timing.threading, "Thread", Partner)
+    probe = timing.wake_probe(clock=lambda: float(readings.append(1) or len(readings)))
+    assert probe is not None
+    assert probe() == 1.0  # each round trip read the clock twice, one tick apart
+    assert len(readings) == 2 * timing.WAKE_PINGS == 64
+    assert [(t.name, t.daemon) for t in partners] == [("gdbench-wake-probe", True)]
+    assert timing.wake_probe(cpus=[3]) is None  # one CPU: nothing to wake
