@@ -555,7 +555,8 @@ def test_busy_and_steal_count_each_busy_field_of_the_cpus_chosen(
     assert timing._busy_and_steal(None) == (7.0, 0.0)
 
 
-def test_own_cpu_seconds_add_this_process_its_reaped_children_and_its_live_ones() -> None:
+def test_own_cpu_seconds_add_this_process_its_reaped_children_and_its_live_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     import os
     import time
 
@@ -570,12 +571,14 @@ def test_own_cpu_seconds_add_this_process_its_reaped_children_and_its_live_ones(
                 raise psutil.NoSuchProcess(1)
             return SimpleNamespace(user=self.user, system=self.system)
 
+    def times() -> SimpleNamespace:  # children reaped: 3 s in user mode, 5 s in the kernel
+        return SimpleNamespace(children_user=3.0, children_system=5.0)
+
+    monkeypatch.setattr(os, "times", times)
     before = time.process_time()
-    reaped = os.times()
-    spent = timing.own_cpu_seconds([Child(100.0, 20.0), Child(1e6, 1e6, ended=True)])
+    spent = timing.own_cpu_seconds([Child(1e6, 1e6, ended=True), Child(100.0, 20.0)])
     after = time.process_time()
-    own = reaped.children_user + reaped.children_system + 120.0
-    assert before + own <= spent <= after + own
+    assert before + 128.0 <= spent <= after + 128.0
 
 
 def test_busy_after_sleeps_fifty_milliseconds_by_default() -> None:
