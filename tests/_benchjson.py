@@ -224,10 +224,16 @@ def _backend_facts(backend: str) -> dict[str, Any]:
             "memory_allocations_per_step": None, "memory_allocated_bytes_per_step": None}
 
 
+def save_run(path: Path, doc: dict[str, Any]) -> Path:
+    """A run JSON (``doc``, as make_run gives it, edited or not) saved at ``path``;
+    returns the path."""
+    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return path
+
+
 def write_run(path: Path, **kwargs: Any) -> Path:
     """make_run(**kwargs) saved as JSON at ``path``; returns the path."""
-    path.write_text(json.dumps(make_run(**kwargs), indent=1), encoding="utf-8")
-    return path
+    return save_run(path, make_run(**kwargs))
 
 
 def run_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _benchjson import bad_run_files, machine_info, make_run, write_run
+from _benchjson import bad_run_files, machine_info, make_run, save_run, write_run
 
 from gdbench.data.errors import InputError
 from gdbench.harness import machine
@@ -32,8 +32,7 @@ from gdbench.records.results import (
 
 def test_one_row_per_benchmark_with_the_documented_columns(tmp_path: Path) -> None:
     doc = make_run(workloads=("crops", "small"), backends=("numpy", "jax"), rounds=7)
-    path = tmp_path / "run1.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "run1.json", doc)
     frame = load_run(path)
     assert list(frame.columns) == COLUMNS
     assert len(frame) == len(doc["benchmarks"]) == 6
@@ -63,8 +62,7 @@ def test_times_are_per_round_seconds_and_per_step_microseconds(tmp_path: Path) -
 
 def test_paired_rounds_are_read_for_training_benchmarks(tmp_path: Path) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy", "jax"), rounds=9)
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     frame = load_run(path).set_index("backend")
     extra = doc["benchmarks"][1]["extra_info"]
     numpy = frame.loc["numpy"]
@@ -100,8 +98,7 @@ def test_malformed_rounds_are_left_out(tmp_path: Path, bad: object) -> None:
     bench["extra_info"]["norm_data"] = bad
     bench["extra_info"]["norm_median"] = "?"
     bench["stats"]["data"] = bad
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     row = load_run(path).iloc[1]
     assert row["norm_data"] is None and row["data"] is None
     assert math.isnan(row["norm_median"])
@@ -126,8 +123,7 @@ def test_minimal_entries_fall_back_on_params_and_group(tmp_path: Path) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",))
     for bench in doc["benchmarks"]:
         del bench["extra_info"]
-    path = tmp_path / "bare.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "bare.json", doc)
     frame = load_run(path)
     assert list(frame["backend"]) == ["roofline", "numpy"]
     assert list(frame["kind"]) == ["roofline", "training"]
@@ -189,8 +185,7 @@ def test_fields_missing_from_a_bare_entry_fall_back(tmp_path: Path) -> None:
     extra.update(step_us=12.5, gflops=0.25, agrees="yes", ref_s=-1.0)
     del bench["stats"]["rounds"]
     del bench["stats"]["iterations"]
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     row = load_run(path).iloc[1]
     assert row["step_us"] == 12.5 and row["gflops"] == 0.25  # as recorded, not recomputed
     assert row["rounds"] == 6 and row["iterations"] == 1
@@ -204,8 +199,7 @@ def test_fields_missing_from_a_bare_entry_fall_back(tmp_path: Path) -> None:
 def test_a_recorded_norm_median_is_kept(tmp_path: Path) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
     doc["benchmarks"][1]["extra_info"]["norm_median"] = 7.5
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     assert load_run(path).iloc[1]["norm_median"] == 7.5
 
 
@@ -214,8 +208,7 @@ def test_a_benchmark_without_a_positive_median_is_an_input_error(tmp_path: Path,
                                                                  median: object) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",))
     doc["benchmarks"][1]["stats"]["median"] = median
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     with pytest.raises(InputError, match=r"benchmark bench_training\[crops-numpy\] has no "
                                          r"positive stats.median"):
         load_run(path)
@@ -226,8 +219,7 @@ def test_a_benchmark_without_a_positive_median_is_an_input_error(tmp_path: Path,
 def test_malformed_entries_are_input_errors(tmp_path: Path, bad: list) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",))
     doc["benchmarks"] = bad
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     with pytest.raises(InputError, match=r"benchmark (#1 is not an object|x has a malformed)"):
         load_run(path)
 
@@ -459,8 +451,7 @@ def test_names_kinds_and_backends_fall_back_in_order(tmp_path: Path) -> None:
 def test_run_level_columns_by_value(tmp_path: Path) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",))
     doc["datetime"] = "2026-01-02T03:04:05"  # a naive time, as older pytest-benchmark wrote
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     frame = load_run(path)
     assert frame["machine_known"].tolist() == [True, True]
     assert frame["sync"].tolist() == ["none", "none"]
@@ -495,8 +486,7 @@ def test_every_field_comes_from_its_place_in_the_json(tmp_path: Path) -> None:
     bench["params"]["workload"] = "w-params"
     stats["rounds"] = 7  # pytest-benchmark's count wins over the saved data's length
     bench["name"] = "plain"  # the kind comes from extra_info, not from the name
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     row = load_run(path).iloc[1]
     assert (row["median_s"], row["iqr_s"], row["mean_s"], row["stddev_s"], row["min_s"]) == (
         stats["median"], stats["iqr"], stats["mean"], stats["stddev"], stats["min"])
@@ -531,8 +521,7 @@ def test_later_suites_fields_come_from_extra_info(tmp_path: Path) -> None:
                       target_loss=0.25, target_steps=96,
                       target_plan_steps=256, loss_curve_steps=[0, 128, 256],
                       loss_curve=[1.0, 0.5, 0.25])
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     roof, train = (r for _, r in load_run(path).iterrows())
     assert (train["prepare_s"], train["memory_method"], train["memory_peak_bytes"],
             train["memory_allocations_per_step"],
@@ -560,8 +549,7 @@ def test_neighbour_readings_are_kept_only_when_aligned_with_the_rounds(
     doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
     bench = doc["benchmarks"][1]
     bench["extra_info"].update(busy_data=busy, steal_data=busy)
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     row = load_run(path).iloc[1]
     for column in ("busy_data", "steal_data"):
         assert row[column] == kept if kept is not None else row[column] is None
@@ -572,8 +560,7 @@ def test_neighbour_readings_of_a_run_saved_without_rounds_are_left_out(
         tmp_path: Path) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5, save_data=False)
     doc["benchmarks"][1]["extra_info"].update(busy_data=[0.0] * 5)
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     assert load_run(path).iloc[1]["busy_data"] is None
 
 
@@ -581,8 +568,7 @@ def test_reference_rounds_are_kept_only_when_aligned_with_the_paired_rounds(
         tmp_path: Path) -> None:
     doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
     extra = doc["benchmarks"][1]["extra_info"]
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     assert load_run(path).iloc[1]["ref_data"] == extra["ref_data"]
     extra["ref_data"] = extra["ref_data"][:4]
     path.write_text(json.dumps(doc))
@@ -595,8 +581,7 @@ def test_the_neighbour_and_data_parallel_fields_come_from_extra_info(tmp_path: P
     extra.update(neighbour_cores=0.125, steal_cores=0.25, world=2, single_process="numpy",
                  compute_only_step_us=7.5, collective_step_us=1.5,
                  collective_full_step_us=9.0, compute_only_data=[0.5, 0.25])
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     row = load_run(path).iloc[1]
     assert (row["neighbour_cores"], row["steal_cores"], row["world"],
             row["single_process"]) == (0.125, 0.25, 2, "numpy")
@@ -610,8 +595,7 @@ def test_wake_readings_are_kept_only_when_aligned_with_the_paired_rounds(
     doc = make_run(workloads=("crops",), backends=("numpy",), rounds=5)
     extra = doc["benchmarks"][1]["extra_info"]
     extra["wake_data"] = [50e-6] * 5
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     assert load_run(path).iloc[1]["wake_data"] == [50e-6] * 5
     extra["wake_data"] = [50e-6] * 4
     path.write_text(json.dumps(doc))
@@ -623,8 +607,7 @@ def test_a_run_without_pytest_benchmarks_options_did_not_turn_the_collector_off(
     doc = make_run(workloads=("crops",), backends=("numpy",))
     for bench in doc["benchmarks"]:
         bench.pop("options", None)
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "r.json", doc)
     assert not load_run(path)["gc_off"].any()
 
 

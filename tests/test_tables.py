@@ -4,14 +4,21 @@ side, runs from different machines told apart, and bad files."""
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from _benchjson import bad_run_files, machine_info, make_run, on_gpu, run_cli, write_run
+from _benchjson import (
+    bad_run_files,
+    machine_info,
+    make_run,
+    on_gpu,
+    run_cli,
+    save_run,
+    write_run,
+)
 
 from gdbench.records import formats
 from gdbench.records.results import load_run, load_runs
@@ -44,8 +51,7 @@ def _gpu_run(tmp_path: Path, yardsticks: dict[str, tuple[float, float]] | None) 
     numpy on the CPU, with the GPU's yardsticks of ``yardsticks`` (GFLOP/s, GB/s)."""
     doc = on_gpu(make_run(workloads=("crops", "small"), seed=1), ("jax", "jax-scan"),
                  yardsticks)
-    path = tmp_path / "gpu.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "gpu.json", doc)
     return path
 
 
@@ -147,8 +153,7 @@ def test_a_run_without_copy_sizes_bounds_each_workload_by_its_own_copy(
     for bench in doc["benchmarks"]:  # a run from before the suite recorded them
         bench["extra_info"].pop("copy_bytes", None)
         bench["extra_info"].pop("copy_threads", None)
-    path = tmp_path / "old.json"
-    path.write_text(json.dumps(doc), encoding="utf-8")
+    path = save_run(tmp_path / "old.json", doc)
     s = summary(load_run(path)).set_index(["workload", "backend"])
     gemm = s.loc[("small", "roofline"), "gflops"] * 1e9
     bytes_step = (3 * 5 + 2 * 8) * 4
@@ -331,8 +336,7 @@ def _doubtful_run(tmp_path: Path) -> Path:
         if bench["extra_info"]["backend"] == "jax":
             data = [12e-6 * 250 * (1 + i % 2) for i in range(40)]
             bench["stats"].update(data=data, median=float(np.median(data)))
-    path = tmp_path / "doubtful.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "doubtful.json", doc)
     return path
 
 
@@ -411,8 +415,7 @@ def test_time_to_target_past_the_plan_and_the_stated_cap(tmp_path: Path, capsys)
         if info["kind"] == "roofline":
             info["target_steps"] = 600 if info["workload"] == "small" else None
             info["target_cap_steps"] = 50 * info["target_plan_steps"]
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "run.json", doc)
     s = summary(load_run(path)).set_index(["workload", "backend"])
     jax = s.loc[("small", "jax")]
     assert jax["steps_to_target"] == 600
@@ -476,9 +479,8 @@ def test_a_runs_header_names_its_file_machine_fingerprint_and_date() -> None:
 
 
 def test_a_backend_in_another_dtype_is_labelled_with_it(tmp_path: Path) -> None:
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(make_run(workloads=("crops",), backends=("numpy", "jax"),
-                                        dtype="float64")))
+    path = write_run(tmp_path / "run.json", workloads=("crops",), backends=("numpy", "jax"),
+                     dtype="float64")
     s = summary(load_run(path))
     training = s[s["kind"] == "training"]
     assert sorted(training["label"]) == ["jax float64", "numpy float64"]
@@ -540,9 +542,8 @@ def test_the_time_to_target_table_cell_by_cell(tmp_path: Path) -> None:
 
 
 def test_a_float64_rows_limit_moves_eight_bytes_an_item(tmp_path: Path) -> None:
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(make_run(workloads=("crops",), backends=("numpy", "jax"),
-                                        dtype="float64", seed=1, bandwidths={"crops": 0.01})))
+    path = write_run(tmp_path / "run.json", workloads=("crops",), backends=("numpy", "jax"),
+                     dtype="float64", seed=1, bandwidths={"crops": 0.01})
     s = summary(load_run(path)).set_index(["workload", "backend"])
     jax = s.loc[("crops", "jax")]
     flops_step, bytes_step = 3 * (4 * 3 * 2 + 6 * 2), (3 * 5 + 2 * 8) * 8
@@ -558,8 +559,7 @@ def test_a_run_saved_without_dtypes_is_labelled_and_bounded_as_float32(tmp_path:
                    bandwidths={"crops": 0.01})
     for bench in doc["benchmarks"]:
         bench["extra_info"].pop("dtype", None)
-    path = tmp_path / "old.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "old.json", doc)
     s = summary(load_run(path))
     training = s[s["kind"] == "training"].set_index("backend")
     assert sorted(training["label"]) == ["jax", "numpy"] and (s["dtype"] == "").all()
@@ -611,8 +611,7 @@ def test_a_row_whose_workload_has_no_copy_has_no_limit_and_the_rows_after_it_do(
             info.update(bandwidth_gbs=None, copy_bytes=None)
         elif info["kind"] == "roofline":  # small's copy, of unknown size: its own only
             info["copy_bytes"] = None
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "run.json", doc)
     s = summary(load_run(path)).set_index(["workload", "backend"])
     assert math.isnan(s.loc[("crops", "numpy"), "limit_us"])
     assert math.isnan(s.loc[("crops", "jax"), "limit_us"])
@@ -624,8 +623,7 @@ def test_a_run_without_a_roofline_loop_says_its_roofs_are_not_in_it(tmp_path: Pa
 
     doc = make_run(workloads=("crops",), backends=("numpy", "jax"), seed=1)
     doc["benchmarks"] = [b for b in doc["benchmarks"] if b["extra_info"]["kind"] != "roofline"]
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "run.json", doc)
     assert tables._limits_line(summary(load_run(path))) == "roofs: not in this run"
 
 
@@ -635,9 +633,7 @@ def test_the_roofs_of_each_dtype_and_device_are_named_when_a_run_has_several(
 
     def merged(first: dict, second: dict) -> pd.DataFrame:
         doc = {**first, "benchmarks": first["benchmarks"] + second["benchmarks"]}
-        path = tmp_path / "run.json"
-        path.write_text(json.dumps(doc))
-        return summary(load_run(path))
+        return summary(load_run(save_run(tmp_path / "run.json", doc)))
 
     f32 = make_run(workloads=("crops",), backends=("numpy", "jax"), seed=1)
     f64 = make_run(workloads=("crops",), backends=("numpy",), dtype="float64", seed=1)
@@ -685,8 +681,7 @@ def test_a_backend_missing_from_one_workload_leaves_its_cell_blank(tmp_path: Pat
     doc["benchmarks"] = [b for b in doc["benchmarks"]
                          if (b["extra_info"]["workload"], b["extra_info"]["backend"])
                          != ("crops", "jax")]
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "run.json", doc)
     table = tables.run_sections(load_run(path))[0].table
     assert table.loc[table["workload"] == "crops", "jax"].tolist() == [""]
     assert table.loc[table["workload"] == "small", "jax"].tolist() != [""]
@@ -701,8 +696,7 @@ def test_the_break_even_memory_and_fit_sections_word_for_word(tmp_path: Path) ->
         if bench["extra_info"]["kind"] == "training":
             bench["extra_info"].update(memory_method="tracemalloc", memory_peak_bytes=4096.0,
                                        memory_allocations_per_step=2.0)
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(doc))
+    path = save_run(tmp_path / "run.json", doc)
     on = " — Test CPU 9000, 2 cores"
     sections = {s.title: s for s in tables.run_sections(load_run(path))}
     breakeven = sections["break-even: steps after which a compiled backend, compile included, "
