@@ -17,6 +17,7 @@ from gdbench.records.results import load_run
 from gdbench.report.tables import (
     collective_table,
     compute_only_fits,
+    data_parallel_sections,
     fit_table,
     fits,
     parallel_break_even,
@@ -101,6 +102,29 @@ def test_the_workers_beat_one_process_from_a_workload_or_never(frame: pd.DataFra
     assert table.loc["jax-sharded", "faster from"] == "never"
 
 
+def test_the_workers_rows_keep_the_runs_order_and_one_workload_is_enough(
+        frame: pd.DataFrame) -> None:
+    assert list(parallel_break_even(frame)["backend"]) == ["torch-ddp", "jax-sharded"]
+    crops = frame[frame["workload"] == "crops"]
+    table = parallel_break_even(crops)
+    assert table.to_dict("records") == [
+        {"backend": "torch-ddp", "workers": "2", "against": "torch-cpu", "crops": "×0.0417",
+         "faster from": "never"},
+        {"backend": "jax-sharded", "workers": "2", "against": "jax-scan", "crops": "×0.0667",
+         "faster from": "never"}]
+
+
+def test_workers_as_fast_as_one_process_are_not_faster(frame: pd.DataFrame) -> None:
+    """×1.00 exactly is no win; a run that does not say how many workers leaves it blank."""
+    even = frame.copy()
+    small = (even["workload"] == "small") & (even["label"] == "torch-ddp")
+    cpu = (even["workload"] == "small") & (even["label"] == "torch-cpu")
+    even.loc[small, "step_us"] = float(even.loc[cpu, "step_us"].iloc[0])
+    even.loc[even["label"] == "torch-ddp", "world"] = float("nan")
+    ddp = parallel_break_even(even).set_index("backend").loc["torch-ddp"]
+    assert (ddp["small"], ddp["faster from"], ddp["workers"]) == ("×1.00", "never", "")
+
+
 def test_without_the_one_process_backend_there_is_no_verdict(tmp_path: Path) -> None:
     frame = summary(load_run(write_parallel_run(tmp_path / "r.json", against=("torch-cpu",))))
     table = parallel_break_even(frame).set_index("backend")
@@ -119,13 +143,44 @@ def test_the_fit_shows_the_collective_as_a_fixed_cost(frame: pd.DataFrame) -> No
     assert own.beta == pytest.approx(alone.beta, rel=1e-9)
 
 
+def test_compute_only_fits_need_two_workloads_and_keep_the_runs_order(
+        frame: pd.DataFrame) -> None:
+    assert list(compute_only_fits(frame)) == ["torch-ddp compute-only",
+                                              "jax-sharded compute-only"]
+    # torch-ddp's compute-only loop timed on one workload only: no fit for it, and
+    # jax-sharded, after it, still has its own.
+    one = frame.copy()
+    small_ddp = (one["label"] == "torch-ddp") & (one["workload"] == "small")
+    one.loc[small_ddp, "compute_only_data"] = None
+    assert list(compute_only_fits(one)) == ["jax-sharded compute-only"]
+
+
+def test_the_data_parallel_sections_and_their_notes_word_for_word(frame: pd.DataFrame) -> None:
+    collective, parallel = data_parallel_sections(frame, " — here")
+    assert collective.title == ("data parallelism: what the collective costs per step, µs of "
+                                "the step's µs (share) — here")
+    assert collective.notes == [
+        "collective = the data-parallel loop's µs/step less the same loop's without its "
+        "collective (compute-only: each worker updates its own replica), on the same "
+        "workers, timed in turns of blocks after the benchmark, in the same run; the "
+        "difference of the two medians. Its share is of the loop's median step in those same "
+        "turns."]
+    assert parallel.title == "data parallelism: N workers against one process — here"
+    assert parallel.notes == [
+        "×: the one-process backend's µs/step over the data-parallel one's, in the same run "
+        "(above ×1 the workers are faster); the one process runs with the run's threads "
+        "(--threads N, else its library's default, every core). faster from: the smallest "
+        "workload of the run on which the workers win, or never."]
+
+
 def test_render_run_and_compare_show_the_sections_and_their_notes(tmp_path: Path) -> None:
     path = write_parallel_run(tmp_path / "run.json")
     for text in (render_run(path), render_compare(load_run(path))):
         assert "data parallelism: what the collective costs per step" in text
         assert "data parallelism: N workers against one process" in text
         assert "faster from: the smallest workload of the run on which the workers win" in text
-    assert "jax-sharded: α − α compute-only = 10.0" in render_compare(load_run(path))
+    assert ("jax-sharded: α − α compute-only = 10.00 µs per step, the collective's fixed cost "
+            "(the same loop without it is the compute-only row)") in render_compare(load_run(path))
     plain = make_run(workloads=("crops",), backends=("numpy",))
     assert collective_table(summary(load_run(_save(tmp_path, plain)))).empty
     assert parallel_break_even(summary(load_run(_save(tmp_path, plain)))).empty

@@ -184,8 +184,55 @@ def test_break_even_of_the_compiled_backends(run: Path) -> None:
     assert table.loc[("crops", "jax"), "vs numpy"] == "never"
 
 
+def _break_even_rows(*rows: tuple[str, str, str, float, float, float]) -> pd.DataFrame:
+    """A summary's break-even columns: (kind, workload, backend, prepare s, compile s,
+    µs/step) per row."""
+    return pd.DataFrame(rows, columns=["kind", "workload", "label", "prepare_s", "compile_s",
+                                       "step_us"])
+
+
+def test_break_even_against_each_eager_backend_in_the_runs_order() -> None:
+    # jax compiles (0.5 s of prepare) and then saves 10 µs a step on torch-cpu and 40 on
+    # numpy; the workloads come in the run's order, not the alphabet's.
+    s = _break_even_rows(
+        ("training", "small", "torch-cpu", 0.1, 0.0, 30.0),
+        ("training", "small", "numpy", 0.02, 0.0, 60.0),
+        ("training", "small", "jax", 0.5, 0.4, 20.0),
+        ("training", "crops", "numpy", 0.02, 0.0, 60.0),
+        ("training", "crops", "jax", 0.5, 0.4, 20.0),
+        # A row of another kind (a suite's own benchmark may name any) never counts as the
+        # eager reference, whatever its prepare says.
+        ("inference", "crops", "torch-cpu", 0.0, 0.0, 5.0),
+    )
+    assert break_even(s).to_dict("records") == [
+        {"workload": "small", "backend": "jax", "vs torch-cpu": "40,000", "vs numpy": "12,000"},
+        {"workload": "crops", "backend": "jax", "vs torch-cpu": "", "vs numpy": "12,000"}]
+
+
+def test_a_backend_compiles_when_its_compile_passes_the_threshold_strictly() -> None:
+    from gdbench.report.tables import COMPILED_MIN_S
+
+    s = _break_even_rows(
+        ("training", "crops", "numpy", 0.0, 0.0, 60.0),
+        ("training", "crops", "at", 0.5, COMPILED_MIN_S, 20.0),
+        ("training", "crops", "past", 0.5, np.nextafter(COMPILED_MIN_S, 1.0), 20.0),
+        ("training", "crops", "unknown", 0.5, math.nan, 20.0))
+    assert list(break_even(s)["backend"]) == ["past"]
+
+
+def test_fits_need_two_workloads_and_keep_the_runs_order(run: Path) -> None:
+    from gdbench.report.tables import fits
+
+    s = summary(load_run(run))
+    assert list(fits(s)) == ["numpy", "torch-cpu", "jax", "jax-scan"]
+    # numpy timed on one workload only: no fit for it, and the others still have theirs.
+    one = s[~((s["label"] == "numpy") & (s["workload"] == "small"))]
+    assert list(fits(one)) == ["torch-cpu", "jax", "jax-scan"]
+
+
 def test_fit_table_has_one_row_per_backend_with_intervals(run: Path) -> None:
     fits = fit_table(summary(load_run(run)))
+    assert list(fits.columns) == ["backend", "α µs/step", "α 95% CI", "β GFLOP/s", "β 95% CI"]
     assert list(fits["backend"]) == ["numpy", "torch-cpu", "jax", "jax-scan"]
     assert all(c.startswith("[") for c in fits["α 95% CI"])
 
@@ -274,6 +321,38 @@ def test_side_by_side_without_references_tests_raw_times(tmp_path: Path, capsys)
     assert code == 0 and "÷ref" not in out and " raw" not in out
     jax = next(line for line in out.splitlines() if line.startswith("crops     jax "))
     assert "▲ slower" in jax
+
+
+def test_side_by_side_of_a_paired_run_and_an_older_one_tests_raw_times(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old.json", workloads=("crops",), seed=1, slow_share=0.0,
+                    paired=False)
+    new = write_run(tmp_path / "new.json", workloads=("crops",), seed=2, slow_share=0.0)
+    for frame in (load_runs([old, new]), load_runs([new, old])):  # either side unpaired
+        sbs = side_by_side(frame)
+        assert sbs["norm_ratio"].isna().all() and (sbs["tested"] == "raw").all()
+
+
+def test_side_by_side_with_a_run_without_rounds_has_no_interval(tmp_path: Path) -> None:
+    """A run that saved no rounds: the ratio of the two medians, no interval, and nothing
+    said significant."""
+    old = write_run(tmp_path / "old.json", workloads=("crops",), seed=1, slow_share=0.0,
+                    paired=False, save_data=False)
+    new = write_run(tmp_path / "new.json", workloads=("crops",), seed=2, slow_share=0.0)
+    for frame in (load_runs([old, new]), load_runs([new, old])):
+        sbs = side_by_side(frame)
+        assert (sbs["tested"] == "").all() and sbs["significant"].isna().all()
+        assert sbs["ratio"].notna().all()
+        assert sbs["low"].isna().all() and sbs["high"].isna().all()
+
+
+def test_an_interval_that_touches_1_is_no_change(tmp_path: Path) -> None:
+    """Two runs of the same constant rounds: every interval is exactly [1, 1], which does
+    not exclude 1."""
+    doc = make_run(workloads=("crops",), seed=1, sigma=0.0, drift=[1.0])
+    old, new = save_run(tmp_path / "old.json", doc), save_run(tmp_path / "new.json", doc)
+    sbs = side_by_side(load_runs([old, new]))
+    assert (sbs["low"] == 1.0).all() and (sbs["high"] == 1.0).all()
+    assert sbs["significant"].tolist() == [False] * len(sbs)
 
 
 def test_side_by_side_lists_benchmarks_of_only_one_run(tmp_path: Path, run: Path) -> None:
