@@ -179,6 +179,8 @@ def test_render_run_and_compare_show_the_sections_and_their_notes(tmp_path: Path
         assert "data parallelism: what the collective costs per step" in text
         assert "data parallelism: N workers against one process" in text
         assert "faster from: the smallest workload of the run on which the workers win" in text
+        assert ("data parallelism: N workers against one process — Test CPU 9000, 2 cores"
+                in text.splitlines())
     assert ("jax-sharded: α − α compute-only = 10.00 µs per step, the collective's fixed cost "
             "(the same loop without it is the compute-only row)") in render_compare(load_run(path))
     plain = make_run(workloads=("crops",), backends=("numpy",))

@@ -28,6 +28,7 @@ from gdbench.report.tables import (
     machine_warning,
     render_run,
     side_by_side,
+    side_by_side_section,
     summary,
 )
 
@@ -237,6 +238,32 @@ def test_fit_table_has_one_row_per_backend_with_intervals(run: Path) -> None:
     assert all(c.startswith("[") for c in fits["α 95% CI"])
 
 
+def test_render_run_word_for_word(tmp_path: Path) -> None:
+    """Constant rounds: jax is half numpy's speed and disagrees with it (✗); the roofline
+    cell has neither a speed-up nor a share of the limit."""
+    from gdbench.report.tables import _CSV, INTERVAL_NOTE
+
+    path = save_run(tmp_path / "r.json", make_run(
+        workloads=("crops",), backends=("numpy", "jax"), sigma=0.0, drift=[1.0],
+        disagree=("jax",)))
+    title = "µs per step (×speed-up vs numpy, % of the limit) — Test CPU 9000, 2 cores"
+    assert render_run(path).splitlines() == [
+        title, "=" * len(title),
+        f"{path} on Test CPU 9000, 2 cores (fingerprint c30ed8f1493d, 2026-01-02 03:04 UTC)",
+        INTERVAL_NOTE,
+        "workload                  numpy                           jax  roofline",
+        "crops     6.00 ±0% (×1.00, 25%)  12.0 ±0% (×0.500 ±0%, 12%) ✗  1.50 ±0%"]
+    csv = render_run(path, "csv").splitlines()
+    assert csv[0] == ",".join(_CSV) and len(csv) == 1 + 3
+
+
+def test_an_interval_without_bounds_is_blank() -> None:
+    from gdbench.report.tables import _interval
+
+    assert _interval(math.nan, math.nan) == ""
+    assert _interval(1.0, 2.5) == "[1.00, 2.50]"
+
+
 def test_render_run_cells_and_skipped_backends(tmp_path: Path) -> None:
     path = write_run(tmp_path / "r.json", workloads=("crops", "small"),
                      backends=("numpy", "jax"), seed=1)
@@ -343,6 +370,8 @@ def test_side_by_side_with_a_run_without_rounds_has_no_interval(tmp_path: Path) 
         assert (sbs["tested"] == "").all() and sbs["significant"].isna().all()
         assert sbs["ratio"].notna().all()
         assert sbs["low"].isna().all() and sbs["high"].isna().all()
+        table = side_by_side_section(frame).table
+        assert set(table["change"]) == {"(no rounds saved)"} and set(table["95% CI"]) == {""}
 
 
 def test_an_interval_that_touches_1_is_no_change(tmp_path: Path) -> None:
@@ -353,6 +382,39 @@ def test_an_interval_that_touches_1_is_no_change(tmp_path: Path) -> None:
     sbs = side_by_side(load_runs([old, new]))
     assert (sbs["low"] == 1.0).all() and (sbs["high"] == 1.0).all()
     assert sbs["significant"].tolist() == [False] * len(sbs)
+
+
+def test_the_side_by_side_table_word_for_word(tmp_path: Path) -> None:
+    """Constant rounds, so every figure is exact: numpy 20% faster (tested on raw times in
+    the old run, which has no reference rounds for it), jax 25% slower, and a workload
+    that only the new run timed."""
+    old = make_run(workloads=("crops",), backends=("numpy", "jax"), sigma=0.0, drift=[1.0])
+    for bench in old["benchmarks"]:
+        if bench["extra_info"]["backend"] == "numpy":
+            for key in ("ref_data", "norm_data", "norm_median", "ref_s"):
+                del bench["extra_info"][key]
+    new = make_run(workloads=("crops", "small"), backends=("numpy", "jax"), sigma=0.0,
+                   drift=[1.0], factors={"jax": 1.25, "numpy": 0.8})
+    frame = load_runs([save_run(tmp_path / "o.json", old), save_run(tmp_path / "n.json", new)])
+    assert list(side_by_side(frame).columns[:3]) == ["name", "workload", "backend"]
+    section = side_by_side_section(frame)
+    only = {"new/old": "", "new/old ÷ref": "", "95% CI": "", "change": "only in one run"}
+    assert section.table.to_dict("records") == [
+        {"workload": "crops", "backend": "numpy", "µs/step o": "6.00 ±0%",
+         "µs/step n": "4.80 ±0%", "new/old": "0.800", "new/old ÷ref": "",
+         "95% CI": "[0.800, 0.800] raw", "change": "▼ faster"},
+        {"workload": "crops", "backend": "jax", "µs/step o": "12.0 ±0%",
+         "µs/step n": "15.0 ±0%", "new/old": "1.250", "new/old ÷ref": "1.250",
+         "95% CI": "[1.250, 1.250]", "change": "▲ slower"},
+        {"workload": "crops", "backend": "roofline", "µs/step o": "1.50 ±0%",
+         "µs/step n": "1.50 ±0%", "new/old": "1.000", "new/old ÷ref": "",
+         "95% CI": "[1.000, 1.000] raw", "change": ""},
+        {"workload": "small", "backend": "numpy", "µs/step o": "", "µs/step n": "8.00 ±0%",
+         **only},
+        {"workload": "small", "backend": "jax", "µs/step o": "", "µs/step n": "18.8 ±0%",
+         **only},
+        {"workload": "small", "backend": "roofline", "µs/step o": "", "µs/step n": "3.00 ±0%",
+         **only}]
 
 
 def test_side_by_side_lists_benchmarks_of_only_one_run(tmp_path: Path, run: Path) -> None:
