@@ -54,16 +54,18 @@ lint: $(STAMP)
 	cd $(LINT_TREE) && PYTHONPATH=. $(BIN)/lint-imports --no-cache \
 		--config $(CURDIR)/pyproject.toml
 
-# Mutation testing with mutmut 2, which mutates a source file in place and runs a test
-# command per mutant. It runs file by file in a throwaway copy of the working tree (tracked
-# and untracked files, laid out as installed: gdbench/data -> data, ...), first on the
-# import path, so an interrupted run never leaves a mutant in your files. Slow (minutes a
-# file), so not part of .ci/run.
+# Mutation testing (scripts/mutate.py): each mutant mutmut makes of a file, applied in a
+# throwaway copy of the working tree (tracked and untracked files, laid out as installed:
+# gdbench/data -> data, ...), so an interrupted run never leaves a mutant in your files.
+# The tests that reach the mutated function run first, then every test where they pass;
+# one mutant per CPU at a time. Slow (minutes a file), so not part of .ci/run.
 # MUTATE: one entry per file, SOURCE:TESTS, TESTS being the comma-separated test files
 # that cover SOURCE (fast ones only: no benches, no wheel build; the tests marked e2e, which
 # take seconds each, are left out, so a score is what the fast tests alone kill). Add a
-# file by adding an entry. `make mutate ONLY=gdbench/judge/stats.py` runs the entries whose source is named there.
-# Each file's survivors, as diffs, go to build/mutate/<source>.txt.
+# file by adding an entry. `make mutate ONLY=gdbench/judge/stats.py` runs the entries whose
+# source is named there. Each file's score and survivors, as diffs, go to
+# build/mutate/<source>.txt (written at the end), each mutant's verdict as it comes to
+# build/mutate/<source>.txt.log.
 MUTATE := \
 	data/loader.py:tests/test_loader.py,tests/test_gradients.py,tests/test_cli.py \
 	implementations/reference.py:tests/test_gradients.py,tests/test_cli.py \
@@ -103,37 +105,20 @@ MUTATE := \
 	gdbench/harness/slurm_executor.py:tests/test_slurm.py
 ONLY ?=
 MUTATE_OUT := build/mutate
-# -x: a mutant is killed at its first failing test. mutmut 2 counts only exit code 1 as a
-# failure, so pytest runs in one process that turns every failure (a collection error is
-# 2) into 1; one process, so that mutmut's timeout (10x the clean run) can kill it.
-MUTMUT_RUN := run --CI --simple-output
-MUTATE_PYTEST := -c 'import sys, pytest; sys.exit(min(1, pytest.main(sys.argv[1:])))' \
-	-x -q -p no:cacheprovider --benchmark-disable -m 'not e2e'
 mutate: $(STAMP)
-	@set -u; tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/gdbench-mutate.XXXXXX") || exit 1; \
-	trap 'rm -rf "$$tmp"' 0; trap 'exit 130' INT TERM HUP; \
-	git ls-files -z --cached --others --exclude-standard \
-		| tar --null -T - --ignore-failed-read -cf - | tar -xf - -C "$$tmp" || exit 1; \
-	for d in data implementations benches; do ln -s "../$$d" "$$tmp/gdbench/$$d"; done; \
-	mkdir -p $(MUTATE_OUT); \
-	for entry in $(MUTATE); do \
+	@set -u; mkdir -p $(MUTATE_OUT); for entry in $(MUTATE); do \
 		src=$${entry%%:*}; tests=$$(echo "$${entry#*:}" | tr , ' '); \
 		case " $(ONLY) " in "  ") ;; *" $$src "*) ;; *) continue ;; esac; \
 		out=$(MUTATE_OUT)/$$(echo "$$src" | tr / _).txt; \
 		echo "mutate $$src (tests: $$tests)"; \
-		( cd "$$tmp" && rm -f .mutmut-cache \
-		  && PYTHONPATH="$$tmp" $(BIN)/mutmut $(MUTMUT_RUN) --paths-to-mutate "$$src" \
-			--runner "$(BIN)/python $(MUTATE_PYTEST) $$tests" \
-			> .mutmut.log 2>&1 \
-		  || { cat .mutmut.log; exit 1; }; \
-		  tr '\r' '\n' < .mutmut.log | grep -a KILLED | tail -n 1; \
-		  $(BIN)/mutmut show all ) > "$$out.new" || { cat "$$out.new"; exit 1; }; \
-		mv "$$out.new" "$$out"; head -n 1 "$$out"; echo "  survivors: $$out"; \
+		$(BIN)/python scripts/mutate.py "$$src" $$tests --out "$$out" > "$$out.log" \
+			|| { tail -n 20 "$$out.log"; exit 1; }; \
+		tail -n 1 "$$out.log"; echo "  survivors: $$out"; \
 	done
 
 # After tests aimed at a module's survivors: re-run only its survivors (the last
 # `make mutate` of it, build/mutate/<source>.txt) against its tests as they are now. Its score
-# is then the full run's killed plus the survivors caught here (scripts/recheck_survivors.py).
+# is then the full run's caught plus the survivors caught here.
 .PHONY: mutate-recheck
 mutate-recheck: $(STAMP)
 	@set -u; for entry in $(MUTATE); do \
@@ -142,7 +127,7 @@ mutate-recheck: $(STAMP)
 		out=$(MUTATE_OUT)/$$(echo "$$src" | tr / _).txt; \
 		[ -f "$$out" ] || { echo "$$src: no $$out: run make mutate ONLY=$$src first"; continue; }; \
 		echo "recheck $$src (tests: $$tests)"; \
-		$(BIN)/python scripts/recheck_survivors.py "$$out" $$tests || exit 1; \
+		$(BIN)/python scripts/mutate.py "$$out" $$tests || exit 1; \
 	done
 
 # Everything a GPU machine has to prove, in under 8 minutes (scripts/gpu-check.sh): no
