@@ -48,8 +48,9 @@ PYTEST = ["-q", "-p", "no:cacheprovider", "--benchmark-disable", "-m", "not e2e"
 CAUGHT = ("killed", "timeout")
 
 # Runs pytest under coverage.py with the test's node id as the context of every line it
-# runs (lines run at import or collection have the empty context), and saves the tests'
-# order. argv: coverage data file, the traced source, the order file, pytest's arguments.
+# runs (lines run at import or collection have the empty context), and saves the tests,
+# fastest first. argv: coverage data file, the traced source, the order file, pytest's
+# arguments.
 TRACE = """
 import json, sys
 import coverage, pytest
@@ -57,9 +58,13 @@ data, source, order = sys.argv[1:4]
 cov = coverage.Coverage(data_file=data, include=[source])
 
 class Contexts:
+    seconds = {}
+
     def pytest_collection_finish(self, session):
-        with open(order, "w") as f:
-            json.dump([item.nodeid for item in session.items], f)
+        self.order = [item.nodeid for item in session.items]
+
+    def pytest_runtest_logreport(self, report):
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -69,10 +74,13 @@ class Contexts:
         finally:
             cov.switch_context("")
 
+contexts = Contexts()
 cov.start()
-code = pytest.main(sys.argv[4:], plugins=[Contexts()])
+code = pytest.main(sys.argv[4:], plugins=[contexts])
 cov.stop()
 cov.save()
+with open(order, "w") as f:  # the tests, fastest first
+    json.dump(sorted(contexts.order, key=lambda t: contexts.seconds.get(t, 0.0)), f)
 sys.exit(code)
 """
 
@@ -133,15 +141,17 @@ def changed_line(diff: str) -> int:
 
 
 def function_lines(source: str, line: int) -> range | None:
-    """The lines of the innermost function around ``line``, or None at module level (a
-    line run at import, a decorator's too)."""
+    """The body's lines of the innermost function around ``line`` (its ``def`` line too),
+    or None at module level (a line run at import, a decorator's too). The body, as the
+    ``def`` line runs at import, and the body runs when the function is called."""
     best: range | None = None
     for node in ast.walk(ast.parse(source)):
+        end = getattr(node, "end_lineno", None) or 0
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
-                and node.lineno <= line <= (node.end_lineno or node.lineno):
-            span = range(node.lineno, (node.end_lineno or node.lineno) + 1)
-            if best is None or len(span) < len(best):
-                best = span
+                and node.lineno <= line <= end:
+            body = range(node.body[0].lineno, end + 1)
+            if best is None or len(body) < len(best):
+                best = body
     return best
 
 
@@ -171,6 +181,7 @@ class Runner:
             self.trees.put(tree)
         self.traced: dict[str, tuple[dict[int, set[str]], list[str]]] = {}
         self.kills: collections.Counter[str] = collections.Counter()
+        self.killed_by: dict[str, list[Mutant]] = {}  # test -> the mutants it caught first
         self.lock = threading.Lock()
 
     def trace(self, path: str) -> None:
@@ -192,8 +203,9 @@ class Runner:
         finally:
             self.trees.put(tree)
 
-    def verdict(self, mutant: Mutant) -> str:
-        """killed, timeout, SURVIVED or NO LONGER APPLIES."""
+    def verdict(self, mutant: Mutant, every: bool = False) -> str:
+        """killed, timeout, SURVIVED or NO LONGER APPLIES; ``every``: run every test at
+        once, not those that reach the mutant first."""
         tree = self.trees.get()
         source = tree / mutant.path
         original = source.read_text()
@@ -207,15 +219,27 @@ class Runner:
             first = reaching(original, changed_line(mutant.diff), by_line, order)
             with self.lock:
                 first.sort(key=lambda t: -self.kills[t])
-            if first:
+            if first and not every:
                 verdict, failed = _pytest(tree, first)
                 if verdict in CAUGHT:
                     with self.lock:
                         self.kills[failed] += 1
+                        self.killed_by.setdefault(failed, []).append(mutant)
                     return verdict
             return _pytest(tree, self.tests)[0]
         finally:
             source.write_text(original)
+            self.trees.put(tree)
+
+
+    def fail_alone(self) -> dict[str, list[Mutant]]:
+        """The tests that caught mutants among the tests reaching them but fail alone on
+        the unmutated tree (they lean on a test run before them), with their mutants."""
+        tree = self.trees.get()
+        try:
+            return {test: mutants for test, mutants in self.killed_by.items()
+                    if test and _pytest(tree, [test])[0] != "SURVIVED"}
+        finally:
             self.trees.put(tree)
 
 
@@ -297,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
             for future in concurrent.futures.as_completed(futures):
                 m = futures[future]
                 verdicts[m] = future.result()
+                print(f"mutant {m.id:>4}  {verdicts[m]:<17} {m.added[:100]}", flush=True)
+        for test, mutants in runner.fail_alone().items():
+            print(f"mutate: {test} fails alone on the unmutated code; the {len(mutants)} "
+                  "mutants it caught run again against every test", flush=True)
+            for m in mutants:
+                verdicts[m] = runner.verdict(m, every=True)
                 print(f"mutant {m.id:>4}  {verdicts[m]:<17} {m.added[:100]}", flush=True)
     text = report(args.what, {m: verdicts[m] for m in found})
     print(text.splitlines()[0])

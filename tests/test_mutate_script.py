@@ -99,6 +99,35 @@ def test_a_module_is_scored_then_its_survivors_rechecked(repo: Path, capsys) -> 
         ["3", "5"], ["5", "3"])
 
 
+LEANING = '''\
+from calc import add, sign
+
+SEEN = {}
+
+
+def test_add():
+    SEEN["sum"] = add(2, 3)
+    assert SEEN["sum"] == 5
+
+
+def test_sign_after_test_add():
+    assert SEEN["sum"] == 5 and sign(5) == 1
+'''
+
+
+def test_a_test_that_leans_on_another_catches_nothing_alone(repo: Path, capsys) -> None:
+    """The only test that reaches sign fails when run without the test before it: what
+    it seemed to catch is run again against every test, and the verdicts are WEAK's."""
+    (repo / "tests" / "test_calc.py").write_text(LEANING)
+    assert mutate.main(["calc.py", "tests/test_calc.py", "--jobs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert ("mutate: tests/test_calc.py::test_sign_after_test_add fails alone on the "
+            "unmutated code; the 5 mutants it caught run again against every test") in lines
+    final = dict(line.split()[1:3] for line in lines if line.startswith("mutant"))
+    assert final == {"1": "killed", "2": "SURVIVED", "3": "SURVIVED", "4": "killed",
+                     "5": "SURVIVED", "6": "SURVIVED"}
+
+
 def test_tests_that_fail_unmutated_stop_the_run(repo: Path) -> None:
     (repo / "tests" / "test_calc.py").write_text(WEAK + "\n\ndef test_bad():\n    assert 0\n")
     with pytest.raises(SystemExit, match="the tests fail before any mutation"):
@@ -135,6 +164,9 @@ def test_the_line_a_diff_changes_and_the_function_around_it() -> None:
     with pytest.raises(ValueError):
         mutate.changed_line("--- a\n+++ a\n@@ -1,1 +1,2 @@\n x\n+y\n")
     nested = "def outer():\n    def inner():\n        return 1\n    return inner\n"
-    assert mutate.function_lines(nested, 3) == range(2, 4)
-    assert mutate.function_lines(nested, 4) == range(1, 5)
+    # The body only: a def line runs at import.
+    assert mutate.function_lines(nested, 3) == range(3, 4)
+    assert mutate.function_lines(nested, 2) == range(3, 4)
+    assert mutate.function_lines(nested, 1) == range(2, 5)
+    assert mutate.function_lines(nested, 4) == range(2, 5)
     assert mutate.function_lines("X = 1\n", 1) is None
