@@ -23,6 +23,7 @@ from _benchjson import (
 from gdbench.records import formats
 from gdbench.records.results import load_run, load_runs
 from gdbench.report.tables import (
+    INTERVAL_NOTE,
     break_even,
     fit_table,
     machine_warning,
@@ -241,7 +242,7 @@ def test_fit_table_has_one_row_per_backend_with_intervals(run: Path) -> None:
 def test_render_run_word_for_word(tmp_path: Path) -> None:
     """Constant rounds: jax is half numpy's speed and disagrees with it (✗); the roofline
     cell has neither a speed-up nor a share of the limit."""
-    from gdbench.report.tables import _CSV, INTERVAL_NOTE
+    from gdbench.report.tables import _CSV
 
     path = save_run(tmp_path / "r.json", make_run(
         workloads=("crops",), backends=("numpy", "jax"), sigma=0.0, drift=[1.0],
@@ -255,6 +256,14 @@ def test_render_run_word_for_word(tmp_path: Path) -> None:
         "crops     6.00 ±0% (×1.00, 25%)  12.0 ±0% (×0.500 ±0%, 12%) ✗  1.50 ±0%"]
     csv = render_run(path, "csv").splitlines()
     assert csv[0] == ",".join(_CSV) and len(csv) == 1 + 3
+
+
+def test_the_csv_lists_a_rows_doubts_joined_by_semicolons() -> None:
+    from gdbench.report.tables import _CSV, _csv_columns
+
+    rows = pd.DataFrame({c: [1.0, 2.0] for c in _CSV})
+    rows["doubts"] = [("unsettled", "neighbours"), math.nan]
+    assert _csv_columns(rows)["doubts"].tolist() == ["unsettled;neighbours", ""]
 
 
 def test_an_interval_without_bounds_is_blank() -> None:
@@ -370,8 +379,12 @@ def test_side_by_side_with_a_run_without_rounds_has_no_interval(tmp_path: Path) 
         assert (sbs["tested"] == "").all() and sbs["significant"].isna().all()
         assert sbs["ratio"].notna().all()
         assert sbs["low"].isna().all() and sbs["high"].isna().all()
-        table = side_by_side_section(frame).table
-        assert set(table["change"]) == {"(no rounds saved)"} and set(table["95% CI"]) == {""}
+        section = side_by_side_section(frame)
+        assert set(section.table["change"]) == {"(no rounds saved)"}
+        assert set(section.table["95% CI"]) == {""}
+        assert "new/old ÷ref" not in section.table
+        assert section.notes[-1] == ("new/old is the ratio of median times; ▲/▼ mark changes "
+                                     "whose 95% bootstrap interval over the rounds excludes 1.")
 
 
 def test_an_interval_that_touches_1_is_no_change(tmp_path: Path) -> None:
@@ -415,6 +428,15 @@ def test_the_side_by_side_table_word_for_word(tmp_path: Path) -> None:
          **only},
         {"workload": "small", "backend": "roofline", "µs/step o": "", "µs/step n": "3.00 ±0%",
          **only}]
+    header = "on Test CPU 9000, 2 cores (fingerprint c30ed8f1493d, 2026-01-02 03:04 UTC)"
+    assert section.notes == [
+        f"old = {tmp_path / 'o.json'} {header}", f"new = {tmp_path / 'n.json'} {header}",
+        INTERVAL_NOTE,
+        "new/old is the ratio of median times (it includes the machine's speed); new/old "
+        "÷ref is that of the median of each round's time ÷ its reference round, timed just "
+        "before it (the machine's drift cancels). ▲/▼ mark changes whose 95% bootstrap "
+        "interval over the rounds excludes 1: the interval of new/old ÷ref where there is "
+        "one, else (marked raw) of new/old."]
 
 
 def test_side_by_side_lists_benchmarks_of_only_one_run(tmp_path: Path, run: Path) -> None:
@@ -435,6 +457,9 @@ def test_runs_from_different_machines_are_told_apart(tmp_path: Path, run: Path,
     assert "@ Test CPU 9000, 2 cores" in out and "@ Big Server CPU, 64 cores" in out
     # Also on stderr, since stdout may be redirected (md, html and csv are for files).
     (warning,) = machine_warning(load_runs([str(run), str(other)]))
+    assert warning == ("these runs come from 2 DIFFERENT MACHINES (run: Test CPU 9000, 2 "
+                       "cores [c30ed8f1493d]; gpu: Big Server CPU, 64 cores [4d02de1cd259]); "
+                       "the numbers below compare machines as well as code")
     assert err == f"gdbench compare: warning: {warning}\n"
     for fmt in ("html", "csv"):
         assert run_cli(capsys, "compare", str(run), str(other), "--format", fmt)[2] == err
