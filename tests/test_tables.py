@@ -409,8 +409,16 @@ def test_the_side_by_side_table_word_for_word(tmp_path: Path) -> None:
     new = make_run(workloads=("crops", "small"), backends=("numpy", "jax"), sigma=0.0,
                    drift=[1.0], factors={"jax": 1.25, "numpy": 0.8})
     frame = load_runs([save_run(tmp_path / "o.json", old), save_run(tmp_path / "n.json", new)])
-    assert list(side_by_side(frame).columns[:3]) == ["name", "workload", "backend"]
+    sbs = side_by_side(frame)
+    assert list(sbs.columns) == [
+        "name", "workload", "backend", "old_step_us", "old_step_us_low", "old_step_us_high",
+        "old_spread", "old_doubts", "new_step_us", "new_step_us_low", "new_step_us_high",
+        "new_spread", "new_doubts", "ratio", "norm_ratio", "low", "high", "tested",
+        "significant"]
+    alone = sbs[sbs["workload"] == "small"]
+    assert alone["tested"].tolist() == [""] * 3 and alone["significant"].tolist() == [None] * 3
     section = side_by_side_section(frame)
+    assert section.title == "n vs o"
     only = {"new/old": "", "new/old ÷ref": "", "95% CI": "", "change": "only in one run"}
     assert section.table.to_dict("records") == [
         {"workload": "crops", "backend": "numpy", "µs/step o": "6.00 ±0%",
@@ -437,6 +445,42 @@ def test_the_side_by_side_table_word_for_word(tmp_path: Path) -> None:
         "before it (the machine's drift cancels). ▲/▼ mark changes whose 95% bootstrap "
         "interval over the rounds excludes 1: the interval of new/old ÷ref where there is "
         "one, else (marked raw) of new/old."]
+
+
+def test_a_cell_with_two_doubts_has_both_footnotes(tmp_path: Path) -> None:
+    from gdbench.report.tables import FOOTNOTES
+
+    calm = write_run(tmp_path / "calm.json", workloads=("crops",), sigma=0.0, drift=[1.0])
+    noisy = write_run(tmp_path / "noisy.json", workloads=("crops",), seed=0, slow_share=0.3,
+                      sigma=0.2)
+    frame = load_runs([calm, noisy])
+    both = summary(frame[frame["run"] == "noisy"])["doubts"]
+    assert ("unsettled", "wide") in both.tolist() and ("unsettled",) not in both.tolist()
+    assert side_by_side_section(frame).footnotes == [FOOTNOTES["unsettled"],
+                                                     FOOTNOTES["wide"]]
+
+
+def test_three_runs_in_one_table_with_blanks_where_a_run_lacks_a_benchmark(
+        tmp_path: Path) -> None:
+    from gdbench.report.tables import merged_section
+
+    runs = [save_run(tmp_path / f"{name}.json", make_run(
+        workloads=workloads, backends=("numpy",), sigma=0.0, drift=[1.0],
+        factors={"numpy": factor})) for name, workloads, factor in (
+            ("a", ("crops", "small"), 1.0), ("b", ("crops",), 2.0),
+            ("c", ("crops", "small"), 0.5))]
+    section = merged_section(load_runs(runs))
+    assert section.title == "µs per step, every run"
+    assert section.table.to_dict("records") == [
+        {"workload": "crops", "backend": "numpy", "µs/step a": "6.00 ±0%",
+         "µs/step b": "12.0 ±0%", "µs/step c": "3.00 ±0%"},
+        {"workload": "crops", "backend": "roofline", "µs/step a": "1.50 ±0%",
+         "µs/step b": "1.50 ±0%", "µs/step c": "1.50 ±0%"},
+        {"workload": "small", "backend": "numpy", "µs/step a": "10.0 ±0%", "µs/step b": "",
+         "µs/step c": "5.00 ±0%"},
+        {"workload": "small", "backend": "roofline", "µs/step a": "3.00 ±0%",
+         "µs/step b": "", "µs/step c": "3.00 ±0%"}]
+    assert section.footnotes == []
 
 
 def test_side_by_side_lists_benchmarks_of_only_one_run(tmp_path: Path, run: Path) -> None:
