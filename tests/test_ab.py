@@ -284,6 +284,45 @@ def test_a_revision_from_before_the_package_layout_is_refused(
     assert "too old" in err and "benches/__init__.py" in err
 
 
+def test_the_git_refusals_word_for_word(tmp_path: Path) -> None:
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    with pytest.raises(InputError) as err:
+        ab.repository(outside)
+    assert str(err.value) == (f"{outside}: not inside a git repository; gdbench ab compares "
+                              "two revisions of the repository it runs in")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q", "-b", "main")
+    git(empty, "commit", "-q", "--allow-empty", "-m", "nothing")
+    with pytest.raises(InputError) as err:
+        ab.resolve(empty, "nowhere")
+    assert str(err.value) == (f"unknown revision 'nowhere': not a commit of {empty} (a "
+                              "branch, tag, commit id, HEAD~1, origin/main ...; fetch it first "
+                              "if it is remote)")
+    sha = ab.resolve(empty, "main")
+    with pytest.raises(InputError) as err:
+        ab.check_layout(empty, "base", "main", sha)
+    assert str(err.value) == (
+        f"base revision main ({sha[:12]}) is too old for gdbench ab: it lacks data, "
+        "implementations, benches/__init__.py, benches/conftest.py, gdbench/__init__.py (the "
+        "package layout with data/, implementations/ and benches/ at the top)")
+
+
+def test_a_side_is_titled_by_its_role_name_and_short_commit(tmp_path: Path) -> None:
+    side = ab.Side("base", "main", "0123456789abcdef" * 2 + "01234567", tmp_path)
+    assert side.title == "base side (main = 0123456789ab)"
+
+
+def test_head_names_the_checkout_on_a_branch_and_detached(repo: Path,
+                                                           origin: dict[str, Any]) -> None:
+    assert ab.names_the_checkout(repo, "HEAD") and ab.names_the_checkout(repo, "main")
+    assert not ab.names_the_checkout(repo, origin["head"])  # the same commit, by its id
+    git(repo, "checkout", "-q", "--detach", "HEAD~1")
+    assert ab.names_the_checkout(repo, "HEAD") and ab.names_the_checkout(repo, "@")
+    assert not ab.names_the_checkout(repo, "main")
+
+
 def test_head_with_uncommitted_changes_is_refused_unless_allowed(
         repo: Path, origin: dict[str, Any], tmp_path: Path,
         capsys: pytest.CaptureFixture[str], fake_suite: Callable[..., Calls]) -> None:
