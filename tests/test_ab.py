@@ -185,9 +185,24 @@ def test_worktrees_are_made_at_each_revision_and_removed_after(
         assert (trees["head"] / "implementations" / "numpy_manual.py").read_text(
         ).endswith("# head\n")
         assert not trees["base"].is_relative_to(repo)  # outside the user's tree
+        assert trees["base"].parent.name.startswith("gdbench-ab-")  # whose, if left behind
     assert not trees["base"].exists() and not trees["head"].exists()
     assert not trees["base"].parent.exists()
     assert _state(repo) == before  # HEAD, status, the user's edit, one worktree
+
+
+def test_a_worktree_git_cannot_make_is_refused_in_one_line(repo: Path,
+                                                              origin: dict[str, Any]) -> None:
+    missing = "0123456789abcdef" * 2 + "01234567"
+    with pytest.raises(InputError) as err, \
+            ab.worktrees(repo, {"base": origin["base"], "head": missing}):
+        pass
+    match = re.fullmatch(r"git worktree add (\S+) 0123456789ab failed: (.+)", str(err.value))
+    assert match, str(err.value)
+    # git's own last line of complaint ("fatal: invalid reference: <sha>").
+    assert Path(match.group(1)).name == "head"
+    assert match.group(2).startswith("fatal: ") and missing in match.group(2)
+    assert len(git(repo, "worktree", "list").splitlines()) == 1  # base's went too
 
 
 def test_the_worktrees_go_after_an_error_inside(repo: Path, origin: dict[str, Any]) -> None:
