@@ -460,6 +460,35 @@ def test_the_probe_of_a_real_side_says_its_suite_takes_the_users_workloads(
     assert answer["own_workloads"] is True and answer["status"] == {"numpy": None}
 
 
+def test_a_side_whose_gdbench_does_not_import_from_its_tree_is_refused(tmp_path: Path) -> None:
+    """A tree without gdbench of its own imports the installed one: too old. A tree whose
+    gdbench fails to import: the last line of its error says why."""
+    import gdbench
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    side = ab.Side("base", "v1", "ab" * 20, bare)
+    with pytest.raises(InputError) as err:
+        ab.probe([side], ["numpy"], 1)
+    assert str(err.value) == ("base side (v1 = abababababab) is too old for gdbench ab: its "
+                              "gdbench does not run from a bare checkout (imported "
+                              f"{gdbench.__file__})")
+    broken = tmp_path / "broken"
+    (broken / "gdbench").mkdir(parents=True)
+    (broken / "gdbench" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    side = ab.Side("head", "v2", "cd" * 20, broken)
+    with pytest.raises(InputError) as err:
+        ab.probe([side], ["numpy"], 1)
+    assert str(err.value) == ("head side (v2 = cdcdcdcdcdcd): its gdbench does not run from a "
+                              "checkout on PYTHONPATH (ImportError: broken on purpose)")
+
+
+def test_the_last_line_of_a_processes_complaint() -> None:
+    assert ab._last_line("Traceback ...\n  raise\nValueError: bad\n\n  \n") == "ValueError: bad"
+    assert ab._last_line("  one  ") == "one"
+    assert ab._last_line(" \n\n") == "(no output)"
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (("--shape", "64,3,2", "--batch", "0"), "--batch"),
     (("--shape", "64,3"), "--shape"),
