@@ -347,6 +347,18 @@ def test_head_with_uncommitted_changes_is_refused_unless_allowed(
         assert run_ab(tmp_path, "HEAD~1", rev, "--backends", "numpy") == 2
         err = _one_line_error(capsys)
         assert "uncommitted changes (data/loader.py)" in err and "--allow-dirty" in err
+    sha = origin["head"][:12]
+    assert err == (f"gdbench ab: error: @ is commit {sha}, but the working tree has "
+                   "uncommitted changes (data/loader.py) that gdbench ab would not measure; "
+                   "commit them, or pass --allow-dirty to compare the commits\n")
+    numpy_file = repo / "implementations" / "numpy_manual.py"
+    numpy_file.write_text(numpy_file.read_text() + "# more\n")
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy") == 2
+    assert "(data/loader.py and 1 more) that" in _one_line_error(capsys)
+    conftest = repo / "benches" / "conftest.py"
+    conftest.write_text(conftest.read_text() + "# more\n")
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy") == 2
+    assert "(benches/conftest.py and 2 more) that" in _one_line_error(capsys)
     # A commit id, or HEAD~1, names no uncommitted work: not refused.
     assert run_ab(tmp_path, "HEAD~1", origin["head"], "--backends", "numpy") == 0
     assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "--allow-dirty") == 0
@@ -483,6 +495,28 @@ def test_a_side_whose_gdbench_does_not_import_from_its_tree_is_refused(tmp_path:
                               "checkout on PYTHONPATH (ImportError: broken on purpose)")
 
 
+def test_a_failed_probe_stops_the_other_sides_probe(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """base's gdbench fails at once; head's would import for a minute: it is stopped."""
+    trees = {}
+    for role, body in (("base", "raise ImportError('broken')"), ("head", "import time\n"
+                                                                    "time.sleep(60)")):
+        (tmp_path / role / "gdbench").mkdir(parents=True)
+        (tmp_path / role / "gdbench" / "__init__.py").write_text(body + "\n")
+        trees[role] = ab.Side(role, role, "0" * 40, tmp_path / role)
+    started: list[subprocess.Popen[str]] = []
+    real_popen = subprocess.Popen
+
+    def recording(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(ab.subprocess, "Popen", recording)
+    with pytest.raises(InputError, match="ImportError: broken"):
+        ab.probe([trees["base"], trees["head"]], ["numpy"], 1)
+    assert len(started) == 2 and all(proc.poll() is not None for proc in started)
+
+
 def test_the_last_line_of_a_processes_complaint() -> None:
     assert ab._last_line("Traceback ...\n  raise\nValueError: bad\n\n  \n") == "ValueError: bad"
     assert ab._last_line("  one  ") == "one"
@@ -529,6 +563,62 @@ def test_the_sides_take_turns_backend_by_backend_and_swap_who_goes_first(
         (2, "head", "torch-cpu"), (2, "base", "torch-cpu"),
         (2, "base", "jax"), (2, "head", "jax"),
     ]
+
+
+def test_each_process_saves_its_part_under_its_side_block_and_backend(tmp_path: Path) -> None:
+    sides = {role: ab.Side(role, role, "0" * 40, tmp_path / role) for role in ab.ROLES}
+    procs = {role: [("numpy", ["-k", "numpy"]), ("jax", ["-k", "jax"])] for role in ab.ROLES}
+    plan = ab.schedule(sides, procs, blocks=2, parts=tmp_path / "parts")
+    assert [b.json_path.relative_to(tmp_path / "parts").as_posix() for b in plan] == [
+        "base-0-numpy.json", "head-0-numpy.json", "head-0-jax.json", "base-0-jax.json",
+        "head-1-numpy.json", "base-1-numpy.json", "base-1-jax.json", "head-1-jax.json"]
+    assert plan[2].selection == ("-k", "jax")
+
+
+def test_a_blocks_process_runs_with_its_sides_progress_prefix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def run_job(job: Any, prefix: str, keep: Path) -> Any:
+        seen.append((job.tree, prefix, keep))
+        return argparse.Namespace(code=3)
+
+    monkeypatch.setattr(ab.launcher, "run_job", run_job)
+    parser = argparse.ArgumentParser()
+    ab.add_arguments(parser)
+    args = ab._suite_args(parser.parse_args(["base", "head"]))
+    for role in ab.ROLES:
+        side = ab.Side(role, role, "0" * 40, tmp_path / role)
+        block = ab.Block(0, side, "numpy", ("-k", "numpy"), tmp_path / f"{role}.json")
+        assert ab.run_block(block, args) == 3
+    assert seen == [(str(tmp_path / "base"), "  base ", tmp_path / "base.json"),
+                    (str(tmp_path / "head"), "  head ", tmp_path / "head.json")]
+
+
+def test_a_part_that_disagrees_or_a_failed_process_is_refused_word_for_word(
+        tmp_path: Path) -> None:
+    side = ab.Side("head", "HEAD", "ab" * 20, tmp_path)
+    block = ab.Block(1, side, "jax", (), tmp_path / "part.json")
+    good = fake_part(block)
+    with pytest.raises(InputError) as err:
+        ab.check_part(block, 1, good)  # a part saved, but pytest failed
+    assert str(err.value) == ("head side (HEAD = abababababab): its jax process failed in "
+                              "block 2 (pytest exit 1, output above)")
+    with pytest.raises(InputError, match=r"failed in block 2 \(pytest exit 0"):
+        ab.check_part(block, 0, None)
+    ab.check_part(block, 0, good)
+    for bench in good["benchmarks"]:
+        bench["extra_info"].update(agrees=False, max_abs_diff_vs_numpy=0.03)
+    with pytest.raises(InputError) as err:
+        ab.check_part(block, 0, good)
+    assert str(err.value) == ("head side (HEAD = abababababab): jax disagrees with numpy on "
+                              "crops (weights off by up to 0.03); nothing to compare")
+
+
+def test_both_sides_time_float32_unless_told(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    ab.add_arguments(parser)
+    assert parser.parse_args(["a", "b"]).dtype == "float32"
 
 
 def test_quick_takes_one_turn_per_backend_still_alternating_who_goes_first(
