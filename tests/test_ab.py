@@ -615,6 +615,63 @@ def test_a_part_that_disagrees_or_a_failed_process_is_refused_word_for_word(
                               "crops (weights off by up to 0.03); nothing to compare")
 
 
+def test_the_backend_refusals_word_for_word() -> None:
+    found = {"base": {"names": ["numpy", "jax"], "status": {"numpy": None, "jax": "no jax"}},
+             "head": {"names": ["numpy", "torch-cpu"],
+                      "status": {"numpy": None, "torch-cpu": "no torch"}}}
+    with pytest.raises(InputError) as err:
+        ab._selection(argparse.Namespace(backends=["nope"]), found)
+    assert str(err.value) == ("unknown backend 'nope'; the known backends are: numpy, jax, "
+                              "torch-cpu")
+    for role in ab.ROLES:
+        found[role]["status"]["numpy"] = "no numpy"
+    with pytest.raises(InputError) as err:
+        ab._selection(argparse.Namespace(backends=None), found)
+    assert str(err.value) == ("no selected backend can run here: numpy: no numpy; jax: no "
+                              "jax; torch-cpu: no torch")
+
+
+def test_without_backends_named_each_side_runs_its_own(tmp_path: Path) -> None:
+    found = {"base": {"names": ["numpy", "jax"], "status": {"numpy": None, "jax": None}},
+             "head": {"names": ["numpy"], "status": {"numpy": None}}}
+    procs, unavailable = ab._selection(argparse.Namespace(backends=None), found)
+    labels = {role: [label for label, _ in procs[role]] for role in ab.ROLES}
+    assert "jax" in labels["base"] and "jax" not in labels["head"] and unavailable == {}
+
+
+def test_a_side_too_old_for_the_users_workloads_word_for_word(tmp_path: Path) -> None:
+    sides = {role: ab.Side(role, role, "0" * 40, tmp_path) for role in ab.ROLES}
+    found = {"base": {"own_workloads": True}, "head": {"own_workloads": False}}
+    with pytest.raises(InputError) as err:
+        ab._check_own_workloads(sides, found, [("mine", "a.toml"), ("theirs", "b.toml")])
+    assert str(err.value) == (
+        "head side (head = 000000000000) is too old to time your own workloads (mine, "
+        "theirs): its suite has no --workload-def; compare gdbench's own workloads instead")
+
+
+def test_each_ab_gets_a_folder_of_its_own(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    real = time.strftime  # ab.time is the time module: the clock reads 1970 for this test
+    monkeypatch.setattr(ab.time, "strftime", lambda fmt, *_: real(fmt, time.gmtime(0)))
+    commits = {"base": "0123456789abcdef" * 2 + "0" * 8, "head": "fedcba9876543210" * 2 + "0" * 8}
+    names = []
+    for _ in range(3):
+        folder = ab._out_dir(tmp_path, commits)
+        folder.mkdir()
+        names.append(folder.name)
+    stem = "19700101-000000_0123456789_fedcba9876"
+    assert names == [stem, f"{stem}-2", f"{stem}-3"]
+
+
+def test_the_neighbour_note_of_a_process_run_again() -> None:
+    assert ab._neighbour_note(np.array([True, False, False, False])) == (
+        ", or a busy neighbour beside 25% of them")
+    assert ab._neighbour_note(np.array([False, False])) == ""
+    assert ab._neighbour_note(None) == ""
+
+
 def test_both_sides_time_float32_unless_told(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     ab.add_arguments(parser)
