@@ -945,10 +945,27 @@ def test_an_unsettled_process_is_run_again_and_the_gate_passes(
         fake_suite: Callable[..., Calls]) -> None:
     # Without the new run, the head's numpy keeps 4 settled rounds of 20 (too few), so the
     # gate would compare every round and see a +28% "regression" of the same code.
-    calls = fake_suite(edit=_neighbour(slice(0, 16)))
+    parts: list[str] = []
+    neighbour = _neighbour(slice(0, 16))
+
+    def edit(block: ab.Block, doc: dict[str, Any]) -> None:
+        parts.append(block.json_path.name)
+        neighbour(block, doc)
+
+    calls = fake_suite(edit=edit)
     assert run_ab(tmp_path, "HEAD", "HEAD", "--quick", "--backends", "numpy") == 0
     out = capsys.readouterr().out
     assert calls == [(0, "base", "numpy"), (0, "head", "numpy"), (0, "head", "numpy")]
+    assert parts == ["base-0-numpy.json", "head-0-numpy.json", "head-0-numpy-again1.json"]
+    progress = [line for line in out.splitlines() if line.startswith("-- ")]
+    shapes = [r"-- numpy on the base side, block 1 \(process 1/2\) \((\d+) s in\)",
+              r"-- numpy on the head side, block 1 \(process 2/2\) \((\d+) s in\)",
+              r"-- the machine was unsettled: (\d+)% of .*",
+              r"-- numpy on the head side, block 1 again \((\d+) s in\)"]
+    assert len(progress) == len(shapes)
+    for line, shape in zip(progress, shapes, strict=True):
+        match = re.fullmatch(shape, line)
+        assert match and int(match.group(1)) < 600, line  # seconds since the start
     assert re.search(r"-- the machine was unsettled: \d+% of \S+crops-numpy\]'s rounds", out)
     assert "-- numpy on the head side, block 1 again" in out
     (folder,) = (tmp_path / "out").iterdir()
