@@ -971,6 +971,9 @@ def test_an_unsettled_process_is_run_again_and_the_gate_passes(
     (folder,) = (tmp_path / "out").iterdir()
     head = json.loads((folder / "head.json").read_text())
     assert [b["extra_info"]["blocks"] for b in head["benchmarks"]] == [2, 2]
+    assert head["machine_info"]["gdbench"]["ab"] == {
+        "role": "head", "rev": "HEAD", "commit": git(repo, "rev-parse", "HEAD"), "blocks": 1,
+        "block_max_time_s": ab.QUICK_MAX_TIME_S}
     assert re.search(r"unsettled rounds left out: baseline \d+ of 20, new \d+ of 40", out)
 
 
