@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gdbench import implementations
@@ -797,6 +798,26 @@ def test_confirm_times_the_regressed_backend_again_and_fails_when_it_shows_twice
     (folder,) = (tmp_path / "out").iterdir()
     assert sorted(p.name for p in folder.iterdir()) == [
         "base.json", "confirm-base.json", "confirm-head.json", "head.json", "report.md"]
+
+
+def test_the_report_of_two_turns_and_its_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate's report of each turn (a stand-in here), one after the other under a
+    heading, then the verdict; markdown headings only in markdown."""
+    monkeypatch.setattr(ab.regress, "build_report",
+                        lambda base, head, threshold, fmt: (f"{fmt} {base}-{head}\n", 1))
+    turns = [("b1", "h1"), ("b2", "h2")]
+    assert ab._report(turns[:1], 0.1, "md", None) == "md b1-h1\n"
+    assert ab._report(turns, 0.1, "md", "PASS") == (
+        "md b1-h1\n\n### Confirmation turn\n\nmd b2-h2\n\n### gdbench ab: PASS\n")
+    assert ab._report(turns, 0.1, "table", "FAIL") == (
+        "table b1-h1\n\nConfirmation turn\n\ntable b2-h2\n\ngdbench ab: FAIL\n")
+
+
+def test_regressions_are_named_by_workload_and_backend() -> None:
+    frame = pd.DataFrame({"name": ["t[crops-numpy]", "t[small-jax]"],
+                          "workload": ["crops", "small"]})
+    found = {"t[crops-numpy]": "numpy", "t[small-jax]": "jax", "t[gone-jax]": "jax"}
+    assert ab._named(found, frame) == "crops numpy, small jax, ? jax"
 
 
 def test_confirm_passes_a_regression_that_does_not_show_again(
