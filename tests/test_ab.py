@@ -779,6 +779,34 @@ def test_a_25_percent_slower_backend_on_the_head_side_fails_and_is_named(
     assert all(b["stats"]["rounds"] == 2 * 20 for b in head["benchmarks"])
     assert (folder / "report.md").read_text() == report.read_text()
     assert cli.main(["compare", str(folder / "base.json"), str(folder / "head.json")]) == 0
+    assert out.splitlines()[0] == (
+        f"gdbench ab: base side (HEAD~1 = {origin['base'][:12]}) vs head side (HEAD = "
+        f"{origin['head'][:12]}): 2 blocks of 1 s per benchmark, 12 processes in turns, "
+        "threads unpinned")
+
+
+def test_a_slowdown_under_the_threshold_given_passes(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        fake_suite: Callable[..., Calls]) -> None:
+    fake_suite(slower={"torch-cpu": 1.25})
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--backends", "numpy", "torch-cpu",
+                  "--threshold", "30%") == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(
+        ": 1 block of 1 s per benchmark, 4 processes in turns, threads unpinned")
+
+
+def test_the_probe_is_asked_about_the_backends_named_with_the_threads_given(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def probe(sides: list[ab.Side], wanted: list[str], threads: int | None) -> dict:
+        asked.append(([s.role for s in sides], list(wanted), threads))
+        raise InputError("stop here")
+
+    monkeypatch.setattr(ab, "probe", probe)
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--backends", "numpy", "jax",
+                  "--threads", "1") == 2
+    assert asked == [(["base", "head"], ["numpy", "jax"], 1)]
 
 
 def test_confirm_times_the_regressed_backend_again_and_fails_when_it_shows_twice(
