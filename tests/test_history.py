@@ -171,7 +171,8 @@ def test_a_25_percent_slowdown_is_flagged_against_the_baseline(tmp_path: Path) -
     # The flagged point is ringed in red, with its verdict in its hover text.
     svg = history.benchmark_svg(h, "bench_training[crops-numpy]", "t")
     assert svg.count(f'stroke: {history.FLAG_RED}') >= 1
-    assert "regression flagged by the gate" in svg
+    assert ">regression flagged by the gate</text>" in svg  # the legend
+    assert "\n⚠ regression flagged by the gate (threshold +15%)</title>" in svg  # the hover
     titles = re.findall(r"<title>([^<]*)</title>", svg)
     assert any("→ regression" in t and "commit 0303030" in t for t in titles)
     clean = history.benchmark_svg(h, "bench_training[crops-jax]", "u")
@@ -196,6 +197,22 @@ def test_a_backend_that_disagrees_with_numpy_is_flagged(tmp_path: Path) -> None:
     flagged = h.points[h.points["flag"] != ""]
     assert flagged["backend"].tolist() == ["jax"]
     assert flagged["flag"].tolist() == [regress.DISAGREES]
+    svg = history.benchmark_svg(h, "bench_training[crops-jax]", "t")
+    assert ">disagrees with numpy (a wrong result)</text>" in svg
+    assert "\n⚠ disagrees with numpy (a wrong result) (threshold +15%)</title>" in svg
+
+
+def test_each_machine_series_has_a_colour_and_a_marker_of_its_own() -> None:
+    from matplotlib.colors import is_color_like
+    from matplotlib.markers import MarkerStyle
+
+    colours = [history._style(i)[0] for i in range(9)]
+    markers = [history._style(i)[1] for i in range(7)]
+    assert len(set(colours)) == 9 and all(is_color_like(c) for c in colours)
+    assert len(set(markers)) == 7
+    for marker in markers:
+        MarkerStyle(marker)  # raises on a marker matplotlib does not draw
+    assert history._style(9) == history._style(0)[:1] + (history._style(2)[1],)
 
 
 def test_the_latest_run_is_compared_with_the_baseline(tmp_path: Path) -> None:
