@@ -293,6 +293,40 @@ def test_an_output_that_is_a_folder_says_what_to_give(tmp_path: Path, capsys) ->
                    f"name, such as {tmp_path / 'history.html'}\n")
 
 
+def test_the_refusals_of_load_history_word_for_word(tmp_path: Path) -> None:
+    from gdbench.data.errors import InputError
+
+    with pytest.raises(InputError, match=r"^give one or more run JSON files$"):
+        history.load_history([])
+    roofline_only = tmp_path / "roofline_only.json"
+    roofline_only.write_text(json.dumps(make_run(workloads=("crops", "small"), backends=())))
+    with pytest.raises(InputError) as err:
+        history.load_history([roofline_only])
+    assert str(err.value) == (f"{roofline_only}: no training benchmark (only "
+                              "bench_roofline[crops], bench_roofline[small]); the history "
+                              "plots training benchmarks")
+    doc = make_run(workloads=("crops",))
+    del doc["datetime"]
+    undated = tmp_path / "undated.json"
+    undated.write_text(json.dumps(doc))
+    with pytest.raises(InputError) as err:
+        history.load_history([undated])
+    assert str(err.value) == (f"{undated}: no valid 'datetime' recorded, so the run cannot "
+                              "be placed in the history")
+
+
+def test_the_loaded_history_is_indexed_afresh_with_each_runs_branch(tmp_path: Path) -> None:
+    paths = [_run(tmp_path / "b.json", 2), _run(tmp_path / "a.json", 1)]
+    frame = history.load_history(paths)
+    assert list(frame.index) == list(range(len(frame)))
+    assert "index" not in frame and "_order" not in frame
+    assert list(dict.fromkeys(frame["run"])) == ["a", "b"] and set(frame["branch"]) == {"main"}
+    assert history._branch({"commit_info": {"branch": ""}}) is None
+    assert history._branch({"commit_info": {"branch": 5}}) is None
+    assert history._branch({"commit_info": "main"}) is None
+    assert history._branch({"commit_info": {"branch": "dev"}}) == "dev"
+
+
 def _bad_input_cases(tmp_path: Path) -> dict[str, list[str]]:
     good = str(_run(tmp_path / "good.json", 1))
     bad = bad_run_files(tmp_path)
