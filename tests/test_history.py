@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import select
@@ -325,6 +326,50 @@ def test_the_loaded_history_is_indexed_afresh_with_each_runs_branch(tmp_path: Pa
     assert history._branch({"commit_info": {"branch": 5}}) is None
     assert history._branch({"commit_info": "main"}) is None
     assert history._branch({"commit_info": {"branch": "dev"}}) == "dev"
+
+
+def _unpaired(tmp_path: Path, **kwargs: Any) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """A run without paired rounds (constant rounds): its frame, numpy's row, the
+    roofline's row."""
+    doc = make_run(workloads=("crops",), backends=("numpy",), paired=False, sigma=0.0,
+                   drift=[1.0], **kwargs)
+    path = tmp_path / "unpaired.json"
+    path.write_text(json.dumps(doc))
+    run = load_run(path).set_index("backend", drop=False)
+    return run, run.loc["numpy"], run.loc["roofline"]
+
+
+@pytest.mark.parametrize("rounds", [2, 20])
+def test_an_unpaired_point_is_its_median_over_the_rooflines_with_an_interval(
+        tmp_path: Path, rounds: int) -> None:
+    run, numpy, roof = _unpaired(tmp_path, rounds=rounds)
+    basis, est = history.point_metric(run, numpy)
+    ratio = numpy["median_s"] / roof["median_s"]
+    assert basis == history.UNPAIRED and est.ratio == pytest.approx(ratio, rel=1e-12)
+    assert (est.low, est.high) == pytest.approx((ratio, ratio), rel=1e-12)  # two rounds do
+
+
+def test_an_unpaired_point_without_rounds_on_either_side_has_no_interval(
+        tmp_path: Path) -> None:
+    for drop in ("numpy", "roofline"):
+        run, numpy, roof = _unpaired(tmp_path)
+        run.at[drop, "data"] = math.nan  # that side saved no rounds
+        basis, est = history.point_metric(run, run.loc["numpy"])
+        assert basis == history.UNPAIRED
+        assert est.ratio == pytest.approx(numpy["median_s"] / roof["median_s"], rel=1e-12)
+        assert math.isnan(est.low) and math.isnan(est.high)
+
+
+def test_a_run_of_one_benchmark_without_a_roofline_has_a_point_without_value(
+        tmp_path: Path) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), paired=False)
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if "roofline" not in b["name"]]
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(doc))
+    h = history.build_history([path], path)  # its own baseline
+    (point,) = h.points.to_dict("records")
+    assert point["basis"] == "" and math.isnan(point["value"])
+    assert point["against"] == "baseline one"
 
 
 def _bad_input_cases(tmp_path: Path) -> dict[str, list[str]]:
