@@ -823,6 +823,8 @@ def test_confirm_times_the_regressed_backend_again_and_fails_when_it_shows_twice
                          (2, "head", "torch-cpu"), (2, "base", "torch-cpu")]
     assert out.rstrip().endswith("gdbench ab: ❌ FAIL: 1 regression in both turns "
                                  "(crops torch-cpu)")
+    assert ("gdbench ab: regression in crops torch-cpu; confirming it with another turn of "
+            "both sides") in out.splitlines()
     (folder,) = (tmp_path / "out").iterdir()
     assert sorted(p.name for p in folder.iterdir()) == [
         "base.json", "confirm-base.json", "confirm-head.json", "head.json", "report.md"]
@@ -846,6 +848,16 @@ def test_regressions_are_named_by_workload_and_backend() -> None:
                           "workload": ["crops", "small"]})
     found = {"t[crops-numpy]": "numpy", "t[small-jax]": "jax", "t[gone-jax]": "jax"}
     assert ab._named(found, frame) == "crops numpy, small jax, ? jax"
+
+
+def test_two_regressions_confirmed_are_counted_in_the_plural(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        fake_suite: Callable[..., Calls]) -> None:
+    fake_suite(slower={"torch-cpu": 1.25, "jax": 1.25})
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
+                  "torch-cpu", "jax") == 1
+    assert capsys.readouterr().out.rstrip().endswith(
+        "gdbench ab: ❌ FAIL: 2 regressions in both turns (crops torch-cpu, crops jax)")
 
 
 def test_confirm_passes_a_regression_that_does_not_show_again(
