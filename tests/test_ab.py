@@ -863,17 +863,7 @@ def test_two_regressions_confirmed_are_counted_in_the_plural(
 def test_confirm_passes_a_regression_that_does_not_show_again(
         repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         fake_suite: Callable[..., Calls]) -> None:
-    def fluke(block: ab.Block, doc: dict[str, Any]) -> None:
-        """The head's torch-cpu process of the first turn had a bad neighbour throughout."""
-        if (block.side.role, block.label) == ("head", "torch-cpu") and \
-                block.json_path.parent.name != "confirm":
-            bench = doc["benchmarks"][0]
-            bench["stats"]["data"] = [x * 1.3 for x in bench["stats"]["data"]]
-            bench["stats"]["median"] *= 1.3
-            info = bench["extra_info"]
-            info["norm_data"] = [x * 1.3 for x in info["norm_data"]]
-
-    calls = fake_suite(edit=fluke)
+    calls = fake_suite(edit=_fluke("torch-cpu"))
     assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
                   "torch-cpu") == 0
     out = capsys.readouterr().out
@@ -881,6 +871,25 @@ def test_confirm_passes_a_regression_that_does_not_show_again(
     assert "FAIL: 1 regression" in out  # the first turn's report
     assert out.rstrip().endswith("gdbench ab: ✅ PASS: the first turn's regression "
                                  "(crops torch-cpu) did not show again")
+    fake_suite(edit=_fluke("torch-cpu", "jax"))
+    assert run_ab(tmp_path, "HEAD~1", "HEAD", "--quick", "--confirm", "--backends", "numpy",
+                  "torch-cpu", "jax") == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        "gdbench ab: ✅ PASS: the first turn's regressions (crops torch-cpu, crops jax) did not "
+        "show again")
+
+
+def _fluke(*backends: str) -> Callable[[ab.Block, dict[str, Any]], None]:
+    def fluke(block: ab.Block, doc: dict[str, Any]) -> None:
+        """The head's process of the first turn had a bad neighbour throughout."""
+        if block.side.role == "head" and block.label in backends and \
+                block.json_path.parent.name != "confirm":
+            bench = doc["benchmarks"][0]
+            bench["stats"]["data"] = [x * 1.3 for x in bench["stats"]["data"]]
+            bench["stats"]["median"] *= 1.3
+            info = bench["extra_info"]
+            info["norm_data"] = [x * 1.3 for x in info["norm_data"]]
+    return fluke
 
 
 def test_without_confirm_a_regression_fails_at_once(
