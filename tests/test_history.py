@@ -370,6 +370,11 @@ def test_a_run_of_one_benchmark_without_a_roofline_has_a_point_without_value(
     (point,) = h.points.to_dict("records")
     assert point["basis"] == "" and math.isnan(point["value"])
     assert point["against"] == "baseline one"
+    doc["datetime"] = "2026-02-01T12:00:00.000000+00:00"
+    later = tmp_path / "two.json"
+    later.write_text(json.dumps(doc))
+    h = history.build_history([path, later])  # no baseline: each against its machine's last
+    assert h.points["against"].tolist() == ["", "previous run on this machine, one"]
 
 
 def _bad_input_cases(tmp_path: Path) -> dict[str, list[str]]:
