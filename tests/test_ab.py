@@ -892,6 +892,32 @@ def _fluke(*backends: str) -> Callable[[ab.Block, dict[str, Any]], None]:
     return fluke
 
 
+def test_the_closing_lines_name_what_was_saved_and_skipped(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        fake_suite: Callable[..., Calls], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_suite()
+
+    def probe(sides: list[ab.Side], wanted: list[str], threads: int | None) -> dict:
+        status = {"numpy": None, "jax": "no jax here"}
+        return {s.role: {"names": implementations.names(), "status": status,
+                         "own_workloads": True} for s in sides}
+
+    monkeypatch.setattr(ab, "probe", probe)
+    assert run_ab(tmp_path, "HEAD", "HEAD", "--quick", "--backends", "numpy", "jax",
+                  "--format", "table") == 0
+    out = capsys.readouterr().out
+    (folder,) = (tmp_path / "out").iterdir()
+    lines = out.splitlines()
+    assert "skipped jax: no jax here" in lines
+    saved = next(line for line in lines if line.startswith("saved "))
+    match = re.fullmatch(rf"saved {re.escape(str(folder))}/ \(base.json, head.json\) in "
+                         r"(\d+) s", saved)
+    assert match and int(match.group(1)) < 600
+    report = out[out.index(saved) + len(saved) + 2:]
+    assert report.strip() and "|" not in report  # the table format, not markdown
+    assert "|" in (folder / "report.md").read_text()
+
+
 def test_without_confirm_a_regression_fails_at_once(
         repo: Path, tmp_path: Path, fake_suite: Callable[..., Calls]) -> None:
     calls = fake_suite(slower={"jax": 1.3})
