@@ -243,7 +243,47 @@ def test_without_a_baseline_the_latest_run_is_compared_with_its_machines_previou
     verdicts = dict(zip(section.table["backend"], section.table["verdict"], strict=True))
     assert "regression" in verdicts["numpy"]
     alone = history.latest_section(history.build_history(paths[1:2]))
-    assert alone.table.empty and "nothing to compare it with" in alone.title
+    assert alone.table.empty
+    assert alone.title == ("latest run b1 (2026-01-02 12:00 UTC, commit 0202020 on main): "
+                           "nothing to compare it with")
+    assert alone.notes == ["no --baseline given and no earlier run on its machine"]
+
+
+def test_a_baseline_from_another_machine_or_without_common_benchmarks_is_said(
+        tmp_path: Path) -> None:
+    base = _run(tmp_path / "base.json", 1)
+    paths = [_run(tmp_path / "a.json", 2), _run(tmp_path / "b.json", 3),
+             _run(tmp_path / "c.json", 4, info=OTHER)]
+    notes = history.latest_section(history.build_history(paths, base)).notes
+    assert notes[1].startswith("⚠ ") and "Other CPU 5000" in notes[1]
+    assert notes[1].endswith("; the reference normalisation cancels most, not all, of that.")
+    assert not any("in common" in n for n in notes)
+    same = history.latest_section(history.build_history(paths[:2], base)).notes
+    assert not any(n.startswith("⚠") for n in same)  # the same machine, common benchmarks
+    small = [_run(tmp_path / "s.json", 5, workloads=("small",))]
+    notes = history.latest_section(history.build_history(small, base)).notes
+    assert "⚠ no training benchmark in common: is it the right baseline?" in notes
+
+
+def test_each_runs_basis_lists_its_points_kinds(tmp_path: Path) -> None:
+    def run(name: str, day: int, keep_roofline: bool) -> Path:
+        doc = make_run(workloads=("crops",), backends=("numpy", "jax"), seed=day)
+        doc["datetime"] = f"2026-01-{day:02d}T12:00:00.000000+00:00"
+        for bench in doc["benchmarks"]:
+            if bench["extra_info"]["backend"] == "jax":  # jax's rounds were not paired
+                for key in ("ref_data", "norm_data", "norm_median", "ref_s"):
+                    del bench["extra_info"][key]
+        if not keep_roofline:  # nor can jax fall back on a roofline
+            doc["benchmarks"] = [b for b in doc["benchmarks"] if "roofline" not in b["name"]]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    h = history.build_history([run("both", 1, True), run("one", 2, False)])
+    assert list(h.runs.columns) == ["run", "path", "datetime", "commit", "dirty", "branch",
+                                    "fingerprint", "machine", "series", "basis", "against"]
+    assert h.runs["basis"].tolist() == [", ".join(sorted([history.PAIRED, history.UNPAIRED])),
+                                        history.PAIRED]
 
 
 # --- the command --------------------------------------------------------------------------
