@@ -263,6 +263,11 @@ def test_a_baseline_from_another_machine_or_without_common_benchmarks_is_said(
     small = [_run(tmp_path / "s.json", 5, workloads=("small",))]
     notes = history.latest_section(history.build_history(small, base)).notes
     assert "⚠ no training benchmark in common: is it the right baseline?" in notes
+    # The same workload, other backends: only the roofline in common, which is no training.
+    numpy_base = _run(tmp_path / "numpy.json", 1, backends=("numpy",))
+    jax = [_run(tmp_path / "jax.json", 6, backends=("jax",))]
+    notes = history.latest_section(history.build_history(jax, numpy_base)).notes
+    assert "⚠ no training benchmark in common: is it the right baseline?" in notes
 
 
 def test_each_runs_basis_lists_its_points_kinds(tmp_path: Path) -> None:
