@@ -232,6 +232,32 @@ def test_the_latest_run_is_compared_with_the_baseline(tmp_path: Path) -> None:
     assert verdicts["roofline"] == "reference"
     assert section.table.columns.tolist() == \
         regress.report_table(h.gates["slow"]).columns.tolist()
+    assert section.notes[-1] == (
+        "Change = new/reference of ×ref; the gate fails a benchmark when it exceeds +15% and "
+        "the whole 95% bootstrap CI (2,000 resamples of the rounds) is above +0%, or when its "
+        "weights disagree with numpy.")
+
+
+def test_a_figure_is_clean_svg_with_ids_of_its_own(tmp_path: Path) -> None:
+    """No metadata, every id prefixed by the figure's salt (unique in the page), and no
+    stray text between the elements (the hover titles sit inside their groups)."""
+    import xml.etree.ElementTree as ET
+
+    base = _run(tmp_path / "base.json", 1)
+    h = history.build_history([_run(tmp_path / "r2.json", 2)], base)
+    svg = history.benchmark_svg(h, "bench_training[crops-numpy]", "s1")
+    assert "<metadata" not in svg and svg.startswith("<svg")
+    ids = re.findall(r' id="([^"]+)"', svg)
+    assert ids and all(i.startswith("s1-") for i in ids)
+    root = ET.fromstring(svg)
+    titled = 0
+    for element in root.iter():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag not in ("text", "title", "style"):
+            assert not (element.text or "").strip(), tag
+        assert not (element.tail or "").strip(), tag
+        titled += sum(child.tag.endswith("}title") for child in element) if tag == "g" else 0
+    assert titled == svg.count("<title>") > 0
 
 
 def test_without_a_baseline_the_latest_run_is_compared_with_its_machines_previous_run(
