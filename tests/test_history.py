@@ -238,6 +238,19 @@ def test_the_latest_run_is_compared_with_the_baseline(tmp_path: Path) -> None:
         "weights disagree with numpy.")
 
 
+def test_the_baseline_level_drawn_in_a_benchmarks_figure(tmp_path: Path) -> None:
+    base = _run(tmp_path / "base.json", 1)
+    h = history.build_history([_run(tmp_path / "r2.json", 2)], base)
+    frame = load_run(base)
+    for name in ("bench_training[crops-numpy]", "bench_training[crops-jax]"):
+        row = frame[frame["name"] == name].iloc[0]
+        expected = history.point_metric(frame, row)[1].ratio
+        assert history.baseline_level(h, name) == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(history.baseline_level(h, "bench_training[small-numpy]"))
+    alone = history.build_history([_run(tmp_path / "r3.json", 3)])
+    assert math.isnan(history.baseline_level(alone, "bench_training[crops-numpy]"))
+
+
 def test_a_figure_is_clean_svg_with_ids_of_its_own(tmp_path: Path) -> None:
     """No metadata, every id prefixed by the figure's salt (unique in the page), and no
     stray text between the elements (the hover titles sit inside their groups)."""
