@@ -251,6 +251,44 @@ def test_the_baseline_level_drawn_in_a_benchmarks_figure(tmp_path: Path) -> None
     assert math.isnan(history.baseline_level(alone, "bench_training[crops-numpy]"))
 
 
+def test_each_point_is_drawn_with_its_interval_its_flag_and_the_baseline_level(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _run(tmp_path / "base.json", 1)
+    paths = [_run(tmp_path / "r2.json", 2), _run(tmp_path / "r3.json", 3,
+                                                    factors={"numpy": 1.25})]
+    h = history.build_history(paths, base, 0.15)
+    drawn = []
+    real = history._svg
+
+    def keep(fig: Any, salt: str, titles: dict[str, str]) -> str:
+        drawn.append((fig, titles))
+        return real(fig, salt, titles)
+
+    monkeypatch.setattr(history, "_svg", keep)
+    name = "bench_training[crops-numpy]"
+    history.benchmark_svg(h, name, "t")
+    ((fig, titles),) = drawn
+    ax = fig.axes[0]
+    pts = h.points[h.points["name"] == name]
+    lines = {line.get_gid(): line for line in ax.lines}
+    for idx, p in pts.iterrows():
+        dot = lines[f"t-p{idx}"]
+        assert dot.get_ydata()[0] == p["value"]
+        assert dot.get_markerfacecolor() == dot.get_color()  # paired: filled
+        flagged = f"t-p{idx}-flag" in lines
+        assert flagged == (p["flag"] == regress.REGRESSION) == (p["run"] == "r3")
+        assert titles[f"t-p{idx}"] == history.point_title(p, 0.15)
+        if flagged:
+            assert titles[f"t-p{idx}-flag"] == titles[f"t-p{idx}"]
+    (bars,) = ax.collections  # the 95% intervals, one bar per point
+    spans = sorted(y for seg in bars.get_segments() for y in (seg[0][1], seg[1][1]))
+    assert spans == pytest.approx(sorted([*pts["low"], *pts["high"]]), rel=1e-12)
+    level = history.baseline_level(h, name)
+    flat = sorted(line.get_ydata()[0] for line in ax.lines if len(set(line.get_ydata())) == 1
+                  and len(line.get_ydata()) == 2)
+    assert flat == pytest.approx([level, level * 1.15])
+
+
 def test_a_figure_is_clean_svg_with_ids_of_its_own(tmp_path: Path) -> None:
     """No metadata, every id prefixed by the figure's salt (unique in the page), and no
     stray text between the elements (the hover titles sit inside their groups)."""
