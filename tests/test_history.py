@@ -287,6 +287,13 @@ def test_each_point_is_drawn_with_its_interval_its_flag_and_the_baseline_level(
     flat = sorted(line.get_ydata()[0] for line in ax.lines if len(set(line.get_ydata())) == 1
                   and len(line.get_ydata()) == 2)
     assert flat == pytest.approx([level, level * 1.15])
+    days = history._days(pts["datetime"])  # the runs' span, and 8% of it on either side
+    pad = 0.08 * (days.max() - days.min())
+    assert ax.get_xlim() == pytest.approx((days.min() - pad, days.max() + pad), rel=1e-12)
+    history.benchmark_svg(history.build_history(paths[:1]), name, "u")
+    (day,) = history._days(pd.Series([pd.Timestamp("2026-01-02T12:00:00+00:00")]))
+    assert drawn[-1][0].axes[0].get_xlim() == pytest.approx((day - 1 / 24, day + 1 / 24),
+                                                            rel=1e-12)  # one run: an hour each side
 
 
 def test_a_figure_is_clean_svg_with_ids_of_its_own(tmp_path: Path) -> None:
