@@ -794,6 +794,15 @@ def test_a_slowdown_under_the_threshold_given_passes(
                   "--threshold", "30%") == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(
         ": 1 block of 1 s per benchmark, 4 processes in turns, threads unpinned")
+    # A namespace built by hand may give the threshold as the command line writes it.
+    parser = argparse.ArgumentParser()
+    ab.add_arguments(parser)
+    args = parser.parse_args(["HEAD~1", "HEAD", "--quick", "--backends", "numpy", "torch-cpu",
+                              "--out", str(tmp_path / "by-hand")])
+    args.threshold = "30%"
+    assert ab.main(args) == 0
+    args.threshold = "20%"
+    assert ab.main(args) == 1
 
 
 def test_the_probe_is_asked_about_the_backends_named_with_the_threads_given(
