@@ -280,6 +280,7 @@ def test_each_point_is_drawn_with_its_interval_its_flag_and_the_baseline_level(
         assert titles[f"t-p{idx}"] == history.point_title(p, 0.15)
         if flagged:
             assert titles[f"t-p{idx}-flag"] == titles[f"t-p{idx}"]
+    assert ax.get_ylabel() == "×ref (time ÷ reference)"
     (bars,) = ax.collections  # the 95% intervals, one bar per point
     spans = sorted(y for seg in bars.get_segments() for y in (seg[0][1], seg[1][1]))
     assert spans == pytest.approx(sorted([*pts["low"], *pts["high"]]), rel=1e-12)
@@ -294,6 +295,34 @@ def test_each_point_is_drawn_with_its_interval_its_flag_and_the_baseline_level(
     (day,) = history._days(pd.Series([pd.Timestamp("2026-01-02T12:00:00+00:00")]))
     assert drawn[-1][0].axes[0].get_xlim() == pytest.approx((day - 1 / 24, day + 1 / 24),
                                                             rel=1e-12)  # one run: an hour each side
+
+
+def test_the_legend_names_each_machine_and_every_mark(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _run(tmp_path / "base.json", 1)
+    h = history.build_history([_run(tmp_path / "a.json", 2),
+                               _run(tmp_path / "b.json", 3, info=OTHER)], base, 0.15)
+    drawn = []
+    real = history._svg
+    monkeypatch.setattr(history, "_svg", lambda fig, salt, titles: (
+        drawn.append(fig), real(fig, salt, titles))[1])
+    history.legend_svg(h)
+    (legend,) = drawn[0].legends
+    machines = h.runs.drop_duplicates("fingerprint")
+    assert [t.get_text() for t in legend.get_texts()] == [
+        *(f"{m} (fingerprint {f})" for m, f in zip(machines["machine"],
+                                                   machines["fingerprint"], strict=True)),
+        "hollow: unpaired roofline fallback (no per-round reference)",
+        "bar: 95% CI of the point's median", "regression flagged by the gate",
+        "disagrees with numpy (a wrong result)", "baseline ×ref",
+        "baseline +15% (the threshold)"]
+    handles = legend.legend_handles
+    assert [h.get_marker() for h in handles[:2]] == [history._style(0)[1],
+                                                     history._style(1)[1]]
+    hollow, _, ring, cross = handles[2:6]
+    assert hollow.get_markerfacecolor() == "white" and hollow.get_color() == "#555"
+    assert (ring.get_marker(), ring.get_markerfacecolor()) == ("o", "none")
+    assert cross.get_marker() == "X"
 
 
 def test_a_figure_is_clean_svg_with_ids_of_its_own(tmp_path: Path) -> None:
