@@ -323,6 +323,12 @@ def test_the_legend_names_each_machine_and_every_mark(tmp_path: Path,
     assert hollow.get_markerfacecolor() == "white" and hollow.get_color() == "#555"
     assert (ring.get_marker(), ring.get_markerfacecolor()) == ("o", "none")
     assert cross.get_marker() == "X"
+    # Two columns, a quarter inch a row: 8 entries, 4 rows.
+    assert legend._ncols == 2 and len(handles) == 8
+    assert tuple(drawn[0].get_size_inches()) == pytest.approx((9.0, 0.25 * 4 + 0.15))
+    history.legend_svg(history.build_history([_run(tmp_path / "c.json", 4)]))
+    assert len(drawn[1].legends[0].legend_handles) == 5  # no baseline lines; 3 rows
+    assert tuple(drawn[1].get_size_inches()) == pytest.approx((9.0, 0.25 * 3 + 0.15))
 
 
 def test_a_figure_is_clean_svg_with_ids_of_its_own(tmp_path: Path) -> None:
