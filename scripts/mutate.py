@@ -100,6 +100,10 @@ class Mutant:
         return next((line[1:].strip() for line in self.diff.splitlines()
                      if line.startswith("+") and not line.startswith("+++")), "")
 
+    def line(self, verdict: str) -> str:
+        """The output line of this mutant's verdict."""
+        return f"mutant {self.id:>4}  {verdict:<17} {self.added[:100]}"
+
 
 def survivors(text: str) -> list[Mutant]:
     """Each mutant that an output file (``--out``, or mutmut's ``show all``) lists as
@@ -215,11 +219,13 @@ class Runner:
                                      capture_output=True)
             if applied.returncode:
                 return "NO LONGER APPLIES"
-            by_line, order = self.traced[mutant.path]
-            first = reaching(original, changed_line(mutant.diff), by_line, order)
-            with self.lock:
-                first.sort(key=lambda t: -self.kills[t])
-            if first and not every:
+            first: list[str] = []
+            if not every:
+                by_line, order = self.traced[mutant.path]
+                first = reaching(original, changed_line(mutant.diff), by_line, order)
+                with self.lock:
+                    first.sort(key=lambda t: -self.kills[t])
+            if first:
                 verdict, failed = _pytest(tree, first)
                 if verdict in CAUGHT:
                     with self.lock:
@@ -321,13 +327,13 @@ def main(argv: list[str] | None = None) -> int:
             for future in concurrent.futures.as_completed(futures):
                 m = futures[future]
                 verdicts[m] = future.result()
-                print(f"mutant {m.id:>4}  {verdicts[m]:<17} {m.added[:100]}", flush=True)
+                print(m.line(verdicts[m]), flush=True)
         for test, mutants in runner.fail_alone().items():
             print(f"mutate: {test} fails alone on the unmutated code; the {len(mutants)} "
                   "mutants it caught run again against every test", flush=True)
             for m in mutants:
                 verdicts[m] = runner.verdict(m, every=True)
-                print(f"mutant {m.id:>4}  {verdicts[m]:<17} {m.added[:100]}", flush=True)
+                print(m.line(verdicts[m]), flush=True)
     text = report(args.what, {m: verdicts[m] for m in found})
     print(text.splitlines()[0])
     if args.out:
