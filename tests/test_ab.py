@@ -167,6 +167,13 @@ def fake_suite(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Calls]:
     return install
 
 
+def ab_args(*argv: str) -> argparse.Namespace:
+    """gdbench ab's options as its parser reads ``argv``."""
+    parser = argparse.ArgumentParser()
+    ab.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
 def run_ab(tmp_path: Path, *argv: str) -> int:
     return cli.main(["ab", *argv, "--out", str(tmp_path / "out")])
 
@@ -586,9 +593,7 @@ def test_a_blocks_process_runs_with_its_sides_progress_prefix(
         return argparse.Namespace(code=3)
 
     monkeypatch.setattr(ab.launcher, "run_job", run_job)
-    parser = argparse.ArgumentParser()
-    ab.add_arguments(parser)
-    args = ab._suite_args(parser.parse_args(["base", "head"]))
+    args = ab._suite_args(ab_args("base", "head"))
     for role in ab.ROLES:
         side = ab.Side(role, role, "0" * 40, tmp_path / role)
         block = ab.Block(0, side, "numpy", ("-k", "numpy"), tmp_path / f"{role}.json")
@@ -675,9 +680,7 @@ def test_the_neighbour_note_of_a_process_run_again() -> None:
 
 
 def test_both_sides_time_float32_unless_told(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    ab.add_arguments(parser)
-    assert parser.parse_args(["a", "b"]).dtype == "float32"
+    assert ab_args("a", "b").dtype == "float32"
 
 
 def test_quick_takes_one_turn_per_backend_still_alternating_who_goes_first(
@@ -795,10 +798,8 @@ def test_a_slowdown_under_the_threshold_given_passes(
     assert capsys.readouterr().out.splitlines()[0].endswith(
         ": 1 block of 1 s per benchmark, 4 processes in turns, threads unpinned")
     # A namespace built by hand may give the threshold as the command line writes it.
-    parser = argparse.ArgumentParser()
-    ab.add_arguments(parser)
-    args = parser.parse_args(["HEAD~1", "HEAD", "--quick", "--backends", "numpy", "torch-cpu",
-                              "--out", str(tmp_path / "by-hand")])
+    args = ab_args("HEAD~1", "HEAD", "--quick", "--backends", "numpy", "torch-cpu", "--out",
+                   str(tmp_path / "by-hand"))
     args.threshold = "30%"
     assert ab.main(args) == 0
     args.threshold = "20%"

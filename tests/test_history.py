@@ -251,20 +251,26 @@ def test_the_baseline_level_drawn_in_a_benchmarks_figure(tmp_path: Path) -> None
     assert math.isnan(history.baseline_level(alone, "bench_training[crops-numpy]"))
 
 
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, str]]]:
+    """Each matplotlib figure the page draws, with its hover titles, as it is drawn."""
+    figures: list[tuple[Any, dict[str, str]]] = []
+    real = history._svg
+
+    def keep(fig: Any, salt: str, titles: dict[str, str]) -> str:
+        figures.append((fig, titles))
+        return real(fig, salt, titles)
+
+    monkeypatch.setattr(history, "_svg", keep)
+    return figures
+
+
 def test_each_point_is_drawn_with_its_interval_its_flag_and_the_baseline_level(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, drawn: list[tuple[Any, dict[str, str]]]) -> None:
     base = _run(tmp_path / "base.json", 1)
     paths = [_run(tmp_path / "r2.json", 2), _run(tmp_path / "r3.json", 3,
                                                     factors={"numpy": 1.25})]
     h = history.build_history(paths, base, 0.15)
-    drawn = []
-    real = history._svg
-
-    def keep(fig: Any, salt: str, titles: dict[str, str]) -> str:
-        drawn.append((fig, titles))
-        return real(fig, salt, titles)
-
-    monkeypatch.setattr(history, "_svg", keep)
     name = "bench_training[crops-numpy]"
     history.benchmark_svg(h, name, "t")
     ((fig, titles),) = drawn
@@ -297,17 +303,13 @@ def test_each_point_is_drawn_with_its_interval_its_flag_and_the_baseline_level(
                                                             rel=1e-12)  # one run: an hour each side
 
 
-def test_the_legend_names_each_machine_and_every_mark(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_legend_names_each_machine_and_every_mark(
+        tmp_path: Path, drawn: list[tuple[Any, dict[str, str]]]) -> None:
     base = _run(tmp_path / "base.json", 1)
     h = history.build_history([_run(tmp_path / "a.json", 2),
                                _run(tmp_path / "b.json", 3, info=OTHER)], base, 0.15)
-    drawn = []
-    real = history._svg
-    monkeypatch.setattr(history, "_svg", lambda fig, salt, titles: (
-        drawn.append(fig), real(fig, salt, titles))[1])
     history.legend_svg(h)
-    (legend,) = drawn[0].legends
+    (legend,) = drawn[0][0].legends
     machines = h.runs.drop_duplicates("fingerprint")
     assert [t.get_text() for t in legend.get_texts()] == [
         *(f"{m} (fingerprint {f})" for m, f in zip(machines["machine"],
@@ -325,10 +327,10 @@ def test_the_legend_names_each_machine_and_every_mark(tmp_path: Path,
     assert cross.get_marker() == "X"
     # Two columns, a quarter inch a row: 8 entries, 4 rows.
     assert legend._ncols == 2 and len(handles) == 8
-    assert tuple(drawn[0].get_size_inches()) == pytest.approx((9.0, 0.25 * 4 + 0.15))
+    assert tuple(drawn[0][0].get_size_inches()) == pytest.approx((9.0, 0.25 * 4 + 0.15))
     history.legend_svg(history.build_history([_run(tmp_path / "c.json", 4)]))
-    assert len(drawn[1].legends[0].legend_handles) == 5  # no baseline lines; 3 rows
-    assert tuple(drawn[1].get_size_inches()) == pytest.approx((9.0, 0.25 * 3 + 0.15))
+    assert len(drawn[1][0].legends[0].legend_handles) == 5  # no baseline lines; 3 rows
+    assert tuple(drawn[1][0].get_size_inches()) == pytest.approx((9.0, 0.25 * 3 + 0.15))
 
 
 def test_a_figure_is_clean_svg_with_ids_of_its_own(tmp_path: Path) -> None:
