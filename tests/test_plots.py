@@ -274,7 +274,13 @@ def test_a_point_above_its_roof_is_ringed_and_warned_of_in_the_caption(tmp_path:
     ax = fig.axes[0]
     ring = next(c for c in ax.collections if c.get_label() == "above its roof")
     np.testing.assert_allclose(ring.get_offsets(), above[["intensity", "gflops"]].to_numpy())
-    assert ax.get_ylim()[1] > above["gflops"].max()  # shown, not cut off at the roof
+    assert ax.get_ylim()[1] == pytest.approx(above["gflops"].max() * 3)  # not cut off
+    (caption,) = [t for t in fig.texts if t.get_text() == fig.get_supxlabel()]
+    assert _hex(caption.get_color()) == "#bb0000"  # a warning, in red
+    assert (ring.get_sizes()[0], _hex(ring.get_edgecolor()[0]), ring.get_linewidths()[0]) \
+        == (180, "#ff0000", 1.5)
+    assert ring.get_facecolor().size == 0  # a ring, not a disc
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "above its roof"
 
 
 def test_the_caption_says_what_each_roof_is_and_what_alpha_allows() -> None:
@@ -395,3 +401,463 @@ def test_plot_writes_under_results_plots_by_default(
     code, out, _ = run_cli(capsys, "plot", str(run), "--no-convergence")
     assert code == 0 and len(drawn.saved) == 5
     assert out.splitlines()[0] == str(Path("results") / "plots" / "scaling.png")
+
+
+# --- each figure's marks, from a summary made by hand ----------------------------------------
+
+def _summary(monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]]) -> Any:
+    """A run frame whose summary is ``rows`` (label, kind, workload, flops, steps, step_us,
+    speedup, ...): the figures draw exactly these numbers."""
+    import pandas as pd
+
+    from gdbench.report import plots
+
+    s = pd.DataFrame(rows)
+    monkeypatch.setattr(plots, "summary", lambda frame: s)
+    return pd.DataFrame({"machine": ["Test CPU, 2 cores"]})
+
+
+def _hex(color: Any) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(color)
+
+
+def test_the_scaling_figure_draws_each_backend_at_its_workloads_training_flops(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line per backend, rooflines last and dashed; each point at its workload's training
+    FLOPs per step (the roofline's own count is smaller) and its µs per step; rows without
+    FLOPs or steps are left out; each workload named above the axis."""
+    from gdbench.report.plots import scaling_figure
+
+    nan = float("nan")
+    frame = _summary(monkeypatch, [
+        {"label": "roofline-cuda", "kind": "roofline", "workload": "small", "flops": 800.0,
+         "steps": 10, "step_us": 2.0},
+        {"label": "roofline", "kind": "roofline", "workload": "medium", "flops": 5000.0,
+         "steps": 10, "step_us": 30.0},  # no training row: its own FLOPs
+        {"label": "jax", "kind": "training", "workload": "small", "flops": 1000.0,
+         "steps": 10, "step_us": 7.0},
+        {"label": "numpy", "kind": "training", "workload": "small", "flops": 1000.0,
+         "steps": 10, "step_us": 9.0},
+        {"label": "numpy", "kind": "training", "workload": "crops", "flops": 100.0,
+         "steps": 10, "step_us": 5.0},
+        {"label": "roofline", "kind": "roofline", "workload": "small", "flops": 800.0,
+         "steps": 10, "step_us": 3.0},
+        {"label": "roofline", "kind": "roofline", "workload": "crops", "flops": 80.0,
+         "steps": 10, "step_us": 1.0},
+        {"label": "jax", "kind": "training", "workload": "crops", "flops": nan,
+         "steps": 10, "step_us": 4.0},
+        {"label": "jax", "kind": "training", "workload": "large", "flops": 9e6,
+         "steps": nan, "step_us": 4.0},
+    ])
+    ax = scaling_figure(frame).axes[0]
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == [
+        "numpy", "jax", "roofline (NumPy matmul pair)", "roofline-cuda (torch.mm pair)"]
+    data = [(list(line.get_xdata()), list(line.get_ydata())) for line in lines]
+    assert data == [([10.0, 100.0], [5.0, 9.0]), ([100.0], [7.0]),
+                    ([10.0, 100.0, 500.0], [1.0, 3.0, 30.0]), ([100.0], [2.0])]
+    assert [line.get_marker() for line in lines] == ["o", "s", "^", "D"]
+    assert [line.get_linestyle() for line in lines] == ["-", "-", "--", "--"]
+    assert [line.get_linewidth() for line in lines] == [1.5, 1.5, 2.5, 2.5]
+    assert [_hex(line.get_color()) for line in lines] == ["#1f77b4", "#ff7f0e", "#000000",
+                                                          "#737373"]
+    names = [(t.get_text(), t.xy, t.get_fontsize(), _hex(t.get_color()), t.get_ha(),
+              t.get_va(), t.xyann) for t in ax.texts]
+    assert names == [(w, (x, 1), 8.0, "#666666", "center", "top", (0, -4))
+                     for w, x in (("crops", 10.0), ("small", 100.0), ("medium", 500.0))]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "work per step (FLOPs, 4·B·d·k + 6·B·k)"
+    assert ax.get_ylabel() == "time per step (µs, median)"
+    assert ax.get_title() == "Step time vs work per step\nTest CPU, 2 cores"
+    assert ax.get_legend().get_texts()[0].get_fontsize() == 8.0
+    assert ax.xaxis.get_gridlines()[0].get_visible()
+    assert ax.xaxis.get_gridlines()[0].get_alpha() == 0.3
+
+
+def test_the_speedup_figure_draws_bars_from_x1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bars start at ×1 (up is faster), one group per workload, each labelled with its
+    speed-up; numpy, the rooflines and a missing speed-up are not drawn."""
+    from matplotlib.ticker import FuncFormatter
+
+    from gdbench.report.plots import _minor_tick, speedup_figure
+
+    nan = float("nan")
+    frame = _summary(monkeypatch, [
+        {"label": "numpy", "backend": "numpy", "kind": "training", "workload": "crops",
+         "speedup": 1.0},
+        {"label": "roofline", "backend": "roofline", "kind": "roofline",
+         "workload": "crops", "speedup": 4.0},
+        {"label": "jax", "backend": "jax", "kind": "training", "workload": "small",
+         "speedup": 2.0},
+        {"label": "torch-cpu", "backend": "torch-cpu", "kind": "training",
+         "workload": "crops", "speedup": 0.5},
+        {"label": "jax", "backend": "jax", "kind": "training", "workload": "crops",
+         "speedup": 0.25},
+        {"label": "torch-cpu", "backend": "torch-cpu", "kind": "training",
+         "workload": "small", "speedup": nan},
+    ])
+    fig = speedup_figure(frame)
+    assert tuple(fig.get_size_inches()) == (7.5, 5.0)
+    ax = fig.axes[0]
+    bars = {c.get_label(): list(c) for c in ax.containers}
+    assert list(bars) == ["torch-cpu", "jax"]
+    # Two backends: bars 0.4 wide, at -0.2 and +0.2 of each workload's tick.
+    for i, label in enumerate(bars):
+        for tick, bar in enumerate(bars[label]):
+            assert bar.get_width() == pytest.approx(0.4)
+            assert bar.get_x() + 0.2 == pytest.approx(tick - 0.2 + 0.4 * i)
+            assert bar.get_y() == 1.0
+    heights = {label: [bar.get_height() for bar in b] for label, b in bars.items()}
+    assert heights["jax"] == [-0.75, 1.0]
+    assert heights["torch-cpu"][0] == -0.5 and np.isnan(heights["torch-cpu"][1])
+    marks = sorted((t.get_text(), round(t.xy[0], 6), t.xy[1], t.xyann, t.get_va(),
+                    t.get_ha(), t.get_fontsize()) for t in ax.texts)
+    assert marks == [("0.25", 0.2, 0.25, (0, -2), "top", "center", 7.0),
+                     ("0.5", -0.2, 0.5, (0, -2), "top", "center", 7.0),
+                     ("2", 1.2, 2.0, (0, 2), "bottom", "center", 7.0)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["crops", "small"]
+    assert list(ax.get_xticks()) == [0, 1]
+    assert ax.get_yscale() == "log"
+    major = ax.yaxis.get_major_formatter()
+    assert isinstance(major, FuncFormatter) and major(2.0, 0) == "×2"
+    assert ax.yaxis.get_minor_formatter().func is _minor_tick
+    (one,) = ax.get_lines()  # the ×1 line
+    assert list(one.get_ydata()) == [1, 1] and _hex(one.get_color()) == "#000000"
+    assert one.get_linewidth() == 1
+    assert ax.get_title() == ("Speed-up vs numpy (numpy's time ÷ the backend's)\n"
+                              "Test CPU, 2 cores")
+    assert ax.get_ylabel() == "speed-up vs numpy (×, log scale; above 1 is faster)"
+    assert ax.get_xlabel() == "workload"
+    assert ax.get_legend().get_texts()[0].get_fontsize() == 8.0
+    assert not ax.xaxis.get_gridlines()[0].get_visible()  # a grid across, not along
+    assert ax.yaxis.get_gridlines()[0].get_visible()
+
+
+def test_the_speedup_figure_widens_with_the_workloads_and_says_when_empty(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdbench.data.workloads import WORKLOADS
+    from gdbench.report.plots import speedup_figure
+
+    rows = [{"label": "jax", "backend": "jax", "kind": "training", "workload": w,
+             "speedup": 2.0} for w in WORKLOADS]
+    assert tuple(speedup_figure(_summary(monkeypatch, rows)).get_size_inches()) == (
+        1.6 * len(WORKLOADS), 5.0)
+    numpy_only = _summary(monkeypatch, [{"label": "numpy", "backend": "numpy",
+                                         "kind": "training", "workload": "crops",
+                                         "speedup": 1.0}])
+    fig = speedup_figure(numpy_only)
+    assert tuple(fig.get_size_inches()) == (7.5, 5.0)
+    ax = fig.axes[0]
+    (text,) = ax.texts
+    assert text.get_text() == "no numpy benchmark to compare with in this run"
+    assert text.get_position() == (0.5, 0.5) and text.get_transform() == ax.transAxes
+    assert (text.get_ha(), text.get_va()) == ("center", "center")
+    assert not ax.containers and ax.get_yscale() == "linear"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (0.2, "×0.2"), (0.3, "×0.3"), (0.5, "×0.5"), (3.0, "×3"), (20.0, "×20"), (500.0, "×500"),
+    (1.0, ""), (4.0, ""), (0.7, ""), (9.0, ""), (2.5, ""), (2.000001, ""), (0.0, ""),
+    (-2.0, ""),
+])
+def test_the_speedup_axis_labels_only_its_2s_3s_and_5s(value: float, text: str) -> None:
+    from gdbench.report.plots import _minor_tick
+
+    assert _minor_tick(value, 0) == text
+
+
+def test_a_run_without_roofs_says_so_in_the_roofline_figure(tmp_path: Path) -> None:
+    import json
+
+    from _benchjson import make_run
+
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import roofline_figure
+
+    doc = make_run(workloads=("crops", "small"), seed=1)
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if b["extra_info"]["kind"] != "roofline"]
+    (tmp_path / "run.json").write_text(json.dumps(doc), encoding="utf-8")
+    fig = roofline_figure(load_run(tmp_path / "run.json"))
+    ax, ax_alpha = fig.axes
+    (text,) = ax.texts
+    assert text.get_text() == "this run has no roofs (made before gdbench measured them)"
+    assert text.get_position() == (0.5, 0.5) and text.get_transform() == ax.transAxes
+    assert (text.get_ha(), text.get_va()) == ("center", "center")
+    assert not ax_alpha.axison and not ax.collections
+    assert fig.get_suptitle() == ("Roofline: throughput against arithmetic intensity, and "
+                                  "the fixed cost of a step\nTest CPU 9000, 2 cores")
+    assert ax.get_xlabel() == "arithmetic intensity (FLOPs per byte a step must move)"
+    assert ax.get_ylabel() == "GFLOP/s (median step)"
+    assert tuple(fig.get_size_inches()) == (12.5, 6.8)
+
+
+def test_the_roofline_figure_labels_each_roof_and_spans_every_point(tmp_path: Path) -> None:
+    """Two memory roofs (crops and small bounded by the 50 GB/s copy, medium by its own at
+    45): each diagonal from the left edge to its ridge, labelled along it; the flat roof from
+    the first ridge to the right edge; the axis an eighth left of the lowest intensity and
+    four times right of the highest."""
+    from gdbench.report.plots import roofline_figure, roofline_points
+
+    doc, frame = _roofline_run(tmp_path, bandwidths={"crops": 50.0, "small": 25.0,
+                                                     "medium": 45.0})
+    compute, _ = _measured_roofs(doc)
+    points, _ = roofline_points(frame)
+    fig = roofline_figure(frame)
+    ax = fig.axes[0]
+    flat, *diagonals = ax.get_lines()
+    ridges = [compute / 50.0, compute / 45.0]
+    x_low = min([*points["intensity"], *ridges]) / 8
+    x_high = max([*points["intensity"], *ridges]) * 4
+    assert ax.get_xlim() == pytest.approx((x_low, x_high))
+    np.testing.assert_allclose(flat.get_xdata(), [min(ridges), x_high])
+    assert flat.get_linewidth() == 2 and _hex(flat.get_color()) == "#000000"
+    assert len(diagonals) == 2
+    for line, bandwidth, ridge, style in zip(diagonals, (50.0, 45.0), ridges, ("--", ":"),
+                                             strict=True):
+        np.testing.assert_allclose(line.get_xdata(), [x_low, ridge])
+        np.testing.assert_allclose(line.get_ydata(), [bandwidth * x_low, compute])
+        assert line.get_linestyle() == style and line.get_linewidth() == 1.5
+    (roof_label,) = [t for t in ax.texts if t.get_text().startswith("compute roof")]
+    assert roof_label.get_text() == (f"compute roof {compute:.3g} GFLOP/s (GEMM pair, "
+                                     "medium's shapes)")
+    assert roof_label.xy == (x_high, compute) and roof_label.xyann == (-4, 3)
+    assert (roof_label.get_ha(), roof_label.get_va(), roof_label.get_fontsize()) == (
+        "right", "bottom", 8.0)
+    memory = [t for t in ax.texts if "memory roof" in t.get_text()]
+    assert [t.get_text() for t in memory] == [
+        "  memory roof 50 GB/s: 1 MiB copy (crops, small)",
+        "  memory roof 45 GB/s: 8.5 MiB copy (medium)"]
+    for t, bandwidth in zip(memory, (50.0, 45.0), strict=True):
+        x, y = t.get_position()
+        assert x == pytest.approx(x_low * 1.15) and y == pytest.approx(bandwidth * x)
+        # The angle of y = bandwidth·x in data units, turned by the log-log axes.
+        angle = t.get_transform().transform_angles(
+            np.array([np.degrees(np.arctan(bandwidth))]), np.array([(x, y)]))[0]
+        assert t.get_rotation() == pytest.approx(angle)
+        assert (t.get_ha(), t.get_va(), t.get_fontsize()) == ("left", "bottom", 8.0)
+        assert t.get_transform_rotates_text() and t.get_rotation_mode() == "anchor"
+    # Each workload named under its lowest point.
+    names = [t for t in ax.texts if t.get_text() in ("crops", "small", "medium")]
+    assert [t.get_text() for t in names] == ["crops", "small", "medium"]
+    for t in names:
+        column = points[points["workload"] == t.get_text()]
+        assert t.xy == (column["intensity"].iloc[0], column["gflops"].min())
+        assert t.xyann == (0, -10) and (t.get_ha(), t.get_va()) == ("center", "top")
+    low, high = ax.get_ylim()
+    assert low == pytest.approx(points["gflops"].min() / 6)
+    assert high == pytest.approx(max(compute * 4, points["gflops"].max() * 3))
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    # Each backend's own colour and marker, the same in the α panel beside it.
+    markers = {c.get_label(): c for c in ax.collections}
+    assert [_hex(c.get_facecolor()[0]) for c in markers.values()] == [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "backends"
+    assert [t.get_text() for t in legend.get_texts()] == ["numpy", "torch-cpu", "jax",
+                                                          "jax-scan"]
+    (caption,) = [t for t in fig.texts if t.get_text() == fig.get_supxlabel()]
+    assert _hex(caption.get_color()) == "#262626"  # no point above a roof: not red
+    assert caption.get_fontsize() == 7.5 and caption.get_ha() == "left"
+    assert all(len(line) <= 175 for line in caption.get_text().splitlines())
+
+
+def test_the_alpha_panel_draws_each_fixed_cost_with_its_interval() -> None:
+    """α in µs with its 95% interval, the first backend on top, a log axis a third below
+    the smallest and three times above the largest value shown; a backend whose α is not
+    positive, or that has no fit, is left out."""
+    from gdbench.judge.limits import Fit
+    from gdbench.report.plots import _draw_alpha, _figure
+
+    ax = _figure().add_subplot()
+    fits = {"numpy": Fit(10e-6, 1e9, 8e-6, 13e-6), "jax": Fit(-1e-6, 1e9),
+            "jax-scan": Fit(2e-6, 1e9)}
+    _draw_alpha(ax, ["numpy", "torch-cpu", "jax", "jax-scan"], fits)
+    bars = ax.containers
+    assert len(bars) == 2
+    assert list(bars[0].lines[0].get_xdata()) == pytest.approx([10.0])
+    assert list(bars[0].lines[0].get_ydata()) == [0]
+    assert list(bars[1].lines[0].get_xdata()) == pytest.approx([2.0])
+    assert list(bars[1].lines[0].get_ydata()) == [1]
+    assert bars[0].lines[0].get_marker() == "o" and bars[1].lines[0].get_marker() == "D"
+    assert _hex(bars[0].lines[0].get_color()) == "#1f77b4"
+    assert _hex(bars[1].lines[0].get_color()) == "#d62728"
+    (segments,) = bars[0].lines[2]
+    np.testing.assert_allclose(segments.get_segments()[0], [[8.0, 0], [13.0, 0]])
+    assert not bars[1].lines[2]  # no interval: no bar
+    assert [(t.get_text(), t.xy, t.xyann) for t in ax.texts] == [
+        ("10 µs", (pytest.approx(10.0), 0), (0, 7)), ("2 µs", (pytest.approx(2.0), 1), (0, 7))]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["numpy", "jax-scan"]
+    assert ax.get_xlim() == pytest.approx((2.0 / 3, 13.0 * 3))
+    assert ax.get_ylim() == (1.5, -0.7)
+    assert ax.get_xscale() == "log"
+    assert ax.get_title() == "fixed cost of a step, α"
+    assert ax.get_xlabel() == "α (µs per step; step = α + FLOPs / β)"
+
+
+def test_the_alpha_panel_with_nothing_to_fit_says_so() -> None:
+    from gdbench.judge.limits import Fit
+    from gdbench.report.plots import _draw_alpha, _figure
+
+    ax = _figure().add_subplot()
+    _draw_alpha(ax, ["numpy"], {"numpy": Fit(0.0, 1e9)})
+    (text,) = ax.texts
+    assert text.get_text() == "one workload per backend: nothing to fit"
+    assert text.get_position() == (0.5, 0.5) and text.get_transform() == ax.transAxes
+    assert not ax.containers
+
+
+def test_the_fit_figure_of_one_workload_has_nothing_to_fit(tmp_path: Path) -> None:
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import fit_figure
+
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("small",),
+                               backends=("numpy", "jax"), seed=1))
+    ax = fit_figure(frame).axes[0]
+    assert not ax.get_lines() and ax.get_legend() is None
+    (text,) = ax.texts
+    assert text.get_text() == "one workload per backend: nothing to fit"
+    assert text.get_transform() == ax.transAxes and text.get_position() == (0.5, 0.5)
+    train = frame[frame["kind"] == "training"].set_index("backend")
+    points = {b: c.get_offsets() for b, c in zip(("numpy", "jax"), ax.collections,
+                                                 strict=True)}
+    for backend, xy in points.items():
+        r = train.loc[backend]
+        np.testing.assert_allclose(xy, [[r["flops"] / r["steps"], r["step_us"]]])
+    assert ax.get_title() == ("Fixed cost α and throughput β: step = α + FLOPs / β\n"
+                              "Test CPU 9000, 2 cores")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("work per step (FLOPs)",
+                                                  "time per step (µs, median)")
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+def test_the_loss_time_figure_without_a_curve_says_so(tmp_path: Path) -> None:
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import loss_time_figure
+
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("small",),
+                               backends=("numpy",), seed=1))
+    for workload in ("medium", "small"):  # not in the run; in it, without its curve
+        if workload == "small":
+            frame["loss_curve"] = None
+        ax = loss_time_figure(frame, workload).axes[0]
+        (text,) = ax.texts
+        assert text.get_text() == f"this run has no loss curve for {workload}"
+        assert text.get_transform() == ax.transAxes and text.get_position() == (0.5, 0.5)
+        assert not ax.get_lines()
+        assert ax.get_title() == (f"Loss against time on {workload}, prepare and compile "
+                                  "included\nTest CPU 9000, 2 cores")
+        assert ax.get_xlabel() == "wall-clock seconds from the start of prepare"
+        assert ax.get_ylabel() == "loss (MSE over all rows)"
+
+
+def test_the_loss_time_figure_of_a_run_without_prepare_times_or_target(
+        tmp_path: Path) -> None:
+    """No prepare time: the lines start at 0. No target: no horizontal line. A loss of 0
+    on the curve: a linear loss axis (a log one cannot show it)."""
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import loss_time_figure
+
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("small",),
+                               backends=("numpy", "jax"), seed=1))
+    frame["prepare_s"] = float("nan")
+    frame["target_loss"] = float("nan")
+    roof = frame["kind"] == "roofline"
+    frame.loc[roof, "loss_curve"] = pd_series_of([[1.0, 0.0]], index=frame.index[roof])
+    ax = loss_time_figure(frame, "small").axes[0]
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["numpy", "jax"]
+    by = frame.set_index("backend")
+    for line, backend in zip(lines, ("numpy", "jax"), strict=True):
+        np.testing.assert_allclose(line.get_xdata(),
+                                   np.array([0, 256]) * by.loc[backend, "step_us"] * 1e-6)
+    assert [line.get_linestyle() for line in lines] == ["-", "--"]
+    assert [line.get_marker() for line in lines] == ["o", "s"]
+    assert [line.get_markersize() for line in lines] == [3, 3]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"  # the curve ends at 0
+    assert ax.get_legend().get_texts()[0].get_fontsize() == 8.0
+
+
+def test_the_loss_time_figure_draws_its_target_and_a_log_loss_axis(tmp_path: Path) -> None:
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import loss_time_figure
+
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("small",),
+                               backends=("numpy",), seed=1))
+    roof = frame["kind"] == "roofline"
+    frame.loc[roof, "loss_curve"] = pd_series_of([[1.0, 0.5]], index=frame.index[roof])
+    ax = loss_time_figure(frame, "small").axes[0]
+    numpy_line, target = ax.get_lines()
+    assert list(numpy_line.get_ydata()) == [1.0, 0.5]
+    assert target.get_label() == "target (1.01 × least squares)"
+    assert list(target.get_ydata()) == [pytest.approx(0.0101)] * 2
+    assert target.get_linestyle() == ":" and target.get_linewidth() == 1
+    assert _hex(target.get_color()) == "#000000"
+    assert ax.get_yscale() == "log"
+
+
+def pd_series_of(values: list[Any], index: Any) -> Any:
+    import pandas as pd
+
+    return pd.Series(values, index=index, dtype=object)
+
+
+def test_the_convergence_figure_names_the_host_and_keeps_coinciding_lines_visible(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    from gdbench.report import plots
+
+    monkeypatch.setattr(plots.machine, "cpu_model", lambda: "Host CPU 7")
+    monkeypatch.setattr(plots.os, "cpu_count", lambda: 6)
+    losses = {"numpy": [4.0, 2.0, 1.0] * 7, "jax": [4.0, 0.0, 2.0] * 7,
+              "torch-cpu": [1.0] * 21, "jax-scan": [1.0] * 21, "torch-manual": [1.0] * 21}
+    fig = plots.convergence_figure("crops", losses, "; a note")
+    ax = fig.axes[0]
+    assert ax.get_title() == ("Loss per epoch: crops (recomputed untimed on Host CPU 7, 6 "
+                              "cores)\nfinal losses differ by at most 1.0e+00 (relative); "
+                              "a note")
+    assert ax.title.get_fontsize() == 10
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == list(losses)
+    assert [line.get_linestyle() for line in lines] == ["-", "--", ":", "-.", "-"]
+    assert [line.get_marker() for line in lines] == ["o", "s", "^", "D", "v"]
+    # Markers every 2nd epoch of 21, each line starting one epoch later than the last.
+    assert [line.get_markevery() for line in lines] == [(0, 2), (1, 2), (0, 2), (1, 2),
+                                                        (0, 2)]
+    assert {(line.get_markersize(), line.get_linewidth(), line.get_alpha())
+            for line in lines} == {(5, 1.5, 0.85)}
+    assert list(lines[1].get_xdata()) == list(range(21))
+    assert ax.get_yscale() == "linear"  # jax's loss of 0 cannot go on a log axis
+    assert isinstance(ax.xaxis.get_major_locator(), MaxNLocator)
+    assert ax.get_xlabel() == "epoch (0 = initial weights)"
+    assert ax.get_ylabel() == "loss (MSE over all rows, target units²)"
+    assert ax.get_legend().get_texts()[0].get_fontsize() == 8.0
+    assert ax.get_legend() is not None
+
+
+def test_a_convergence_figure_of_few_epochs_marks_every_epoch() -> None:
+    from gdbench.report.plots import convergence_figure
+
+    ax = convergence_figure("crops", {"numpy": [3.0, 2.0, 1.5],
+                                      "jax": [3.0, 2.0, 1.5]}).axes[0]
+    assert [line.get_markevery() for line in ax.get_lines()] == [(0, 1), (0, 1)]
+    assert ax.get_title().endswith("differ by at most 0.0e+00 (relative)")
+
+
+def test_save_writes_the_figure_as_png_and_svg_without_a_date(tmp_path: Path) -> None:
+    import struct
+
+    from gdbench.report.plots import _figure, save
+
+    fig = _figure()
+    fig.add_subplot().plot([1, 2], [3, 4])
+    paths = save(fig, tmp_path, "fig")
+    assert paths == [tmp_path / "fig.png", tmp_path / "fig.svg"]
+    png = paths[0].read_bytes()
+    assert png.startswith(PNG_MAGIC)
+    assert struct.unpack(">II", png[16:24]) == (1125, 750)  # 7.5 × 5 inches at 150 dpi
+    svg = paths[1].read_text()
+    assert svg.startswith("<?xml") and "<dc:date>" not in svg  # not the day it was drawn
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "fig.svg"]

@@ -440,7 +440,7 @@ def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext in FORMATS:
         buf = io.BytesIO()
-        # No date in the SVG, so the same figure gives the same file.
+        # No date in the SVG's metadata: the file says nothing of when it was drawn.
         metadata = {"Date": None} if ext == "svg" else None
         fig.savefig(buf, format=ext, dpi=150, metadata=metadata)
         path = out_dir / f"{stem}.{ext}"
