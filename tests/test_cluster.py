@@ -357,6 +357,184 @@ def test_stop_jobs_stops_the_marked_processes_and_no_other() -> None:
             proc.wait()
 
 
+def test_a_gpu_model_is_read_line_by_line_and_an_unreadable_file_is_passed_over(
+        tmp_path: Path) -> None:
+    (tmp_path / "0000:02:00.0").mkdir()
+    (tmp_path / "0000:02:00.0" / "information").write_text("IRQ: 1\n  Model :  NVIDIA A10\n"
+                                                           "Model name: other\n")
+    (tmp_path / "0000:01:00.0" / "information").mkdir(parents=True)  # cannot be read
+    (tmp_path / "0000:00:00.0").mkdir()
+    (tmp_path / "0000:00:00.0" / "information").write_text("Model: NVIDIA L4\n")
+    assert cluster.gpu_models(tmp_path) == ["NVIDIA L4", "NVIDIA A10"]  # in the bus's order
+
+
+@pytest.mark.parametrize(("known_gpu", "label"), [
+    (None, "Test CPU, 4 cores, NVIDIA L4"),  # the driver's model, with no CUDA library asked
+    ("NVIDIA A100", "Test CPU, 4 cores, NVIDIA A100"),  # what the machine facts said
+])
+def test_this_host_names_its_gpu_from_the_driver_when_nothing_else_did(
+        monkeypatch: pytest.MonkeyPatch, known_gpu: str | None, label: str) -> None:
+    import platform
+
+    asked: list[bool] = []
+
+    def describe(load_libraries: bool = True) -> dict[str, Any]:
+        asked.append(load_libraries)
+        info: dict[str, Any] = {"cpu_model": "Test CPU", "cpu_count": 4}
+        return {**info, "gpu": known_gpu} if known_gpu else info
+
+    monkeypatch.setattr(cluster.machine, "describe", describe)
+    monkeypatch.setattr(cluster, "gpu_models", lambda: ["NVIDIA L4", "NVIDIA T4"])
+    host = cluster.this_host()
+    assert asked == [False]
+    assert host.node == platform.node() and host.label == label
+    gpu = known_gpu or "NVIDIA L4"
+    assert host.fingerprint == cluster.machine.fingerprint({
+        "gdbench": {"cpu_model": "Test CPU", "cpu_count": 4, "gpu": gpu},
+        **cluster.machine.platform_info()})
+
+
+def test_a_probe_asks_a_fresh_process_and_names_the_host_when_it_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    found = cluster.probe(["numpy"])
+    assert found.host == cluster.this_host()
+    assert (found.status, found.devices) == ({"numpy": None}, {"numpy": "cpu"})
+    node = cluster.this_host().node
+    with pytest.raises(RuntimeError) as failed:
+        cluster.probe(["no-such-backend"])
+    assert str(failed.value).startswith(f"asking {node} which backends can run there failed: ")
+    assert "no-such-backend" in str(failed.value).splitlines()[-1]
+    monkeypatch.setattr(cluster, "_PROBE", "pass")  # ends well, says nothing
+    with pytest.raises(RuntimeError, match=f"^asking {node} which backends can run there "
+                                           "failed: no output$"):
+        cluster.probe(["numpy"])
+    monkeypatch.setattr(cluster, "_PROBE", "print('[1]'); print('{\"numpy\": [null, \"cpu\"]}')")
+    assert cluster.probe(["numpy"]).status == {"numpy": None}  # its last line is the answer
+
+
+def test_this_machine_alone_runs_each_job_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(cluster.implementations, "get", lambda name: SimpleNamespace(
+        device="cuda" if name.endswith("cuda") else "cpu"))
+    ran: list[str] = []
+
+    class Executor:
+        def run(self, job: launcher.Job) -> launcher.Outcome:
+            ran.append(job.label)
+            return launcher.Outcome(job, 0, {"benchmarks": []}, 1.0)
+
+    matrix = cluster.LocalMatrix(Executor())  # type: ignore[arg-type]
+    assert matrix.where == cluster.HERE == "here"
+    status = {"numpy": None, "torch-cuda": None, "jax-cuda": "no GPU", "jax": None}
+    (here,) = matrix.machines(["numpy", "torch-cuda", "jax-cuda"], status)
+    info = cluster.machine.describe()
+    assert (here.key, here.label) == (info["fingerprint"],
+                                      cluster.machine.label({"gdbench": info}))
+    assert here.status == {"numpy": None, "torch-cuda": None, "jax-cuda": "no GPU"}
+    assert here.gpu_backends == {"torch-cuda"} and here.where == ()
+    assert here.unavailable == {"jax-cuda": "no GPU"}
+    tasks = [cluster.Task(here.key, launcher.Job(label), n)
+             for n, label in enumerate(("numpy", "jax"), start=1)]
+    announced: list[int] = []
+    done = matrix.start(tasks, lambda task: announced.append(task.number))
+    first = next(done)
+    assert (first.task, first.host, first.lost) == (tasks[0], None, "")
+    assert announced == [1] and ran == ["numpy"]  # one job at a time, announced as it goes
+    assert [d.task for d in done] == [tasks[1]] and announced == [1, 2]
+    again = matrix.run(here, launcher.Job("numpy"))
+    assert again.task == cluster.Task(here.key, launcher.Job("numpy"), 0)
+    assert again.outcome is not None and again.outcome.seconds == 1.0
+    matrix.close()
+
+
+def test_a_remote_job_first_stops_what_an_earlier_try_left_and_is_marked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped: list[str] = []
+    monkeypatch.setattr(cluster, "stop_jobs", stopped.append)
+    seen: list[launcher.Job] = []
+
+    def run(job: launcher.Job) -> launcher.Outcome:
+        assert stopped == ["run1/3"]  # before the job starts
+        seen.append(job)
+        return launcher.Outcome(job, 0, None, 2.0)
+
+    job = launcher.Job("numpy", extra_env=(("A", "1"),))
+    outcome, host = cluster.run_remote(run, job, "run1/3")
+    assert seen[0].extra_env == (("A", "1"), (cluster.JOB_MARK, "run1/3"))
+    assert outcome == launcher.Outcome(job, 0, None, 2.0)  # the job as it was handed over
+    assert host == cluster.this_host()
+
+
+def _fake_proc(root: Path, processes: dict[int, tuple[bytes, str]]) -> Path:
+    """A /proc of ``processes``: {pid: (environ, state)}; environ None: unreadable."""
+    for pid, (environ, state) in processes.items():
+        (root / str(pid)).mkdir(parents=True)
+        if environ is None:
+            (root / str(pid) / "environ").mkdir()
+        else:
+            (root / str(pid) / "environ").write_bytes(environ)
+        (root / str(pid) / "stat").write_text(f"{pid} (python3) {state} 1 2 3\n")
+    return root
+
+
+def test_stop_jobs_kills_what_is_still_running_after_the_grace_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read from a fake /proc, signals recorded, not sent: 11 ends at once, 12 stays a
+    zombie (it has ended), 13 ignores SIGTERM and is killed; 14 and 15 are not this job's
+    ("run1/10" is not "run1/1"), 16 cannot be read."""
+    mark = cluster.JOB_MARK
+    proc = _fake_proc(tmp_path, {
+        11: (f"A=1\0{mark}=run1/1\0".encode(), "S"), 12: (f"{mark}=run1/1".encode(), "Z"),
+        13: (f"{mark}=run1/1\0B=2".encode(), "R"), 14: (f"{mark}=run1/10".encode(), "S"),
+        15: (f"X{mark}=run1/1".encode(), "S"), 16: (None, "S")})
+    sent: list[tuple[list[int], int]] = []
+
+    def signal_(pids: list[int], signum: int) -> None:
+        sent.append((sorted(pids), signum))
+        if signum == signal.SIGTERM and 11 in pids:
+            (proc / "11").rename(proc / "gone")  # it ended
+
+    monkeypatch.setattr(cluster, "_signal", signal_)
+    began = time.monotonic()
+    assert sorted(cluster.stop_jobs("run1/1", proc, grace_s=0.3)) == [11, 12, 13]
+    assert time.monotonic() - began >= 0.3  # 13 was given its grace time
+    assert sent == [([11, 12, 13], signal.SIGTERM), ([13], signal.SIGKILL)]
+    sent.clear()
+    assert sorted(cluster.stop_jobs("run1/", proc, grace_s=0.0)) == [12, 13, 14]
+    assert sent == [([12, 13, 14], signal.SIGTERM), ([13, 14], signal.SIGKILL)]
+    sent.clear()
+    (proc / "13" / "stat").write_text("13 (python3) Z 1\n")
+    (proc / "14" / "stat").unlink()
+    began = time.monotonic()
+    assert sorted(cluster.stop_jobs("run1/", proc, grace_s=30.0)) == [12, 13, 14]
+    assert time.monotonic() - began < 10  # nothing left running: no waiting out the grace
+    assert sent == [([12, 13, 14], signal.SIGTERM), ([], signal.SIGKILL)]
+
+
+def test_a_process_whose_name_holds_a_paren_is_read_by_its_state(tmp_path: Path) -> None:
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text("7 (a) Z (b) S 1 2\n")
+    assert cluster._running(7, tmp_path)  # "S", after the name's last ")"
+    (tmp_path / "7" / "stat").write_text("7 (a) S (b) Z 1 2\n")
+    assert not cluster._running(7, tmp_path)
+    assert not cluster._running(8, tmp_path)
+
+
+def test_stop_jobs_kills_a_real_process_that_ignores_sigterm() -> None:
+    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            env={**os.environ, cluster.JOB_MARK: "run9/1"})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        assert cluster.stop_jobs("run9/1", grace_s=0.5) == [proc.pid]
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # --- what the user sees when dask cannot be used ---------------------------------------
 
 def _free_port() -> int:
