@@ -589,3 +589,189 @@ def test_an_option_of_another_executor_is_one_line_exit_2(
     assert main(["run", *option]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "is an option of --executor" in err
+
+
+# --- the dask executor's parts, on a stand-in client ---------------------------------------
+
+class _Client:
+    """A stand-in dask client: its workers (address -> info), what it was asked to run,
+    submit and cancel, and what gather gives back (or raises)."""
+
+    def __init__(self, workers: dict[str, dict[str, Any]], gathered: Any = None) -> None:
+        self.scheduler = type("Scheduler", (), {"address": "tcp://sched:8786"})()
+        self.workers = workers
+        self.gathered = gathered
+        self.calls: list[tuple[Any, ...]] = []
+
+    def scheduler_info(self) -> dict[str, Any]:
+        return {"workers": self.workers}
+
+    def run(self, function: Any, *args: Any, workers: Any = None) -> Any:
+        self.calls.append(("run", function, args, workers))
+        if function is cluster.this_host:
+            return {a: cluster.Host(f"n{a[-1]}", info["kind"], f"label {info['kind']}")
+                    for a, info in self.workers.items() if a in workers}
+        return None
+
+    def submit(self, function: Any, *args: Any, **options: Any) -> tuple[Any, ...]:
+        self.calls.append(("submit", function, args, options))
+        return args
+
+    def gather(self, futures: dict[str, Any]) -> Any:
+        if isinstance(self.gathered, Exception):
+            raise self.gathered
+        return {key: self.gathered[key] for key in futures}
+
+    def cancel(self, futures: list[Any]) -> None:
+        self.calls.append(("cancel", futures))
+
+
+def _worker(host: str, kind: str, **resources: int) -> dict[str, Any]:
+    return {"host": host, "kind": kind, "resources": resources}
+
+
+def test_the_dask_machines_are_the_bench_workers_grouped_by_fingerprint() -> None:
+    client = _Client({"tcp://a:1": _worker("a", "k1", bench=1),
+                      "tcp://b:1": _worker("b", "k1", bench=1, GPU=1),
+                      "tcp://c:1": _worker("c", "k2", bench=1),
+                      "tcp://d:1": _worker("d", "k2"), "tcp://e:1": _worker("e", "k3")})
+    probes = {key: cluster.Probe(cluster.Host("n", key, f"label {key}"),
+                                 {"numpy": None, "torch-cuda": None},
+                                 {"numpy": "cpu", "torch-cuda": "cuda"}) for key in ("k1", "k2")}
+    client.gathered = probes
+    executor = dask_executor.DaskExecutor(client)
+    assert executor.where == "dask scheduler tcp://sched:8786"
+    k1, k2 = executor.machines(["numpy", "torch-cuda"], {"numpy": "not here"})
+    assert client.calls[0] == ("run", cluster.this_host, (),
+                               ["tcp://a:1", "tcp://b:1", "tcp://c:1"])  # bench workers only
+    submits = [c for c in client.calls if c[0] == "submit"]
+    assert [(c[1], c[2], c[3]) for c in submits] == [
+        (cluster.probe, (["numpy", "torch-cuda"],), {"workers": ["tcp://a:1"],
+                                                      "resources": {"bench": 1}, "pure": False}),
+        (cluster.probe, (["numpy", "torch-cuda"],), {"workers": ["tcp://c:1"],
+                                                      "resources": {"bench": 1}, "pure": False})]
+    assert (k1.key, k1.label, k1.where, k1.gpu_backends) == ("k1", "label k1", ("a", "b"),
+                                                             {"torch-cuda"})
+    assert k1.status == {"numpy": None, "torch-cuda": None}  # theirs, not this host's
+    assert (k2.where, k2.gpu_backends) == (("c",), frozenset())
+    assert k2.unavailable == {"torch-cuda": dask_executor.NO_GPU_SLOT}
+    # A GPU job holds the GPU where the backend trains on one, and the GPU's yardsticks too.
+    task = functools.partial(cluster.Task, number=1)
+    assert executor._resources(task("k1", launcher.Job("torch-cuda"))) == {"bench": 1, "GPU": 1}
+    assert executor._resources(task("k1", launcher.Job(launcher.GPU_YARDSTICKS))) == {
+        "bench": 1, "GPU": 1}
+    assert executor._resources(task("k1", launcher.Job("numpy"))) == {"bench": 1}
+    assert executor._resources(task("k2", launcher.Job("torch-cuda"))) == {"bench": 1}
+
+
+def test_a_dask_host_whose_probe_fails_is_one_line_and_no_bench_worker_says_how_to_start_one(
+        ) -> None:
+    from gdbench.data.errors import InputError
+
+    client = _Client({"tcp://a:1": _worker("a", "k1", bench=1)},
+                     gathered=RuntimeError("asking n1 which backends can run there failed: x"))
+    with pytest.raises(InputError) as failed:
+        dask_executor.DaskExecutor(client).machines(["numpy"], {})
+    assert str(failed.value) == "asking n1 which backends can run there failed: x"
+    none = _Client({"tcp://a:1": _worker("a", "k1"), "tcp://b:1": _worker("b", "k1", bench=0),
+                    "tcp://c:1": {"host": "c", "kind": "k1", "resources": None}})
+    with pytest.raises(InputError) as no_bench:
+        dask_executor.DaskExecutor(none).machines(["numpy"], {})
+    assert str(no_bench.value) == (
+        "the dask scheduler at tcp://sched:8786 has no bench worker (3 worker(s) without a "
+        "bench resource): start one on each machine with dask worker --nthreads 1 "
+        "--resources bench=1 tcp://sched:8786")
+
+
+def test_a_machine_loses_its_waiting_jobs_only_after_no_bench_worker_for_lost_after_s(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(dask_executor.time, "monotonic", lambda: now[0])
+    client = _Client({"tcp://a:1": _worker("a", "k1", bench=1),
+                      "tcp://c:1": _worker("c", "k2")})  # k2's host is there, not as a bench
+    executor = dask_executor.DaskExecutor(client, lost_after_s=5.0)
+    executor._machines = {key: cluster.Machine(key, key, {}, where=(host,))
+                          for key, host in (("k1", "a"), ("k2", "c"))}
+    futures = {"f1": cluster.Task("k1", launcher.Job("numpy"), 1),
+               "f2": cluster.Task("k2", launcher.Job("numpy"), 2),
+               "f3": cluster.Task("k2", launcher.Job("jax"), 3)}
+    gone: dict[str, float] = {}
+    assert executor._lost(set(futures), futures, gone) == [] and gone == {"k2": 100.0}
+    now[0] = 104.9
+    assert executor._lost(set(futures), futures, gone) == []
+    assert not [c for c in client.calls if c[0] == "cancel"]
+    now[0] = 105.0
+    assert sorted(executor._lost(set(futures), futures, gone)) == ["f2", "f3"]
+    assert [sorted(c[1]) for c in client.calls if c[0] == "cancel"] == [["f2", "f3"]]
+    client.workers["tcp://c:1"] = _worker("c", "k2", bench=1)  # back: its clock starts again
+    assert executor._lost({"f2"}, futures, gone) == [] and gone == {}
+    client.workers["tcp://c:1"] = _worker("c", "k2")
+    now[0] = 109.0
+    assert executor._lost({"f2"}, futures, gone) == [] and gone == {"k2": 109.0}
+
+
+def test_cancelling_stops_the_runs_processes_or_says_why_it_could_not(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    client = _Client({})
+    executor = dask_executor.DaskExecutor(client)
+    executor._cancel([])
+    assert client.calls == []  # nothing left running: nothing to ask
+    executor._cancel(["f1"])
+    assert client.calls == [("cancel", ["f1"]),
+                            ("run", cluster.stop_jobs, (f"{executor._run_id}/",), None)]
+
+    def gone(futures: list[Any]) -> None:
+        raise OSError("the scheduler is gone")
+
+    client.cancel = gone  # type: ignore[method-assign]
+    executor._cancel(["f1"])
+    assert capsys.readouterr().err == ("gdbench: could not stop the jobs on the dask workers: "
+                                       "the scheduler is gone\n")
+
+
+class _Future:
+    def __init__(self, status: str, value: Any) -> None:
+        self.status, self.value = status, value
+
+    def exception(self) -> Any:
+        return self.value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def test_a_finished_dask_job_gives_its_outcome_and_a_failed_one_why_it_was_lost() -> None:
+    task = cluster.Task("k1", launcher.Job("numpy"), 1)
+    host = cluster.Host("n1", "k1", "label")
+    outcome = launcher.Outcome(task.job, 0, None, 1.0)
+    assert dask_executor._done(task, _Future("finished", (outcome, host))) == cluster.Done(
+        task, outcome, host)
+    for error, why in ((ValueError("bad value\nmore"), "ValueError: bad value"),
+                       (KeyError(), "KeyError"), (OSError("  "), "OSError")):
+        assert dask_executor._done(task, _Future("error", error)) == cluster.Done(
+            task, None, lost=why)
+
+
+def test_a_dask_job_runs_without_what_the_nanny_set_for_its_worker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = {"distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1,
+                                                        "MALLOC_TRIM_THRESHOLD_": 65536,
+                                                        "MKL_NUM_THREADS": None},
+                "distributed.nanny.environ": {"USER_SET": "x", "OPENBLAS_NUM_THREADS": 1}}
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("MKL_NUM_THREADS", "None")
+    monkeypatch.setenv("USER_SET", "y")  # not the nanny's value: the user's own
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PYTHONHASHSEED", dask_executor.NANNY_HASH_SEED)
+    with dask.config.set(settings):
+        assert dask_executor.nanny_environ() == ["OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_",
+                                                 "PYTHONHASHSEED"]
+        monkeypatch.setenv("PYTHONHASHSEED", "0")
+        assert dask_executor.nanny_environ() == ["OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_"]
+        ran: list[tuple[Any, ...]] = []
+        monkeypatch.setattr(cluster, "run_remote", lambda *a: ran.append(a) or "done")
+        job = launcher.Job("numpy", unset_env=("A",))
+        assert dask_executor.run_on_worker(len, job, "r/1") == "done"
+    assert ran == [(len, launcher.Job("numpy", unset_env=("A", "OMP_NUM_THREADS",
+                                                          "MALLOC_TRIM_THRESHOLD_")), "r/1")]
