@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import _cluster_jobs
 import pytest
@@ -156,3 +157,193 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+# --- the executor's parts, on a stand-in engine (submitit's calls, recorded) -------------
+
+@pytest.mark.parametrize(("text", "minutes"), [
+    (" 5 ", 5), ("0:30", 1), ("0:0:61", 2), ("1-2", 1560), ("1-0:0:30", 1441),
+    ("0-0:1", 1), ("2:00:00", 120)])
+def test_more_slurm_time_limits(text: str, minutes: int) -> None:
+    assert parse_time(text) == minutes
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("1h", "not a SLURM time limit: '1h' (minutes, H:MM:SS or D-HH:MM:SS)"),
+    ("1:2:3:4", "not a SLURM time limit: '1:2:3:4' (minutes, H:MM:SS or D-HH:MM:SS)"),
+    ("1-1:2:3:4", "not a SLURM time limit: '1-1:2:3:4' (minutes, H:MM:SS or D-HH:MM:SS)"),
+    ("x-1", "not a SLURM time limit: 'x-1' (minutes, H:MM:SS or D-HH:MM:SS)"),
+    ("0-0", "a SLURM time limit must be positive, got '0-0'"),
+    ("0", "a SLURM time limit must be positive, got '0'"),
+])
+def test_a_bad_slurm_time_says_why(text: str, why: str) -> None:
+    with pytest.raises(ValueError) as bad:
+        parse_time(text)
+    assert str(bad.value) == why
+
+
+def test_the_parameters_of_every_job() -> None:
+    assert SlurmOptions().parameters() == {
+        "job_name": "gdbench", "time": 60, "nodes": 1, "ntasks_per_node": 1,
+        "exclusive": True}
+    assert SlurmOptions("gpu", 5, "gpu:1", "lab").parameters() == {
+        "job_name": "gdbench", "time": 5, "nodes": 1, "ntasks_per_node": 1,
+        "exclusive": True, "partition": "gpu", "gres": "gpu:1", "account": "lab"}
+
+
+def test_the_slurm_engine_gets_the_options_or_says_in_one_line_why_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from gdbench.data.errors import InputError
+
+    made: list[tuple[str, Any]] = []
+
+    class Engine:
+        def __init__(self, folder: Path) -> None:
+            made.append(("folder", folder))
+
+        def update_parameters(self, **parameters: Any) -> None:
+            made.append(("parameters", parameters))
+
+    monkeypatch.setattr(submitit, "SlurmExecutor", Engine)
+    options = SlurmOptions("p", 7)
+    assert isinstance(slurm_executor.slurm_engine(options, tmp_path), Engine)
+    assert made == [("folder", tmp_path), ("parameters", options.parameters())]
+
+    def no_srun(folder: Path) -> None:
+        raise RuntimeError("Could not detect \"srun\", are you indeed on a slurm cluster?")
+
+    monkeypatch.setattr(submitit, "SlurmExecutor", no_srun)
+    with pytest.raises(InputError) as away:
+        slurm_executor.slurm_engine(options, tmp_path)
+    assert str(away.value) == ("--executor slurm: Could not detect \"srun\", are you indeed on "
+                               "a slurm cluster?")
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(InputError) as missing:
+        slurm_executor.slurm_engine(options, tmp_path)
+    assert str(missing.value) == ("--executor slurm needs submitit; install it with "
+                                  "pip install 'gdbench[cluster]'")
+
+
+class _Job:
+    """A stand-in submitit job: done after ``polls`` looks, then its result (or raises)."""
+
+    def __init__(self, job_id: str, result: Any, polls: int = 0) -> None:
+        self.job_id, self._result, self.polls = job_id, result, polls
+        self.cancelled: list[bool] = []
+
+    def done(self) -> bool:
+        self.polls -= 1
+        return self.polls < 0
+
+    def result(self) -> Any:
+        if isinstance(self._result, BaseException):
+            raise self._result
+        return self._result
+
+    def cancel(self, check: bool = True) -> None:
+        self.cancelled.append(check)
+
+
+class _Engine:
+    def __init__(self, jobs: list[_Job] | Exception) -> None:
+        self.jobs = jobs
+        self.submitted: list[tuple[Any, ...]] = []
+
+    def submit(self, function: Any, *args: Any) -> _Job:
+        if isinstance(self.jobs, Exception):
+            raise self.jobs
+        self.submitted.append((function, *args))
+        return self.jobs.pop(0)
+
+
+def _probe_result() -> cluster.Probe:
+    return cluster.Probe(cluster.Host("node1", "k1", "CPU, 64 cores"), {"numpy": None},
+                         {"numpy": "cpu"})
+
+
+def test_the_partitions_machine_is_what_its_probe_job_said() -> None:
+    engine = _Engine([_Job("1", _probe_result())])
+    executor = slurm_executor.SlurmExecutor(engine, where="SLURM partition p")
+    (found,) = executor.machines(["numpy"], {"numpy": "not here"})
+    assert engine.submitted == [(cluster.probe, ["numpy"])]
+    assert found == cluster.Machine("k1", "CPU, 64 cores", {"numpy": None})
+    executor.close()
+
+
+def test_a_failed_probe_or_submission_is_one_line_and_an_interrupted_probe_is_cancelled(
+        ) -> None:
+    from gdbench.data.errors import InputError
+
+    failed = _Job("1", RuntimeError("\n  job 1 failed  \nTraceback ..."))
+    executor = slurm_executor.SlurmExecutor(_Engine([failed]), where="SLURM partition p")
+    with pytest.raises(InputError) as probe:
+        executor.machines(["numpy"], {})
+    assert str(probe.value) == "the probe job on SLURM partition p failed: job 1 failed"
+    assert failed.cancelled == [False]
+    stopped = _Job("2", KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        slurm_executor.SlurmExecutor(_Engine([stopped])).machines(["numpy"], {})
+    assert stopped.cancelled == [False]
+    refused = slurm_executor.SlurmExecutor(_Engine(OSError("sbatch: error: invalid account\n"
+                                                           "more")))
+    with pytest.raises(InputError) as sbatch:
+        refused.machines(["numpy"], {})
+    assert str(sbatch.value) == "submitting to SLURM failed: sbatch: error: invalid account"
+    with pytest.raises(InputError) as empty:
+        slurm_executor.SlurmExecutor(_Engine(OSError())).machines(["numpy"], {})
+    assert str(empty.value) == "submitting to SLURM failed: OSError"
+
+
+def test_the_slurm_jobs_are_marked_announced_and_handed_back_as_they_finish(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Job 2 finishes first (job 1 after two looks), job 3 fails; the driver sleeps
+    poll_s only while nothing has finished."""
+    slept: list[float] = []
+    monkeypatch.setattr(slurm_executor.time, "sleep", slept.append)
+    host = cluster.Host("node1", "k1", "label")
+    tasks = [cluster.Task("k1", launcher_job(label), n)
+             for n, label in enumerate(("numpy", "jax", "torch-cpu"), start=1)]
+    outcomes = [object(), object()]
+    jobs = [_Job("11", (outcomes[0], host), polls=2), _Job("12", (outcomes[1], host)),
+            _Job("13", ValueError("node died\nmore"), polls=3)]
+    engine = _Engine(list(jobs))
+    executor = slurm_executor.SlurmExecutor(engine, run=len, poll_s=0.5)
+    announced: list[int] = []
+    done = list(executor.start(tasks, lambda task: announced.append(task.number)))
+    assert announced == [1, 2, 3]
+    run_id = executor._run_id
+    assert engine.submitted == [(cluster.run_remote, len, t.job, f"{run_id}/{n}")
+                                for n, t in enumerate(tasks, start=1)]
+    assert done == [cluster.Done(tasks[1], outcomes[1], host),
+                    cluster.Done(tasks[0], outcomes[0], host),
+                    cluster.Done(tasks[2], None, lost="SLURM job 13: node died")]
+    assert slept == [0.5]  # one look with nothing finished (the second found job 1 done)
+    assert all(not job.cancelled for job in jobs)
+    # The marks go on counting, so that no two jobs of this executor share one.
+    engine.jobs = [_Job("14", (outcomes[0], host))]
+    again = executor.run(cluster.Machine("k1", "label", {}), launcher_job("numpy"))
+    assert again == cluster.Done(cluster.Task("k1", launcher_job("numpy"), 0), outcomes[0],
+                                 host)
+    assert engine.submitted[-1][-1] == f"{run_id}/4"
+
+
+def test_closing_the_stream_early_cancels_the_slurm_jobs_not_finished(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slurm_executor.time, "sleep", lambda s: None)
+    host = cluster.Host("node1", "k1", "label")
+    jobs = [_Job("1", (None, host)), _Job("2", (None, host), polls=100),
+            _Job("3", (None, host), polls=100)]
+    executor = slurm_executor.SlurmExecutor(_Engine(list(jobs)))
+    stream = executor.start([cluster.Task("k1", launcher_job(str(n)), n) for n in (1, 2, 3)],
+                            lambda task: None)
+    assert next(stream).task.number == 1
+    stream.close()
+    assert [job.cancelled for job in jobs] == [[], [False], [False]]
+
+
+def launcher_job(label: str) -> Any:
+    from gdbench.harness import launcher
+
+    return launcher.Job(label)
