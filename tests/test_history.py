@@ -770,3 +770,61 @@ def test_the_page_renders_every_benchmark_in_chromium_without_errors(
     assert "Latest run against the baseline" in text
     assert "r5: no per-round references" in text
     assert browser.evaluate("performance.getEntriesByType('resource').length") == 0
+
+
+# --- a point's hover text and the page's tables, word for word ------------------------------
+
+def _point(**changes: Any) -> pd.Series:
+    p = {"datetime": pd.Timestamp("2026-01-02 03:04:05", tz="UTC"), "run": "r2",
+         "commit": "abcdef123456", "dirty": True, "branch": "main",
+         "machine": "Test CPU, 2 cores", "fingerprint": "f00d", "basis": regress.PAIRED,
+         "value": 1.234, "low": 1.2, "high": 1.3, "against": "baseline base",
+         "change": 1.25, "change_low": 1.2, "change_high": 1.3,
+         "verdict": regress.REGRESSION, "flag": regress.REGRESSION}
+    return pd.Series({**p, **changes})
+
+
+def test_a_points_hover_text_says_when_what_where_and_the_verdict() -> None:
+    assert history.point_title(_point(), 0.15) == (
+        "2026-01-02 03:04 UTC · r2\n"
+        "commit abcdef1 (dirty) on main\n"
+        "Test CPU, 2 cores · fingerprint f00d\n"
+        "×ref 1.23 [1.20, 1.30] (paired)\n"
+        "vs baseline base: +25.0% [+20.0%, +30.0%] → regression\n"
+        "⚠ regression flagged by the gate (threshold +15%)")
+    assert history.point_title(_point(flag=regress.DISAGREES, dirty=False), 0.1).splitlines()[
+        1::4] == ["commit abcdef1 on main", "⚠ disagrees with numpy (a wrong result) "
+                  "(threshold +10%)"]
+
+
+@pytest.mark.parametrize(("changes", "lines"), [
+    ({"datetime": pd.NaT}, {0: "date unknown · r2"}),
+    ({"commit": ""}, {1: "commit unknown on main"}),
+    ({"commit": None, "branch": None}, {1: "commit unknown"}),
+    ({"branch": float("nan")}, {1: "commit abcdef1 (dirty)"}),
+    ({"branch": ""}, {1: "commit abcdef1 (dirty)"}),
+    ({"basis": regress.UNPAIRED, "low": float("nan"), "high": float("nan")},
+     {3: "×ref 1.23 (unpaired roofline fallback)"}),
+    ({"change_low": float("nan"), "change_high": float("nan")},
+     {4: "vs baseline base: +25.0% → regression"}),
+    ({"against": "", "verdict": "", "flag": ""},
+     {4: "first run on this machine: nothing to judge it by"}),
+])
+def test_a_points_hover_text_without_a_date_commit_branch_or_interval(
+        changes: dict[str, Any], lines: dict[int, str]) -> None:
+    title = history.point_title(_point(**changes), 0.15).splitlines()
+    for n, line in lines.items():
+        assert title[n] == line
+    assert len(title) == (5 if changes.get("flag") == "" else 6)
+
+
+def test_a_table_of_the_page_is_escaped_html_with_a_class_per_row() -> None:
+    frame = pd.DataFrame({"a<b": ["x&y", None, "z"], "n": [1.5, float("nan"), 2.0]})
+    assert history._table(frame, ["flag", ""]) == (
+        '<div class="table"><table><thead><tr><th>a&lt;b</th><th>n</th></tr></thead><tbody>'
+        '<tr class="flag"><td>x&amp;y</td><td>1.5</td></tr>'
+        "<tr><td></td><td></td></tr>"
+        "<tr><td>z</td><td>2.0</td></tr></tbody></table></div>")
+    assert history._table(frame.iloc[:0]) == (
+        '<div class="table"><table><thead><tr><th>a&lt;b</th><th>n</th></tr></thead><tbody>'
+        "</tbody></table></div>")

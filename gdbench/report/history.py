@@ -415,7 +415,7 @@ def point_title(p: pd.Series, threshold: float) -> str:
         change = formats.signed_percent(p["change"])
         lines.append(f"vs {p['against']}: {change} "
                      f"{_ci(p['change_low'], p['change_high'], formats.signed_percent)} "
-                     f"→ {p['verdict']}")
+                     f"→ {p['verdict']}".replace("  ", " "))
     else:
         lines.append("first run on this machine: nothing to judge it by")
     if p["flag"]:
