@@ -828,3 +828,101 @@ def test_a_table_of_the_page_is_escaped_html_with_a_class_per_row() -> None:
     assert history._table(frame.iloc[:0]) == (
         '<div class="table"><table><thead><tr><th>a&lt;b</th><th>n</th></tr></thead><tbody>'
         "</tbody></table></div>")
+
+
+def test_a_benchmarks_table_lists_its_points_newest_first() -> None:
+    nan = float("nan")
+    common = {"step_us": 7.5, "step_spread": 0.017, "doubts": ()}
+    pts = pd.DataFrame([
+        _point(run="r1", datetime=pd.NaT, commit=None, branch=None, against="", change=nan,
+               change_low=nan, change_high=nan, verdict="", flag="", **common),
+        _point(run="r2", basis=regress.UNPAIRED, low=nan, high=nan, against="baseline b",
+               change=1.25, change_low=nan, change_high=nan, verdict="", flag="", **common),
+        _point(run="r3", **common)])
+    table = history.points_table(pts)
+    assert list(table.columns) == ["date (UTC)", "run", "commit", "branch", "machine",
+                                   "µs/step", "×ref", "95% CI", "basis", "change", "gate CI",
+                                   "verdict"]
+    assert table.values.tolist() == [
+        ["2026-01-02 03:04", "r3", "abcdef1 (dirty)", "main", "f00d", "7.50 ±1.7%", "1.23",
+         "[1.20, 1.30]", "paired", "+25.0%", "[+20.0%, +30.0%]", "regression"],
+        ["2026-01-02 03:04", "r2", "abcdef1 (dirty)", "main", "f00d", "7.50 ±1.7%", "1.23",
+         "", "unpaired roofline", "+25.0%", "", ""],
+        ["date unknown", "r1", "unknown", "", "f00d", "7.50 ±1.7%", "1.23", "[1.20, 1.30]",
+         "paired", "", "", "first on machine"]]
+
+
+def test_the_page_word_for_word_around_its_figures(tmp_path: Path) -> None:
+    """An old run without paired rounds and a new one (numpy 25% slower, jax 25% faster)
+    against a baseline: the page's words, its latest-run table with a class per verdict,
+    each benchmark's card and table, and the runs table."""
+    base = _run(tmp_path / "base.json", 1, backends=("numpy", "jax"))
+    old = _run(tmp_path / "old.json", 2, backends=("numpy", "jax"), paired=False,
+               commit="ab" * 20)
+    new = _run(tmp_path / "new.json", 3, backends=("numpy", "jax"),
+               factors={"numpy": 1.25, "jax": 0.75}, dirty=True)
+    h = history.build_history([old, new], base, 0.15)
+    page = re.sub(r"<svg.*?</svg>", "<SVG>", history.render_page(h), flags=re.S)
+    lines = page.split("\n")
+    assert lines[:4] == ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+                         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+                         "<title>gdbench history</title>"]
+    assert lines[lines.index("</style></head><body>") + 1:][:3] == [
+        "<h1>gdbench history</h1>",
+        '<p class="lead">2 runs from 2026-01-02 12:00 UTC to 2026-01-03 12:00 UTC on 1 '
+        "machine; 2 training benchmarks; 1 point flagged. Each point is the gate&#x27;s "
+        "metric for one run: ×ref, the median of the benchmark&#x27;s rounds each over its "
+        "paired reference round (the workload&#x27;s reference loop, timed just before it, so "
+        "the machine&#x27;s drift cancels), with the 95% bootstrap interval of that median. "
+        f"Each run is judged as gdbench check would, against the baseline {base} (threshold "
+        "+15%). Hover a point for its commit and verdict; each benchmark&#x27;s table lists "
+        "them.</p>",
+        "<p class=\"warn\">⚠ old: no per-round references (norm_data), saved before paired "
+        "timing; their points (hollow) are median ÷ the same run's roofline median, which "
+        "the machine's drift can move by tens of percent.</p>"]
+    assert '<p class="warn">⚠ ' not in page.split("old: no per-round")[1]  # all plotted
+    assert '\n<div class="legend"><SVG>\n</div>\n' in page
+    latest = history.latest_section(h)
+    start = lines.index('<section id="latest"><h2>Latest run against the baseline</h2>'
+                        f"<h3>{latest.title}</h3>")
+    assert lines[start + 1:start + 5] == [
+        *(f'<p class="note">{html_escape(n)}</p>' for n in latest.notes),
+        history._table(latest.table, ["flagged", "improved", ""]), "</section>"]
+    assert [v for v in h.gates["new"]["verdict"]] == [regress.REGRESSION,
+                                                       regress.IMPROVEMENT, "reference"]
+    start = lines.index('<section id="benchmarks"><h2>Benchmarks</h2>')
+    assert lines[start + 1:start + 3] == [
+        '<p class="note">µs/step: the median round over its steps, ± the reach of its 95% '
+        "bootstrap interval relative to it. </p>", '<h3>crops</h3><div class="grid">']
+    for n, backend in enumerate(("numpy", "jax")):
+        name = f"bench_training[crops-{backend}]"
+        b = h.points[h.points["name"] == name]
+        card = (' class="flagged"><h4>crops · numpy<span class="badge">1 flagged</span></h4>'
+                if backend == "numpy" else "><h4>crops · jax</h4>")
+        classes = ["flagged", ""] if backend == "numpy" else [""]
+        assert lines[start + 3 + 2 * n:start + 5 + 2 * n] == [
+            f'<article id="gdbench-bench-training-crops-{backend}" data-benchmark="{name}"'
+            f"{card}<SVG>",
+            "<details><summary>2 points: dates, commits, verdicts</summary>"
+            f"{history._table(history.points_table(b), classes)}"
+            "</details></article>"]
+    runs = lines[lines.index('<section id="runs"><h2>Runs</h2>') + 1]
+    assert runs.startswith(
+        '<div class="table"><table><thead><tr><th>#</th><th>date (UTC)</th><th>commit</th>'
+        "<th>branch</th><th>machine</th><th>fingerprint</th><th>metric</th><th>gate</th>"
+        "<th>judged against</th><th>run</th><th>file</th></tr></thead><tbody>"
+        "<tr><td>1</td><td>2026-01-02 12:00</td><td>abababa</td><td>main</td>"
+        "<td>Test CPU 9000, 2 cores</td>")
+    assert "<td>unpaired roofline</td><td>PASS: 0 regressions, 0 improved, 2 unchanged " \
+           f"(threshold +15%)</td><td>baseline base</td><td>old</td><td>{old}</td></tr>" in runs
+    assert '<tr class="flagged"><td>2</td><td>2026-01-03 12:00</td><td>0303030 (dirty)</td>' \
+           in runs
+    assert "<td>paired</td><td>FAIL: 1 regression, 1 improved, 0 unchanged (threshold " \
+           f"+15%)</td><td>baseline base</td><td>new</td><td>{new}</td></tr>" in runs
+    assert lines[-2:] == ["</section></body></html>", ""]
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
