@@ -882,6 +882,9 @@ def test_the_page_word_for_word_around_its_figures(tmp_path: Path) -> None:
         "the machine's drift can move by tens of percent.</p>"]
     assert '<p class="warn">⚠ ' not in page.split("old: no per-round")[1]  # all plotted
     assert '\n<div class="legend"><SVG>\n</div>\n' in page
+    legend = history.legend_svg(h)
+    ids = re.findall(r' id="([^"]+)"', legend)
+    assert ids and all(i.startswith("gdbench-legend-") for i in ids)  # its own, in the page
     latest = history.latest_section(h)
     start = lines.index('<section id="latest"><h2>Latest run against the baseline</h2>'
                         f"<h3>{latest.title}</h3>")
@@ -926,3 +929,76 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def test_the_page_without_a_baseline_judges_each_run_by_its_machines_previous_one(
+        tmp_path: Path) -> None:
+    paths = [_run(tmp_path / "a1.json", 1, backends=("numpy",)),
+             _run(tmp_path / "b1.json", 2, backends=("numpy",), info=OTHER),
+             _run(tmp_path / "a2.json", 3, backends=("numpy",))]
+    h = history.build_history(paths)
+    page = re.sub(r"<svg.*?</svg>", "<SVG>", history.render_page(h), flags=re.S)
+    assert '<p class="lead">3 runs from 2026-01-01 12:00 UTC to 2026-01-03 12:00 UTC on 2 ' \
+           "machines; 1 training benchmark; 0 points flagged. Each point" in page
+    assert "against the previous run on its machine (threshold +15%)" in page
+    assert '<section id="latest"><h2>Latest run against its machine\'s previous run</h2>' \
+           in page
+    assert "<td>nothing (first on its machine)</td><td>a1</td>" in page
+    assert "<td>nothing (first on its machine)</td><td>b1</td>" in page
+    assert "<td>previous run on this machine, a1</td><td>a2</td>" in page
+    assert '<p class="warn">' not in page  # every point paired and plotted
+    (one,) = [_run(tmp_path / "one.json", 1, backends=("numpy",))]
+    alone = history.render_page(history.build_history([one]))
+    assert '<p class="lead">1 run from 2026-01-01 12:00 UTC to 2026-01-01 12:00 UTC on 1 ' \
+           "machine; 1 training benchmark; 0 points flagged." in alone
+    latest = history.latest_section(history.build_history([one]))
+    start = alone.index("<section id=\"latest\">")
+    section = alone[start:alone.index("</section>", start)]
+    assert '<div class="table">' not in section  # nothing to judge it by: no gate table
+    assert all(f">{html_escape(n)}</p>" in section for n in latest.notes)
+
+
+def test_a_point_without_a_value_is_counted_on_the_page_and_a_warning_note_is_red(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = make_run(workloads=("crops",), backends=("numpy",), paired=False)
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if "roofline" not in b["name"]]
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(doc))
+    h = history.build_history([path])
+    section = history.latest_section(h)
+    section.notes = ["⚠ a warning", "a note"]
+    monkeypatch.setattr(history, "latest_section", lambda h: section)
+    page = history.render_page(h)
+    assert '<p class="warn">⚠ 1 point has neither paired rounds nor a roofline to ' \
+           "normalise by, and is not plotted.</p>" in page
+    later = tmp_path / "two.json"
+    later.write_text(json.dumps({**doc, "datetime": "2026-02-01T12:00:00.000000+00:00"}))
+    assert '<p class="warn">⚠ 2 points have neither paired rounds nor a roofline to ' \
+           "normalise by, and are not plotted.</p>" in history.render_page(
+               history.build_history([path, later]))
+    assert '<p class="warn">⚠ a warning</p>\n<p class="note">a note</p>' in page
+
+
+def test_a_point_that_disagrees_with_numpy_is_crossed_in_red(tmp_path: Path, drawn) -> None:
+    base = _run(tmp_path / "base.json", 1, backends=("numpy", "jax"))
+    new = _run(tmp_path / "new.json", 2, backends=("numpy", "jax"), disagree=("jax",))
+    h = history.build_history([new], base)
+    history.benchmark_svg(h, "bench_training[crops-jax]", "t")
+    ((fig, titles),) = drawn
+    (idx,) = h.points.index[(h.points["backend"] == "jax")]
+    lines = {line.get_gid(): line for line in fig.axes[0].lines}
+    cross = lines[f"t-p{idx}-flag"]
+    assert (cross.get_marker(), cross.get_color(), cross.get_markeredgecolor()) == (
+        "X", history.FLAG_RED, "white")
+    assert titles[f"t-p{idx}-flag"] == titles[f"t-p{idx}"]
+    assert titles[f"t-p{idx}"].endswith("\n⚠ disagrees with numpy (a wrong result) "
+                                        "(threshold +15%)")
+
+
+def test_a_benchmarks_card_names_its_dtype_unless_float32() -> None:
+    pts = pd.DataFrame({"workload": ["crops"], "backend": ["numpy"], "dtype": ["float64"]})
+    assert history._title(pts) == "crops · numpy · float64"
+    assert history._title(pts.assign(dtype="float32")) == "crops · numpy"
+    assert history._title(pts.assign(dtype=None)) == "crops · numpy"
+    assert history._slug("bench_training[crops-numpy]") == "bench-training-crops-numpy"
+    assert history._slug("--A b--") == "a-b"

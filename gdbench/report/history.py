@@ -540,8 +540,10 @@ def render_page(history: History) -> str:
                      "machine's drift can move by tens of percent.</p>")
     missing = pts[pts["basis"] == ""]
     if not missing.empty:
-        parts.append(f'<p class="warn">⚠ {len(missing)} points have neither paired rounds '
-                     "nor a roofline to normalise by, and are not plotted.</p>")
+        some = f"{len(missing)} points have" if len(missing) != 1 else "1 point has"
+        parts.append(f'<p class="warn">⚠ {some} neither paired rounds nor a roofline to '
+                     f"normalise by, and {'are' if len(missing) != 1 else 'is'} not "
+                     "plotted.</p>")
     parts.append(f'<div class="legend">{legend_svg(history)}</div>')
 
     latest = latest_section(history)
