@@ -861,3 +861,107 @@ def test_save_writes_the_figure_as_png_and_svg_without_a_date(tmp_path: Path) ->
     svg = paths[1].read_text()
     assert svg.startswith("<?xml") and "<dc:date>" not in svg  # not the day it was drawn
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "fig.svg"]
+
+
+def test_the_caption_word_for_word_and_when_alpha_allows_nothing_to_say() -> None:
+    import pandas as pd
+
+    from gdbench.judge.limits import Fit, run_roofs
+    from gdbench.report.plots import roofline_caption
+
+    roofs = run_roofs([{"workload": "crops", "gflops": 1.0, "bandwidth_gbs": 40.0,
+                        "copy_bytes": 2.0**20, "copy_threads": 2},
+                       {"workload": "medium", "gflops": 50.0, "bandwidth_gbs": 30.0,
+                        "copy_bytes": 8.5 * 2**20, "copy_threads": 1}])
+    assert roofs is not None
+    points = pd.DataFrame({"label": ["numpy", "jax", "jax-scan"],
+                           "workload": ["crops", "medium", "medium"],
+                           "intensity": [0.9, 7.2, 7.2], "gflops": [2.0, 60.0, 20.0],
+                           "roof_gflops": [1.0, 50.0, 50.0],
+                           "limit_kind": ["compute", "compute", "compute"],
+                           "above": [True, True, False]})
+    fits = {"numpy": Fit(10e-6, 30e9), "jax": Fit(0.0, 1e9), "jax-scan": Fit(0.1e-6, 50e9)}
+    assert roofline_caption(points, roofs, fits, smallest_flops=108.0) == [
+        "Left: every backend × workload at its median step time, under the roofs measured "
+        "in this run, the same that give the limit in gdbench compare: compute 50 GFLOP/s: "
+        "the fastest roofline loop, two cached NumPy GEMMs of medium's step shapes; memory "
+        "40 GB/s: a streaming copy of 1 MiB on 2 threads (crops's roofline), for crops; "
+        "memory 30 GB/s: a streaming copy of 8.5 MiB on 1 thread (medium's roofline), for "
+        "medium. A buffer that stays in cache copies faster than one streamed from memory, "
+        "so each workload's memory roof is the fastest copy of a buffer at least as large as "
+        "its data.",
+        "WARNING: 2 points above their roofs (numpy on crops: 2 GFLOP/s over its compute "
+        "roof of 1; jax on medium: 60 GFLOP/s over its compute roof of 50): the measured "
+        "roof is too low there, and so is the limit in gdbench compare.",
+        "Right: the fixed cost α of one step, from the fit step = α + FLOPs / β over the "
+        "workloads (95% intervals). A step of F FLOPs runs at most F / α: with the smallest "
+        "workload's F = 108 FLOPs, numpy's α of 10 µs allows 0.011 GFLOP/s, and jax-scan's "
+        "α of 0.1 µs allows 1.1 GFLOP/s: the small workloads sit far under the roofs because "
+        "of what a step costs, not what it computes or moves."]
+    below = points.assign(above=False)
+    assert roofline_caption(below, roofs, fits, 108.0)[1] == "No point lies above its roof."
+    assert len(roofline_caption(below, roofs, fits, 0.0)) == 2  # no workload: nothing on α
+    assert "F = 0.5 FLOPs" in roofline_caption(below, roofs, fits, 0.5)[2]
+    only_zero = {"jax": Fit(0.0, 1e9)}  # an α of 0 allows anything: nothing to say
+    assert len(roofline_caption(below, roofs, only_zero, 108.0)) == 2
+
+
+def test_the_roofline_is_the_cpus_of_the_first_run_and_dtype(tmp_path: Path) -> None:
+    """A run with a GPU's yardsticks first and a float64 run beside it: the figure shows
+    the CPU's roofs of the first run, and only that run's float32 CPU rows under them."""
+    import copy
+    import json
+
+    from _benchjson import make_run
+
+    from gdbench.records.results import load_runs
+    from gdbench.report.plots import roofline_points
+    from gdbench.report.tables import roofs_by_run, summary
+
+    doc = make_run(workloads=("crops", "small"), backends=("numpy", "jax"), seed=1)
+    gpu = []
+    for bench, backend in zip(doc["benchmarks"][:2], ("roofline-cuda", "torch-cuda"),
+                              strict=True):
+        bench = copy.deepcopy(bench)
+        bench["name"] = bench["name"].replace("[crops", f"[crops-{backend}")
+        bench["extra_info"].update(device="cuda:0", backend=backend)
+        gpu.append(bench)
+    doc["benchmarks"] = [*gpu, *doc["benchmarks"]]
+    (tmp_path / "g.json").write_text(json.dumps(doc))
+    (tmp_path / "d.json").write_text(json.dumps(make_run(
+        workloads=("crops",), backends=("numpy",), seed=2, dtype="float64")))
+    frame = load_runs([tmp_path / "g.json", tmp_path / "d.json"])
+    roofs = roofs_by_run(summary(frame))
+    assert list(roofs) == [("g", "float32", "cuda:0"), ("g", "float32", "cpu"),
+                           ("d", "float64", "cpu")]
+    points, chosen = roofline_points(frame)
+    assert chosen == roofs[("g", "float32", "cpu")] != roofs[("g", "float32", "cuda:0")]
+    assert list(points.columns) == ["label", "workload", "intensity", "gflops",
+                                    "roof_gflops", "limit_kind", "above"]
+    assert points[["label", "workload"]].values.tolist() == [
+        ["numpy", "crops"], ["jax", "crops"], ["numpy", "small"], ["jax", "small"]]
+    assert list(points.index) == [0, 1, 2, 3]
+
+
+def test_a_speedup_of_exactly_x1_is_labelled_above_its_bar(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdbench.report.plots import speedup_figure
+
+    frame = _summary(monkeypatch, [
+        {"label": label, "backend": label, "kind": "training", "workload": "crops",
+         "speedup": v} for label, v in (("jax", 1.0), ("jax-scan", 1.5), ("torch-cpu", 0.99))])
+    ax = speedup_figure(frame).axes[0]
+    assert [(t.get_text(), t.xyann, t.get_va(), t.anncoords) for t in ax.texts] == [
+        ("0.99", (0, -2), "top", "offset points"), ("1", (0, 2), "bottom", "offset points"),
+        ("1.5", (0, 2), "bottom", "offset points")]
+
+
+def test_seven_backends_have_seven_markers_and_short_benchmarks_show_ten_epochs() -> None:
+    from gdbench.report.plots import convergence_figure
+
+    names = ["numpy", "torch-cpu", "torch-manual", "jax", "jax-scan", "torch-cuda",
+             "jax-cuda"]
+    ax = convergence_figure("crops", {n: [2.0, 1.0] for n in names}).axes[0]
+    assert [line.get_marker() for line in ax.get_lines()] == ["o", "s", "^", "D", "v", "P",
+                                                              "X"]
+    assert MIN_EPOCHS_SHOWN == 10  # medium trains 2 epochs: its curve has 10
