@@ -965,3 +965,82 @@ def test_seven_backends_have_seven_markers_and_short_benchmarks_show_ten_epochs(
     assert [line.get_marker() for line in ax.get_lines()] == ["o", "s", "^", "D", "v", "P",
                                                               "X"]
     assert MIN_EPOCHS_SHOWN == 10  # medium trains 2 epochs: its curve has 10
+
+
+def test_each_memory_roof_has_its_own_dash_and_a_copy_of_unknown_size_no_size() -> None:
+    """Four memory roofs take the dashes after the solid line in turn, and start again."""
+    import pandas as pd
+
+    from gdbench.judge.limits import run_roofs
+    from gdbench.report.plots import _draw_roofs, _figure
+
+    copies = [("crops", 2.0**20, 50.0), ("small", 2.0**21, 40.0), ("medium", 2.0**23, 30.0),
+              ("large", float("nan"), 20.0)]
+    roofs = run_roofs([{"workload": w, "gflops": 100.0, "bandwidth_gbs": gbs,
+                        "copy_bytes": size, "copy_threads": 1} for w, size, gbs in copies])
+    assert roofs is not None and len(roofs.memory) == 4
+    ax = _figure().add_subplot()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _draw_roofs(ax, roofs, pd.DataFrame({"intensity": [1.0, 10.0]}))
+    _, *diagonals = ax.get_lines()
+    assert [line.get_linestyle() for line in diagonals] == ["--", ":", "-.", "--"]
+    labels = [t.get_text() for t in ax.texts if "memory roof" in t.get_text()]
+    assert labels[1:] == ["  memory roof 40 GB/s: 2 MiB copy (small)",
+                          "  memory roof 30 GB/s: 8 MiB copy (medium)",
+                          "  memory roof 20 GB/s (large)"]
+
+
+def test_a_run_with_roofs_but_no_training_point_under_them_says_so(tmp_path: Path) -> None:
+    import json
+
+    from _benchjson import make_run
+
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import roofline_figure
+
+    (tmp_path / "run.json").write_text(json.dumps(make_run(workloads=("crops",),
+                                                           backends=())))
+    ax = roofline_figure(load_run(tmp_path / "run.json")).axes[0]
+    assert [t.get_text() for t in ax.texts] == [
+        "this run has no training benchmark under its roofs"]
+
+
+def test_the_roofline_caption_takes_the_smallest_training_steps_flops(tmp_path: Path) -> None:
+    """F of the caption is the smallest FLOPs per step among the training rows; the
+    roofline loops count fewer FLOPs (no 6·B·k part) and are not among them."""
+    import json
+
+    from _benchjson import make_run
+
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import roofline_figure
+
+    doc = make_run(workloads=("crops", "small"), seed=1)
+    for bench in doc["benchmarks"]:
+        if bench["extra_info"]["kind"] == "roofline":
+            bench["extra_info"]["flops"] *= 0.5
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    frame = load_run(tmp_path / "run.json")
+    fig = roofline_figure(frame)
+    train = frame[frame["kind"] == "training"]
+    smallest = (train["flops"] / train["steps"]).min()
+    assert smallest == 108.0  # crops: 15 rows × (4·3·2 + 6·2) FLOPs × 50 epochs / 250 steps
+    caption = [t for t in fig.texts if t.get_text() == fig.get_supxlabel()][0]
+    assert "smallest workload's F = 108 FLOPs" in caption.get_text().replace("\n", " ")
+    assert caption.get_position()[0] == 0.01
+
+
+def test_an_alpha_interval_that_reaches_close_or_to_zero(tmp_path: Path) -> None:
+    from gdbench.judge.limits import Fit
+    from gdbench.report.plots import _draw_alpha, _figure
+
+    ax = _figure().add_subplot()
+    _draw_alpha(ax, ["numpy", "jax"], {"numpy": Fit(10e-6, 1e9, 9.5e-6, 10.4e-6),
+                                       "jax": Fit(4e-6, 1e9, 0.0, 5e-6)})
+    (numpy_bar,) = ax.containers[0].lines[2]
+    np.testing.assert_allclose(numpy_bar.get_segments()[0], [[9.5, 0], [10.4, 0]])
+    (jax_bar,) = ax.containers[1].lines[2]
+    np.testing.assert_allclose(jax_bar.get_segments()[0], [[0.0, 1], [5.0, 1]])
+    assert ax.get_xlim() == pytest.approx((4.0 / 3, 10.4 * 3))  # an α bound of 0 is no span
+    assert [t.anncoords for t in ax.texts] == ["offset points"] * 2

@@ -198,8 +198,9 @@ def roofline_figure(frame: pd.DataFrame) -> Figure:
     ax.set_xlabel("arithmetic intensity (FLOPs per byte a step must move)")
     ax.set_ylabel("GFLOP/s (median step)")
     if roofs is None or points.empty:
-        ax.text(0.5, 0.5, "this run has no roofs (made before gdbench measured them)",
-                ha="center", va="center", transform=ax.transAxes)
+        why = ("this run has no roofs (made before gdbench measured them)" if roofs is None
+               else "this run has no training benchmark under its roofs")
+        ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
         ax_alpha.set_axis_off()
         return fig
     labels = backends_in(points.assign(backend=points["label"]))
