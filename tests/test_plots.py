@@ -1044,3 +1044,65 @@ def test_an_alpha_interval_that_reaches_close_or_to_zero(tmp_path: Path) -> None
     np.testing.assert_allclose(jax_bar.get_segments()[0], [[0.0, 1], [5.0, 1]])
     assert ax.get_xlim() == pytest.approx((4.0 / 3, 10.4 * 3))  # an α bound of 0 is no span
     assert [t.anncoords for t in ax.texts] == ["offset points"] * 2
+
+
+def test_two_workloads_are_enough_for_a_fitted_line(tmp_path: Path) -> None:
+    from gdbench.judge.limits import fit_alpha_beta
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import fit_figure
+
+    frame = load_run(write_run(tmp_path / "run.json", workloads=("crops", "small"),
+                               backends=("numpy",), seed=1))
+    ax = fit_figure(frame).axes[0]
+    (line,) = ax.get_lines()
+    train = frame[frame["kind"] == "training"].sort_values("flops")
+    flops = (train["flops"] / train["steps"].astype(float)).to_numpy()
+    alpha, beta = fit_alpha_beta(flops, train["step_us"].to_numpy() * 1e-6)
+    assert line.get_label() == f"numpy: α {alpha * 1e6:.3g} µs, β {beta / 1e9:.3g} GFLOP/s"
+    x = np.asarray(line.get_xdata())
+    assert len(x) == 50 and x[0] == pytest.approx(flops.min()) and x[-1] == pytest.approx(
+        flops.max())
+    assert _hex(line.get_color()) == _hex(ax.collections[0].get_facecolor()[0])
+
+
+def test_the_loss_time_figure_reads_its_own_workloads_curve(tmp_path: Path) -> None:
+    import json
+
+    from _benchjson import make_run
+
+    from gdbench.records.results import load_run
+    from gdbench.report.plots import loss_time_figure
+
+    doc = make_run(workloads=("crops", "small"), backends=("numpy",), seed=1)
+    for bench in doc["benchmarks"]:
+        if bench["extra_info"]["kind"] == "roofline" and bench["extra_info"]["workload"] == \
+                "crops":
+            bench["extra_info"]["loss_curve"] = [9.0, 8.0]
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    frame = load_run(tmp_path / "run.json")
+    lines = loss_time_figure(frame, "small").axes[0].get_lines()
+    assert [list(line.get_ydata()) for line in lines][0] == [1.0, 0.0102]
+    assert [line.get_label() for line in lines] == ["numpy", "target (1.01 × least squares)"]
+
+
+def test_losses_per_epoch_says_which_backend_it_trains() -> None:
+    said: list[str] = []
+    epochs, losses = losses_per_epoch("crops", ["numpy"], epochs=2, progress=said.append)
+    assert said == ["convergence: training numpy (1/1), 2 runs of 1 to 2 epochs"]
+    assert epochs == 2 and len(losses["numpy"]) == 3
+
+
+def test_a_convergence_figure_of_losses_under_one_and_of_nothing() -> None:
+    import warnings
+
+    from gdbench.report.plots import convergence_figure
+
+    ax = convergence_figure("crops", {"numpy": [0.9, 0.5, 0.25]}).axes[0]
+    assert ax.get_yscale() == "log"  # positive, if under 1
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= 2]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # whole epochs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no line to put in the legend
+        empty = convergence_figure("crops", {}).axes[0]
+    assert empty.get_title().endswith("differ by at most 0.0e+00 (relative)")
+
