@@ -1105,4 +1105,3 @@ def test_a_convergence_figure_of_losses_under_one_and_of_nothing() -> None:
         warnings.simplefilter("ignore")  # no line to put in the legend
         empty = convergence_figure("crops", {}).axes[0]
     assert empty.get_title().endswith("differ by at most 0.0e+00 (relative)")
-
