@@ -178,6 +178,10 @@ def test_a_25_percent_slowdown_is_flagged_against_the_baseline(tmp_path: Path) -
     assert any("→ regression" in t and "commit 0303030" in t for t in titles)
     clean = history.benchmark_svg(h, "bench_training[crops-jax]", "u")
     assert "flagged" not in clean
+    # In numpy's table of points, newest first, the middle row is the flagged one.
+    assert "<tbody><tr><td>2026-01-04 12:00</td><td>r4</td>" in history.render_page(h)
+    assert '</tr><tr class="flagged"><td>2026-01-03 12:00</td><td>r3</td>' in \
+        history.render_page(h)
 
 
 def test_without_a_baseline_a_slowdown_is_flagged_where_it_appears(tmp_path: Path) -> None:
@@ -933,20 +937,30 @@ def html_escape(text: str) -> str:
 
 def test_the_page_without_a_baseline_judges_each_run_by_its_machines_previous_one(
         tmp_path: Path) -> None:
-    paths = [_run(tmp_path / "a1.json", 1, backends=("numpy",)),
-             _run(tmp_path / "b1.json", 2, backends=("numpy",), info=OTHER),
+    paths = [_run(tmp_path / "a1.json", 1, backends=("numpy",), paired=False),
+             _run(tmp_path / "b1.json", 2, backends=("numpy",), info=OTHER, paired=False),
              _run(tmp_path / "a2.json", 3, backends=("numpy",))]
+    doc = json.loads(paths[2].read_text())
+    del doc["commit_info"]["branch"]
+    paths[2].write_text(json.dumps(doc))
     h = history.build_history(paths)
     page = re.sub(r"<svg.*?</svg>", "<SVG>", history.render_page(h), flags=re.S)
+    assert '<p class="warn">⚠ a1, b1: no per-round references (norm_data)' in page
     assert '<p class="lead">3 runs from 2026-01-01 12:00 UTC to 2026-01-03 12:00 UTC on 2 ' \
            "machines; 1 training benchmark; 0 points flagged. Each point" in page
     assert "against the previous run on its machine (threshold +15%)" in page
     assert '<section id="latest"><h2>Latest run against its machine\'s previous run</h2>' \
            in page
-    assert "<td>nothing (first on its machine)</td><td>a1</td>" in page
+    # The first run of each machine has no gate; the last has no branch.
+    assert "<td>unpaired roofline</td><td></td><td>nothing (first on its machine)</td>" \
+           "<td>a1</td>" in page
     assert "<td>nothing (first on its machine)</td><td>b1</td>" in page
+    assert "<td>0303030</td><td></td><td>Test CPU 9000, 2 cores</td>" in page
     assert "<td>previous run on this machine, a1</td><td>a2</td>" in page
-    assert '<p class="warn">' not in page  # every point paired and plotted
+    assert page.count('<p class="warn">') == 1  # every point plotted
+    # The grid of cards, and each section, closed.
+    cards = page.split('<section id="benchmarks">')[1].split('<section id="runs">')[0]
+    assert cards.endswith("</article>\n</div>\n</section>\n")
     (one,) = [_run(tmp_path / "one.json", 1, backends=("numpy",))]
     alone = history.render_page(history.build_history([one]))
     assert '<p class="lead">1 run from 2026-01-01 12:00 UTC to 2026-01-01 12:00 UTC on 1 ' \
@@ -1002,3 +1016,14 @@ def test_a_benchmarks_card_names_its_dtype_unless_float32() -> None:
     assert history._title(pts.assign(dtype=None)) == "crops · numpy"
     assert history._slug("bench_training[crops-numpy]") == "bench-training-crops-numpy"
     assert history._slug("--A b--") == "a-b"
+
+
+def test_the_notes_of_several_doubts_are_one_paragraph() -> None:
+    from gdbench.judge import trust
+    from gdbench.report.tables import FOOTNOTES
+
+    pts = pd.DataFrame({"doubts": [(trust.WIDE_INTERVAL,), (), (trust.UNSETTLED,)]})
+    assert history.doubt_note(pts) == (f"{FOOTNOTES[trust.UNSETTLED]} "
+                                       f"{FOOTNOTES[trust.WIDE_INTERVAL]}")
+    assert history.doubt_note(pts.iloc[1:2]) == ""
+    assert history._slug("Xeon-") == "xeon"
