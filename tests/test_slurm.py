@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -36,6 +37,8 @@ def test_the_sbatch_file_asks_for_the_partition_time_gres_account_and_a_whole_no
             "#SBATCH --account=lab", "#SBATCH --exclusive", "#SBATCH --nodes=1",
             "#SBATCH --ntasks-per-node=1", "#SBATCH --job-name=gdbench"} <= sbatch
     assert f"#SBATCH --output={tmp_path}/%j/%j_0_log.out" in sbatch
+    # The job itself: submitit's runner, on the node, with this Python's unbuffered output.
+    assert lines[-1].endswith("python -u -m submitit.core._submit FOLDER")
 
 
 def test_without_a_partition_gres_or_account_sbatch_gets_none_of_them(tmp_path: Path) -> None:
@@ -162,8 +165,8 @@ def _running(pid: int) -> bool:
 # --- the executor's parts, on a stand-in engine (submitit's calls, recorded) -------------
 
 @pytest.mark.parametrize(("text", "minutes"), [
-    (" 5 ", 5), ("0:30", 1), ("0:0:61", 2), ("1-2", 1560), ("1-0:0:30", 1441),
-    ("0-0:1", 1), ("2:00:00", 120)])
+    (" 5 ", 5), ("0:30", 1), ("0:01", 1), ("2:00", 2), ("0:0:61", 2), ("1-2", 1560),
+    ("1-0:0:30", 1441), ("0-0:1", 1), ("2:00:00", 120)])
 def test_more_slurm_time_limits(text: str, minutes: int) -> None:
     assert parse_time(text) == minutes
 
@@ -320,6 +323,8 @@ def test_the_slurm_jobs_are_marked_announced_and_handed_back_as_they_finish(
                     cluster.Done(tasks[0], outcomes[0], host),
                     cluster.Done(tasks[2], None, lost="SLURM job 13: node died")]
     assert slept == [0.5]  # one look with nothing finished (the second found job 1 done)
+    assert re.fullmatch(r"[0-9a-f]{12}", run_id)  # the run's own mark, unlike any other's
+    assert slurm_executor.SlurmExecutor(engine)._run_id != run_id
     assert all(not job.cancelled for job in jobs)
     # The marks go on counting, so that no two jobs of this executor share one.
     engine.jobs = [_Job("14", (outcomes[0], host))]
@@ -347,3 +352,13 @@ def launcher_job(label: str) -> Any:
     from gdbench.harness import launcher
 
     return launcher.Job(label)
+
+
+def test_by_default_the_driver_asks_slurm_every_poll_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(slurm_executor.time, "sleep", slept.append)
+    host = cluster.Host("node1", "k1", "label")
+    executor = slurm_executor.SlurmExecutor(_Engine([_Job("1", (None, host), polls=1)]))
+    assert [d.task.number for d in executor.start(
+        [cluster.Task("k1", launcher_job("numpy"), 1)], lambda task: None)] == [1]
+    assert slept == [slurm_executor.POLL_S] and slurm_executor.POLL_S > 0
