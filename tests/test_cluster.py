@@ -654,7 +654,9 @@ def test_the_dask_machines_are_the_bench_workers_grouped_by_fingerprint() -> Non
                                                              {"torch-cuda"})
     assert k1.status == {"numpy": None, "torch-cuda": None}  # theirs, not this host's
     assert (k2.where, k2.gpu_backends) == (("c",), frozenset())
-    assert k2.unavailable == {"torch-cuda": dask_executor.NO_GPU_SLOT}
+    assert k2.unavailable == {"torch-cuda": "its dask workers have no GPU resource (start "
+                                            "the worker of a GPU host with --resources "
+                                            "bench=1,GPU=1)"}
     # A GPU job holds the GPU where the backend trains on one, and the GPU's yardsticks too.
     task = functools.partial(cluster.Task, number=1)
     assert executor._resources(task("k1", launcher.Job("torch-cuda"))) == {"bench": 1, "GPU": 1}
@@ -775,3 +777,93 @@ def test_a_dask_job_runs_without_what_the_nanny_set_for_its_worker(
         assert dask_executor.run_on_worker(len, job, "r/1") == "done"
     assert ran == [(len, launcher.Job("numpy", unset_env=("A", "OMP_NUM_THREADS",
                                                           "MALLOC_TRIM_THRESHOLD_")), "r/1")]
+
+
+def test_connecting_to_dask_says_in_one_line_why_it_cannot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdbench.data.errors import InputError
+
+    made: list[tuple[str, bool]] = []
+    failure: list[Exception] = []
+
+    def client(address: str, set_as_default: bool = True) -> _Client:
+        made.append((address, set_as_default))
+        if failure:
+            raise failure[0]
+        return _Client({})
+
+    monkeypatch.setattr(distributed, "Client", client)
+    with dask.config.set({"scheduler-address": "tcp://configured:8786"}):
+        assert dask_executor.connect(None).where == "dask scheduler tcp://sched:8786"
+        dask_executor.connect("tcp://given:1")
+    assert made == [("tcp://configured:8786", False), ("tcp://given:1", False)]
+    for error, why in ((OSError("Timed out trying to connect\nafter 1 s"),
+                        "Timed out trying to connect"), (TimeoutError(), "TimeoutError"),
+                       (ValueError("  \nbad address"), "bad address")):
+        failure[:] = [error]
+        with pytest.raises(InputError) as refused:
+            dask_executor.connect("tcp://h:1")
+        assert str(refused.value) == f"cannot reach the dask scheduler at tcp://h:1: {why}"
+    with dask.config.set({"scheduler-address": None}), pytest.raises(InputError) as none:
+        dask_executor.connect("")
+    assert str(none.value) == ("--executor dask needs --scheduler tcp://HOST:PORT (or dask's "
+                               "scheduler-address setting)")
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(InputError) as missing:
+        dask_executor.connect("tcp://h:1")
+    assert str(missing.value) == ("--executor dask needs dask.distributed; install it with "
+                                  "pip install 'gdbench[cluster]'")
+
+
+def test_each_dask_job_is_submitted_held_to_its_machine_with_a_key_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import re
+
+    class Future:
+        status = "finished"
+
+        def __init__(self, job: launcher.Job) -> None:
+            self.job = job
+
+        def done(self) -> bool:
+            return True
+
+        def result(self) -> tuple[launcher.Outcome, cluster.Host]:
+            return launcher.Outcome(self.job, 0, None, 1.0), cluster.Host("n", "k1", "l")
+
+    client = _Client({})
+    client.submit = lambda function, run, job, mark, **options: (  # type: ignore[method-assign]
+        client.calls.append(("submit", function, run, job, mark, options)) or Future(job))
+    client.as_current = contextlib.nullcontext  # type: ignore[attr-defined]
+    waited: list[dict[str, Any]] = []
+    monkeypatch.setattr(distributed, "wait", lambda futures, **kw: waited.append(kw))
+    executor = dask_executor.DaskExecutor(client, run=len)
+    executor._machines = {"k1": cluster.Machine("k1", "l", {}, frozenset({"torch-cuda"}),
+                                                ("hostA", "hostB"))}
+    tasks = [cluster.Task("k1", launcher.Job(label), n)
+             for n, label in enumerate(("numpy", "torch-cuda"), start=1)]
+    done = list(executor.start(tasks, lambda task: None))
+    assert sorted((d.task for d in done), key=lambda t: t.number) == tasks
+    run_id = executor._run_id
+    assert re.fullmatch(r"[0-9a-f]{12}", run_id)
+    submitted = [c[1:] for c in client.calls if c[0] == "submit"]
+    assert submitted == [
+        (dask_executor.run_on_worker, len, tasks[0].job, f"{run_id}/1",
+         {"key": f"gdbench-numpy-{run_id}-1", "workers": ["hostA", "hostB"],
+          "allow_other_workers": False, "resources": {"bench": 1}, "retries": 1,
+          "pure": False}),
+        (dask_executor.run_on_worker, len, tasks[1].job, f"{run_id}/2",
+         {"key": f"gdbench-torch-cuda-{run_id}-2", "workers": ["hostA", "hostB"],
+          "allow_other_workers": False, "resources": {"bench": 1, "GPU": 1}, "retries": 1,
+          "pure": False})]
+    assert waited == [{"timeout": dask_executor.POLL_S, "return_when": "FIRST_COMPLETED"}]
+    assert not [c for c in client.calls if c[0] == "cancel"]  # all finished: none to stop
+
+
+def test_a_nanny_sets_the_hash_seed_gdbench_takes_for_its_own(two_workers: str) -> None:
+    if "PYTHONHASHSEED" in ENVIRON:
+        pytest.skip("PYTHONHASHSEED is set here: a nanny keeps it")
+    with distributed.Client(two_workers, set_as_default=False) as client:
+        seeds = set(client.run(os.environ.get, "PYTHONHASHSEED").values())
+    assert seeds == {dask_executor.NANNY_HASH_SEED}
