@@ -759,7 +759,9 @@ def test_a_dask_job_runs_without_what_the_nanny_set_for_its_worker(
     settings = {"distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1,
                                                         "MALLOC_TRIM_THRESHOLD_": 65536,
                                                         "MKL_NUM_THREADS": None},
-                "distributed.nanny.environ": {"USER_SET": "x", "OPENBLAS_NUM_THREADS": 1}}
+                "distributed.nanny.environ": {"USER_SET": "x", "OPENBLAS_NUM_THREADS": 1,
+                                              "MALLOC_ARENA_MAX": 2}}
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     monkeypatch.setenv("MKL_NUM_THREADS", "None")
@@ -768,8 +770,9 @@ def test_a_dask_job_runs_without_what_the_nanny_set_for_its_worker(
     monkeypatch.setenv("PYTHONHASHSEED", dask_executor.NANNY_HASH_SEED)
     with dask.config.set(settings):
         assert dask_executor.nanny_environ() == ["OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_",
-                                                 "PYTHONHASHSEED"]
+                                                 "MALLOC_ARENA_MAX", "PYTHONHASHSEED"]
         monkeypatch.setenv("PYTHONHASHSEED", "0")
+        monkeypatch.delenv("MALLOC_ARENA_MAX")
         assert dask_executor.nanny_environ() == ["OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_"]
         ran: list[tuple[Any, ...]] = []
         monkeypatch.setattr(cluster, "run_remote", lambda *a: ran.append(a) or "done")
@@ -859,6 +862,9 @@ def test_each_dask_job_is_submitted_held_to_its_machine_with_a_key_of_its_own(
           "pure": False})]
     assert waited == [{"timeout": dask_executor.POLL_S, "return_when": "FIRST_COMPLETED"}]
     assert not [c for c in client.calls if c[0] == "cancel"]  # all finished: none to stop
+    again = executor.run(executor._machines["k1"], launcher.Job("numpy"))
+    assert again.task == cluster.Task("k1", launcher.Job("numpy"), 0)
+    assert client.calls[-1][4] == f"{run_id}/3"  # the marks go on counting
 
 
 def test_a_nanny_sets_the_hash_seed_gdbench_takes_for_its_own(two_workers: str) -> None:
