@@ -404,6 +404,11 @@ def test_a_probe_asks_a_fresh_process_and_names_the_host_when_it_fails(
         cluster.probe(["no-such-backend"])
     assert str(failed.value).startswith(f"asking {node} which backends can run there failed: ")
     assert "no-such-backend" in str(failed.value).splitlines()[-1]
+    monkeypatch.setattr(cluster, "_PROBE", "import sys; print('x\\ny', file=sys.stderr); "
+                        "sys.exit(3)")
+    with pytest.raises(RuntimeError) as said:
+        cluster.probe(["numpy"])
+    assert str(said.value) == f"asking {node} which backends can run there failed: y"
     monkeypatch.setattr(cluster, "_PROBE", "pass")  # ends well, says nothing
     with pytest.raises(RuntimeError, match=f"^asking {node} which backends can run there "
                                            "failed: no output$"):
