@@ -429,6 +429,7 @@ def test_this_machine_alone_runs_each_job_in_turn(monkeypatch: pytest.MonkeyPatc
             ran.append(job.label)
             return launcher.Outcome(job, 0, {"benchmarks": []}, 1.0)
 
+    assert isinstance(cluster.LocalMatrix().executor, launcher.LocalExecutor)
     matrix = cluster.LocalMatrix(Executor())  # type: ignore[arg-type]
     assert matrix.where == cluster.HERE == "here"
     status = {"numpy": None, "torch-cuda": None, "jax-cuda": "no GPU", "jax": None}

@@ -273,6 +273,12 @@ def test_the_partitions_machine_is_what_its_probe_job_said() -> None:
     assert engine.submitted == [(cluster.probe, ["numpy"])]
     assert found == cluster.Machine("k1", "CPU, 64 cores", {"numpy": None})
     executor.close()
+    # A SLURM job has its node, GPU included: a backend on the GPU there can run.
+    gpu = cluster.Probe(cluster.Host("node2", "k2", "CPU, GPU"), {"torch-cuda": None},
+                        {"torch-cuda": "cuda"})
+    (found,) = slurm_executor.SlurmExecutor(_Engine([_Job("2", gpu)])).machines(
+        ["torch-cuda"], {})
+    assert found.gpu_backends == {"torch-cuda"} and found.unavailable == {}
 
 
 def test_a_failed_probe_or_submission_is_one_line_and_an_interrupted_probe_is_cancelled(
