@@ -30,6 +30,7 @@ import ast
 import collections
 import concurrent.futures
 import difflib
+import functools
 import json
 import os
 import queue
@@ -253,10 +254,29 @@ def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree)}
 
 
+@functools.cache
+def isolated() -> tuple[str, ...]:
+    """A prefix that runs a command in a PID namespace of its own, with its own /proc,
+    where this system allows one (as root, else as a user namespace's root); empty where it
+    does not. A mutant of code that signals processes (say, one that makes
+    ``cluster.stop_jobs`` match every process) then reaches only its own tests' processes,
+    not this machine's, nor the tests of another job running beside it."""
+    for prefix in (("unshare", "--pid", "--fork", "--kill-child", "--mount-proc"),
+                   ("unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child",
+                    "--mount-proc")):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0:
+                return prefix
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return ()
+
+
 def _pytest(tree: Path, tests: list[str]) -> tuple[str, str]:
     """The verdict of the tests on the tree as it is, and the test that failed first."""
     try:
-        run = subprocess.run([sys.executable, "-m", "pytest", "-x", *PYTEST, *tests],
+        run = subprocess.run([*isolated(), sys.executable, "-m", "pytest", "-x", *PYTEST,
+                              *tests],
                              cwd=tree, env=_env(tree), capture_output=True, text=True,
                              timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:

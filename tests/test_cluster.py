@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,13 +343,14 @@ def test_the_gpu_models_are_read_from_the_nvidia_driver(tmp_path: Path) -> None:
 
 
 def test_stop_jobs_stops_the_marked_processes_and_no_other() -> None:
-    marks = ["run1/1", "run1/2", "run2/1"]
+    run = uuid.uuid4().hex  # marks of this test's own: no other process has them
+    marks = [f"{run}1/1", f"{run}1/2", f"{run}2/1"]
     procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                               env={**os.environ, cluster.JOB_MARK: mark}) for mark in marks]
     try:
-        assert cluster.stop_jobs("run1/1") == [procs[0].pid]
+        assert cluster.stop_jobs(f"{run}1/1") == [procs[0].pid]
         assert procs[0].wait(timeout=10) == -signal.SIGTERM
-        assert cluster.stop_jobs("run1/") == [procs[1].pid]  # every job of run1
+        assert cluster.stop_jobs(f"{run}1/") == [procs[1].pid]  # every job of the run
         assert procs[1].wait(timeout=10) == -signal.SIGTERM
         assert procs[2].poll() is None  # another run's job goes on
     finally:
@@ -530,11 +532,12 @@ def test_a_process_whose_name_holds_a_paren_is_read_by_its_state(tmp_path: Path)
 def test_stop_jobs_kills_a_real_process_that_ignores_sigterm() -> None:
     code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "print('ready', flush=True); time.sleep(60)")
+    mark = uuid.uuid4().hex
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            env={**os.environ, cluster.JOB_MARK: "run9/1"})
+                            env={**os.environ, cluster.JOB_MARK: f"{mark}/1"})
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        assert cluster.stop_jobs("run9/1", grace_s=0.5) == [proc.pid]
+        assert cluster.stop_jobs(f"{mark}/1", grace_s=0.5) == [proc.pid]
         assert proc.wait(timeout=10) == -signal.SIGKILL
     finally:
         proc.kill()
