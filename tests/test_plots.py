@@ -37,18 +37,26 @@ def test_plot_writes_every_figure(tmp_path: Path, capsys) -> None:
     assert len(out.splitlines()) == 2 * len(FIGURES)
 
 
-def test_the_fit_figure_draws_the_fitted_lines(tmp_path: Path) -> None:
+def _numpy_fit(tmp_path: Path, workloads: tuple[str, ...]) -> tuple[Any, Any, Any, float,
+                                                                     float]:
+    """The fit figure of a numpy run on ``workloads``: its axes, its one line, the FLOPs per
+    step of each workload, and (α s, β FLOP/s) fitted here to the same rows."""
     from gdbench.judge.limits import fit_alpha_beta
     from gdbench.records.results import load_run
     from gdbench.report.plots import fit_figure
 
-    frame = load_run(write_run(tmp_path / "run.json", workloads=("crops", "small", "medium"),
+    frame = load_run(write_run(tmp_path / "run.json", workloads=workloads,
                                backends=("numpy",), seed=1))
     ax = fit_figure(frame).axes[0]
     (line,) = ax.get_lines()
     train = frame[frame["kind"] == "training"].sort_values("flops")
     flops = (train["flops"] / train["steps"].astype(float)).to_numpy()
     alpha, beta = fit_alpha_beta(flops, train["step_us"].to_numpy() * 1e-6)
+    return ax, line, flops, alpha, beta
+
+
+def test_the_fit_figure_draws_the_fitted_lines(tmp_path: Path) -> None:
+    _, line, _, alpha, beta = _numpy_fit(tmp_path, ("crops", "small", "medium"))
     x, y = line.get_data()
     assert np.allclose(y, (alpha + np.asarray(x) / beta) * 1e6)
     assert f"α {alpha * 1e6:.3g} µs" in line.get_label()
@@ -1047,17 +1055,7 @@ def test_an_alpha_interval_that_reaches_close_or_to_zero(tmp_path: Path) -> None
 
 
 def test_two_workloads_are_enough_for_a_fitted_line(tmp_path: Path) -> None:
-    from gdbench.judge.limits import fit_alpha_beta
-    from gdbench.records.results import load_run
-    from gdbench.report.plots import fit_figure
-
-    frame = load_run(write_run(tmp_path / "run.json", workloads=("crops", "small"),
-                               backends=("numpy",), seed=1))
-    ax = fit_figure(frame).axes[0]
-    (line,) = ax.get_lines()
-    train = frame[frame["kind"] == "training"].sort_values("flops")
-    flops = (train["flops"] / train["steps"].astype(float)).to_numpy()
-    alpha, beta = fit_alpha_beta(flops, train["step_us"].to_numpy() * 1e-6)
+    ax, line, flops, alpha, beta = _numpy_fit(tmp_path, ("crops", "small"))
     assert line.get_label() == f"numpy: α {alpha * 1e6:.3g} µs, β {beta / 1e9:.3g} GFLOP/s"
     x = np.asarray(line.get_xdata())
     assert len(x) == 50 and x[0] == pytest.approx(flops.min()) and x[-1] == pytest.approx(
